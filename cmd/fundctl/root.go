@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/ledger/ledgerbench"
+	"github.com/fundplatform/fund/ledger/postgres"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "fundctl",
+		Short:         "Operate and measure the fund platform",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks against a private Postgres or --dsn"}
+	bench.AddCommand(newBenchLedgerCmd())
+	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
+	ledgerCmd.AddCommand(newLedgerVerifyCmd())
+	root.AddCommand(bench, ledgerCmd)
+	return root
+}
+
+// database yields a DSN: the one given, or a fresh database on a private
+// Postgres started for the command and stopped by the returned function.
+func database(ctx context.Context, dsn, name string, settings map[string]string, progress io.Writer) (string, func(), error) {
+	if dsn != "" {
+		return dsn, func() {}, nil
+	}
+	fmt.Fprintln(progress, "starting a private Postgres...")
+	srv, err := localpg.Start(ctx, localpg.Options{Settings: settings})
+	if err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = srv.Stop(sctx)
+	}
+	dsn, err = srv.CreateDatabase(ctx, fmt.Sprintf("%s_%d", name, time.Now().UnixNano()))
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	return dsn, stop, nil
+}
+
+func newBenchLedgerCmd() *cobra.Command {
+	var (
+		cfg     ledgerbench.Config
+		dsn     string
+		asJSON  bool
+		sharedB string
+	)
+	cmd := &cobra.Command{
+		Use:   "ledger",
+		Short: "Drive one ledger shard in-process with many concurrent clients",
+		Long: `Drives a ledger shard in-process against a private Postgres (or --dsn) with many
+concurrent clients, then verifies that journal and balances agree. Fails if they do not.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			progress := cmd.ErrOrStderr()
+			if asJSON {
+				progress = io.Discard
+			}
+			db, stop, err := database(ctx, dsn, "bench_ledger", map[string]string{"shared_buffers": sharedB}, progress)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.DSN = db
+			cfg.Progress = progress
+			if cfg.Seed == 0 {
+				cfg.Seed = uint64(time.Now().UnixNano())
+			}
+			fmt.Fprintf(progress, "bench ledger: %d accounts, %d clients, batch %d, skew %s, %s, seed %d\n",
+				cfg.Accounts, cfg.Clients, cfg.Batch, cfg.Skew, cfg.Duration, cfg.Seed)
+			res, err := ledgerbench.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			} else {
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "transfers/s     %12.0f   (%d transfers, %d rejected, in %.1fs)\n",
+					res.TransfersPerSec, res.Transfers, res.Rejected, res.DurationSeconds)
+				fmt.Fprintf(out, "requests/s      %12.0f\n", res.RequestsPerSec)
+				fmt.Fprintf(out, "latency ms      p50 %.2f  p99 %.2f  p999 %.2f  max %.2f\n", res.P50Ms, res.P99Ms, res.P999Ms, res.MaxMs)
+				fmt.Fprintf(out, "batch mean      %12.1f   (%d batches)\n", res.BatchMean, res.Batches)
+				fmt.Fprintf(out, "verified        %12v   (%.1fs)\n", res.Verified, res.VerifySeconds)
+			}
+			if !res.Verified {
+				return fmt.Errorf("verification failed: %d problems", res.VerifyProblems)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN; empty = start a private Postgres")
+	f.IntVar(&cfg.Accounts, "accounts", 100_000, "user accounts")
+	f.IntVar(&cfg.Clients, "clients", 1000, "concurrent clients")
+	f.IntVar(&cfg.Batch, "batch", 1, "transfers per request")
+	f.StringVar(&cfg.Skew, "skew", "uniform", "account choice: uniform, zipf or hot (every transfer credits one account)")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to run the load")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0 = from the clock)")
+	f.IntVar(&cfg.BatchMax, "batch-max", 0, "sequencer batch limit in transfers (0 = default)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
+	return cmd
+}
+
+func newLedgerVerifyCmd() *cobra.Command {
+	var (
+		dsn    string
+		shards int
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Recompute every balance from the journal and report each difference",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dsn == "" {
+				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+			}
+			ctx := cmd.Context()
+			store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			out := cmd.OutOrStdout()
+			bad := 0
+			for shard := 0; shard < shards; shard++ {
+				rep, err := store.Verify(ctx, shard)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "shard %d: %d accounts, %d entries, %d differences, %d problems (%.1fs)\n",
+					shard, rep.Accounts, rep.Transfers, len(rep.Differences), len(rep.Problems), rep.Took.Seconds())
+				for _, d := range rep.Differences {
+					fmt.Fprintf(out, "  account %d: stored dp=%d dP=%d cp=%d cP=%d journal dp=%d dP=%d cp=%d cP=%d\n",
+						d.AccountID, d.Stored.DebitsPending, d.Stored.DebitsPosted, d.Stored.CreditsPending, d.Stored.CreditsPosted,
+						d.Journal.DebitsPending, d.Journal.DebitsPosted, d.Journal.CreditsPending, d.Journal.CreditsPosted)
+				}
+				for _, p := range rep.Problems {
+					fmt.Fprintln(out, "  "+p)
+				}
+				if !rep.OK() {
+					bad++
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%d shards failed verification", bad)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the ledger database")
+	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	return cmd
+}

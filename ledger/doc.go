@@ -1,0 +1,30 @@
+// Package ledger is the double-entry core of the fund platform.
+//
+// Accounts hold one asset each (CNY cash, fund shares) and keep their balance
+// as four running sums: debits and credits, each posted and pending. A
+// transfer moves an integer amount of minor units from one account (debited)
+// to another (credited) of the same asset, so every journal entry balances by
+// construction.
+//
+// Accounts are spread over logical shards (ShardOf). Each shard is served by
+// exactly one Sequencer: a single writer that queues requests, applies a
+// whole batch of them in memory, strictly in order and with an exact result
+// per transfer, writes the batch to its Store in one transaction, and only
+// then answers. Because nothing but the sequencer ever writes a shard's rows,
+// there is no row-lock contention: an account that every subscription
+// credits (the fund's omnibus account) costs no more than any other.
+//
+// The package holds the domain types, the in-memory Book that applies
+// transfers, the Sequencer and the Store interface; adapters such as
+// ledger/postgres implement the Store and import this package, never the
+// reverse.
+//
+// A short example:
+//
+//	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, store, logger)
+//	go seq.Run(ctx)
+//	results, err := seq.CreateTransfers(ctx, []ledger.Transfer{{
+//		ID: ledger.NewTransferID(), DebitAccountID: alice, CreditAccountID: omnibus,
+//		Amount: 10_000, Asset: ledger.AssetCNY, Kind: 1,
+//	}})
+package ledger

@@ -1,0 +1,140 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// Verify implements ledger.Store: it recomputes every balance of the shard
+// from the journal, inside one repeatable-read snapshot, and reports each
+// account whose stored balances differ, plus any other broken invariant.
+//
+// Journal semantics (flags: 2 pending, 4 post, 8 void): a plain or post
+// entry moves amount into the posted sums; a pending entry adds amount to the
+// pending sums; a post or void entry releases pending_amount from them.
+func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, error) {
+	start := time.Now()
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	rep := &ledger.VerifyReport{Shard: shard, TotalDebits: map[ledger.Asset]int64{}, TotalCredits: map[ledger.Asset]int64{}}
+
+	rows, err := tx.Query(ctx, `
+		WITH d AS (
+			SELECT debit_account_id AS id,
+				sum(amount) FILTER (WHERE flags & 10 = 0) AS posted,
+				coalesce(sum(amount) FILTER (WHERE flags & 2 <> 0), 0)
+					- coalesce(sum(pending_amount) FILTER (WHERE flags & 12 <> 0), 0) AS pending
+			FROM transfers WHERE shard = $1 GROUP BY 1
+		), c AS (
+			SELECT credit_account_id AS id,
+				sum(amount) FILTER (WHERE flags & 10 = 0) AS posted,
+				coalesce(sum(amount) FILTER (WHERE flags & 2 <> 0), 0)
+					- coalesce(sum(pending_amount) FILTER (WHERE flags & 12 <> 0), 0) AS pending
+			FROM transfers WHERE shard = $1 GROUP BY 1
+		), j AS (
+			SELECT coalesce(d.id, c.id) AS id,
+				coalesce(d.pending, 0) AS dpend, coalesce(d.posted, 0) AS dpost,
+				coalesce(c.pending, 0) AS cpend, coalesce(c.posted, 0) AS cpost
+			FROM d FULL JOIN c ON c.id = d.id
+		)
+		SELECT coalesce(a.id, j.id), a.id IS NOT NULL,
+			coalesce(a.debits_pending, 0), coalesce(a.debits_posted, 0),
+			coalesce(a.credits_pending, 0), coalesce(a.credits_posted, 0),
+			coalesce(j.dpend, 0)::bigint, coalesce(j.dpost, 0)::bigint,
+			coalesce(j.cpend, 0)::bigint, coalesce(j.cpost, 0)::bigint
+		FROM (SELECT * FROM accounts WHERE shard = $1) a FULL JOIN j ON j.id = a.id
+		WHERE a.id IS NULL
+			OR a.debits_pending <> coalesce(j.dpend, 0) OR a.debits_posted <> coalesce(j.dpost, 0)
+			OR a.credits_pending <> coalesce(j.cpend, 0) OR a.credits_posted <> coalesce(j.cpost, 0)
+		ORDER BY 1
+		LIMIT 10000`, shard)
+	if err != nil {
+		return nil, fmt.Errorf("recompute balances: %w", err)
+	}
+	var d ledger.BalanceDifference
+	var stored bool
+	_, err = pgx.ForEachRow(rows, []any{&d.AccountID, &stored,
+		&d.Stored.DebitsPending, &d.Stored.DebitsPosted, &d.Stored.CreditsPending, &d.Stored.CreditsPosted,
+		&d.Journal.DebitsPending, &d.Journal.DebitsPosted, &d.Journal.CreditsPending, &d.Journal.CreditsPosted},
+		func() error {
+			if !stored {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("journal names account %d, which does not exist", d.AccountID))
+				return nil
+			}
+			d.Stored.ID, d.Journal.ID = d.AccountID, d.AccountID
+			rep.Differences = append(rep.Differences, d)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("recompute balances: %w", err)
+	}
+
+	// Totals per asset: with every entry balanced, the books' debits and
+	// credits agree, posted and pending.
+	rows, err = tx.Query(ctx, `
+		SELECT asset, count(*), sum(debits_posted)::bigint, sum(credits_posted)::bigint,
+			sum(debits_pending)::bigint, sum(credits_pending)::bigint,
+			count(*) FILTER (WHERE flags & 1 <> 0 AND debits_posted + debits_pending > credits_posted)
+		FROM accounts WHERE shard = $1 GROUP BY asset ORDER BY asset`, shard)
+	if err != nil {
+		return nil, fmt.Errorf("totals: %w", err)
+	}
+	var asset ledger.Asset
+	var n, dpost, cpost, dpend, cpend, negative int64
+	_, err = pgx.ForEachRow(rows, []any{&asset, &n, &dpost, &cpost, &dpend, &cpend, &negative}, func() error {
+		rep.Accounts += int(n)
+		rep.TotalDebits[asset], rep.TotalCredits[asset] = dpost, cpost
+		if dpost != cpost {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: posted debits %d != posted credits %d", asset, dpost, cpost))
+		}
+		if dpend != cpend {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: pending debits %d != pending credits %d", asset, dpend, cpend))
+		}
+		if negative > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d accounts below zero available", asset, negative))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("totals: %w", err)
+	}
+
+	// Every entry has its id recorded once, every open pending transfer is
+	// held in its accounts' pending sums, and no entry crosses assets.
+	var entries, ids, mixed int64
+	if err := tx.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM transfers WHERE shard = $1),
+			(SELECT count(*) FROM transfer_ids WHERE shard = $1),
+			(SELECT count(*) FROM transfers t JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id)
+				WHERE t.shard = $1 AND a.asset <> t.asset)`, shard).Scan(&entries, &ids, &mixed); err != nil {
+		return nil, fmt.Errorf("count entries: %w", err)
+	}
+	rep.Transfers = entries
+	if entries != ids {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d journal entries but %d recorded ids", entries, ids))
+	}
+	if mixed > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d entries touch an account of another asset", mixed))
+	}
+	var badPending int64
+	if err := tx.QueryRow(ctx, `
+		WITH p AS (SELECT debit_account_id AS id, sum(amount) AS held FROM pending_transfers
+			WHERE shard = $1 AND state = 1 GROUP BY 1)
+		SELECT count(*) FROM accounts a LEFT JOIN p ON p.id = a.id
+		WHERE a.shard = $1 AND a.debits_pending <> coalesce(p.held, 0)`, shard).Scan(&badPending); err != nil {
+		return nil, fmt.Errorf("check pending: %w", err)
+	}
+	if badPending > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d accounts whose pending debits differ from their open pending transfers", badPending))
+	}
+	rep.Took = time.Since(start)
+	return rep, tx.Commit(ctx)
+}

@@ -1,0 +1,467 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SequencerConfig sizes a shard's sequencer.
+type SequencerConfig struct {
+	Shard  int
+	Shards int // total logical shards; 0 or 1 = a single shard
+	Epoch  int64
+
+	QueueMax          int           // requests waiting; a full queue blocks callers until their context ends
+	BatchEventsMax    int           // transfers and accounts applied in one batch
+	RequestEventsMax  int           // transfers or accounts in one request
+	CommitTimeout     time.Duration // a batch commit that takes longer is abandoned (and not acknowledged)
+	ReloadAttemptsMax int           // after a failed commit, attempts to reload state before giving up
+	ReloadBackoffMax  time.Duration
+	Now               func() time.Time // clock; tests replace it
+	CommitHook        func(*Batch)     // tests: called right before a batch is committed
+	BatchObserver     func(events int) // metrics: called after every committed batch with its size
+	LoadTimeout       time.Duration
+}
+
+func (c *SequencerConfig) setDefaults() {
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.QueueMax == 0 {
+		c.QueueMax = 1 << 16
+	}
+	if c.RequestEventsMax == 0 {
+		c.RequestEventsMax = 8190
+	}
+	if c.BatchEventsMax == 0 {
+		c.BatchEventsMax = 16384
+	}
+	if c.BatchEventsMax < c.RequestEventsMax {
+		c.BatchEventsMax = c.RequestEventsMax
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = 30 * time.Second
+	}
+	if c.ReloadAttemptsMax == 0 {
+		c.ReloadAttemptsMax = 10
+	}
+	if c.ReloadBackoffMax == 0 {
+		c.ReloadBackoffMax = 2 * time.Second
+	}
+	if c.LoadTimeout == 0 {
+		c.LoadTimeout = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Sequencer is the single writer of one shard. Callers from any goroutine
+// submit requests; Run's goroutine applies them in arrival order in batches
+// and answers each only after its batch is durably committed.
+type Sequencer struct {
+	cfg    SequencerConfig
+	store  Store
+	log    *slog.Logger
+	queue  chan *request
+	done   chan struct{} // closed when Run returns
+	closed atomic.Bool
+	ready  chan struct{} // closed once the state is loaded
+	once   sync.Once
+
+	batches atomic.Int64 // committed batches
+	events  atomic.Int64 // events in committed batches
+}
+
+type requestKind uint8
+
+const (
+	reqTransfers requestKind = iota
+	reqAccounts
+	reqClose
+	reqLookup
+)
+
+type request struct {
+	kind      requestKind
+	transfers []Transfer
+	accounts  []Account
+	ids       []AccountID
+
+	tResults []TransferResult
+	aResults []AccountResult
+	found    []Account
+	err      error
+	reply    chan struct{}
+}
+
+func (r *request) events() int {
+	return len(r.transfers) + len(r.accounts) + len(r.ids)
+}
+
+// NewSequencer returns a sequencer for one shard; start it with Run.
+func NewSequencer(cfg SequencerConfig, store Store, logger *slog.Logger) *Sequencer {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sequencer{
+		cfg:   cfg,
+		store: store,
+		log:   logger.With("shard", cfg.Shard),
+		queue: make(chan *request, cfg.QueueMax),
+		done:  make(chan struct{}),
+		ready: make(chan struct{}),
+	}
+}
+
+// Ready is closed once the shard's state is loaded and requests are served.
+func (s *Sequencer) Ready() <-chan struct{} { return s.ready }
+
+// Stats returns the number of committed batches and of events in them.
+func (s *Sequencer) Stats() (batches, events int64) { return s.batches.Load(), s.events.Load() }
+
+// CreateTransfers applies transfers in order and returns one result each.
+// An error means the request was not acknowledged; retrying it with the same
+// ids is safe. Errors: ErrEmptyRequest, ErrTooManyEvents, ErrClosed,
+// ErrCommitFailed, ErrFenced, or the context's error.
+func (s *Sequencer) CreateTransfers(ctx context.Context, ts []Transfer) ([]TransferResult, error) {
+	r := &request{kind: reqTransfers, transfers: ts}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.tResults, nil
+}
+
+// CreateAccounts creates accounts in order and returns one result each.
+func (s *Sequencer) CreateAccounts(ctx context.Context, as []Account) ([]AccountResult, error) {
+	r := &request{kind: reqAccounts, accounts: as}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.aResults, nil
+}
+
+// CloseAccounts closes accounts with zero balances, one result each.
+func (s *Sequencer) CloseAccounts(ctx context.Context, ids []AccountID) ([]AccountResult, error) {
+	r := &request{kind: reqClose, ids: ids}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.aResults, nil
+}
+
+// LookupAccounts returns the accounts found, in the order asked, as of a
+// point after every request acknowledged before it (the read goes through
+// the queue, so it never sees uncommitted state).
+func (s *Sequencer) LookupAccounts(ctx context.Context, ids []AccountID) ([]Account, error) {
+	r := &request{kind: reqLookup, ids: ids}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.found, nil
+}
+
+func (s *Sequencer) submit(ctx context.Context, r *request) error {
+	n := r.events()
+	if n == 0 {
+		return ErrEmptyRequest
+	}
+	if n > s.cfg.RequestEventsMax {
+		return fmt.Errorf("%w: %d > %d", ErrTooManyEvents, n, s.cfg.RequestEventsMax)
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	r.reply = make(chan struct{}, 1)
+	select {
+	case s.queue <- r:
+	case <-s.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.reply:
+		return r.err
+	case <-s.done:
+		// Run answers everything it took before it returns; a request
+		// still queued when it stopped was never applied.
+		select {
+		case <-r.reply:
+			return r.err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		// The request may still commit; the caller learns by retrying.
+		return ctx.Err()
+	}
+}
+
+// inflight is a batch being committed by the committer goroutine.
+type inflight struct {
+	batch *Batch
+	reqs  []*request
+	err   chan error
+}
+
+// Run loads the shard and serves requests until ctx ends or the store fails
+// beyond recovery. It answers every request it took before returning.
+func (s *Sequencer) Run(ctx context.Context) error {
+	defer func() {
+		s.closed.Store(true)
+		close(s.done)
+		s.drain(ErrClosed)
+	}()
+	book, err := s.load(ctx)
+	if err != nil {
+		return err
+	}
+	s.once.Do(func() { close(s.ready) })
+
+	var (
+		pending  *inflight
+		held     *request // took from the queue but did not fit the last batch
+		missing  []TransferID
+		pmissing []TransferID
+	)
+	// complete answers the in-flight batch's requests with its commit
+	// outcome; finish first waits for that outcome.
+	complete := func(err error) error {
+		p := pending
+		pending = nil
+		if err != nil {
+			for _, r := range p.reqs {
+				r.err = commitError(err)
+				r.reply <- struct{}{}
+			}
+			return err
+		}
+		s.batches.Add(1)
+		ev := 0
+		for _, r := range p.reqs {
+			ev += r.events()
+			r.reply <- struct{}{}
+		}
+		s.events.Add(int64(ev))
+		if s.cfg.BatchObserver != nil {
+			s.cfg.BatchObserver(ev)
+		}
+		return nil
+	}
+	finish := func() error {
+		if pending == nil {
+			return nil
+		}
+		return complete(<-pending.err)
+	}
+	defer func() {
+		_ = finish()
+		if held != nil {
+			held.err = ErrClosed
+			held.reply <- struct{}{}
+		}
+	}()
+
+	for {
+		// Collect a batch: block for the first request, then take what is
+		// queued up to the batch limit.
+		var reqs []*request
+		events := 0
+		if held != nil {
+			reqs, events, held = append(reqs, held), held.events(), nil
+		} else {
+			// While idle, answer the in-flight batch as soon as it commits.
+			var committed <-chan error
+			if pending != nil {
+				committed = pending.err
+			}
+			select {
+			case r := <-s.queue:
+				reqs, events = append(reqs, r), r.events()
+			case err := <-committed:
+				if err := complete(err); err != nil {
+					if book, err = s.recover(ctx, err); err != nil {
+						return err
+					}
+				}
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	collect:
+		for events < s.cfg.BatchEventsMax {
+			select {
+			case r := <-s.queue:
+				if events+r.events() > s.cfg.BatchEventsMax {
+					held = r
+					break collect
+				}
+				reqs = append(reqs, r)
+				events += r.events()
+			default:
+				break collect
+			}
+		}
+
+		// Fetch what the book has forgotten, while the previous batch
+		// commits.
+		missing, pmissing = missing[:0], pmissing[:0]
+		for _, r := range reqs {
+			if r.kind == reqTransfers {
+				missing, pmissing = book.Missing(r.transfers, missing, pmissing)
+			}
+		}
+		var known *Known
+		if len(missing)+len(pmissing) > 0 {
+			known, err = s.store.Lookup(ctx, s.cfg.Shard, missing, pmissing)
+			if err != nil {
+				for _, r := range reqs {
+					r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
+					r.reply <- struct{}{}
+				}
+				if ferr := finish(); ferr != nil {
+					if book, err = s.recover(ctx, ferr); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+		}
+		// The previous batch must be durable before this one's results can
+		// stand: its failure invalidates the state this batch builds on.
+		if err := finish(); err != nil {
+			for _, r := range reqs {
+				r.err = commitError(err)
+				r.reply <- struct{}{}
+			}
+			if book, err = s.recover(ctx, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if known != nil {
+			book.Learn(known)
+		}
+
+		book.Begin(s.cfg.Now().UnixNano())
+		for _, r := range reqs {
+			s.apply(book, r)
+		}
+		if err := book.CheckInvariants(); err != nil {
+			// A bug: stop the shard rather than write a wrong book.
+			for _, r := range reqs {
+				r.err = err
+				r.reply <- struct{}{}
+			}
+			s.log.Error("invariant broken; stopping shard", "err", err)
+			return err
+		}
+		batch := book.Seal()
+		batch.Epoch = s.cfg.Epoch
+		if batch.Empty() {
+			for _, r := range reqs {
+				r.reply <- struct{}{}
+			}
+			continue
+		}
+		pending = &inflight{batch: batch, reqs: reqs, err: make(chan error, 1)}
+		go s.commit(ctx, pending)
+	}
+}
+
+func commitError(err error) error {
+	if errors.Is(err, ErrFenced) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrCommitFailed, err)
+}
+
+func (s *Sequencer) commit(ctx context.Context, f *inflight) {
+	// The commit outlives a cancelled Run context on purpose: a batch that
+	// started must finish or fail on its own, so callers get a true answer.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
+	defer cancel()
+	if s.cfg.CommitHook != nil {
+		s.cfg.CommitHook(f.batch)
+	}
+	f.err <- s.store.Commit(cctx, f.batch)
+}
+
+func (s *Sequencer) apply(book *Book, r *request) {
+	switch r.kind {
+	case reqTransfers:
+		r.tResults = make([]TransferResult, len(r.transfers))
+		book.CreateTransfers(r.transfers, r.tResults)
+	case reqAccounts:
+		r.aResults = make([]AccountResult, len(r.accounts))
+		book.CreateAccounts(r.accounts, r.aResults)
+	case reqClose:
+		r.aResults = make([]AccountResult, len(r.ids))
+		book.CloseAccounts(r.ids, r.aResults)
+	case reqLookup:
+		r.found = make([]Account, 0, len(r.ids))
+		for _, id := range r.ids {
+			if a, ok := book.Account(id); ok {
+				r.found = append(r.found, a)
+			}
+		}
+	}
+}
+
+func (s *Sequencer) load(ctx context.Context) (*Book, error) {
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LoadTimeout)
+	defer cancel()
+	start := time.Now()
+	snap, err := s.store.Load(lctx, s.cfg.Shard)
+	if err != nil {
+		return nil, fmt.Errorf("load shard %d: %w", s.cfg.Shard, err)
+	}
+	s.log.Info("shard loaded", "accounts", len(snap.Accounts), "pending", len(snap.Pending), "took", time.Since(start))
+	return NewBook(s.cfg.Shard, s.cfg.Shards, snap), nil
+}
+
+// recover reloads the state from the store after a failed commit, since the
+// book holds effects that may never have been written.
+func (s *Sequencer) recover(ctx context.Context, cause error) (*Book, error) {
+	if errors.Is(cause, ErrFenced) {
+		return nil, cause
+	}
+	s.log.Warn("batch commit failed; reloading shard", "err", cause)
+	backoff := 50 * time.Millisecond
+	var err error
+	for attempt := 1; attempt <= s.cfg.ReloadAttemptsMax; attempt++ {
+		var book *Book
+		if book, err = s.load(ctx); err == nil {
+			return book, nil
+		}
+		s.log.Warn("reload failed", "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, s.cfg.ReloadBackoffMax)
+	}
+	return nil, fmt.Errorf("shard %d: reload after failed commit: %w", s.cfg.Shard, err)
+}
+
+// drain answers requests still queued when Run stops.
+func (s *Sequencer) drain(err error) {
+	for {
+		select {
+		case r := <-s.queue:
+			r.err = err
+			r.reply <- struct{}{}
+		default:
+			return
+		}
+	}
+}
