@@ -25,7 +25,13 @@ type Book struct {
 	lastTS int64
 	now    int64
 
-	out        *Batch
+	out *Batch
+	// unsaved holds the accounts whose stored balances trail the book, and
+	// since when (the batch time of the first entry not yet stored);
+	// unsavedQ orders them by that time, oldest first.
+	unsaved    map[AccountID]int64
+	unsavedQ   []unsavedEntry
+	closed     []AccountID
 	newAccts   map[AccountID]*Account
 	dirty      map[AccountID]*Account
 	newPend    map[TransferID]*PendingTransfer
@@ -49,11 +55,18 @@ func NewBook(shard, shards int, snap *Snapshot) *Book {
 		pendings:    make(map[TransferID]*PendingTransfer, len(snap.Pending)),
 		pendingsMax: pendingsSweepAt,
 		ids:         newGenMap(idsPerGeneration),
+		unsaved:     map[AccountID]int64{},
 		lastTS:      snap.LastTimestamp,
 	}
 	for i := range snap.Accounts {
 		a := snap.Accounts[i]
 		b.accounts[a.ID] = &a
+	}
+	for _, id := range snap.Unsaved {
+		if _, ok := b.unsaved[id]; !ok {
+			b.unsaved[id] = snap.CheckpointTS + 1
+			b.unsavedQ = append(b.unsavedQ, unsavedEntry{id: id, since: snap.CheckpointTS + 1})
+		}
 	}
 	for i := range snap.Pending {
 		p := snap.Pending[i]
@@ -118,6 +131,7 @@ func (b *Book) Begin(now int64) {
 	b.dirty = map[AccountID]*Account{}
 	b.newPend = map[TransferID]*PendingTransfer{}
 	b.resolved = map[TransferID]*PendingTransfer{}
+	b.closed = b.closed[:0]
 	b.undo = b.undo[:0]
 	b.ids.maybeRotate()
 	if len(b.pendings) > b.pendingsMax {
@@ -171,25 +185,44 @@ func (b *Book) nextTS() int64 {
 	return ts
 }
 
-// Seal closes the open batch and returns it, with the final state of every
-// account and pending transfer the batch touched.
-func (b *Book) Seal() *Batch {
+// Unsaved is the number of accounts whose stored balances trail the book.
+func (b *Book) Unsaved() int { return len(b.unsaved) }
+
+type unsavedEntry struct {
+	id    AccountID
+	since int64
+}
+
+// Seal closes the open batch and returns it. Balances are not written with
+// every batch: journal entries are, and they alone can rebuild any balance.
+// Each batch also writes the balances of the flush accounts that have
+// trailed longest, so a hot account is written about once per checkpoint
+// interval rather than once per batch, and a restart replays only the
+// journal after the batch's CheckpointTS.
+func (b *Book) Seal(flush int) *Batch {
 	out := b.out
 	for _, a := range b.newAccts {
-		out.NewAccounts = append(out.NewAccounts, *a)
+		// Created with zero balances: its entries, in this batch or later,
+		// are replayed on top until its balances are flushed.
+		out.NewAccounts = append(out.NewAccounts, Account{ID: a.ID, Asset: a.Asset, Code: a.Code,
+			Flags: a.Flags, Timestamp: a.Timestamp})
 	}
-	for id, a := range b.dirty {
-		if _, isNew := b.newAccts[id]; !isNew {
-			out.Accounts = append(out.Accounts, *a)
-		}
+	out.Closed = append(out.Closed, b.closed...)
+	n := 0
+	for n < len(b.unsavedQ) && n < flush {
+		id := b.unsavedQ[n].id
+		out.Accounts = append(out.Accounts, *b.accounts[id])
+		delete(b.unsaved, id)
+		n++
 	}
-	for _, p := range b.newPend {
-		out.PendingNew = append(out.PendingNew, *p)
+	b.unsavedQ = b.unsavedQ[n:]
+	if cap(b.unsavedQ) > 1024 && len(b.unsavedQ) < cap(b.unsavedQ)/4 {
+		b.unsavedQ = append([]unsavedEntry(nil), b.unsavedQ...) // let the flushed prefix go
 	}
-	for id, p := range b.resolved {
-		if _, isNew := b.newPend[id]; !isNew {
-			out.PendingResolved = append(out.PendingResolved, *p)
-		}
+	// Every entry at or before CheckpointTS is in the stored balances.
+	out.CheckpointTS = b.lastTS
+	if len(b.unsavedQ) > 0 {
+		out.CheckpointTS = b.unsavedQ[0].since - 1
 	}
 	out.LastTimestamp = b.lastTS
 	b.out = nil
@@ -232,6 +265,10 @@ func (b *Book) touch(a *Account) {
 	}
 	b.undo = append(b.undo, undoEntry{acct: a, prevAcct: *a})
 	b.dirty[a.ID] = a
+	if _, ok := b.unsaved[a.ID]; !ok {
+		b.unsaved[a.ID] = b.now
+		b.unsavedQ = append(b.unsavedQ, unsavedEntry{id: a.ID, since: b.now})
+	}
 }
 
 // appendEntry adds a journal entry and the fingerprint of the request that
@@ -299,8 +336,8 @@ func (b *Book) CloseAccounts(ids []AccountID, results []AccountResult) {
 		case a.DebitsPending != 0 || a.CreditsPending != 0 || a.DebitsPosted != a.CreditsPosted:
 			results[i] = AccountResult{Result: ResultAccountBalanceNotZero}
 		default:
-			b.touch(a)
 			a.Closed = true
+			b.closed = append(b.closed, a.ID)
 			results[i] = AccountResult{Result: ResultOK}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,12 @@ type SequencerConfig struct {
 	CommitHook        func(*Batch)     // tests: called right before a batch is committed
 	BatchObserver     func(events int) // metrics: called after every committed batch with its size
 	LoadTimeout       time.Duration
+	// CheckpointInterval is how long an account's stored balance may trail
+	// the book; a restart replays at most about this much journal.
+	CheckpointInterval time.Duration
+	// FlushAccountsMax bounds the balances one batch writes, so that a
+	// burst of checkpointing never stalls a batch.
+	FlushAccountsMax int
 }
 
 func (c *SequencerConfig) setDefaults() {
@@ -53,6 +60,12 @@ func (c *SequencerConfig) setDefaults() {
 	if c.ReloadBackoffMax == 0 {
 		c.ReloadBackoffMax = 2 * time.Second
 	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = 10 * time.Second
+	}
+	if c.FlushAccountsMax == 0 {
+		c.FlushAccountsMax = 4096
+	}
 	if c.LoadTimeout == 0 {
 		c.LoadTimeout = 5 * time.Minute
 	}
@@ -76,7 +89,25 @@ type Sequencer struct {
 
 	batches atomic.Int64 // committed batches
 	events  atomic.Int64 // events in committed batches
+	timing  [phaseCount]atomic.Int64
 }
+
+// Phase is a part of the writer's loop whose time the sequencer accounts.
+type Phase int
+
+// Phases of the writer loop.
+const (
+	PhaseLookup Phase = iota // fetching forgotten ids from the store
+	PhaseWait                // waiting for the previous batch to commit
+	PhaseApply               // applying the batch in memory
+	PhaseCommit              // the store's commit (runs beside the others)
+	phaseCount
+)
+
+// PhaseTime returns the total time spent in a phase since start.
+func (s *Sequencer) PhaseTime(p Phase) time.Duration { return time.Duration(s.timing[p].Load()) }
+
+func (s *Sequencer) since(p Phase, t0 time.Time) { s.timing[p].Add(int64(time.Since(t0))) }
 
 type requestKind uint8
 
@@ -225,6 +256,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	}
 	s.once.Do(func() { close(s.ready) })
 
+	lastSeal := time.Now()
 	var (
 		pending  *inflight
 		held     *request // took from the queue but did not fit the last batch
@@ -262,10 +294,13 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		return complete(<-pending.err)
 	}
 	defer func() {
-		_ = finish()
+		ferr := finish()
 		if held != nil {
 			held.err = ErrClosed
 			held.reply <- struct{}{}
+		}
+		if ferr == nil && book.Unsaved() > 0 {
+			s.finalCheckpoint(ctx, book)
 		}
 	}()
 
@@ -321,7 +356,9 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		}
 		var known *Known
 		if len(missing)+len(pmissing) > 0 {
+			t0 := time.Now()
 			known, err = s.store.Lookup(ctx, s.cfg.Shard, missing, pmissing)
+			s.since(PhaseLookup, t0)
 			if err != nil {
 				for _, r := range reqs {
 					r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
@@ -337,7 +374,10 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		}
 		// The previous batch must be durable before this one's results can
 		// stand: its failure invalidates the state this batch builds on.
-		if err := finish(); err != nil {
+		t0 := time.Now()
+		err := finish()
+		s.since(PhaseWait, t0)
+		if err != nil {
 			for _, r := range reqs {
 				r.err = commitError(err)
 				r.reply <- struct{}{}
@@ -351,6 +391,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			book.Learn(known)
 		}
 
+		t0 = time.Now()
 		book.Begin(s.cfg.Now().UnixNano())
 		for _, r := range reqs {
 			s.apply(book, r)
@@ -364,8 +405,14 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			s.log.Error("invariant broken; stopping shard", "err", err)
 			return err
 		}
-		batch := book.Seal()
+		// Trickle balances out at the rate that writes every unsaved one
+		// within about one interval: steady, no burst that stalls a batch.
+		now := time.Now()
+		flush := int(float64(book.Unsaved())*float64(now.Sub(lastSeal))/float64(s.cfg.CheckpointInterval)) + 1
+		lastSeal = now
+		batch := book.Seal(min(flush, s.cfg.FlushAccountsMax))
 		batch.Epoch = s.cfg.Epoch
+		s.since(PhaseApply, t0)
 		if batch.Empty() {
 			for _, r := range reqs {
 				r.reply <- struct{}{}
@@ -374,6 +421,20 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		}
 		pending = &inflight{batch: batch, reqs: reqs, err: make(chan error, 1)}
 		go s.commit(ctx, pending)
+	}
+}
+
+// finalCheckpoint writes the balances changed since the last checkpoint on a
+// clean stop, so the next start replays nothing. Failing is harmless: the
+// journal has everything.
+func (s *Sequencer) finalCheckpoint(ctx context.Context, book *Book) {
+	book.Begin(s.cfg.Now().UnixNano())
+	batch := book.Seal(math.MaxInt)
+	batch.Epoch = s.cfg.Epoch
+	f := &inflight{batch: batch, err: make(chan error, 1)}
+	s.commit(ctx, f)
+	if err := <-f.err; err != nil {
+		s.log.Warn("final checkpoint failed; the next start replays the journal", "err", err)
 	}
 }
 
@@ -392,7 +453,10 @@ func (s *Sequencer) commit(ctx context.Context, f *inflight) {
 	if s.cfg.CommitHook != nil {
 		s.cfg.CommitHook(f.batch)
 	}
-	f.err <- s.store.Commit(cctx, f.batch)
+	t0 := time.Now()
+	err := s.store.Commit(cctx, f.batch)
+	s.since(PhaseCommit, t0)
+	f.err <- err
 }
 
 func (s *Sequencer) apply(book *Book, r *request) {

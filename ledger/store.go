@@ -8,8 +8,9 @@ import (
 // Store persists shards. Exactly one sequencer writes a shard at a time;
 // the store trusts that (and, with leases, enforces it through the epoch).
 type Store interface {
-	// Load returns a shard's accounts, its open pending transfers and the
-	// newest timestamp it holds.
+	// Load returns a shard's accounts with their current balances (the last
+	// checkpoint plus the journal entries after it), its open pending
+	// transfers and the newest timestamp it holds.
 	Load(ctx context.Context, shard int) (*Snapshot, error)
 	// Lookup returns what the store holds about transfer ids (their
 	// fingerprints) and pending transfers (their state), for ids the
@@ -25,7 +26,11 @@ type Store interface {
 
 // Snapshot is a shard's state as loaded from the store.
 type Snapshot struct {
-	Accounts      []Account
+	Accounts []Account
+	// Unsaved lists the accounts whose balances include journal entries
+	// after CheckpointTS that are not yet in their stored balances.
+	Unsaved       []AccountID
+	CheckpointTS  int64
 	Pending       []PendingTransfer // open ones
 	LastTimestamp int64
 }
@@ -42,8 +47,10 @@ type Batch struct {
 	Shard int
 	Epoch int64 // fencing token of the writer; 0 when the store has no leases
 
-	NewAccounts     []Account         // created, with their balances at the end of the batch
-	Accounts        []Account         // existing accounts whose balances or closed flag changed
+	NewAccounts     []Account         // created (with zero balances; entries are replayed on top)
+	Closed          []AccountID       // accounts closed by this batch
+	Accounts        []Account         // balances flushed by this batch, as of its LastTimestamp
+	CheckpointTS    int64             // every entry up to this timestamp is in the stored balances
 	Transfers       []Transfer        // journal entries, in timestamp order
 	Fingerprints    []int64           // per entry: the fingerprint of the request that made it, for idempotency
 	PendingNew      []PendingTransfer // pending transfers created (with their state at the end of the batch)
@@ -53,7 +60,7 @@ type Batch struct {
 
 // Empty reports whether the batch writes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.NewAccounts) == 0 && len(b.Accounts) == 0 && len(b.Transfers) == 0 &&
+	return len(b.NewAccounts) == 0 && len(b.Accounts) == 0 && len(b.Transfers) == 0 && len(b.Closed) == 0 &&
 		len(b.PendingNew) == 0 && len(b.PendingResolved) == 0
 }
 
@@ -66,7 +73,10 @@ type VerifyReport struct {
 	Problems     []string // other broken invariants, one sentence each
 	TotalDebits  map[Asset]int64
 	TotalCredits map[Asset]int64
-	Took         time.Duration
+	// CheckpointLag is how far the oldest stored balance trails the newest
+	// entry; zero once the shard stopped cleanly.
+	CheckpointLag time.Duration
+	Took          time.Duration
 }
 
 // OK reports whether nothing was found wrong.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,8 @@ func newBenchLedgerCmd() *cobra.Command {
 		dsn     string
 		asJSON  bool
 		sharedB string
+		pgSet   map[string]string
+		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "ledger",
@@ -72,7 +75,11 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			if asJSON {
 				progress = io.Discard
 			}
-			db, stop, err := database(ctx, dsn, "bench_ledger", map[string]string{"shared_buffers": sharedB}, progress)
+			settings := map[string]string{"shared_buffers": sharedB}
+			for k, v := range pgSet {
+				settings[k] = v
+			}
+			db, stop, err := database(ctx, dsn, "bench_ledger", settings, progress)
 			if err != nil {
 				return err
 			}
@@ -84,6 +91,17 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			}
 			fmt.Fprintf(progress, "bench ledger: %d accounts, %d clients, batch %d, skew %s, %s, seed %d\n",
 				cfg.Accounts, cfg.Clients, cfg.Batch, cfg.Skew, cfg.Duration, cfg.Seed)
+			if cpuProf != "" {
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := ledgerbench.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -119,6 +137,8 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "sequencer batch limit in transfers (0 = default)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	f.StringToStringVar(&pgSet, "pg-set", nil, "extra settings of the private Postgres, name=value")
 	return cmd
 }
 

@@ -156,8 +156,8 @@ func (s *Store) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
 	}
 	defer tx.Rollback(ctx)
 	snap := &ledger.Snapshot{}
-	if err := tx.QueryRow(ctx, `SELECT last_timestamp FROM ledger_shards WHERE shard = $1`, shard).
-		Scan(&snap.LastTimestamp); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT last_timestamp, checkpoint_ts FROM ledger_shards WHERE shard = $1`, shard).
+		Scan(&snap.LastTimestamp, &snap.CheckpointTS); err != nil {
 		return nil, fmt.Errorf("shard row: %w", err)
 	}
 	rows, err := tx.Query(ctx, `
@@ -174,6 +174,11 @@ func (s *Store) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load accounts: %w", err)
+	}
+	if snap.CheckpointTS < snap.LastTimestamp {
+		if snap.Unsaved, err = replay(ctx, tx, shard, snap.CheckpointTS, snap.Accounts); err != nil {
+			return nil, err
+		}
 	}
 	rows, err = tx.Query(ctx, `
 		SELECT id, debit_account_id, credit_account_id, amount, asset, expires_at, state
@@ -193,6 +198,70 @@ func (s *Store) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
 		return nil, fmt.Errorf("load pending: %w", err)
 	}
 	return snap, tx.Commit(ctx)
+}
+
+// journalEffects is the SQL that sums, per account and side, what journal
+// entries do to the four balance fields (flags: 2 pending, 4 post, 8 void):
+// plain and post entries add amount to posted; pending entries add amount to
+// pending; post and void entries release pending_amount from pending.
+// %[1]s filters the transfers table; %[2]s compares an entry's ts with its
+// account's balance_ts: ">" for entries not yet in the stored balance, "<="
+// for those in it.
+const journalEffects = `
+	SELECT e.id, e.debit,
+		coalesce(sum(e.amount) FILTER (WHERE e.flags & 10 = 0), 0)::bigint AS posted,
+		(coalesce(sum(e.amount) FILTER (WHERE e.flags & 2 <> 0), 0)
+			- coalesce(sum(e.pending_amount) FILTER (WHERE e.flags & 12 <> 0), 0))::bigint AS pending
+	FROM (
+		SELECT debit_account_id AS id, true AS debit, amount, pending_amount, flags, ts FROM transfers WHERE %[1]s
+		UNION ALL
+		SELECT credit_account_id, false, amount, pending_amount, flags, ts FROM transfers WHERE %[1]s
+	) e JOIN accounts a ON a.id = e.id AND e.ts %[2]s a.balance_ts
+	GROUP BY e.id, e.debit`
+
+// replay adds the effects of the journal entries after the checkpoint that
+// are not yet in their accounts' stored balances, and returns the accounts
+// it changed.
+func replay(ctx context.Context, tx pgx.Tx, shard int, after int64, accts []ledger.Account) ([]ledger.AccountID, error) {
+	index := make(map[ledger.AccountID]*ledger.Account, len(accts))
+	for i := range accts {
+		index[accts[i].ID] = &accts[i]
+	}
+	// The date bound lets Postgres skip older partitions.
+	rows, err := tx.Query(ctx, fmt.Sprintf(journalEffects, "shard = $1 AND ts > $2 AND business_date >= $3", ">"),
+		shard, after, ledger.BusinessDate(after))
+	if err != nil {
+		return nil, fmt.Errorf("replay journal: %w", err)
+	}
+	var (
+		id              ledger.AccountID
+		debit           bool
+		posted, pending int64
+		changed         []ledger.AccountID
+		seen            = map[ledger.AccountID]bool{}
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &debit, &posted, &pending}, func() error {
+		a, ok := index[id]
+		if !ok {
+			return fmt.Errorf("%w: journal entry for account %d of another shard", ledger.ErrInvariantBroke, id)
+		}
+		if debit {
+			a.DebitsPosted += posted
+			a.DebitsPending += pending
+		} else {
+			a.CreditsPosted += posted
+			a.CreditsPending += pending
+		}
+		if !seen[id] {
+			seen[id] = true
+			changed = append(changed, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay journal: %w", err)
+	}
+	return changed, nil
 }
 
 // Lookup implements ledger.Store: one round trip for both kinds of id.
@@ -259,8 +328,9 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	// The fencing check: a writer whose epoch is no longer the shard's
 	// cannot write anything. The row lock it takes also serialises any two
 	// writers that both believe they own the shard.
-	tag, err := tx.Exec(ctx, `UPDATE ledger_shards SET last_timestamp = $3 WHERE shard = $1 AND epoch = $2`,
-		b.Shard, b.Epoch, b.LastTimestamp)
+	tag, err := tx.Exec(ctx, `UPDATE ledger_shards SET last_timestamp = $3, checkpoint_ts = $4
+		WHERE shard = $1 AND epoch = $2`,
+		b.Shard, b.Epoch, b.LastTimestamp, b.CheckpointTS)
 	if err != nil {
 		return fmt.Errorf("fence: %w", err)
 	}
@@ -270,11 +340,11 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	if len(b.NewAccounts) > 0 {
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"accounts"},
 			[]string{"id", "shard", "asset", "code", "flags", "closed", "debits_pending", "debits_posted",
-				"credits_pending", "credits_posted", "created_ts"},
+				"credits_pending", "credits_posted", "created_ts", "balance_ts"},
 			pgx.CopyFromSlice(len(b.NewAccounts), func(i int) ([]any, error) {
 				a := &b.NewAccounts[i]
 				return []any{int64(a.ID), int32(b.Shard), int16(a.Asset), int32(a.Code), int32(a.Flags), a.Closed,
-					a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.Timestamp}, nil
+					a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.Timestamp, a.Timestamp}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("insert accounts: %w", err)
@@ -286,28 +356,17 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 		}
 	}
 	if len(b.Accounts) > 0 {
-		n := len(b.Accounts)
-		ids := make([]int64, n)
-		dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		closed := make([]bool, n)
-		for i := range b.Accounts {
-			a := &b.Accounts[i]
-			ids[i], dpend[i], dpost[i], cpend[i], cpost[i], closed[i] =
-				int64(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.Closed
+		if err := writeCheckpoint(ctx, tx, b.Accounts, b.LastTimestamp); err != nil {
+			return err
 		}
-		// Absolute values, not increments: the writer owns the shard, so
-		// its in-memory balances are the truth being made durable.
-		tag, err := tx.Exec(ctx, `
-			UPDATE accounts a SET debits_pending = u.dpend, debits_posted = u.dpost,
-				credits_pending = u.cpend, credits_posted = u.cpost, closed = u.closed
-			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bool[])
-				AS u(id, dpend, dpost, cpend, cpost, closed)
-			WHERE a.id = u.id`, ids, dpend, dpost, cpend, cpost, closed)
-		if err != nil {
-			return fmt.Errorf("update balances: %w", err)
+	}
+	if len(b.Closed) > 0 {
+		ids := make([]int64, len(b.Closed))
+		for i, id := range b.Closed {
+			ids[i] = int64(id)
 		}
-		if int(tag.RowsAffected()) != n {
-			return fmt.Errorf("%w: updated %d of %d accounts", ledger.ErrInvariantBroke, tag.RowsAffected(), n)
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids); err != nil {
+			return fmt.Errorf("close accounts: %w", err)
 		}
 	}
 	if len(b.PendingNew) > 0 {
@@ -337,6 +396,33 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// writeCheckpoint stores balances as of the batch's last timestamp. Absolute
+// values, not increments: the writer owns the shard, so its in-memory
+// balances are the truth being made durable.
+func writeCheckpoint(ctx context.Context, tx pgx.Tx, accts []ledger.Account, asOf int64) error {
+	n := len(accts)
+	ids := make([]int64, n)
+	dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i := range accts {
+		a := &accts[i]
+		ids[i], dpend[i], dpost[i], cpend[i], cpost[i] =
+			int64(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
+	}
+	tag, err := tx.Exec(ctx, `
+		UPDATE accounts a SET debits_pending = u.dpend, debits_posted = u.dpost,
+			credits_pending = u.cpend, credits_posted = u.cpost, balance_ts = $6
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+			AS u(id, dpend, dpost, cpend, cpost)
+		WHERE a.id = u.id`, ids, dpend, dpost, cpend, cpost, asOf)
+	if err != nil {
+		return fmt.Errorf("checkpoint balances: %w", err)
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("%w: checkpoint updated %d of %d accounts", ledger.ErrInvariantBroke, tag.RowsAffected(), n)
 	}
 	return nil
 }

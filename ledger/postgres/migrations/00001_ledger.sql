@@ -1,18 +1,24 @@
 -- +goose Up
 
--- One row per logical shard: the lease (owner, fencing epoch) and the newest
--- timestamp written, checked and advanced by every batch commit.
+-- One row per logical shard: the lease (owner, fencing epoch), the newest
+-- timestamp written (checked and advanced by every batch commit) and the
+-- checkpoint: every journal entry up to checkpoint_ts is in the stored
+-- balances of its accounts.
 CREATE TABLE ledger_shards (
     shard            integer PRIMARY KEY,
     epoch            bigint  NOT NULL DEFAULT 0,
     owner            text    NOT NULL DEFAULT '',
     lease_expires_at timestamptz,
-    last_timestamp   bigint  NOT NULL DEFAULT 0
+    last_timestamp   bigint  NOT NULL DEFAULT 0,
+    checkpoint_ts    bigint  NOT NULL DEFAULT 0
 );
 
--- Balances are state, rewritten by the shard's single writer; the journal
--- below is history and can recompute them (ledger verify). A low fillfactor
--- keeps balance updates HOT (no index churn).
+-- Balances are state: each row holds its account's balances as of
+-- balance_ts, flushed by the shard's single writer a few seconds after they
+-- change rather than with every batch. The journal below is history: the
+-- entries after balance_ts bring a balance up to date when a shard loads, and
+-- ledger verify recomputes every balance from it. A low fillfactor keeps
+-- balance updates HOT (no index churn).
 CREATE TABLE accounts (
     id              bigint   PRIMARY KEY CHECK (id <> 0),
     shard           integer  NOT NULL,
@@ -25,6 +31,7 @@ CREATE TABLE accounts (
     credits_pending bigint   NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
     credits_posted  bigint   NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
     created_ts      bigint   NOT NULL,
+    balance_ts      bigint   NOT NULL,
     -- flag 1: debits must not exceed credits (available never below zero)
     CONSTRAINT accounts_available_not_negative
         CHECK (flags & 1 = 0 OR debits_posted + debits_pending <= credits_posted),
