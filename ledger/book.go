@@ -219,6 +219,14 @@ func (b *Book) Seal(flush int) *Batch {
 	if cap(b.unsavedQ) > 1024 && len(b.unsavedQ) < cap(b.unsavedQ)/4 {
 		b.unsavedQ = append([]unsavedEntry(nil), b.unsavedQ...) // let the flushed prefix go
 	}
+	for _, p := range b.newPend {
+		out.PendingNew = append(out.PendingNew, *p)
+	}
+	for id, p := range b.resolved {
+		if _, isNew := b.newPend[id]; !isNew {
+			out.PendingResolved = append(out.PendingResolved, *p)
+		}
+	}
 	// Every entry at or before CheckpointTS is in the stored balances.
 	out.CheckpointTS = b.lastTS
 	if len(b.unsavedQ) > 0 {

@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 	bench.AddCommand(newBenchLedgerCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd())
-	root.AddCommand(bench, ledgerCmd)
+	root.AddCommand(bench, ledgerCmd, newAccountsCmd())
 	return root
 }
 

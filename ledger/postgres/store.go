@@ -32,6 +32,10 @@ type Store struct {
 	partitions map[time.Time]bool // journal partitions known to exist
 }
 
+// partitionsAhead is how many daily journal partitions exist beyond the
+// newest date written.
+const partitionsAhead = 7
+
 // Config for Open.
 type Config struct {
 	DSN      string
@@ -52,7 +56,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.ConnsMax = 8
 	}
 	if cfg.PartitionsAhead == 0 {
-		cfg.PartitionsAhead = 7
+		cfg.PartitionsAhead = partitionsAhead
 	}
 	pcfg.MaxConns = cfg.ConnsMax
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
@@ -312,171 +316,14 @@ func uuids(ids []ledger.TransferID) []pgtype.UUID {
 	return out
 }
 
-// Commit implements ledger.Store: one transaction, bulk statements only (COPY
-// for new rows, one UPDATE ... FROM unnest for changed balances), whatever
-// the batch size.
-func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
-	if err := s.ensureBatchPartitions(ctx, b); err != nil {
-		return err
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-
-	// The fencing check: a writer whose epoch is no longer the shard's
-	// cannot write anything. The row lock it takes also serialises any two
-	// writers that both believe they own the shard.
-	tag, err := tx.Exec(ctx, `UPDATE ledger_shards SET last_timestamp = $3, checkpoint_ts = $4
-		WHERE shard = $1 AND epoch = $2`,
-		b.Shard, b.Epoch, b.LastTimestamp, b.CheckpointTS)
-	if err != nil {
-		return fmt.Errorf("fence: %w", err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("shard %d epoch %d: %w", b.Shard, b.Epoch, ledger.ErrFenced)
-	}
-	if len(b.NewAccounts) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"accounts"},
-			[]string{"id", "shard", "asset", "code", "flags", "closed", "debits_pending", "debits_posted",
-				"credits_pending", "credits_posted", "created_ts", "balance_ts"},
-			pgx.CopyFromSlice(len(b.NewAccounts), func(i int) ([]any, error) {
-				a := &b.NewAccounts[i]
-				return []any{int64(a.ID), int32(b.Shard), int16(a.Asset), int32(a.Code), int32(a.Flags), a.Closed,
-					a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.Timestamp, a.Timestamp}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("insert accounts: %w", err)
-		}
-	}
-	if len(b.Transfers) > 0 {
-		if err := copyTransfers(ctx, tx, b); err != nil {
-			return err
-		}
-	}
-	if len(b.Accounts) > 0 {
-		if err := writeCheckpoint(ctx, tx, b.Accounts, b.LastTimestamp); err != nil {
-			return err
-		}
-	}
-	if len(b.Closed) > 0 {
-		ids := make([]int64, len(b.Closed))
-		for i, id := range b.Closed {
-			ids[i] = int64(id)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids); err != nil {
-			return fmt.Errorf("close accounts: %w", err)
-		}
-	}
-	if len(b.PendingNew) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"pending_transfers"},
-			[]string{"id", "shard", "debit_account_id", "credit_account_id", "amount", "asset", "expires_at", "state"},
-			pgx.CopyFromSlice(len(b.PendingNew), func(i int) ([]any, error) {
-				p := &b.PendingNew[i]
-				return []any{pgtype.UUID{Bytes: p.ID, Valid: true}, int32(b.Shard), int64(p.DebitAccountID),
-					int64(p.CreditAccountID), p.Amount, int16(p.Asset), p.ExpiresAt, int16(p.State)}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("insert pending: %w", err)
-		}
-	}
-	if len(b.PendingResolved) > 0 {
-		ids := make([]pgtype.UUID, len(b.PendingResolved))
-		states := make([]int16, len(b.PendingResolved))
-		for i := range b.PendingResolved {
-			ids[i] = pgtype.UUID{Bytes: b.PendingResolved[i].ID, Valid: true}
-			states[i] = int16(b.PendingResolved[i].State)
-		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE pending_transfers p SET state = u.state
-			FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states); err != nil {
-			return fmt.Errorf("resolve pending: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-// writeCheckpoint stores balances as of the batch's last timestamp. Absolute
-// values, not increments: the writer owns the shard, so its in-memory
-// balances are the truth being made durable.
-func writeCheckpoint(ctx context.Context, tx pgx.Tx, accts []ledger.Account, asOf int64) error {
-	n := len(accts)
-	ids := make([]int64, n)
-	dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	for i := range accts {
-		a := &accts[i]
-		ids[i], dpend[i], dpost[i], cpend[i], cpost[i] =
-			int64(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
-	}
-	tag, err := tx.Exec(ctx, `
-		UPDATE accounts a SET debits_pending = u.dpend, debits_posted = u.dpost,
-			credits_pending = u.cpend, credits_posted = u.cpost, balance_ts = $6
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-			AS u(id, dpend, dpost, cpend, cpost)
-		WHERE a.id = u.id`, ids, dpend, dpost, cpend, cpost, asOf)
-	if err != nil {
-		return fmt.Errorf("checkpoint balances: %w", err)
-	}
-	if int(tag.RowsAffected()) != n {
-		return fmt.Errorf("%w: checkpoint updated %d of %d accounts", ledger.ErrInvariantBroke, tag.RowsAffected(), n)
-	}
-	return nil
-}
-
 func (s *Store) ensureBatchPartitions(ctx context.Context, b *ledger.Batch) error {
 	if len(b.Transfers) == 0 {
 		return nil
 	}
 	// Timestamps increase through the batch, so its dates are a range.
+	// Creating a partition locks the parent table; a week's lead keeps that
+	// out of the midnight rush (known dates cost a map lookup).
 	first := ledger.BusinessDate(b.Transfers[0].Timestamp)
 	last := ledger.BusinessDate(b.Transfers[len(b.Transfers)-1].Timestamp)
-	return s.EnsurePartitions(ctx, first, last)
-}
-
-func copyTransfers(ctx context.Context, tx pgx.Tx, b *ledger.Batch) error {
-	ts := b.Transfers
-	shard := int32(b.Shard)
-	// One date per row, computed once: both COPYs use it.
-	dates := make([]time.Time, len(ts))
-	var prevDay int64 = -1
-	var prevDate time.Time
-	for i := range ts {
-		// Dates change at most once or twice per batch; avoid the time
-		// arithmetic for every row.
-		day := (ts[i].Timestamp + 8*int64(time.Hour)) / int64(24*time.Hour)
-		if day != prevDay {
-			prevDay, prevDate = day, ledger.BusinessDate(ts[i].Timestamp)
-		}
-		dates[i] = prevDate
-	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"},
-		[]string{"id", "shard", "ts", "business_date", "debit_account_id", "credit_account_id", "amount",
-			"pending_amount", "asset", "kind", "flags", "pending_id", "timeout_ns", "user_data"},
-		pgx.CopyFromSlice(len(ts), func(i int) ([]any, error) {
-			t := &ts[i]
-			pid := pgtype.UUID{Bytes: t.PendingID, Valid: !t.PendingID.IsZero()}
-			return []any{pgtype.UUID{Bytes: t.ID, Valid: true}, shard, t.Timestamp, dates[i],
-				int64(t.DebitAccountID), int64(t.CreditAccountID), t.Amount, t.PendingAmount, int16(t.Asset),
-				int32(t.Kind), int32(t.Flags), pid, int64(t.Timeout), t.UserData}, nil
-		}))
-	if err != nil {
-		return fmt.Errorf("insert journal: %w", err)
-	}
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"transfer_ids"},
-		[]string{"id", "shard", "business_date", "fingerprint"},
-		pgx.CopyFromSlice(len(ts), func(i int) ([]any, error) {
-			return []any{pgtype.UUID{Bytes: ts[i].ID, Valid: true}, shard, dates[i], b.Fingerprints[i]}, nil
-		}))
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.ConstraintName == "transfer_ids_pkey" {
-			return fmt.Errorf("%w: transfer id written twice: %v", ledger.ErrInvariantBroke, err)
-		}
-		return fmt.Errorf("insert transfer ids: %w", err)
-	}
-	return nil
+	return s.EnsurePartitions(ctx, first, last.AddDate(0, 0, partitionsAhead))
 }

@@ -86,6 +86,24 @@ CREATE TABLE pending_transfers (
 );
 CREATE INDEX pending_transfers_open ON pending_transfers (shard) WHERE state = 1;
 
+-- The fencing check of every batch commit: advances the shard's timestamps
+-- only for the writer holding the current epoch, and otherwise fails the
+-- whole transaction (SQLSTATE LF001). The row lock it takes also serialises
+-- two writers that both believe they own the shard.
+-- +goose StatementBegin
+CREATE FUNCTION ledger_fence(p_shard integer, p_epoch bigint, p_last bigint, p_checkpoint bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE ledger_shards SET last_timestamp = p_last, checkpoint_ts = p_checkpoint
+        WHERE shard = p_shard AND epoch = p_epoch;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'shard % is fenced: epoch % is not current', p_shard, p_epoch
+            USING ERRCODE = 'LF001';
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
 -- History is never rewritten: corrections are new entries.
 -- +goose StatementBegin
 CREATE FUNCTION ledger_refuse_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -109,5 +127,6 @@ DROP TABLE pending_transfers;
 DROP TABLE transfer_ids;
 DROP TABLE transfers;
 DROP FUNCTION ledger_refuse_rewrite();
+DROP FUNCTION ledger_fence(integer, bigint, bigint, bigint);
 DROP TABLE accounts;
 DROP TABLE ledger_shards;

@@ -1,0 +1,251 @@
+package postgres_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/ledger"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// Limits every test helper here lives within.
+const (
+	readyTimeout = 30 * time.Second
+	stopTimeout  = 30 * time.Second
+)
+
+// testSeed returns the seed of a randomised test: FUND_TEST_SEED when set
+// (to replay a failure), the clock otherwise. It is logged first thing.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run '^%s$' ./accounts/postgres)", seed, seed, t.Name())
+	return seed
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x5851F42D4C957F2D)) }
+
+// clock is the service's clock; tests move it by hand.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).In(ledger.BusinessZone) }
+func (c *clock) Set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func cst(s string) time.Time {
+	t, err := time.ParseInLocation(time.DateTime, s, ledger.BusinessZone)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func day(s string) time.Time {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// env is one test's world: a fresh database holding the ledger's and the
+// accounts' tables, a running ledger sequencer and the service.
+type env struct {
+	t      *testing.T
+	dsn    string
+	svc    *accounts.Service
+	store  *postgres.Store
+	ledger *ledgerpg.Store
+	seq    *ledger.Sequencer
+	clock  *clock
+	pool   *pgxpool.Pool
+	// stopSeq stops the sequencer (once) and waits for it.
+	stopSeq func()
+}
+
+// newEnv starts everything on a fresh database. The clock starts on
+// Wednesday 2026-11-18 10:00 CST; 2026-10-01..07 are holidays.
+func newEnv(t *testing.T, cfg accounts.Config) *env {
+	t.Helper()
+	e := &env{t: t, dsn: pgtest.NewDatabase(t), clock: &clock{}}
+	e.clock.Set(cst("2026-11-18 10:00:00"))
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	var err error
+	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4}); err != nil {
+		t.Fatalf("open ledger store: %v", err)
+	}
+	t.Cleanup(e.ledger.Close)
+	if e.store, err = postgres.Open(ctx, postgres.Config{DSN: e.dsn, ConnsMax: 8}); err != nil {
+		t.Fatalf("open accounts store: %v", err)
+	}
+	t.Cleanup(e.store.Close)
+	e.pool = e.store.Pool()
+	for d := 1; d <= 7; d++ {
+		h := accounts.Holiday{Date: time.Date(2026, 10, d, 0, 0, 0, 0, time.UTC), Name: "National Day"}
+		if err := e.store.AddHoliday(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e.seq = ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, e.ledger, nil)
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.seq.Run(runCtx) }()
+	var once sync.Once
+	e.stopSeq = func() {
+		once.Do(func() {
+			stop()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("sequencer: %v", err)
+				}
+			case <-time.After(stopTimeout):
+				t.Errorf("sequencer did not stop within %v", stopTimeout)
+			}
+		})
+	}
+	t.Cleanup(e.stopSeq)
+	select {
+	case <-e.seq.Ready():
+	case err := <-done:
+		t.Fatalf("sequencer stopped before serving: %v", err)
+	case <-time.After(readyTimeout):
+		t.Fatalf("sequencer not ready after %v", readyTimeout)
+	}
+	cfg.Now = e.clock.Now
+	if e.svc, err = accounts.NewService(ctx, cfg, e.store, e.seq, nil); err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	return e
+}
+
+func (e *env) open(name string) accounts.CustomerID {
+	e.t.Helper()
+	c, err := e.svc.OpenCustomer(context.Background(), name)
+	if err != nil {
+		e.t.Fatalf("open %s: %v", name, err)
+	}
+	return c.ID
+}
+
+// fund opens a customer with cash topped up and shares bought (the shares
+// are confirmed the way settlement will: by posting the pending transfer).
+func (e *env) fund(name string, cash, shares int64) accounts.CustomerID {
+	e.t.Helper()
+	c := e.open(name)
+	ctx := context.Background()
+	if cash+shares > 0 {
+		if _, err := e.svc.TopUp(ctx, c, "fund-topup", cash+shares); err != nil {
+			e.t.Fatalf("top up: %v", err)
+		}
+	}
+	if shares > 0 {
+		if _, err := e.svc.Subscribe(ctx, c, "fund-subscribe", shares); err != nil {
+			e.t.Fatalf("subscribe: %v", err)
+		}
+		e.confirm(c, "fund-subscribe", shares)
+	}
+	return c
+}
+
+// confirm posts a subscription's pending shares, standing in for the
+// settlement run (leg 1 of a subscription is the pending shares transfer).
+func (e *env) confirm(c accounts.CustomerID, requestID string, amount int64) {
+	e.t.Helper()
+	pending := ledger.DeriveTransferID("accounts/order/"+strconv.FormatInt(int64(c), 10), requestID, "1")
+	res, err := e.seq.CreateTransfers(context.Background(), []ledger.Transfer{{
+		ID: ledger.DeriveTransferID("test/confirm", requestID, strconv.FormatInt(int64(c), 10)), PendingID: pending,
+		DebitAccountID: accounts.FundOmnibusShares, CreditAccountID: accounts.SharesAccount(c),
+		Amount: amount, Asset: ledger.AssetFundShares, Flags: ledger.PostPending, Kind: 99,
+	}})
+	if err != nil || res[0].Result != ledger.ResultOK {
+		e.t.Fatalf("confirm %s: %v %v", requestID, err, res)
+	}
+}
+
+func (e *env) holdings(c accounts.CustomerID) accounts.Holdings {
+	e.t.Helper()
+	h, err := e.svc.Holdings(context.Background(), c)
+	if err != nil {
+		e.t.Fatalf("holdings of %d: %v", c, err)
+	}
+	return h
+}
+
+// account returns a ledger account as the sequencer serves it.
+func (e *env) account(id ledger.AccountID) ledger.Account {
+	e.t.Helper()
+	as, err := e.seq.LookupAccounts(context.Background(), []ledger.AccountID{id})
+	if err != nil || len(as) != 1 {
+		e.t.Fatalf("lookup %d: %v (%d found)", id, err, len(as))
+	}
+	return as[0]
+}
+
+// counts are the rows that orders and money leave behind.
+type counts struct{ Orders, Transfers, Customers int64 }
+
+func (e *env) counts() counts {
+	e.t.Helper()
+	var c counts
+	// The ledger commits a batch before it answers, so its journal is
+	// complete for every answered request.
+	if err := e.pool.QueryRow(context.Background(), `
+		SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM transfers), (SELECT count(*) FROM customers)`).
+		Scan(&c.Orders, &c.Transfers, &c.Customers); err != nil {
+		e.t.Fatalf("count rows: %v", err)
+	}
+	return c
+}
+
+// verify stops the sequencer, so that it writes its final checkpoint, and
+// checks the ledger's journal against its balances. It ends the test's use
+// of the ledger. (Verify's pending-transfer check reads stored balances
+// without allowing for the checkpoint lag of a running shard, so it is not
+// run while the sequencer serves.)
+func (e *env) verify() {
+	e.t.Helper()
+	e.stopSeq()
+	rep, err := e.ledger.Verify(context.Background(), 0)
+	if err != nil {
+		e.t.Fatalf("verify: %v", err)
+	}
+	if !rep.OK() {
+		e.t.Fatalf("verify: %d differences, problems %q", len(rep.Differences), rep.Problems)
+	}
+}
+
+// parallel runs fn(i) for i in [0,n) on n goroutines and waits for all.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}

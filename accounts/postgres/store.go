@@ -1,0 +1,331 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/fundplatform/fund/accounts"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// gooseTable keeps this package's migration versions apart from the
+// ledger's (goose_db_version) when both live in one database.
+const gooseTable = "accounts_goose_db_version"
+
+// migrationLockID is the advisory lock taken while migrating; distinct from
+// goose's default, which the ledger's migrations use.
+const migrationLockID int64 = 0x6163636f756e7473 // "accounts"
+
+// Store implements accounts.Store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ accounts.Store = (*Store)(nil)
+
+// Config for Open.
+type Config struct {
+	DSN      string
+	ConnsMax int32 // pool size; 0 = 16
+}
+
+// Open connects and applies the migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	if cfg.ConnsMax == 0 {
+		cfg.ConnsMax = 16
+	}
+	pcfg.MaxConns = cfg.ConnsMax
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the pool, for tests and tools that inspect the tables.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Migrate applies the embedded migrations, each in its own transaction,
+// under an advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	dir, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, dir, goose.WithTableName(gooseTable),
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+const customerColumns = `id, name, status, created_at`
+
+func scanCustomer(row pgx.Row) (accounts.Customer, error) {
+	var c accounts.Customer
+	err := row.Scan(&c.ID, &c.Name, &c.Status, &c.CreatedAt)
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, err
+}
+
+// CreateCustomer implements accounts.Store.
+func (s *Store) CreateCustomer(ctx context.Context, name string, now time.Time,
+	setup func(context.Context, accounts.Customer) error) (accounts.Customer, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return accounts.Customer{}, err
+	}
+	defer tx.Rollback(ctx)
+	c, err := scanCustomer(tx.QueryRow(ctx,
+		`INSERT INTO customers (name, created_at) VALUES ($1, $2) RETURNING `+customerColumns, name, now))
+	if err != nil {
+		return accounts.Customer{}, fmt.Errorf("insert customer: %w", err)
+	}
+	if err := setup(ctx, c); err != nil {
+		return accounts.Customer{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return accounts.Customer{}, fmt.Errorf("commit customer: %w", err)
+	}
+	return c, nil
+}
+
+// Customer implements accounts.Store.
+func (s *Store) Customer(ctx context.Context, id accounts.CustomerID) (accounts.Customer, error) {
+	c, err := scanCustomer(s.pool.QueryRow(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, accounts.ErrCustomerNotFound
+	}
+	return c, err
+}
+
+// UpdateCustomer implements accounts.Store.
+func (s *Store) UpdateCustomer(ctx context.Context, id accounts.CustomerID,
+	change func(context.Context, *accounts.Customer) error) (accounts.Customer, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return accounts.Customer{}, err
+	}
+	defer tx.Rollback(ctx)
+	c, err := scanCustomer(tx.QueryRow(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = $1 FOR UPDATE`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, accounts.ErrCustomerNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("lock customer: %w", err)
+	}
+	before := c.Status
+	if err := change(ctx, &c); err != nil {
+		return accounts.Customer{}, err
+	}
+	if c.Status != before {
+		if _, err := tx.Exec(ctx, `UPDATE customers SET status = $2 WHERE id = $1`, id, c.Status); err != nil {
+			return accounts.Customer{}, fmt.Errorf("update customer: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return accounts.Customer{}, fmt.Errorf("commit customer: %w", err)
+	}
+	return c, nil
+}
+
+const orderColumns = `id, customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date,
+	status, reason, created_at`
+
+func scanOrder(row pgx.Row) (accounts.Order, error) {
+	var o accounts.Order
+	var confirm pgtype.Date
+	err := row.Scan(&o.ID, &o.CustomerID, &o.RequestID, &o.Kind, &o.Amount, &o.Counterparty, &o.TradeDate,
+		&confirm, &o.Status, &o.Reason, &o.CreatedAt)
+	if confirm.Valid {
+		o.ConfirmDate = confirm.Time
+	}
+	o.CreatedAt = o.CreatedAt.UTC()
+	return o, err
+}
+
+func dateOrNull(t time.Time) pgtype.Date {
+	return pgtype.Date{Time: t, Valid: !t.IsZero()}
+}
+
+// PlaceOrder implements accounts.Store.
+func (s *Store) PlaceOrder(ctx context.Context, o *accounts.Order, parties []accounts.CustomerID,
+	apply func(context.Context, []accounts.Customer) error) (accounts.Order, bool, error) {
+	// Stored orders are final: answer retries without taking any lock.
+	if old, err := s.Order(ctx, o.CustomerID, o.RequestID); err == nil {
+		return old, true, nil
+	} else if !errors.Is(err, accounts.ErrOrderNotFound) {
+		return accounts.Order{}, false, err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return accounts.Order{}, false, err
+	}
+	defer tx.Rollback(ctx)
+
+	// Lock the parties for share in id order: orders never block each
+	// other, but a freeze or close waits for them (and they for it).
+	sorted := slices.Clone(parties)
+	slices.Sort(sorted)
+	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = ANY($1) ORDER BY id FOR SHARE`, sorted)
+	if err != nil {
+		return accounts.Order{}, false, fmt.Errorf("lock customers: %w", err)
+	}
+	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
+	if err != nil {
+		return accounts.Order{}, false, fmt.Errorf("lock customers: %w", err)
+	}
+	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
+	for _, c := range locked {
+		byID[c.ID] = c
+	}
+	ps := make([]accounts.Customer, len(parties))
+	for i, id := range parties {
+		c, ok := byID[id]
+		if !ok {
+			if i == 0 {
+				return accounts.Order{}, false, accounts.ErrCustomerNotFound
+			}
+			return accounts.Order{}, false, fmt.Errorf("recipient %d: %w", id, accounts.ErrCustomerNotFound)
+		}
+		ps[i] = c
+	}
+
+	// Claim the request id. A concurrent placement of the same id waits
+	// here for ours to commit or roll back.
+	err = tx.QueryRow(ctx, `
+		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'placing', $8)
+		ON CONFLICT (customer_id, request_id) DO NOTHING
+		RETURNING id`,
+		o.CustomerID, o.RequestID, o.Kind, o.Amount, o.Counterparty, o.TradeDate, dateOrNull(o.ConfirmDate), o.CreatedAt).
+		Scan(&o.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_ = tx.Rollback(ctx)
+		old, err := s.Order(ctx, o.CustomerID, o.RequestID)
+		if err != nil {
+			return accounts.Order{}, false, fmt.Errorf("read concurrent order: %w", err)
+		}
+		return old, true, nil
+	}
+	if err != nil {
+		return accounts.Order{}, false, fmt.Errorf("insert order: %w", err)
+	}
+	if err := apply(ctx, ps); err != nil {
+		return accounts.Order{}, false, err
+	}
+	if o.Status == "" || o.Status == "placing" {
+		return accounts.Order{}, false, fmt.Errorf("order %s: apply set no outcome", o.RequestID)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, reason = $3 WHERE id = $1`, o.ID, o.Status, o.Reason); err != nil {
+		return accounts.Order{}, false, fmt.Errorf("record order outcome: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return accounts.Order{}, false, fmt.Errorf("commit order: %w", err)
+	}
+	return *o, false, nil
+}
+
+// Order implements accounts.Store.
+func (s *Store) Order(ctx context.Context, c accounts.CustomerID, requestID string) (accounts.Order, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx,
+		`SELECT `+orderColumns+` FROM orders WHERE customer_id = $1 AND request_id = $2`, c, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, accounts.ErrOrderNotFound
+	}
+	return o, err
+}
+
+// History implements accounts.Store. The customer's own orders and the
+// transfers it received are read by two index scans and merged.
+func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID int64, limit int) ([]accounts.Order, error) {
+	kinds := make([]string, len(q.Kinds))
+	for i, k := range q.Kinds {
+		kinds[i] = string(k)
+	}
+	filter := `($2::bigint = 0 OR id < $2)
+		AND (cardinality($3::text[]) = 0 OR kind = ANY($3))
+		AND ($4::date IS NULL OR trade_date >= $4)
+		AND ($5::date IS NULL OR trade_date <= $5)`
+	sql := `
+		(SELECT ` + orderColumns + ` FROM orders WHERE customer_id = $1 AND ` + filter + ` ORDER BY id DESC LIMIT $6)
+		UNION ALL
+		(SELECT ` + orderColumns + ` FROM orders WHERE kind = 'transfer' AND counterparty = $1 AND status <> 'rejected'
+			AND ` + filter + ` ORDER BY id DESC LIMIT $6)
+		ORDER BY id DESC LIMIT $6`
+	rows, err := s.pool.Query(ctx, sql, q.CustomerID, beforeID, kinds, dateOrNull(q.From), dateOrNull(q.To), limit)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// Holidays implements accounts.Store.
+func (s *Store) Holidays(ctx context.Context) ([]accounts.Holiday, error) {
+	rows, err := s.pool.Query(ctx, `SELECT date, name FROM trading_holidays ORDER BY date`)
+	if err != nil {
+		return nil, fmt.Errorf("holidays: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Holiday, error) {
+		var h accounts.Holiday
+		err := r.Scan(&h.Date, &h.Name)
+		return h, err
+	})
+}
+
+// AddHoliday implements accounts.Store.
+func (s *Store) AddHoliday(ctx context.Context, h accounts.Holiday) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO trading_holidays (date, name) VALUES ($1, $2)
+		ON CONFLICT (date) DO UPDATE SET name = excluded.name`, accounts.DateOf(h.Date), h.Name)
+	if err != nil {
+		return fmt.Errorf("add holiday: %w", err)
+	}
+	return nil
+}
+
+// RemoveHoliday implements accounts.Store.
+func (s *Store) RemoveHoliday(ctx context.Context, date time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM trading_holidays WHERE date = $1`, accounts.DateOf(date)); err != nil {
+		return fmt.Errorf("remove holiday: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,604 @@
+package accounts
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// FastRedeemDailyMaxDefault is the default cap on fast (T+0) redemptions per
+// customer per natural day: 10,000.00 CNY, the 2018 rule.
+const FastRedeemDailyMaxDefault int64 = 1_000_000
+
+// Limits of the service.
+const (
+	requestIDLenMax      = ledger.MaxUserDataLen // the request id travels as the transfers' user data
+	nameLenMax           = 100
+	ledgerTimeoutDefault = 10 * time.Second
+)
+
+// Config of a Service.
+type Config struct {
+	// FastRedeemDailyMax caps fast redemptions per customer per natural
+	// day (China Standard Time), in fen; 0 = FastRedeemDailyMaxDefault.
+	FastRedeemDailyMax int64
+	// Calendar to use; nil = load the holidays from the store.
+	Calendar *Calendar
+	// LedgerTimeout bounds each ledger call; 0 = 10s.
+	LedgerTimeout time.Duration
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// Service is the customer-facing product: customers, orders and queries on
+// top of the ledger. It is safe for concurrent use.
+type Service struct {
+	cfg    Config
+	store  Store
+	ledger ledger.Client
+	cal    atomic.Pointer[Calendar]
+	log    *slog.Logger
+}
+
+// NewService creates the system accounts in the ledger (idempotently) and
+// loads the trading calendar.
+func NewService(ctx context.Context, cfg Config, store Store, lc ledger.Client, logger *slog.Logger) (*Service, error) {
+	if cfg.FastRedeemDailyMax == 0 {
+		cfg.FastRedeemDailyMax = FastRedeemDailyMaxDefault
+	}
+	if cfg.FastRedeemDailyMax < 0 || cfg.FastRedeemDailyMax > AmountMaxFen {
+		return nil, fmt.Errorf("fast redemption daily max %d fen: want 1..%d", cfg.FastRedeemDailyMax, AmountMaxFen)
+	}
+	if cfg.LedgerTimeout == 0 {
+		cfg.LedgerTimeout = ledgerTimeoutDefault
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, store: store, ledger: lc, log: logger}
+	if err := s.createAccounts(ctx, systemAccounts()); err != nil {
+		return nil, fmt.Errorf("system accounts: %w", err)
+	}
+	if cfg.Calendar != nil {
+		s.cal.Store(cfg.Calendar)
+	} else if err := s.ReloadCalendar(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Calendar returns the trading calendar in use.
+func (s *Service) Calendar() *Calendar { return s.cal.Load() }
+
+// ReloadCalendar reads the holidays from the store again.
+func (s *Service) ReloadCalendar(ctx context.Context) error {
+	hs, err := s.store.Holidays(ctx)
+	if err != nil {
+		return fmt.Errorf("load holidays: %w", err)
+	}
+	s.cal.Store(NewCalendar(hs))
+	return nil
+}
+
+// OpenCustomer creates a customer with its cash and shares accounts.
+func (s *Service) OpenCustomer(ctx context.Context, name string) (Customer, error) {
+	if n := utf8.RuneCountInString(name); n == 0 || n > nameLenMax || !utf8.ValidString(name) {
+		return Customer{}, ErrInvalidName
+	}
+	return s.store.CreateCustomer(ctx, name, s.cfg.Now().UTC().Truncate(time.Microsecond), func(ctx context.Context, c Customer) error {
+		if c.ID <= 0 || c.ID >= CustomerIDMax {
+			return fmt.Errorf("customer id %d outside 1..%d", c.ID, CustomerIDMax-1)
+		}
+		return s.createAccounts(ctx, []ledger.Account{
+			{ID: CashAccount(c.ID), Asset: ledger.AssetCNY, Code: CodeCustomerCash, Flags: ledger.DebitsMustNotExceedCredits},
+			{ID: SharesAccount(c.ID), Asset: ledger.AssetFundShares, Code: CodeCustomerShares, Flags: ledger.DebitsMustNotExceedCredits},
+		})
+	})
+}
+
+// Customer returns a customer. Errors: ErrCustomerNotFound.
+func (s *Service) Customer(ctx context.Context, id CustomerID) (Customer, error) {
+	if id <= 0 || id >= CustomerIDMax {
+		return Customer{}, ErrCustomerNotFound
+	}
+	return s.store.Customer(ctx, id)
+}
+
+// Freeze stops a customer's money from moving out; it may still receive.
+// It waits for the customer's orders in flight. Freezing a frozen customer
+// is a no-op. Errors: ErrCustomerNotFound, ErrCustomerClosed.
+func (s *Service) Freeze(ctx context.Context, id CustomerID) (Customer, error) {
+	return s.updateStatus(ctx, id, func(ctx context.Context, c *Customer) error {
+		switch c.Status {
+		case StatusClosed:
+			return ErrCustomerClosed
+		case StatusActive:
+			c.Status = StatusFrozen
+		}
+		return nil
+	})
+}
+
+// Unfreeze lifts a freeze. Unfreezing an active customer is a no-op.
+// Errors: ErrCustomerNotFound, ErrCustomerClosed.
+func (s *Service) Unfreeze(ctx context.Context, id CustomerID) (Customer, error) {
+	return s.updateStatus(ctx, id, func(ctx context.Context, c *Customer) error {
+		switch c.Status {
+		case StatusClosed:
+			return ErrCustomerClosed
+		case StatusFrozen:
+			c.Status = StatusActive
+		}
+		return nil
+	})
+}
+
+// Close closes a customer whose cash and shares are all zero (nothing held
+// or pending either) and closes its ledger accounts. Closing a closed
+// customer is a no-op. Errors: ErrCustomerNotFound, ErrCustomerFrozen,
+// ErrBalanceNotZero.
+func (s *Service) Close(ctx context.Context, id CustomerID) (Customer, error) {
+	return s.updateStatus(ctx, id, func(ctx context.Context, c *Customer) error {
+		switch c.Status {
+		case StatusClosed:
+			return nil
+		case StatusFrozen:
+			return ErrCustomerFrozen
+		}
+		ids := []ledger.AccountID{CashAccount(c.ID), SharesAccount(c.ID)}
+		// The customer row is locked, so no order of this customer can
+		// change these balances before the accounts are closed.
+		accts, err := s.lookup(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, a := range accts {
+			if a.DebitsPending != 0 || a.CreditsPending != 0 || a.DebitsPosted != a.CreditsPosted {
+				return ErrBalanceNotZero
+			}
+		}
+		lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+		defer cancel()
+		res, err := s.ledger.CloseAccounts(lctx, ids)
+		if err != nil {
+			return fmt.Errorf("close accounts: %w", err)
+		}
+		for i, r := range res {
+			switch r.Result {
+			case ledger.ResultOK, ledger.ResultAccountAlreadyClosed:
+			case ledger.ResultAccountBalanceNotZero:
+				return ErrBalanceNotZero
+			default:
+				return fmt.Errorf("%w: close account %d: %s", ErrLedger, ids[i], r.Result)
+			}
+		}
+		c.Status = StatusClosed
+		return nil
+	})
+}
+
+func (s *Service) updateStatus(ctx context.Context, id CustomerID, change func(context.Context, *Customer) error) (Customer, error) {
+	if id <= 0 || id >= CustomerIDMax {
+		return Customer{}, ErrCustomerNotFound
+	}
+	return s.store.UpdateCustomer(ctx, id, change)
+}
+
+// RegisterMerchant creates a merchant's ledger account (idempotently).
+func (s *Service) RegisterMerchant(ctx context.Context, m MerchantID) error {
+	if m <= 0 || m >= MerchantIDMax {
+		return ErrMerchantNotFound
+	}
+	return s.createAccounts(ctx, []ledger.Account{
+		{ID: MerchantAccount(m), Asset: ledger.AssetCNY, Code: CodeMerchant, Flags: ledger.DebitsMustNotExceedCredits},
+	})
+}
+
+// Every operation below takes a client-chosen request id, unique per
+// customer. The first request with an id is placed; every later one with
+// the same id and the same content returns the stored order (and its error,
+// if it was rejected), and one with different content gets
+// ErrIdempotencyConflict. Each returns the order and, when it was refused,
+// an error: an *AmountError, ErrInvalidRequestID, ErrCustomerNotFound,
+// ErrCustomerFrozen, ErrCustomerClosed, ErrIdempotencyConflict (nothing
+// stored for these) or ErrInsufficientFunds, ErrFastRedeemLimit (stored as
+// a rejected order). Any other error means the order was not acknowledged
+// and may be retried with the same request id.
+
+// TopUp moves money from the customer's bank card into its cash. Frozen
+// customers may top up.
+func (s *Service) TopUp(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindTopUp, amount: amount, allowFrozen: true,
+		chain: []leg{{BankSettlement, CashAccount(c), ledger.AssetCNY, TransferTopUp, 0}},
+	})
+}
+
+// Withdraw moves cash to the customer's bank card.
+func (s *Service) Withdraw(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindWithdraw, amount: amount,
+		chain:    []leg{{CashAccount(c), BankSettlement, ledger.AssetCNY, TransferWithdraw, 0}},
+		shortage: map[int]string{0: reasonInsufficientFunds},
+	})
+}
+
+// Subscribe turns cash into fund shares: the cash goes to the fund at once,
+// the shares are held as awaiting confirmation (a pending ledger transfer)
+// until settlement confirms them on the order's ConfirmDate.
+func (s *Service) Subscribe(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindSubscribe, amount: amount, confirm: true,
+		chain: []leg{
+			{CashAccount(c), FundOmnibusCash, ledger.AssetCNY, TransferSubscribeCash, 0},
+			{FundOmnibusShares, SharesAccount(c), ledger.AssetFundShares, TransferSubscribeShares, ledger.Pending},
+		},
+		shortage: map[int]string{0: reasonInsufficientFunds},
+		pending:  true,
+	})
+}
+
+// StandardRedeem holds shares now (a pending transfer to the fund); the
+// settlement run posts it and pays the cash on the order's ConfirmDate.
+func (s *Service) StandardRedeem(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindStandardRedeem, amount: amount, confirm: true,
+		chain:    []leg{{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferStandardRedeem, ledger.Pending}},
+		shortage: map[int]string{0: reasonInsufficientFunds},
+		pending:  true,
+	})
+}
+
+// FastRedeem turns shares into cash at once, within the customer's daily
+// fast-redemption cap.
+//
+// The cap is a ledger account per customer and natural day, granted the cap
+// once (by a transfer whose id is derived from customer and day) and debited
+// by each fast redemption in the same linked chain as the shares and cash
+// legs. The shard's single writer applies transfers one at a time, and the
+// quota account may not go below zero, so the check and the use of the
+// quota are one atomic step: under any number of concurrent requests
+// exactly the redemptions that fit succeed, and there is no counter that a
+// lost write could leave out of step with the money.
+func (s *Service) FastRedeem(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
+	today := NaturalDay(s.cfg.Now())
+	quota := QuotaAccount(c, today)
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindFastRedeem, amount: amount,
+		before: func(ctx context.Context) ([]ledger.Transfer, error) {
+			err := s.createAccounts(ctx, []ledger.Account{{ID: quota, Asset: ledger.AssetCNY, Code: CodeFastQuota,
+				Flags: ledger.DebitsMustNotExceedCredits}})
+			return []ledger.Transfer{{ID: quotaGrantID(c, today), DebitAccountID: QuotaIssuer, CreditAccountID: quota,
+				Amount: s.cfg.FastRedeemDailyMax, Asset: ledger.AssetCNY, Kind: TransferQuotaGrant}}, err
+		},
+		// The shares leg goes first: its fields do not depend on the day, so
+		// a retry after midnight of a redemption whose order row was lost
+		// still finds it ("exists") instead of a conflict.
+		chain: []leg{
+			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferFastRedeemShares, 0},
+			{quota, QuotaUsed, ledger.AssetCNY, TransferFastRedeemQuota, 0},
+			{FundOmnibusCash, CashAccount(c), ledger.AssetCNY, TransferFastRedeemCash, 0},
+		},
+		shortage: map[int]string{0: reasonInsufficientFunds, 1: reasonFastRedeemLimit},
+	})
+}
+
+// Transfer moves cash to another customer, who may be frozen but not
+// closed. Errors also: ErrSameCustomer.
+func (s *Service) Transfer(ctx context.Context, c CustomerID, requestID string, to CustomerID, amount int64) (Order, error) {
+	if to == c {
+		return Order{}, ErrSameCustomer
+	}
+	if to <= 0 || to >= CustomerIDMax {
+		return Order{}, fmt.Errorf("recipient %d: %w", to, ErrCustomerNotFound)
+	}
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindTransfer, amount: amount, counterparty: int64(to), recipient: to,
+		chain:    []leg{{CashAccount(c), CashAccount(to), ledger.AssetCNY, TransferCustomerToCustomer, 0}},
+		shortage: map[int]string{0: reasonInsufficientFunds},
+	})
+}
+
+// Pay pays a merchant from the customer's fund shares: the shares are
+// redeemed and the fund pays the merchant, in one atomic chain. Payments do
+// not count against the fast-redemption cap. Errors also:
+// ErrMerchantNotFound.
+func (s *Service) Pay(ctx context.Context, c CustomerID, requestID string, m MerchantID, amount int64) (Order, error) {
+	if m <= 0 || m >= MerchantIDMax {
+		return Order{}, ErrMerchantNotFound
+	}
+	return s.place(ctx, operation{
+		customer: c, requestID: requestID, kind: KindPay, amount: amount, counterparty: int64(m),
+		chain: []leg{
+			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferPayShares, 0},
+			{FundOmnibusCash, MerchantAccount(m), ledger.AssetCNY, TransferPayCash, 0},
+		},
+		shortage: map[int]string{0: reasonInsufficientFunds},
+	})
+}
+
+// leg is one transfer of an order's linked chain; it carries the order's
+// amount.
+type leg struct {
+	debit, credit ledger.AccountID
+	asset         ledger.Asset
+	kind          uint16
+	flags         ledger.TransferFlags
+}
+
+type operation struct {
+	customer     CustomerID
+	requestID    string
+	kind         OrderKind
+	amount       int64
+	counterparty int64
+	recipient    CustomerID // a second party whose row is locked; 0 = none
+	allowFrozen  bool       // money only comes in
+	confirm      bool       // has a confirm date
+	pending      bool       // ends pending, not completed
+	// before returns transfers applied ahead of the chain in the same
+	// request, each on its own, whose outcome may be OK or any "exists".
+	before func(context.Context) ([]ledger.Transfer, error)
+	chain  []leg
+	// shortage names the reason recorded when leg i lacks the funds.
+	shortage map[int]string
+}
+
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > requestIDLenMax {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) place(ctx context.Context, op operation) (Order, error) {
+	if !validRequestID(op.requestID) {
+		return Order{}, ErrInvalidRequestID
+	}
+	if op.amount <= 0 || op.amount > AmountMaxFen {
+		// Amounts normally arrive through ParseAmount; this guards callers
+		// that pass fen directly.
+		reason := ErrAmountTooLarge
+		if op.amount <= 0 {
+			reason = ErrAmountNotPositive
+		}
+		return Order{}, &AmountError{Input: strconv.FormatInt(op.amount, 10) + " fen", Reason: reason}
+	}
+	if op.customer <= 0 || op.customer >= CustomerIDMax {
+		return Order{}, ErrCustomerNotFound
+	}
+	// UTC at microseconds: what the store keeps, so that a fresh order and
+	// its stored retry compare equal.
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	cal := s.cal.Load()
+	o := &Order{
+		CustomerID: op.customer, RequestID: op.requestID, Kind: op.kind, Amount: op.amount,
+		Counterparty: op.counterparty, TradeDate: cal.TradeDate(now), CreatedAt: now,
+	}
+	if op.confirm {
+		o.ConfirmDate = cal.ConfirmDate(o.TradeDate)
+	}
+	parties := []CustomerID{op.customer}
+	if op.recipient != 0 {
+		parties = append(parties, op.recipient)
+	}
+	stored, existed, err := s.store.PlaceOrder(ctx, o, parties, func(ctx context.Context, ps []Customer) error {
+		switch ps[0].Status {
+		case StatusClosed:
+			return ErrCustomerClosed
+		case StatusFrozen:
+			if !op.allowFrozen {
+				return ErrCustomerFrozen
+			}
+		}
+		if len(ps) > 1 && ps[1].Status == StatusClosed {
+			return fmt.Errorf("recipient %d: %w", ps[1].ID, ErrCustomerClosed)
+		}
+		return s.apply(ctx, o, op)
+	})
+	if err != nil {
+		return Order{}, err
+	}
+	if existed && !stored.sameContent(o) {
+		return stored, ErrIdempotencyConflict
+	}
+	return stored, stored.Err()
+}
+
+// apply sends the order's transfers to the ledger and sets o's outcome.
+func (s *Service) apply(ctx context.Context, o *Order, op operation) error {
+	var ts []ledger.Transfer
+	if op.before != nil {
+		pre, err := op.before(ctx)
+		if err != nil {
+			return err
+		}
+		ts = pre
+	}
+	first := len(ts)
+	for i, l := range op.chain {
+		t := ledger.Transfer{
+			ID: transferID(o.CustomerID, o.RequestID, i), DebitAccountID: l.debit, CreditAccountID: l.credit,
+			Amount: o.Amount, Asset: l.asset, Kind: l.kind, Flags: l.flags, UserData: o.RequestID,
+		}
+		if i < len(op.chain)-1 {
+			t.Flags |= ledger.Linked
+		}
+		ts = append(ts, t)
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+	defer cancel()
+	res, err := s.ledger.CreateTransfers(lctx, ts)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if len(res) != len(ts) {
+		return fmt.Errorf("%w: %d results for %d transfers", ErrLedger, len(res), len(ts))
+	}
+	for i := 0; i < first; i++ {
+		switch res[i].Result {
+		case ledger.ResultOK, ledger.ResultExists, ledger.ResultExistsWithDifferentFields:
+		default:
+			return fmt.Errorf("%w: transfer %d of %s: %s", ErrLedger, i, o.Kind, res[i].Result)
+		}
+	}
+	chain := res[first:]
+	switch {
+	case chain[0].Result == ledger.ResultOK || chain[0].Result == ledger.ResultExists:
+		// The chain applies as a whole, and its first id is only ever used
+		// by this chain: "exists" means an earlier attempt, whose order row
+		// was lost, applied all of it.
+		if op.pending {
+			o.Status = OrderPending
+		} else {
+			o.Status = OrderCompleted
+		}
+		return nil
+	case chain[0].Result == ledger.ResultExistsWithDifferentFields:
+		return ErrIdempotencyConflict
+	}
+	for i, r := range chain {
+		switch r.Result {
+		case ledger.ResultLinkedEventFailed:
+			continue
+		case ledger.ResultExceedsCredits:
+			if reason, ok := op.shortage[i]; ok {
+				o.Status, o.Reason = OrderRejected, reason
+				return nil
+			}
+		case ledger.ResultDebitAccountClosed, ledger.ResultCreditAccountClosed:
+			return ErrCustomerClosed
+		case ledger.ResultCreditAccountNotFound:
+			if o.Kind == KindPay {
+				return ErrMerchantNotFound
+			}
+		}
+		return fmt.Errorf("%w: leg %d of %s: %s", ErrLedger, i, o.Kind, r.Result)
+	}
+	return fmt.Errorf("%w: %s: no leg failed and none applied", ErrLedger, o.Kind)
+}
+
+// OrderStatus returns an order by its request id. Errors: ErrOrderNotFound.
+func (s *Service) OrderStatus(ctx context.Context, c CustomerID, requestID string) (Order, error) {
+	if !validRequestID(requestID) {
+		return Order{}, ErrInvalidRequestID
+	}
+	return s.store.Order(ctx, c, requestID)
+}
+
+// Holdings returns what a customer has. Errors: ErrCustomerNotFound.
+func (s *Service) Holdings(ctx context.Context, c CustomerID) (Holdings, error) {
+	cust, err := s.Customer(ctx, c)
+	if err != nil {
+		return Holdings{}, err
+	}
+	accts, err := s.lookup(ctx, []ledger.AccountID{CashAccount(c), SharesAccount(c)})
+	if err != nil {
+		return Holdings{}, err
+	}
+	cash, shares := accts[0], accts[1]
+	h := Holdings{
+		CustomerID:                 c,
+		Status:                     cust.Status,
+		AvailableCash:              cash.Available(),
+		Shares:                     shares.Available(),
+		SharesAwaitingConfirmation: shares.CreditsPending,
+		SharesAwaitingPayout:       shares.DebitsPending,
+	}
+	if cust.Status == StatusFrozen {
+		h.FrozenCash, h.FrozenShares = h.AvailableCash, h.Shares
+	}
+	return h, nil
+}
+
+// History returns a page of a customer's orders, newest first. Errors:
+// ErrInvalidCursor.
+func (s *Service) History(ctx context.Context, q HistoryQuery) (HistoryPage, error) {
+	if q.Limit == 0 {
+		q.Limit = HistoryLimitDefault
+	}
+	if q.Limit < 0 || q.Limit > HistoryLimitMax {
+		return HistoryPage{}, fmt.Errorf("history limit %d: want 1..%d", q.Limit, HistoryLimitMax)
+	}
+	for _, k := range q.Kinds {
+		if _, err := ParseOrderKind(string(k)); err != nil {
+			return HistoryPage{}, err
+		}
+	}
+	var before int64
+	if q.Cursor != "" {
+		v, err := strconv.ParseInt(q.Cursor, 10, 64)
+		if err != nil || v <= 0 {
+			return HistoryPage{}, ErrInvalidCursor
+		}
+		before = v
+	}
+	if !q.From.IsZero() {
+		q.From = DateOf(q.From)
+	}
+	if !q.To.IsZero() {
+		q.To = DateOf(q.To)
+	}
+	orders, err := s.store.History(ctx, q, before, q.Limit+1)
+	if err != nil {
+		return HistoryPage{}, err
+	}
+	var page HistoryPage
+	if len(orders) > q.Limit {
+		orders = orders[:q.Limit]
+		page.NextCursor = strconv.FormatInt(orders[len(orders)-1].ID, 10)
+	}
+	page.Entries = make([]HistoryEntry, len(orders))
+	for i, o := range orders {
+		page.Entries[i] = HistoryEntry{Order: o, Incoming: o.CustomerID != q.CustomerID}
+	}
+	return page, nil
+}
+
+func (s *Service) createAccounts(ctx context.Context, accts []ledger.Account) error {
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+	defer cancel()
+	res, err := s.ledger.CreateAccounts(lctx, accts)
+	if err != nil {
+		return fmt.Errorf("create accounts: %w", err)
+	}
+	for i, r := range res {
+		if r.Result != ledger.ResultOK && r.Result != ledger.ResultExists {
+			return fmt.Errorf("%w: create account %d: %s", ErrLedger, accts[i].ID, r.Result)
+		}
+	}
+	return nil
+}
+
+// lookup returns the accounts asked for, all of which must exist.
+func (s *Service) lookup(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+	defer cancel()
+	accts, err := s.ledger.LookupAccounts(lctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lookup accounts: %w", err)
+	}
+	if len(accts) != len(ids) {
+		return nil, fmt.Errorf("%w: %d of %d accounts found", ErrLedger, len(accts), len(ids))
+	}
+	for i := range ids {
+		if accts[i].ID != ids[i] {
+			return nil, fmt.Errorf("%w: account %d missing", ErrLedger, ids[i])
+		}
+	}
+	return accts, nil
+}

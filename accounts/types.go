@@ -1,0 +1,173 @@
+package accounts
+
+import (
+	"fmt"
+	"time"
+)
+
+// CustomerID identifies a customer; ids are assigned by the store from 1
+// and stay below CustomerIDMax so that account ids can be derived from them.
+type CustomerID int64
+
+// CustomerIDMax bounds customer ids (2^40, a trillion customers).
+const CustomerIDMax CustomerID = 1 << 40
+
+// MerchantID identifies a merchant, below MerchantIDMax.
+type MerchantID int64
+
+// MerchantIDMax bounds merchant ids.
+const MerchantIDMax MerchantID = 1 << 40
+
+// Status is a customer's life-cycle state.
+type Status string
+
+// Customer statuses.
+const (
+	StatusActive Status = "active"
+	StatusFrozen Status = "frozen" // may receive money, may not move it out
+	StatusClosed Status = "closed" // may do nothing; final
+)
+
+// Customer is one saver.
+type Customer struct {
+	ID        CustomerID
+	Name      string
+	Status    Status
+	CreatedAt time.Time
+}
+
+// OrderKind is what an order does.
+type OrderKind string
+
+// Order kinds.
+const (
+	KindTopUp          OrderKind = "top_up"
+	KindSubscribe      OrderKind = "subscribe"
+	KindFastRedeem     OrderKind = "fast_redeem"
+	KindStandardRedeem OrderKind = "standard_redeem"
+	KindTransfer       OrderKind = "transfer"
+	KindPay            OrderKind = "pay"
+	KindWithdraw       OrderKind = "withdraw"
+)
+
+// OrderKinds lists every kind, for validation and help texts.
+var OrderKinds = []OrderKind{KindTopUp, KindSubscribe, KindFastRedeem, KindStandardRedeem, KindTransfer, KindPay, KindWithdraw}
+
+// ParseOrderKind validates a kind name.
+func ParseOrderKind(s string) (OrderKind, error) {
+	for _, k := range OrderKinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("order kind %q: want one of %v", s, OrderKinds)
+}
+
+// OrderStatus is where an order stands.
+type OrderStatus string
+
+// Order statuses. Only orders that reached one of these are stored: an
+// order whose ledger call was not acknowledged leaves no row.
+const (
+	// OrderCompleted: the money moved (top-up, fast redeem, transfer, pay,
+	// withdraw).
+	OrderCompleted OrderStatus = "completed"
+	// OrderPending: held in the ledger, waiting for settlement on
+	// ConfirmDate (subscription shares awaiting confirmation, standard
+	// redemption shares awaiting payout).
+	OrderPending OrderStatus = "pending"
+	// OrderRejected: refused by a rule that depends on the balances at the
+	// time (insufficient funds, fast redemption limit); Reason says which.
+	// Nothing moved, and a retry with the same request id gets the same
+	// answer.
+	OrderRejected OrderStatus = "rejected"
+)
+
+// Order is one customer request and its outcome.
+type Order struct {
+	ID         int64 // assigned by the store, increasing; the history cursor
+	CustomerID CustomerID
+	RequestID  string
+	Kind       OrderKind
+	Amount     int64 // fen (or 0.01 shares)
+	// Counterparty is the receiving customer of a transfer or the merchant
+	// of a payment; 0 otherwise.
+	Counterparty int64
+	// TradeDate is the business date by the 15:00 cut-off and the calendar.
+	TradeDate time.Time
+	// ConfirmDate is when settlement confirms a subscription or pays a
+	// standard redemption; zero for other kinds.
+	ConfirmDate time.Time
+	Status      OrderStatus
+	Reason      string // why it was rejected
+	CreatedAt   time.Time
+}
+
+// sameContent reports whether two orders with one request id ask for the
+// same thing.
+func (o *Order) sameContent(p *Order) bool {
+	return o.Kind == p.Kind && o.Amount == p.Amount && o.Counterparty == p.Counterparty
+}
+
+// Err is the error a rejected order answers with, nil otherwise.
+func (o *Order) Err() error {
+	if o.Status == OrderRejected {
+		return reasonError(o.Reason)
+	}
+	return nil
+}
+
+// Holdings is what a customer has, in minor units.
+type Holdings struct {
+	CustomerID CustomerID
+	Status     Status
+	// AvailableCash can be spent now.
+	AvailableCash int64
+	// Shares are confirmed shares not held by a redemption: they earn
+	// income and can be redeemed or spent.
+	Shares int64
+	// SharesAwaitingConfirmation are subscribed and paid, confirmed by
+	// settlement on their confirm date.
+	SharesAwaitingConfirmation int64
+	// SharesAwaitingPayout are held by standard redemptions until
+	// settlement pays them out.
+	SharesAwaitingPayout int64
+	// FrozenCash and FrozenShares are what a frozen customer cannot move.
+	FrozenCash   int64
+	FrozenShares int64
+	// YesterdayIncome and CumulativeIncome come from the settlement run,
+	// which does not exist yet: both are 0 until it does.
+	YesterdayIncome  int64
+	CumulativeIncome int64
+	// SevenDayYield is the fund's 7-day annualised yield as a percentage
+	// with 3 decimals, "" until settlement publishes one.
+	SevenDayYield string
+}
+
+// HistoryQuery selects a page of a customer's orders, newest first.
+type HistoryQuery struct {
+	CustomerID CustomerID
+	Kinds      []OrderKind // empty = all
+	From, To   time.Time   // trade dates, inclusive; zero = unbounded
+	Cursor     string      // from the previous page; "" = newest
+	Limit      int         // 1..HistoryLimitMax; 0 = HistoryLimitDefault
+}
+
+// History page sizes.
+const (
+	HistoryLimitDefault = 20
+	HistoryLimitMax     = 200
+)
+
+// HistoryEntry is one order in a customer's history. Incoming marks a
+// transfer another customer sent to this one.
+type HistoryEntry struct {
+	Order
+	Incoming bool
+}
+
+// HistoryPage is one page of history; NextCursor is "" on the last page.
+type HistoryPage struct {
+	Entries    []HistoryEntry
+	NextCursor string
+}
