@@ -66,6 +66,19 @@ func (id TransferID) String() string {
 	return string(b[:])
 }
 
+// MarshalText writes the UUID form, so ids read well in JSON.
+func (id TransferID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses the UUID form.
+func (id *TransferID) UnmarshalText(b []byte) error {
+	v, err := ParseTransferID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
 // ParseTransferID parses the UUID form written by String.
 func ParseTransferID(s string) (TransferID, error) {
 	var id TransferID

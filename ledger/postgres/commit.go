@@ -32,6 +32,10 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	}
 	if len(b.Transfers) > 0 {
 		queueTransfers(&q, b)
+		if !s.noOutbox {
+			q.Queue(`INSERT INTO ledger_outbox (shard, last_ts, events, payload) VALUES ($1, $2, $3, $4)`,
+				b.Shard, b.LastTimestamp, len(b.Transfers), ledger.EncodeEntries(b.Transfers))
+		}
 	}
 	if len(b.Accounts) > 0 {
 		queueFlush(&q, b.Accounts, b.LastTimestamp)

@@ -28,6 +28,8 @@ var migrations embed.FS
 type Store struct {
 	pool *pgxpool.Pool
 
+	noOutbox bool
+
 	mu         sync.Mutex
 	partitions map[time.Time]bool // journal partitions known to exist
 }
@@ -43,6 +45,9 @@ type Config struct {
 	// PartitionsAhead is how many daily journal partitions to keep created
 	// beyond today.
 	PartitionsAhead int
+	// NoOutbox stops commits from writing the transactional outbox: for
+	// benchmarks of the bare ledger only; nothing is then published.
+	NoOutbox bool
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -63,7 +68,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, partitions: map[time.Time]bool{}}
+	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox}
 	if err := Migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err

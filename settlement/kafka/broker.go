@@ -1,0 +1,32 @@
+package kafka
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Broker is an in-process Kafka-protocol broker (kfake) on loopback.
+type Broker struct {
+	c *kfake.Cluster
+}
+
+// StartBroker starts a one-node broker on 127.0.0.1:port (0 = any free
+// port) with the given topics created, each with partitions partitions.
+func StartBroker(port, partitions int, topics ...string) (*Broker, error) {
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topics...)}
+	if port != 0 {
+		opts = append(opts, kfake.Ports(port))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kafka broker: %w", err)
+	}
+	return &Broker{c: c}, nil
+}
+
+// Addrs returns the broker addresses.
+func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
+
+// Close stops the broker; its data is gone.
+func (b *Broker) Close() { b.c.Close() }

@@ -1,0 +1,57 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// Publisher writes ledger events to a topic, one message per event, JSON
+// with the event's schema version inside.
+type Publisher struct {
+	w *kafkago.Writer
+}
+
+// NewPublisher returns a publisher to brokers (host:port) for topic.
+func NewPublisher(brokers []string, topic string) *Publisher {
+	return &Publisher{w: &kafkago.Writer{
+		Addr:  kafkago.TCP(brokers...),
+		Topic: topic,
+		// Hash of the key (the shard) picks the partition: one shard's
+		// events stay in order.
+		Balancer:     &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll,
+		BatchSize:    5000,
+		BatchBytes:   16 << 20,
+		BatchTimeout: 2 * time.Millisecond,
+		MaxAttempts:  3,
+		WriteTimeout: 10 * time.Second,
+		ReadTimeout:  10 * time.Second,
+	}}
+}
+
+// Publish implements settlement.Publisher: it returns nil only once every
+// event is acknowledged.
+func (p *Publisher) Publish(ctx context.Context, events []ledger.Event) error {
+	msgs := make([]kafkago.Message, len(events))
+	for i := range events {
+		v, err := json.Marshal(&events[i])
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		msgs[i] = kafkago.Message{Key: []byte(strconv.Itoa(events[i].Shard)), Value: v}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d events: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Close flushes and closes the writer.
+func (p *Publisher) Close() error { return p.w.Close() }

@@ -1,0 +1,142 @@
+package settlement
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// Outbox is the ledger's transactional outbox (ledger/postgres.Store).
+type Outbox interface {
+	OutboxPending(ctx context.Context, shard, limit int) ([]ledger.OutboxBatch, error)
+	OutboxAck(ctx context.Context, shard int, lastTS int64) error
+}
+
+// Publisher sends events to the broker. Publish returns nil only when every
+// event was acknowledged by the broker (for Kafka: by all in-sync replicas).
+type Publisher interface {
+	Publish(ctx context.Context, events []ledger.Event) error
+}
+
+// RelayConfig tunes the relay.
+type RelayConfig struct {
+	Shards       []int
+	BatchesMax   int           // outbox rows read per round, per shard
+	PollInterval time.Duration // sleep when every outbox is empty
+	AttemptsMax  int           // consecutive failed rounds before Run gives up
+	BackoffMax   time.Duration
+}
+
+func (c *RelayConfig) setDefaults() {
+	if c.BatchesMax == 0 {
+		c.BatchesMax = 64
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.AttemptsMax == 0 {
+		c.AttemptsMax = 120 // with BackoffMax of 1 s: rides out about two minutes of outage
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = time.Second
+	}
+}
+
+// Relay publishes the outbox. One relay per shard set: two relays on the
+// same shards would publish twice (harmless, consumers deduplicate, but
+// wasteful).
+type Relay struct {
+	cfg       RelayConfig
+	outbox    Outbox
+	pub       Publisher
+	log       *slog.Logger
+	published atomic.Int64
+	failures  atomic.Int64
+}
+
+// NewRelay returns a relay; start it with Run.
+func NewRelay(cfg RelayConfig, outbox Outbox, pub Publisher, logger *slog.Logger) *Relay {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{cfg: cfg, outbox: outbox, pub: pub, log: logger.With("role", "relay")}
+}
+
+// Published returns how many events were published, and how many publish
+// rounds failed, since start.
+func (r *Relay) Published() (events, failures int64) { return r.published.Load(), r.failures.Load() }
+
+// Run relays until ctx ends, or returns an error after AttemptsMax
+// consecutive failed rounds.
+func (r *Relay) Run(ctx context.Context) error {
+	failed := 0
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		moved, err := r.round(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failed++
+			r.failures.Add(1)
+			if failed >= r.cfg.AttemptsMax {
+				return fmt.Errorf("relay: %d rounds failed in a row: %w", failed, err)
+			}
+			r.log.Warn("relay round failed; backing off", "attempt", failed, "backoff", backoff, "err", err)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, r.cfg.BackoffMax)
+			continue
+		}
+		failed, backoff = 0, 10*time.Millisecond
+		if moved == 0 && !sleep(ctx, r.cfg.PollInterval) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// round publishes what is waiting on every shard, in commit order per
+// shard, and acknowledges each shard's batches once they are published.
+func (r *Relay) round(ctx context.Context) (int, error) {
+	moved := 0
+	for _, shard := range r.cfg.Shards {
+		batches, err := r.outbox.OutboxPending(ctx, shard, r.cfg.BatchesMax)
+		if err != nil {
+			return moved, err
+		}
+		if len(batches) == 0 {
+			continue
+		}
+		var events []ledger.Event
+		for _, b := range batches {
+			events = append(events, b.Events...)
+		}
+		if err := r.pub.Publish(ctx, events); err != nil {
+			return moved, fmt.Errorf("publish shard %d: %w", shard, err)
+		}
+		if err := r.outbox.OutboxAck(ctx, shard, batches[len(batches)-1].LastTS); err != nil {
+			return moved, err
+		}
+		r.published.Add(int64(len(events)))
+		moved += len(events)
+	}
+	return moved, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
