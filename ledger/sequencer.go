@@ -299,7 +299,9 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			held.err = ErrClosed
 			held.reply <- struct{}{}
 		}
-		if ferr == nil && book.Unsaved() > 0 {
+		// book is nil once the shard failed (fenced, store gone, a broken
+		// invariant): then nothing more may be written.
+		if ferr == nil && book != nil && book.Unsaved() > 0 {
 			s.finalCheckpoint(ctx, book)
 		}
 	}()
@@ -403,6 +405,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 				r.reply <- struct{}{}
 			}
 			s.log.Error("invariant broken; stopping shard", "err", err)
+			book = nil
 			return err
 		}
 		// Trickle balances out at the rate that writes every unsaved one

@@ -136,6 +136,7 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0 = from the clock)")
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "sequencer batch limit in transfers (0 = default)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	f.BoolVar(&cfg.NoOutbox, "no-outbox", false, "leave the transactional outbox out of the commits (bare ledger)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	f.StringToStringVar(&pgSet, "pg-set", nil, "extra settings of the private Postgres, name=value")

@@ -39,6 +39,7 @@ type Config struct {
 	Logger     *slog.Logger
 	BatchMax   int   // sequencer batch limit; 0 = default
 	BalanceFen int64 // starting balance of every account
+	NoOutbox   bool  // leave the transactional outbox out of the commits
 }
 
 // Result is what a run measured.
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: 8})
+	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: 8, NoOutbox: cfg.NoOutbox})
 	if err != nil {
 		return nil, err
 	}
