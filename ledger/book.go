@@ -133,10 +133,6 @@ func (b *Book) Begin(now int64) {
 	b.resolved = map[TransferID]*PendingTransfer{}
 	b.closed = b.closed[:0]
 	b.undo = b.undo[:0]
-	b.ids.maybeRotate()
-	if len(b.pendings) > b.pendingsMax {
-		b.sweepPendings()
-	}
 	if now <= b.lastTS {
 		now = b.lastTS + 1
 	}
@@ -233,6 +229,14 @@ func (b *Book) Seal(flush int) *Batch {
 		out.CheckpointTS = b.unsavedQ[0].since - 1
 	}
 	out.LastTimestamp = b.lastTS
+	// Forget old ids and resolved holds here, between batches, never
+	// between Missing (which decided what to fetch) and the apply. Holds
+	// resolved by this batch stay: it is not committed yet, so the store
+	// would still call them open.
+	b.ids.maybeRotate()
+	if len(b.pendings) > b.pendingsMax {
+		b.sweepPendings()
+	}
 	b.out = nil
 	return out
 }
@@ -290,7 +294,7 @@ func (b *Book) markResolved(p *PendingTransfer) { b.resolved[p.ID] = p }
 
 func (b *Book) sweepPendings() {
 	for id, p := range b.pendings {
-		if p.State != PendingOpen {
+		if _, now := b.resolved[id]; p.State != PendingOpen && !now {
 			delete(b.pendings, id)
 		}
 	}
@@ -364,23 +368,42 @@ func (b *Book) CreateTransfers(in []Transfer, results []TransferResult) {
 		open := in[end].Flags&Linked != 0 // the request ended inside a chain
 		b.markChain()
 		failed, failure := -1, ResultOK
+		applied, existed := 0, 0
 		for j := i; j <= end; j++ {
 			r := b.createTransfer(&in[j])
-			if r == ResultOK && open && j == end {
+			if open && j == end && r == ResultOK {
 				r = ResultLinkedEventChainOpen
+			}
+			if r == ResultExists && end > i {
+				// A member applied by an earlier request: a retry of the
+				// whole chain answers exists for every member.
+				existed++
+				results[j] = TransferResult{Result: ResultExists}
+				continue
 			}
 			if r != ResultOK {
 				failed, failure = j, r
 				break
 			}
+			applied++
 			results[j] = TransferResult{Result: ResultOK, Timestamp: b.lastTS}
 		}
-		if failed >= 0 {
+		switch {
+		case failed >= 0:
 			b.rollbackChain()
 			for j := i; j <= end; j++ {
 				results[j] = TransferResult{Result: ResultLinkedEventFailed}
 			}
 			results[failed] = TransferResult{Result: failure}
+		case existed > 0 && applied > 0:
+			// Part of the chain was applied before and part is new: a chain
+			// is atomic, so this is not a retry of it. Refuse the new part.
+			b.rollbackChain()
+			for j := i; j <= end; j++ {
+				if results[j].Result == ResultOK {
+					results[j] = TransferResult{Result: ResultLinkedEventFailed}
+				}
+			}
 		}
 		i = end + 1
 	}
@@ -475,6 +498,9 @@ func (b *Book) applyTransfer(in *Transfer, fp int64) Result {
 		}
 		if in.Timeout > 0 {
 			p.ExpiresAt = ts + int64(in.Timeout)
+			if addOverflows(ts, int64(in.Timeout)) {
+				p.ExpiresAt = math.MaxInt64 // beyond any clock: never expires
+			}
 			heap.Push(&b.expiry, p)
 		}
 		b.pendings[p.ID] = p

@@ -258,6 +258,11 @@ func (s *Sequencer) Run(ctx context.Context) error {
 
 	lastSeal := time.Now()
 	var (
+		// carry holds requests taken from the queue but not applied, because
+		// the batch before them failed: they are applied on the reloaded
+		// state instead of being refused.
+		carry    []*request
+		exitErr  error
 		pending  *inflight
 		held     *request // took from the queue but did not fit the last batch
 		missing  []TransferID
@@ -270,6 +275,10 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		pending = nil
 		if err != nil {
 			for _, r := range p.reqs {
+				if r.kind == reqLookup && !errors.Is(err, ErrFenced) {
+					carry = append(carry, r) // a read is answered from the reloaded state
+					continue
+				}
 				r.err = commitError(err)
 				r.reply <- struct{}{}
 			}
@@ -296,8 +305,14 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	defer func() {
 		ferr := finish()
 		if held != nil {
-			held.err = ErrClosed
-			held.reply <- struct{}{}
+			carry = append(carry, held)
+		}
+		for _, r := range carry {
+			r.err = ErrClosed
+			if errors.Is(exitErr, ErrFenced) {
+				r.err = exitErr
+			}
+			r.reply <- struct{}{}
 		}
 		// book is nil once the shard failed (fenced, store gone, a broken
 		// invariant): then nothing more may be written.
@@ -311,7 +326,12 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		// queued up to the batch limit.
 		var reqs []*request
 		events := 0
-		if held != nil {
+		if carry != nil {
+			reqs, carry = carry, nil
+			for _, r := range reqs {
+				events += r.events()
+			}
+		} else if held != nil {
 			reqs, events, held = append(reqs, held), held.events(), nil
 		} else {
 			// While idle, answer the in-flight batch as soon as it commits.
@@ -324,8 +344,8 @@ func (s *Sequencer) Run(ctx context.Context) error {
 				reqs, events = append(reqs, r), r.events()
 			case err := <-committed:
 				if err := complete(err); err != nil {
-					if book, err = s.recover(ctx, err); err != nil {
-						return err
+					if book, exitErr = s.recover(ctx, err); exitErr != nil {
+						return quiet(ctx, exitErr)
 					}
 				}
 				continue
@@ -334,7 +354,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			}
 		}
 	collect:
-		for events < s.cfg.BatchEventsMax {
+		for held == nil && events < s.cfg.BatchEventsMax {
 			select {
 			case r := <-s.queue:
 				if events+r.events() > s.cfg.BatchEventsMax {
@@ -362,13 +382,18 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			known, err = s.store.Lookup(ctx, s.cfg.Shard, missing, pmissing)
 			s.since(PhaseLookup, t0)
 			if err != nil {
+				// Only transfers needed the lookup; the rest go on.
 				for _, r := range reqs {
-					r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
-					r.reply <- struct{}{}
+					if r.kind == reqTransfers {
+						r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
+						r.reply <- struct{}{}
+					} else {
+						carry = append(carry, r)
+					}
 				}
 				if ferr := finish(); ferr != nil {
-					if book, err = s.recover(ctx, ferr); err != nil {
-						return err
+					if book, exitErr = s.recover(ctx, ferr); exitErr != nil {
+						return quiet(ctx, exitErr)
 					}
 				}
 				continue
@@ -380,12 +405,9 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		err := finish()
 		s.since(PhaseWait, t0)
 		if err != nil {
-			for _, r := range reqs {
-				r.err = commitError(err)
-				r.reply <- struct{}{}
-			}
-			if book, err = s.recover(ctx, err); err != nil {
-				return err
+			carry = append(carry, reqs...)
+			if book, exitErr = s.recover(ctx, err); exitErr != nil {
+				return quiet(ctx, exitErr)
 			}
 			continue
 		}
@@ -439,6 +461,15 @@ func (s *Sequencer) finalCheckpoint(ctx context.Context, book *Book) {
 	if err := <-f.err; err != nil {
 		s.log.Warn("final checkpoint failed; the next start replays the journal", "err", err)
 	}
+}
+
+// quiet turns the error of a shard stopped on purpose (its context ended)
+// into a clean exit.
+func quiet(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ErrFenced) {
+		return nil
+	}
+	return err
 }
 
 func commitError(err error) error {

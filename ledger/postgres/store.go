@@ -132,7 +132,12 @@ func (s *Store) ensurePartition(ctx context.Context, d time.Time) error {
 		return nil
 	}
 	name := pgx.Identifier{"transfers_" + d.Format("20060102")}.Sanitize()
-	sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF transfers FOR VALUES FROM ('%s') TO ('%s')`,
+	// Row triggers (no UPDATE, no DELETE) are cloned onto partitions by
+	// Postgres; statement-level TRUNCATE triggers are not, so each
+	// partition gets its own.
+	sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s PARTITION OF transfers FOR VALUES FROM ('%[2]s') TO ('%[3]s');
+		CREATE OR REPLACE TRIGGER no_truncate BEFORE TRUNCATE ON %[1]s
+			FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite()`,
 		name, d.Format(time.DateOnly), d.AddDate(0, 0, 1).Format(time.DateOnly))
 	// Two processes may race to create the same partition; the loser's
 	// error is a duplicate, which is success. Bounded: two attempts.
