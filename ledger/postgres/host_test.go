@@ -1,0 +1,146 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/postgres"
+)
+
+// partitionable cuts a host off from the lease table, as a crashed or
+// paused process would be.
+type partitionable struct {
+	*postgres.Store
+	cut atomic.Bool
+}
+
+var errCut = errors.New("test: host is cut off")
+
+func (p *partitionable) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error {
+	if p.cut.Load() {
+		return errCut
+	}
+	return p.Store.RenewLease(ctx, shard, owner, epoch, ttl)
+}
+
+func (p *partitionable) AcquireLease(ctx context.Context, shard int, owner string, ttl time.Duration) (int64, bool, error) {
+	if p.cut.Load() {
+		return 0, false, errCut
+	}
+	return p.Store.AcquireLease(ctx, shard, owner, ttl)
+}
+
+// Two hosts share four shards; one dies; the other takes its shards within
+// the lease TTL and serves what the dead one committed, while the dead one
+// can no longer write.
+func TestHostFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const shards, ttl = 4, time.Second
+	la := &partitionable{Store: store}
+	a := ledger.NewHost(ledger.HostConfig{Owner: "a", Shards: shards, LeaseTTL: ttl, ShardsMax: 2}, store, la, nil)
+	actx, stopA := context.WithCancel(ctx)
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Run(actx) }()
+	defer func() { stopA(); <-aDone }()
+	waitOwned(t, a, 2, 5*time.Second)
+
+	b := ledger.NewHost(ledger.HostConfig{Owner: "b", Shards: shards, LeaseTTL: ttl}, store, store, nil)
+	bctx, stopB := context.WithCancel(ctx)
+	bDone := make(chan error, 1)
+	go func() { bDone <- b.Run(bctx) }()
+	defer func() { stopB(); <-bDone }()
+	waitOwned(t, b, 2, 5*time.Second)
+
+	// A commits on its shards.
+	ownedByA := a.Owned()
+	sort.Ints(ownedByA)
+	committed := map[int]ledger.Transfer{}
+	for _, shard := range ownedByA {
+		seq := mustSequencer(t, a, shard)
+		d, c := accountOn(shard, shards, 1), accountOn(shard, shards, 2)
+		if _, err := seq.CreateAccounts(ctx, []ledger.Account{{ID: d, Asset: ledger.AssetCNY}, {ID: c, Asset: ledger.AssetCNY}}); err != nil {
+			t.Fatal(err)
+		}
+		tr := ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: d, CreditAccountID: c, Amount: 42, Asset: ledger.AssetCNY}
+		if rs, err := seq.CreateTransfers(ctx, []ledger.Transfer{tr}); err != nil || rs[0].Result != ledger.ResultOK {
+			t.Fatalf("shard %d transfer: %v %v", shard, rs, err)
+		}
+		committed[shard] = tr
+	}
+
+	// A is cut off; B must own everything within the TTL (plus a renewal
+	// period of slack).
+	la.cut.Store(true)
+	start := time.Now()
+	waitOwned(t, b, shards, ttl+2*time.Second)
+	t.Logf("shards moved in %s (lease TTL %s)", time.Since(start).Round(time.Millisecond), ttl)
+
+	for shard, tr := range committed {
+		// The cut-off host still runs its sequencer, but cannot write.
+		if stale, ok := a.Sequencer(shard); ok {
+			late := tr
+			late.ID = ledger.NewTransferID()
+			if _, err := stale.CreateTransfers(ctx, []ledger.Transfer{late}); !errors.Is(err, ledger.ErrFenced) {
+				t.Fatalf("cut-off host wrote shard %d: %v", shard, err)
+			}
+		}
+		seq := mustSequencer(t, b, shard)
+		rs, err := seq.CreateTransfers(ctx, []ledger.Transfer{tr})
+		if err != nil || rs[0].Result != ledger.ResultExists {
+			t.Fatalf("shard %d after failover: %v %v, want exists", shard, rs, err)
+		}
+	}
+	mustVerify(t, store)
+}
+
+func waitOwned(t *testing.T, h *ledger.Host, n int, within time.Duration) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for {
+		ready := 0
+		for _, s := range h.Owned() {
+			if _, ok := h.Sequencer(s); ok {
+				ready++
+			}
+		}
+		if ready >= n {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("host owns %v (%d ready) after %s, want %d", h.Owned(), ready, within, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustSequencer(t *testing.T, h *ledger.Host, shard int) *ledger.Sequencer {
+	t.Helper()
+	seq, ok := h.Sequencer(shard)
+	if !ok {
+		t.Fatalf("shard %d not served", shard)
+	}
+	return seq
+}
+
+// accountOn returns the n-th account id that lives on shard.
+func accountOn(shard, shards, n int) ledger.AccountID {
+	for id := ledger.AccountID(1); ; id++ {
+		if ledger.ShardOf(id, shards) == shard {
+			if n--; n == 0 {
+				return id
+			}
+		}
+	}
+}
