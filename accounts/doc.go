@@ -11,15 +11,22 @@
 // redemption payout are pending debits, so the ledger itself keeps them out
 // of what the customer can spend; the settlement run posts them.
 //
-// Every order carries a client request id. The Store keeps one order per
-// (customer, request id) forever, and the ledger transfers of an order have
-// ids derived from the same key (ledger.DeriveTransferID), so a retry gets
-// the original result and can never move money twice, even if the order's
-// row was lost after the ledger applied it.
+// Opening a customer and every order carry a client request id. The Store
+// keeps one customer per request id and one order per (customer, request
+// id), forever. The ledger transfers of an order have ids derived from its
+// key (ledger.DeriveTransferID), so a retry gets the original result and
+// can never move money twice, even if the order's row was lost after the
+// ledger applied it.
 //
-// The fast-redemption cap is a ledger account per customer and day that
-// every fast redemption debits in the same atomic chain as the money (see
+// The fast-redemption cap is a ledger account per customer and day, in
+// ledger.AssetQuota so that it is never counted as money, that every fast
+// redemption debits in the same atomic chain as the money (see
 // Service.FastRedeem), which makes the cap exact under concurrency.
+//
+// The settlement run feeds the holdings view: RecordDailyIncome keeps what
+// each customer earned each natural day (yesterday's and cumulative
+// income), PublishFundYield the fund's income per 10,000 shares and its
+// 7-day annualised yield (SevenDayYield, exact integer arithmetic).
 //
 // Amounts cross the edge as decimal strings (ParseAmount, FormatAmount) and
 // are int64 minor units inside.
@@ -28,7 +35,7 @@
 //
 //	store, _ := postgres.Open(ctx, postgres.Config{DSN: dsn})
 //	svc, _ := accounts.NewService(ctx, accounts.Config{}, store, sequencer, logger)
-//	c, _ := svc.OpenCustomer(ctx, "Alice")
+//	c, _ := svc.OpenCustomer(ctx, "open-alice", "Alice")
 //	fen, err := accounts.ParseAmount("100.00")
 //	order, err := svc.TopUp(ctx, c.ID, "req-1", fen)
 package accounts

@@ -10,7 +10,7 @@ var (
 	ErrBalanceNotZero      = errors.New("customer still holds cash or shares")
 	ErrInvalidTransition   = errors.New("customer status does not allow this")
 	ErrInvalidRequestID    = errors.New("request id must be 1 to 64 printable ASCII characters")
-	ErrIdempotencyConflict = errors.New("request id already used for a different order")
+	ErrIdempotencyConflict = errors.New("request id already used for a different request")
 	ErrOrderNotFound       = errors.New("order not found")
 	ErrInsufficientFunds   = errors.New("insufficient available balance")
 	ErrFastRedeemLimit     = errors.New("fast redemption daily limit reached")
@@ -18,6 +18,10 @@ var (
 	ErrSameCustomer        = errors.New("cannot transfer to oneself")
 	ErrInvalidCursor       = errors.New("invalid history cursor")
 	ErrInvalidName         = errors.New("name must be 1 to 100 characters")
+	// Settlement's records: income and yields.
+	ErrIncomePer10kRange = errors.New("income per 10,000 shares out of range")
+	ErrRecordConflict    = errors.New("a different value is already recorded for that day")
+	ErrYieldGap          = errors.New("fund yields must be published one natural day after another")
 	// ErrLedger wraps a ledger outcome the service does not expect; it is a
 	// bug or a misconfiguration, never a customer's mistake.
 	ErrLedger = errors.New("ledger refused the operation")

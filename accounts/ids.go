@@ -41,8 +41,8 @@ const (
 	InTransitShares    = systemBase | 5 // shares: cross-shard shares in flight
 	IncomeDistribution = systemBase | 6 // shares: daily income paid as new shares
 	Rounding           = systemBase | 7 // shares: residue of income allocation
-	QuotaIssuer        = systemBase | 8 // CNY-denominated fast-redemption quota granted
-	QuotaUsed          = systemBase | 9 // CNY-denominated fast-redemption quota used
+	QuotaIssuer        = systemBase | 8 // quota: fast-redemption quota granted
+	QuotaUsed          = systemBase | 9 // quota: fast-redemption quota used
 )
 
 // Account codes (ledger.Account.Code).
@@ -73,21 +73,27 @@ const (
 var epoch2000 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // QuotaAccount is the ledger account holding what a customer may still
-// fast-redeem on one natural day.
+// fast-redeem on one natural day, in ledger.AssetQuota: the cap is counted
+// in fen but is not money, so it stays out of the CNY totals.
 func QuotaAccount(c CustomerID, naturalDay time.Time) ledger.AccountID {
 	days := int64(DateOf(naturalDay).Sub(epoch2000) / (24 * time.Hour))
 	return quotaBase | ledger.AccountID(days)<<40 | ledger.AccountID(c)
 }
 
 func systemAccounts() []ledger.Account {
-	cny := []ledger.AccountID{BankSettlement, FundOmnibusCash, InTransitCash, QuotaIssuer, QuotaUsed}
-	shares := []ledger.AccountID{FundOmnibusShares, InTransitShares, IncomeDistribution, Rounding}
-	out := make([]ledger.Account, 0, len(cny)+len(shares))
-	for _, id := range cny {
-		out = append(out, ledger.Account{ID: id, Asset: ledger.AssetCNY, Code: CodeSystem})
+	byAsset := []struct {
+		asset ledger.Asset
+		ids   []ledger.AccountID
+	}{
+		{ledger.AssetCNY, []ledger.AccountID{BankSettlement, FundOmnibusCash, InTransitCash}},
+		{ledger.AssetFundShares, []ledger.AccountID{FundOmnibusShares, InTransitShares, IncomeDistribution, Rounding}},
+		{ledger.AssetQuota, []ledger.AccountID{QuotaIssuer, QuotaUsed}},
 	}
-	for _, id := range shares {
-		out = append(out, ledger.Account{ID: id, Asset: ledger.AssetFundShares, Code: CodeSystem})
+	var out []ledger.Account
+	for _, g := range byAsset {
+		for _, id := range g.ids {
+			out = append(out, ledger.Account{ID: id, Asset: g.asset, Code: CodeSystem})
+		}
 	}
 	return out
 }

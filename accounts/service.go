@@ -89,12 +89,23 @@ func (s *Service) ReloadCalendar(ctx context.Context) error {
 	return nil
 }
 
-// OpenCustomer creates a customer with its cash and shares accounts.
-func (s *Service) OpenCustomer(ctx context.Context, name string) (Customer, error) {
+// OpenCustomer creates a customer with its cash and shares accounts, once
+// per client request id, forever. A retry with the same request id and
+// name returns the customer the first call opened, in its current state
+// (even if it has been frozen or closed since); one with another name gets
+// that customer and ErrIdempotencyConflict. Concurrent identical calls open
+// one customer. Errors: ErrInvalidRequestID, ErrInvalidName,
+// ErrIdempotencyConflict. Any other error means the customer may not have
+// been opened and the call may be retried with the same request id.
+func (s *Service) OpenCustomer(ctx context.Context, requestID, name string) (Customer, error) {
+	if !validRequestID(requestID) {
+		return Customer{}, ErrInvalidRequestID
+	}
 	if n := utf8.RuneCountInString(name); n == 0 || n > nameLenMax || !utf8.ValidString(name) {
 		return Customer{}, ErrInvalidName
 	}
-	return s.store.CreateCustomer(ctx, name, s.cfg.Now().UTC().Truncate(time.Microsecond), func(ctx context.Context, c Customer) error {
+	c := Customer{RequestID: requestID, Name: name, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	stored, existed, err := s.store.CreateCustomer(ctx, c, func(ctx context.Context, c Customer) error {
 		if c.ID <= 0 || c.ID >= CustomerIDMax {
 			return fmt.Errorf("customer id %d outside 1..%d", c.ID, CustomerIDMax-1)
 		}
@@ -103,6 +114,13 @@ func (s *Service) OpenCustomer(ctx context.Context, name string) (Customer, erro
 			{ID: SharesAccount(c.ID), Asset: ledger.AssetFundShares, Code: CodeCustomerShares, Flags: ledger.DebitsMustNotExceedCredits},
 		})
 	})
+	if err != nil {
+		return Customer{}, err
+	}
+	if existed && stored.Name != name {
+		return stored, ErrIdempotencyConflict
+	}
+	return stored, nil
 }
 
 // Customer returns a customer. Errors: ErrCustomerNotFound.
@@ -275,17 +293,17 @@ func (s *Service) FastRedeem(ctx context.Context, c CustomerID, requestID string
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindFastRedeem, amount: amount,
 		before: func(ctx context.Context) ([]ledger.Transfer, error) {
-			err := s.createAccounts(ctx, []ledger.Account{{ID: quota, Asset: ledger.AssetCNY, Code: CodeFastQuota,
+			err := s.createAccounts(ctx, []ledger.Account{{ID: quota, Asset: ledger.AssetQuota, Code: CodeFastQuota,
 				Flags: ledger.DebitsMustNotExceedCredits}})
 			return []ledger.Transfer{{ID: quotaGrantID(c, today), DebitAccountID: QuotaIssuer, CreditAccountID: quota,
-				Amount: s.cfg.FastRedeemDailyMax, Asset: ledger.AssetCNY, Kind: TransferQuotaGrant}}, err
+				Amount: s.cfg.FastRedeemDailyMax, Asset: ledger.AssetQuota, Kind: TransferQuotaGrant}}, err
 		},
 		// The shares leg goes first: its fields do not depend on the day, so
 		// a retry after midnight of a redemption whose order row was lost
 		// still finds it ("exists") instead of a conflict.
 		chain: []leg{
 			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferFastRedeemShares, 0},
-			{quota, QuotaUsed, ledger.AssetCNY, TransferFastRedeemQuota, 0},
+			{quota, QuotaUsed, ledger.AssetQuota, TransferFastRedeemQuota, 0},
 			{FundOmnibusCash, CashAccount(c), ledger.AssetCNY, TransferFastRedeemCash, 0},
 		},
 		shortage: map[int]string{0: reasonInsufficientFunds, 1: reasonFastRedeemLimit},
@@ -522,7 +540,104 @@ func (s *Service) Holdings(ctx context.Context, c CustomerID) (Holdings, error) 
 	if cust.Status == StatusFrozen {
 		h.FrozenCash, h.FrozenShares = h.AvailableCash, h.Shares
 	}
+	yesterday := NaturalDay(s.cfg.Now()).AddDate(0, 0, -1)
+	if h.YesterdayIncome, h.CumulativeIncome, err = s.store.Income(ctx, c, yesterday); err != nil {
+		return Holdings{}, err
+	}
+	y, ok, err := s.store.LatestFundYield(ctx)
+	if err != nil {
+		return Holdings{}, err
+	}
+	if ok && y.HasSevenDayYield {
+		h.SevenDayYield, h.SevenDayYieldDate = FormatYield(y.SevenDayYield), y.Date
+	}
 	return h, nil
+}
+
+// RecordDailyIncome records what the settlement run paid customers for
+// natural days (see DailyIncome), at most IncomeBatchMax at a time, the
+// whole batch or nothing. Recording the same income again is a no-op, so a
+// re-run of settlement may call it again. Errors: ErrRecordConflict (an
+// income already recorded with another amount), ErrCustomerNotFound,
+// ErrInvalidAmount (beyond AmountMaxFen either way).
+func (s *Service) RecordDailyIncome(ctx context.Context, incomes []DailyIncome) error {
+	if len(incomes) > IncomeBatchMax {
+		return fmt.Errorf("%d incomes in one call: want at most %d", len(incomes), IncomeBatchMax)
+	}
+	for i, in := range incomes {
+		if in.CustomerID <= 0 || in.CustomerID >= CustomerIDMax {
+			return fmt.Errorf("income %d: customer %d: %w", i, in.CustomerID, ErrCustomerNotFound)
+		}
+		if in.Amount < -AmountMaxFen || in.Amount > AmountMaxFen {
+			return fmt.Errorf("income %d of customer %d: %d fen beyond ±%s: %w", i, in.CustomerID, in.Amount,
+				FormatAmount(AmountMaxFen), ErrInvalidAmount)
+		}
+		if in.Date.IsZero() {
+			return fmt.Errorf("income %d of customer %d: no date", i, in.CustomerID)
+		}
+	}
+	return s.store.RecordDailyIncome(ctx, incomes)
+}
+
+// PublishFundYield records the fund's income per 10,000 shares (units of
+// 0.0001 CNY) for a natural day and, once the fund has the six days before
+// it, the 7-day annualised yield of the seven days ending on it
+// (SevenDayYield). Days are published one after another from the fund's
+// first: a day after a gap is refused. Publishing a day again with the
+// same income returns what was stored (so settlement may re-run), with
+// another income fails. Errors: ErrIncomePer10kRange, ErrYieldGap,
+// ErrRecordConflict.
+func (s *Service) PublishFundYield(ctx context.Context, date time.Time, incomePer10k int64) (FundYield, error) {
+	if incomePer10k < -IncomePer10kMax || incomePer10k > IncomePer10kMax {
+		return FundYield{}, &Per10kError{IncomePer10k: incomePer10k}
+	}
+	date = DateOf(date)
+	latest, ok, err := s.store.LatestFundYield(ctx)
+	if err != nil {
+		return FundYield{}, err
+	}
+	switch {
+	case ok && !date.After(latest.Date):
+		// A re-run: the day is stored, or before the fund's first day.
+		ys, err := s.store.FundYields(ctx, date, date)
+		if err != nil {
+			return FundYield{}, err
+		}
+		if len(ys) == 0 {
+			return FundYield{}, fmt.Errorf("%s is before the first published day: %w", date.Format(time.DateOnly), ErrYieldGap)
+		}
+		if ys[0].IncomePer10k != incomePer10k {
+			return ys[0], fmt.Errorf("fund income of %s: %s per 10,000 shares published, %s given: %w",
+				date.Format(time.DateOnly), FormatIncomePer10k(ys[0].IncomePer10k), FormatIncomePer10k(incomePer10k),
+				ErrRecordConflict)
+		}
+		return ys[0], nil
+	case ok && !date.Equal(latest.Date.AddDate(0, 0, 1)):
+		return FundYield{}, fmt.Errorf("%s after %s: %w", date.Format(time.DateOnly), latest.Date.Format(time.DateOnly), ErrYieldGap)
+	}
+	y := FundYield{Date: date, IncomePer10k: incomePer10k}
+	// The days are contiguous, so the six before are either all there or
+	// the fund is younger than a week.
+	before, err := s.store.FundYields(ctx, date.AddDate(0, 0, 1-SevenDayYieldDays), date.AddDate(0, 0, -1))
+	if err != nil {
+		return FundYield{}, err
+	}
+	if len(before) == SevenDayYieldDays-1 {
+		var window [SevenDayYieldDays]int64
+		for i, b := range before {
+			window[i] = b.IncomePer10k
+		}
+		window[SevenDayYieldDays-1] = incomePer10k
+		if y.SevenDayYield, err = SevenDayYield(window); err != nil {
+			// The stored incomes passed the same bounds: a broken invariant.
+			return FundYield{}, fmt.Errorf("seven-day yield of %s: %w", date.Format(time.DateOnly), err)
+		}
+		y.HasSevenDayYield = true
+	}
+	if err := s.store.RecordFundYield(ctx, y); err != nil {
+		return FundYield{}, err
+	}
+	return y, nil
 }
 
 // History returns a page of a customer's orders, newest first. Errors:

@@ -8,10 +8,16 @@ import (
 // Store keeps customers, orders and the trading calendar. Implementations:
 // accounts/postgres. Money itself lives only in the ledger.
 type Store interface {
-	// CreateCustomer stores a new active customer and, inside the same
-	// transaction, calls setup with it (to create its ledger accounts). When
-	// setup fails nothing is stored.
-	CreateCustomer(ctx context.Context, name string, now time.Time, setup func(context.Context, Customer) error) (Customer, error)
+	// CreateCustomer stores c (RequestID, Name and CreatedAt set; the store
+	// assigns ID and makes it active) once per RequestID, forever. When a
+	// customer with that request id is stored it returns it, in its current
+	// state, and existed = true without calling setup. Otherwise, in one
+	// transaction, it claims the request id (a concurrent creation with the
+	// same id waits and then sees this one), calls setup with the new
+	// customer (to create its ledger accounts) and stores it. When setup
+	// fails nothing is stored.
+	CreateCustomer(ctx context.Context, c Customer,
+		setup func(context.Context, Customer) error) (stored Customer, existed bool, err error)
 	// Customer returns one customer or ErrCustomerNotFound.
 	Customer(ctx context.Context, id CustomerID) (Customer, error)
 	// UpdateCustomer locks the customer's row, waiting for every order in
@@ -36,6 +42,26 @@ type Store interface {
 	// transfers it received) with id < beforeID (0 = no bound), newest
 	// first, filtered by q.Kinds, q.From and q.To.
 	History(ctx context.Context, q HistoryQuery, beforeID int64, limit int) ([]Order, error)
+
+	// RecordDailyIncome stores customers' income for natural days, each
+	// (customer, date) once, forever, and the whole batch or nothing: an
+	// income already stored with the same amount is left as it is, one
+	// stored with another amount (or given twice with two amounts) fails
+	// the call. Errors: ErrRecordConflict, ErrCustomerNotFound.
+	RecordDailyIncome(ctx context.Context, incomes []DailyIncome) error
+	// Income returns a customer's income on date (0 when none is recorded)
+	// and the sum of all its recorded income.
+	Income(ctx context.Context, c CustomerID, date time.Time) (day, cumulative int64, err error)
+	// RecordFundYield stores a day's yield once, forever; storing the same
+	// yield again is a no-op, another one for a stored date fails. Errors:
+	// ErrRecordConflict.
+	RecordFundYield(ctx context.Context, y FundYield) error
+	// FundYields returns the yields stored for dates from..to (inclusive),
+	// oldest first, at most FundYieldsMax of them.
+	FundYields(ctx context.Context, from, to time.Time) ([]FundYield, error)
+	// LatestFundYield returns the yield with the newest date; ok is false
+	// when none is stored.
+	LatestFundYield(ctx context.Context) (y FundYield, ok bool, err error)
 
 	// Holidays returns the configured non-trading weekdays.
 	Holidays(ctx context.Context) ([]Holiday, error)

@@ -30,7 +30,10 @@ const (
 
 // Customer is one saver.
 type Customer struct {
-	ID        CustomerID
+	ID CustomerID
+	// RequestID is the client request id the customer was opened with:
+	// one customer per request id, forever.
+	RequestID string
 	Name      string
 	Status    Status
 	CreatedAt time.Time
@@ -135,13 +138,17 @@ type Holdings struct {
 	// FrozenCash and FrozenShares are what a frozen customer cannot move.
 	FrozenCash   int64
 	FrozenShares int64
-	// YesterdayIncome and CumulativeIncome come from the settlement run,
-	// which does not exist yet: both are 0 until it does.
+	// YesterdayIncome is the income recorded for the natural day before
+	// today (China Standard Time), CumulativeIncome the sum of all income
+	// recorded; both come from the settlement run (RecordDailyIncome) and
+	// are 0 until it records any. Either may be negative.
 	YesterdayIncome  int64
 	CumulativeIncome int64
-	// SevenDayYield is the fund's 7-day annualised yield as a percentage
-	// with 3 decimals, "" until settlement publishes one.
-	SevenDayYield string
+	// SevenDayYield is the fund's latest 7-day annualised yield as a
+	// percentage with 3 decimals ("2.398"), for SevenDayYieldDate; "" and
+	// the zero time until settlement publishes one (PublishFundYield).
+	SevenDayYield     string
+	SevenDayYieldDate time.Time
 }
 
 // HistoryQuery selects a page of a customer's orders, newest first.

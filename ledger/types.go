@@ -101,10 +101,14 @@ type Asset uint16
 const (
 	AssetCNY        Asset = 1 // cash, minor unit 0.01 CNY (fen)
 	AssetFundShares Asset = 2 // money-market fund shares, 1 share = 1.00 CNY, minor unit 0.01
+	// AssetQuota is not money: an allowance counted in CNY-sized units
+	// (minor unit 0.01), such as the fast-redemption daily cap. Being its
+	// own asset keeps it out of every CNY total.
+	AssetQuota Asset = 3
 )
 
 // Valid reports whether the asset is one the ledger knows.
-func (a Asset) Valid() bool { return a == AssetCNY || a == AssetFundShares }
+func (a Asset) Valid() bool { return a == AssetCNY || a == AssetFundShares || a == AssetQuota }
 
 // Scale is the number of decimal places of the asset's minor unit.
 func (a Asset) Scale() int32 { return 2 }
@@ -115,6 +119,8 @@ func (a Asset) String() string {
 		return "CNY"
 	case AssetFundShares:
 		return "FUND"
+	case AssetQuota:
+		return "QUOTA"
 	}
 	return "asset(" + strconv.Itoa(int(a)) + ")"
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -79,6 +80,7 @@ type env struct {
 	seq    *ledger.Sequencer
 	clock  *clock
 	pool   *pgxpool.Pool
+	opened atomic.Int64 // customers opened by open, for their request ids
 	// stopSeq stops the sequencer (once) and waits for it.
 	stopSeq func()
 }
@@ -143,7 +145,7 @@ func newEnv(t *testing.T, cfg accounts.Config) *env {
 
 func (e *env) open(name string) accounts.CustomerID {
 	e.t.Helper()
-	c, err := e.svc.OpenCustomer(context.Background(), name)
+	c, err := e.svc.OpenCustomer(context.Background(), fmt.Sprintf("open-%d", e.opened.Add(1)), name)
 	if err != nil {
 		e.t.Fatalf("open %s: %v", name, err)
 	}
@@ -220,12 +222,12 @@ func (e *env) counts() counts {
 	return c
 }
 
-// verify stops the sequencer, so that it writes its final checkpoint, and
-// checks the ledger's journal against its balances. It ends the test's use
+// verify stops the sequencer, so that it writes its final checkpoint,
+// checks the ledger's journal against its balances and returns the report. It ends the test's use
 // of the ledger. (Verify's pending-transfer check reads stored balances
 // without allowing for the checkpoint lag of a running shard, so it is not
 // run while the sequencer serves.)
-func (e *env) verify() {
+func (e *env) verify() *ledger.VerifyReport {
 	e.t.Helper()
 	e.stopSeq()
 	rep, err := e.ledger.Verify(context.Background(), 0)
@@ -235,6 +237,7 @@ func (e *env) verify() {
 	if !rep.OK() {
 		e.t.Fatalf("verify: %d differences, problems %q", len(rep.Differences), rep.Problems)
 	}
+	return rep
 }
 
 // parallel runs fn(i) for i in [0,n) on n goroutines and waits for all.

@@ -31,7 +31,7 @@ func TestOpenCustomerCreatesAccounts(t *testing.T) {
 	if _, err := accounts.NewService(ctx, accounts.Config{}, e.store, e.seq, nil); err != nil {
 		t.Fatalf("second service start: %v", err)
 	}
-	if _, err := e.svc.OpenCustomer(ctx, ""); !errors.Is(err, accounts.ErrInvalidName) {
+	if _, err := e.svc.OpenCustomer(ctx, "open-empty", ""); !errors.Is(err, accounts.ErrInvalidName) {
 		t.Fatalf("empty name: %v", err)
 	}
 	if _, err := e.svc.Holdings(ctx, 999); !errors.Is(err, accounts.ErrCustomerNotFound) {
@@ -40,6 +40,93 @@ func TestOpenCustomerCreatesAccounts(t *testing.T) {
 	if _, err := e.svc.TopUp(ctx, 999, "r1", 100); !errors.Is(err, accounts.ErrCustomerNotFound) {
 		t.Fatalf("top up of unknown customer: %v", err)
 	}
+}
+
+// TestOpenCustomerIdempotent: one customer per request id, forever.
+// Identical retries, sequential and concurrent, get the same customer;
+// conflicting ones are refused; bad input writes nothing.
+func TestOpenCustomerIdempotent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, accounts.Config{})
+	ctx := context.Background()
+	first, err := e.svc.OpenCustomer(ctx, "open-alice", "Alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.RequestID != "open-alice" || first.Name != "Alice" || first.Status != accounts.StatusActive {
+		t.Fatalf("opened %+v", first)
+	}
+	before := e.counts()
+	// A retry a day later still gets the same customer.
+	e.clock.Add(24 * time.Hour)
+	if again, err := e.svc.OpenCustomer(ctx, "open-alice", "Alice"); err != nil || again != first {
+		t.Fatalf("retry: %+v, %v; first %+v", again, err, first)
+	}
+	// Another name under the same request id: refused, and the caller
+	// learns which customer holds the id.
+	if got, err := e.svc.OpenCustomer(ctx, "open-alice", "Mallory"); !errors.Is(err, accounts.ErrIdempotencyConflict) ||
+		got.ID != first.ID || got.Name != "Alice" {
+		t.Fatalf("conflicting retry: %+v, %v", got, err)
+	}
+	// Bad input: a clear error and nothing written.
+	for _, id := range []string{"", " ", "a b", "é", string(make([]byte, 65))} {
+		if _, err := e.svc.OpenCustomer(ctx, id, "Bob"); !errors.Is(err, accounts.ErrInvalidRequestID) {
+			t.Errorf("request id %q: %v", id, err)
+		}
+	}
+	for _, name := range []string{"", string(make([]rune, 101)), "\xff"} {
+		if _, err := e.svc.OpenCustomer(ctx, "open-bad-name", name); !errors.Is(err, accounts.ErrInvalidName) {
+			t.Errorf("name %q: %v", name, err)
+		}
+	}
+	if got := e.counts(); got != before {
+		t.Fatalf("retries and refused opens wrote rows: %+v -> %+v", before, got)
+	}
+
+	// Concurrent identical opens of a new request id: one customer, every
+	// caller the same answer.
+	const n = 20
+	custs := make([]accounts.Customer, n)
+	errs := make([]error, n)
+	parallel(n, func(i int) { custs[i], errs[i] = e.svc.OpenCustomer(ctx, "open-bob", "Bob") })
+	for i := range custs {
+		if errs[i] != nil || custs[i] != custs[0] {
+			t.Fatalf("caller %d: %+v, %v; caller 0 %+v", i, custs[i], errs[i], custs[0])
+		}
+	}
+	bob := custs[0]
+	// Concurrent opens of one request id with two names: one customer;
+	// the callers with the other name are refused.
+	parallel(n, func(i int) { custs[i], errs[i] = e.svc.OpenCustomer(ctx, "open-carol", fmt.Sprintf("Carol%d", i%2)) })
+	winner := custs[0].Name
+	if errs[0] != nil {
+		winner = "Carol1"
+	}
+	for i := range custs {
+		name := fmt.Sprintf("Carol%d", i%2)
+		if custs[i].ID == 0 || custs[i].ID != custs[0].ID || custs[i].Name != winner ||
+			(name == winner) != (errs[i] == nil) || (errs[i] != nil && !errors.Is(errs[i], accounts.ErrIdempotencyConflict)) {
+			t.Fatalf("caller %d (%s): %+v, %v; winner %s", i, name, custs[i], errs[i], winner)
+		}
+	}
+	if got := e.counts(); got.Customers != before.Customers+2 {
+		t.Fatalf("%d customers after opening two, want %d", got.Customers, before.Customers+2)
+	}
+	// The customer is usable, and a retry after it changed returns it as
+	// it is now.
+	if _, err := e.svc.TopUp(ctx, bob.ID, "t1", 5*yuan); err != nil {
+		t.Fatal(err)
+	}
+	if h := e.holdings(bob.ID); h.AvailableCash != 5*yuan {
+		t.Fatalf("holdings %+v", h)
+	}
+	if _, err := e.svc.Freeze(ctx, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.svc.OpenCustomer(ctx, "open-bob", "Bob"); err != nil || got.ID != bob.ID || got.Status != accounts.StatusFrozen {
+		t.Fatalf("retry after freeze: %+v, %v", got, err)
+	}
+	e.verify()
 }
 
 // TestCutOffAndCalendar places subscriptions and standard redemptions
@@ -162,6 +249,36 @@ func TestFastRedeemDailyCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.verify()
+}
+
+// TestQuotaIsNotMoney: the fast-redemption quota lives in its own asset,
+// so granting and using it leaves the CNY totals alone.
+func TestQuotaIsNotMoney(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, accounts.Config{})
+	ctx := context.Background()
+	c := e.fund("Quinn", 0, 100*yuan) // top-up 100.00 CNY, subscribe 100.00 CNY
+	if _, err := e.svc.FastRedeem(ctx, c, "fast", 30*yuan); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []ledger.AccountID{accounts.QuotaIssuer, accounts.QuotaUsed,
+		accounts.QuotaAccount(c, accounts.NaturalDay(e.clock.Now()))} {
+		if a := e.account(id); a.Asset != ledger.AssetQuota {
+			t.Fatalf("account %d holds %s, want %s", id, a.Asset, ledger.AssetQuota)
+		}
+	}
+	rep := e.verify()
+	// CNY moved: top-up 100.00 + subscription 100.00 + redemption 30.00.
+	// Quota moved: the day's grant 10,000.00 + 30.00 used.
+	want := map[ledger.Asset]int64{
+		ledger.AssetCNY:   230 * yuan,
+		ledger.AssetQuota: accounts.FastRedeemDailyMaxDefault + 30*yuan,
+	}
+	for asset, fen := range want {
+		if rep.TotalDebits[asset] != fen || rep.TotalCredits[asset] != fen {
+			t.Errorf("%s: debits %d credits %d, want %d", asset, rep.TotalDebits[asset], rep.TotalCredits[asset], fen)
+		}
+	}
 }
 
 // TestFastRedeemConcurrentCap fires 50 concurrent fast redemptions that

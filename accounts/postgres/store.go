@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -94,33 +95,63 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-const customerColumns = `id, name, status, created_at`
+const customerColumns = `id, request_id, name, status, created_at`
 
 func scanCustomer(row pgx.Row) (accounts.Customer, error) {
 	var c accounts.Customer
-	err := row.Scan(&c.ID, &c.Name, &c.Status, &c.CreatedAt)
+	err := row.Scan(&c.ID, &c.RequestID, &c.Name, &c.Status, &c.CreatedAt)
 	c.CreatedAt = c.CreatedAt.UTC()
 	return c, err
 }
 
 // CreateCustomer implements accounts.Store.
-func (s *Store) CreateCustomer(ctx context.Context, name string, now time.Time,
-	setup func(context.Context, accounts.Customer) error) (accounts.Customer, error) {
+func (s *Store) CreateCustomer(ctx context.Context, c accounts.Customer,
+	setup func(context.Context, accounts.Customer) error) (accounts.Customer, bool, error) {
+	// Stored customers keep their request id forever: answer retries
+	// without a transaction.
+	if old, err := s.customerByRequest(ctx, c.RequestID); err == nil {
+		return old, true, nil
+	} else if !errors.Is(err, accounts.ErrCustomerNotFound) {
+		return accounts.Customer{}, false, err
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return accounts.Customer{}, err
+		return accounts.Customer{}, false, err
 	}
 	defer tx.Rollback(ctx)
-	c, err := scanCustomer(tx.QueryRow(ctx,
-		`INSERT INTO customers (name, created_at) VALUES ($1, $2) RETURNING `+customerColumns, name, now))
-	if err != nil {
-		return accounts.Customer{}, fmt.Errorf("insert customer: %w", err)
+	// Claim the request id. A concurrent creation with the same id waits
+	// here for ours to commit or roll back.
+	created, err := scanCustomer(tx.QueryRow(ctx, `
+		INSERT INTO customers (request_id, name, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (request_id) DO NOTHING
+		RETURNING `+customerColumns, c.RequestID, c.Name, c.CreatedAt))
+	if errors.Is(err, pgx.ErrNoRows) {
+		_ = tx.Rollback(ctx)
+		old, err := s.customerByRequest(ctx, c.RequestID)
+		if err != nil {
+			return accounts.Customer{}, false, fmt.Errorf("read concurrent customer: %w", err)
+		}
+		return old, true, nil
 	}
-	if err := setup(ctx, c); err != nil {
-		return accounts.Customer{}, err
+	if err != nil {
+		return accounts.Customer{}, false, fmt.Errorf("insert customer: %w", err)
+	}
+	if err := setup(ctx, created); err != nil {
+		return accounts.Customer{}, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return accounts.Customer{}, fmt.Errorf("commit customer: %w", err)
+		return accounts.Customer{}, false, fmt.Errorf("commit customer: %w", err)
+	}
+	return created, false, nil
+}
+
+func (s *Store) customerByRequest(ctx context.Context, requestID string) (accounts.Customer, error) {
+	c, err := scanCustomer(s.pool.QueryRow(ctx, `SELECT `+customerColumns+` FROM customers WHERE request_id = $1`, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, accounts.ErrCustomerNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("read customer: %w", err)
 	}
 	return c, nil
 }
@@ -297,6 +328,121 @@ func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID i
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	return out, nil
+}
+
+// RecordDailyIncome implements accounts.Store.
+func (s *Store) RecordDailyIncome(ctx context.Context, incomes []accounts.DailyIncome) error {
+	if len(incomes) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(incomes))
+	dates := make([]time.Time, len(incomes))
+	amounts := make([]int64, len(incomes))
+	for i, in := range incomes {
+		ids[i], dates[i], amounts[i] = int64(in.CustomerID), accounts.DateOf(in.Date), in.Amount
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	const input = `unnest($1::bigint[], $2::date[], $3::bigint[]) AS t(customer_id, date, amount)`
+	if _, err := tx.Exec(ctx, `INSERT INTO customer_income (customer_id, date, amount)
+		SELECT customer_id, date, amount FROM `+input+` ON CONFLICT DO NOTHING`, ids, dates, amounts); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.ConstraintName == "customer_income_customer" {
+			return fmt.Errorf("record income: %s: %w", pgErr.Detail, accounts.ErrCustomerNotFound)
+		}
+		return fmt.Errorf("record income: %w", err)
+	}
+	// In a statement of its own, so that it also sees rows a concurrent
+	// call committed while the insert waited for them.
+	var customer int64
+	var date time.Time
+	var stored, given int64
+	err = tx.QueryRow(ctx, `SELECT t.customer_id, t.date, i.amount, t.amount FROM `+input+`
+		JOIN customer_income i ON i.customer_id = t.customer_id AND i.date = t.date
+		WHERE i.amount <> t.amount LIMIT 1`, ids, dates, amounts).Scan(&customer, &date, &stored, &given)
+	if err == nil {
+		return fmt.Errorf("income of customer %d on %s is %s, not %s: %w", customer, date.Format(time.DateOnly),
+			accounts.FormatAmount(stored), accounts.FormatAmount(given), accounts.ErrRecordConflict)
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("check income: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit income: %w", err)
+	}
+	return nil
+}
+
+// Income implements accounts.Store.
+func (s *Store) Income(ctx context.Context, c accounts.CustomerID, date time.Time) (day, cumulative int64, err error) {
+	err = s.pool.QueryRow(ctx, `
+		SELECT coalesce(sum(amount) FILTER (WHERE date = $2), 0)::bigint, coalesce(sum(amount), 0)::bigint
+		FROM customer_income WHERE customer_id = $1`, c, accounts.DateOf(date)).Scan(&day, &cumulative)
+	if err != nil {
+		return 0, 0, fmt.Errorf("income: %w", err)
+	}
+	return day, cumulative, nil
+}
+
+func scanFundYield(row pgx.Row) (accounts.FundYield, error) {
+	var y accounts.FundYield
+	var seven pgtype.Int8
+	err := row.Scan(&y.Date, &y.IncomePer10k, &seven)
+	y.SevenDayYield, y.HasSevenDayYield = seven.Int64, seven.Valid
+	return y, err
+}
+
+// RecordFundYield implements accounts.Store.
+func (s *Store) RecordFundYield(ctx context.Context, y accounts.FundYield) error {
+	seven := pgtype.Int8{Int64: y.SevenDayYield, Valid: y.HasSevenDayYield}
+	date := accounts.DateOf(y.Date)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO fund_yields (date, income_per_10k, seven_day_yield) VALUES ($1, $2, $3)
+		ON CONFLICT (date) DO NOTHING`, date, y.IncomePer10k, seven)
+	if err != nil {
+		return fmt.Errorf("record fund yield: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	old, err := scanFundYield(s.pool.QueryRow(ctx,
+		`SELECT date, income_per_10k, seven_day_yield FROM fund_yields WHERE date = $1`, date))
+	if err != nil {
+		return fmt.Errorf("read fund yield: %w", err)
+	}
+	if old.IncomePer10k != y.IncomePer10k || old.HasSevenDayYield != y.HasSevenDayYield || old.SevenDayYield != y.SevenDayYield {
+		return fmt.Errorf("fund yield of %s: %+v stored: %w", date.Format(time.DateOnly), old, accounts.ErrRecordConflict)
+	}
+	return nil
+}
+
+// FundYields implements accounts.Store.
+func (s *Store) FundYields(ctx context.Context, from, to time.Time) ([]accounts.FundYield, error) {
+	rows, err := s.pool.Query(ctx, `SELECT date, income_per_10k, seven_day_yield FROM fund_yields
+		WHERE date BETWEEN $1 AND $2 ORDER BY date LIMIT $3`, accounts.DateOf(from), accounts.DateOf(to), accounts.FundYieldsMax)
+	if err != nil {
+		return nil, fmt.Errorf("fund yields: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.FundYield, error) { return scanFundYield(r) })
+	if err != nil {
+		return nil, fmt.Errorf("fund yields: %w", err)
+	}
+	return out, nil
+}
+
+// LatestFundYield implements accounts.Store.
+func (s *Store) LatestFundYield(ctx context.Context) (accounts.FundYield, bool, error) {
+	y, err := scanFundYield(s.pool.QueryRow(ctx,
+		`SELECT date, income_per_10k, seven_day_yield FROM fund_yields ORDER BY date DESC LIMIT 1`))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return accounts.FundYield{}, false, nil
+	}
+	if err != nil {
+		return accounts.FundYield{}, false, fmt.Errorf("latest fund yield: %w", err)
+	}
+	return y, true, nil
 }
 
 // Holidays implements accounts.Store.

@@ -136,20 +136,21 @@ func dateString(t time.Time) string {
 // customerJSON and orderJSON are the JSON views: amounts as decimal strings.
 type customerJSON struct {
 	ID        int64  `json:"id"`
+	RequestID string `json:"request_id"`
 	Name      string `json:"name"`
 	Status    string `json:"status"`
 	CreatedAt string `json:"created_at"`
 }
 
 func customerView(c accounts.Customer) customerJSON {
-	return customerJSON{int64(c.ID), c.Name, string(c.Status), c.CreatedAt.Format(time.RFC3339)}
+	return customerJSON{int64(c.ID), c.RequestID, c.Name, string(c.Status), c.CreatedAt.Format(time.RFC3339)}
 }
 
 func printCustomer(o *accountsOpts, w io.Writer, c accounts.Customer) error {
 	v := customerView(c)
 	return o.print(w, v, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "CUSTOMER\tNAME\tSTATUS\tCREATED")
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, v.CreatedAt)
+		fmt.Fprintln(tw, "CUSTOMER\tREQUEST\tNAME\tSTATUS\tCREATED")
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.ID, v.RequestID, v.Name, v.Status, v.CreatedAt)
 	})
 }
 
@@ -190,20 +191,40 @@ func orderRow(tw io.Writer, v orderJSON) {
 }
 
 func (o *accountsOpts) openCmd() *cobra.Command {
-	return &cobra.Command{
+	var requestID string
+	cmd := &cobra.Command{
 		Use:   "open NAME",
 		Short: "Open a customer with its cash and fund-share accounts",
-		Args:  cobra.ExactArgs(1),
+		Long: `Open a customer with its cash and fund-share accounts.
+
+Opening carries a request id: repeating the command with the same
+--request-id and NAME shows the customer the first one opened and never
+opens a second; the same --request-id with another NAME is refused. Without
+--request-id a random one is chosen and printed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if requestID == "" {
+				requestID = ledger.NewTransferID().String()
+			}
 			return o.withService(cmd.Context(), func(svc *accounts.Service, _ *accountspg.Store) error {
-				c, err := svc.OpenCustomer(cmd.Context(), args[0])
-				if err != nil {
-					return err
+				c, err := svc.OpenCustomer(cmd.Context(), requestID, args[0])
+				if c.ID == 0 {
+					return fmt.Errorf("request %s: %w", requestID, err)
 				}
-				return printCustomer(o, cmd.OutOrStdout(), c)
+				// A conflicting retry shows the customer the request id
+				// opened, and its error sets the exit status.
+				if perr := printCustomer(o, cmd.OutOrStdout(), c); perr != nil {
+					return perr
+				}
+				if err != nil {
+					return fmt.Errorf("request %s: %w", requestID, err)
+				}
+				return nil
 			})
 		},
 	}
+	cmd.Flags().StringVar(&requestID, "request-id", "", "client request id (idempotency key); default: random")
+	return cmd
 }
 
 func (o *accountsOpts) statusCmd(action string) *cobra.Command {
@@ -344,14 +365,17 @@ type holdingsJSON struct {
 	YesterdayIncome            string `json:"yesterday_income"`
 	CumulativeIncome           string `json:"cumulative_income"`
 	SevenDayYield              string `json:"seven_day_yield"`
+	SevenDayYieldDate          string `json:"seven_day_yield_date,omitempty"`
 }
 
 func (o *accountsOpts) holdingsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "holdings CUSTOMER",
 		Short: "Show a customer's cash, shares, pending and frozen amounts",
-		Long: `Show a customer's cash, shares, pending and frozen amounts. Income and the
-7-day yield come from the settlement run, which does not exist yet: they show 0.00 and "-".`,
+		Long: `Show a customer's cash, shares, pending and frozen amounts, yesterday's and
+cumulative income, and the fund's latest 7-day annualised yield. Income and
+the yield come from the settlement run: until it records any they show 0.00
+and "-".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseCustomer(args[0])
@@ -366,13 +390,13 @@ func (o *accountsOpts) holdingsCmd() *cobra.Command {
 				f := accounts.FormatAmount
 				v := holdingsJSON{int64(h.CustomerID), string(h.Status), f(h.AvailableCash), f(h.Shares),
 					f(h.SharesAwaitingConfirmation), f(h.SharesAwaitingPayout), f(h.FrozenCash), f(h.FrozenShares),
-					f(h.YesterdayIncome), f(h.CumulativeIncome), h.SevenDayYield}
+					f(h.YesterdayIncome), f(h.CumulativeIncome), h.SevenDayYield, dateString(h.SevenDayYieldDate)}
 				return o.print(cmd.OutOrStdout(), v, func(tw *tabwriter.Writer) {
 					yield := v.SevenDayYield
 					if yield == "" {
 						yield = "-"
 					} else {
-						yield += "%"
+						yield += "% (" + v.SevenDayYieldDate + ")"
 					}
 					rows := [][2]string{
 						{"customer", strconv.FormatInt(v.Customer, 10)}, {"status", v.Status},

@@ -1,0 +1,50 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+)
+
+// TestMigrateKeepsCustomers applies the first migration, stores a customer
+// the way the first version did, and then the rest: the customer gets a
+// request id no client can send, and new customers open as usual.
+func TestMigrateKeepsCustomers(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, os.DirFS("migrations"),
+		goose.WithTableName("accounts_goose_db_version"), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO customers (name, created_at) VALUES ('Old', now())`); err != nil {
+		t.Fatal(err)
+	}
+	st, err := postgres.Open(ctx, postgres.Config{DSN: dsn, ConnsMax: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.Customer(ctx, 1)
+	if err != nil || c.Name != "Old" || c.RequestID != "legacy 1" {
+		t.Fatalf("customer after migration: %+v, %v", c, err)
+	}
+}
