@@ -70,8 +70,8 @@ type VerifyReport struct {
 	Accounts     int
 	Transfers    int64
 	Differences  []BalanceDifference
-	Problems     []string // other broken invariants, one sentence each
-	TotalDebits  map[Asset]int64
+	Problems     []string        // other broken invariants, one sentence each
+	TotalDebits  map[Asset]int64 // posted, per asset; -1 when beyond int64
 	TotalCredits map[Asset]int64
 	// CheckpointLag is how far the oldest stored balance trails the newest
 	// entry; zero once the shard stopped cleanly.

@@ -109,24 +109,35 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 	}
 	// Totals per asset: with every entry balanced, the books' debits and
 	// credits agree, posted and pending.
+	// Sums are numeric (many accounts can hold more than an int64 in all)
+	// and compared in SQL; a total beyond int64 is reported as -1.
 	rows, err = tx.Query(ctx, `
-		SELECT asset, count(*), sum(debits_posted)::bigint, sum(credits_posted)::bigint,
-			sum(debits_pending)::bigint, sum(credits_pending)::bigint,
-			count(*) FILTER (WHERE flags & 1 <> 0 AND debits_posted + debits_pending > credits_posted)
-		FROM accounts WHERE shard = $1 GROUP BY asset ORDER BY asset`, shard)
+		WITH t AS (
+			SELECT asset, count(*) AS n, sum(debits_posted) AS dpost, sum(credits_posted) AS cpost,
+				sum(debits_pending) AS dpend, sum(credits_pending) AS cpend,
+				count(*) FILTER (WHERE flags & 1 <> 0
+					AND debits_posted::numeric + debits_pending > credits_posted) AS negative
+			FROM accounts WHERE shard = $1 GROUP BY asset
+		)
+		SELECT asset, n,
+			CASE WHEN dpost <= 9223372036854775807 THEN dpost::bigint ELSE -1 END,
+			CASE WHEN cpost <= 9223372036854775807 THEN cpost::bigint ELSE -1 END,
+			dpost = cpost, dpend = cpend, negative
+		FROM t ORDER BY asset`, shard)
 	if err != nil {
 		return nil, fmt.Errorf("totals: %w", err)
 	}
 	var asset ledger.Asset
-	var n, dpost, cpost, dpend, cpend, negative int64
-	_, err = pgx.ForEachRow(rows, []any{&asset, &n, &dpost, &cpost, &dpend, &cpend, &negative}, func() error {
+	var n, dpost, cpost, negative int64
+	var postedEqual, pendingEqual bool
+	_, err = pgx.ForEachRow(rows, []any{&asset, &n, &dpost, &cpost, &postedEqual, &pendingEqual, &negative}, func() error {
 		rep.Accounts += int(n)
 		rep.TotalDebits[asset], rep.TotalCredits[asset] = dpost, cpost
-		if dpost != cpost {
+		if !postedEqual {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: posted debits %d != posted credits %d", asset, dpost, cpost))
 		}
-		if dpend != cpend {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: pending debits %d != pending credits %d", asset, dpend, cpend))
+		if !pendingEqual {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: pending debits != pending credits", asset))
 		}
 		if negative > 0 {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d accounts below zero available", asset, negative))

@@ -1,0 +1,691 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memStore is an in-memory Store for tests of the Sequencer. It keeps the
+// journal and rebuilds balances from it on Load, so it does not depend on
+// how batches carry balances. It keeps accounts' closed flag only as the
+// batch's Accounts report it; no test here closes an account and reloads.
+type memStore struct {
+	mu       sync.Mutex
+	accounts map[AccountID]Account // asset, code, flags, closed; balances come from the journal
+	order    []AccountID
+	pending  map[TransferID]PendingTransfer
+	fps      map[TransferID]int64
+	journal  []Transfer
+	lastTS   int64
+	commits  int
+}
+
+func newMemStore() *memStore {
+	return &memStore{
+		accounts: map[AccountID]Account{},
+		pending:  map[TransferID]PendingTransfer{},
+		fps:      map[TransferID]int64{},
+	}
+}
+
+// balances replays the journal: plain and post entries move amount into the
+// posted sums, pending entries into the pending sums, post and void entries
+// release pending_amount.
+func (s *memStore) balances() map[AccountID]*Account {
+	out := map[AccountID]*Account{}
+	get := func(id AccountID) *Account {
+		if out[id] == nil {
+			out[id] = &Account{ID: id}
+		}
+		return out[id]
+	}
+	for _, t := range s.journal {
+		dr, cr := get(t.DebitAccountID), get(t.CreditAccountID)
+		switch {
+		case t.Flags&Pending != 0:
+			dr.DebitsPending += t.Amount
+			cr.CreditsPending += t.Amount
+		case t.Flags&(PostPending|VoidPending) != 0:
+			dr.DebitsPending -= t.PendingAmount
+			cr.CreditsPending -= t.PendingAmount
+			if t.Flags&PostPending != 0 {
+				dr.DebitsPosted += t.Amount
+				cr.CreditsPosted += t.Amount
+			}
+		default:
+			dr.DebitsPosted += t.Amount
+			cr.CreditsPosted += t.Amount
+		}
+	}
+	return out
+}
+
+func (s *memStore) Load(ctx context.Context, shard int) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bal := s.balances()
+	snap := &Snapshot{LastTimestamp: s.lastTS}
+	for _, id := range s.order {
+		a := s.accounts[id]
+		if b := bal[id]; b != nil {
+			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted =
+				b.DebitsPending, b.DebitsPosted, b.CreditsPending, b.CreditsPosted
+		}
+		snap.Accounts = append(snap.Accounts, a)
+	}
+	for _, p := range s.pending {
+		if p.State == PendingOpen {
+			snap.Pending = append(snap.Pending, p)
+		}
+	}
+	return snap, nil
+}
+
+func (s *memStore) Lookup(ctx context.Context, shard int, ids, pendingIDs []TransferID) (*Known, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := &Known{Fingerprints: map[TransferID]int64{}}
+	for _, id := range ids {
+		if fp, ok := s.fps[id]; ok {
+			k.Fingerprints[id] = fp
+		}
+	}
+	for _, id := range pendingIDs {
+		if p, ok := s.pending[id]; ok {
+			k.Pending = append(k.Pending, p)
+		}
+	}
+	return k, nil
+}
+
+func (s *memStore) Commit(ctx context.Context, b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[TransferID]bool{}
+	for _, t := range b.Transfers {
+		if _, dup := s.fps[t.ID]; dup || seen[t.ID] {
+			return fmt.Errorf("%w: transfer id %s written twice", ErrInvariantBroke, t.ID)
+		}
+		seen[t.ID] = true
+	}
+	for _, a := range b.NewAccounts {
+		s.accounts[a.ID] = Account{ID: a.ID, Asset: a.Asset, Code: a.Code, Flags: a.Flags, Closed: a.Closed, Timestamp: a.Timestamp}
+		s.order = append(s.order, a.ID)
+	}
+	for _, a := range b.Accounts {
+		if old, ok := s.accounts[a.ID]; ok {
+			old.Closed = old.Closed || a.Closed
+			s.accounts[a.ID] = old
+		}
+	}
+	for i, t := range b.Transfers {
+		s.journal = append(s.journal, t)
+		s.fps[t.ID] = b.Fingerprints[i]
+	}
+	for _, p := range b.PendingNew {
+		s.pending[p.ID] = p
+	}
+	for _, p := range b.PendingResolved {
+		s.pending[p.ID] = p
+	}
+	s.lastTS = b.LastTimestamp
+	s.commits++
+	return nil
+}
+
+// Verify checks what the journal alone must satisfy: every entry is
+// well-formed and names known accounts of its asset, and no account with a
+// limit ever ends beyond it.
+func (s *memStore) Verify(ctx context.Context, shard int) (*VerifyReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := &VerifyReport{Shard: shard, Accounts: len(s.accounts), Transfers: int64(len(s.journal)),
+		TotalDebits: map[Asset]int64{}, TotalCredits: map[Asset]int64{}}
+	for _, t := range s.journal {
+		dr, okd := s.accounts[t.DebitAccountID]
+		cr, okc := s.accounts[t.CreditAccountID]
+		if !okd || !okc || t.DebitAccountID == t.CreditAccountID || t.Amount <= 0 || dr.Asset != t.Asset || cr.Asset != t.Asset {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("malformed entry %+v", t))
+		}
+	}
+	for id, b := range s.balances() {
+		a := s.accounts[id]
+		if a.Flags&DebitsMustNotExceedCredits != 0 && b.DebitsPosted+b.DebitsPending > b.CreditsPosted {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("account %d below zero available: %+v", id, *b))
+		}
+	}
+	return rep, nil
+}
+
+// runSeq starts a sequencer on store; it is stopped when the test ends.
+func runSeq(t *testing.T, store Store, cfg SequencerConfig) *Sequencer {
+	t.Helper()
+	seq := NewSequencer(cfg, store, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- seq.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sequencer: %v", err)
+		}
+	})
+	select {
+	case <-seq.Ready():
+	case err := <-done:
+		t.Fatalf("sequencer stopped: %v", err)
+	}
+	return seq
+}
+
+// TestSequencerConcurrentDoubleSpend: 100 clients at once try to spend the
+// same account's whole balance; exactly one may succeed, whatever the
+// batching, for plain transfers and holds alike.
+func TestSequencerConcurrentDoubleSpend(t *testing.T) {
+	for _, batch := range []int{1, 7, 0} {
+		for _, kind := range []string{"plain", "pending", "mixed"} {
+			t.Run(fmt.Sprintf("batch %d %s", batch, kind), func(t *testing.T) {
+				t.Parallel()
+				store := newMemStore()
+				cfg := SequencerConfig{}
+				if batch > 0 {
+					cfg.RequestEventsMax, cfg.BatchEventsMax = 1, batch
+				}
+				seq := runSeq(t, store, cfg)
+				ctx := context.Background()
+				const clients, balance, rounds = 100, 1000, 5
+				const funding, spender, payee = 1, 2, 3
+				for _, a := range []Account{
+					{ID: funding, Asset: AssetCNY, Code: 1},
+					{ID: spender, Asset: AssetCNY, Code: 10, Flags: DebitsMustNotExceedCredits},
+					{ID: payee, Asset: AssetCNY, Code: 10, Flags: DebitsMustNotExceedCredits},
+				} {
+					if rs, err := seq.CreateAccounts(ctx, []Account{a}); err != nil || rs[0].Result != ResultOK {
+						t.Fatalf("create account %d: %v %v", a.ID, rs, err)
+					}
+				}
+				for round := range rounds {
+					fund := Transfer{ID: NewTransferID(), DebitAccountID: funding, CreditAccountID: spender, Amount: balance, Asset: AssetCNY}
+					if rs, err := seq.CreateTransfers(ctx, []Transfer{fund}); err != nil || rs[0].Result != ResultOK {
+						t.Fatalf("fund: %v %v", rs, err)
+					}
+					got := make([]Result, clients)
+					start := make(chan struct{})
+					var wg sync.WaitGroup
+					for i := range clients {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							tr := Transfer{ID: NewTransferID(), DebitAccountID: spender, CreditAccountID: payee, Amount: balance, Asset: AssetCNY}
+							if kind == "pending" || kind == "mixed" && i%2 == 1 {
+								tr.Flags = Pending
+							}
+							<-start
+							rs, err := seq.CreateTransfers(ctx, []Transfer{tr})
+							if err != nil {
+								t.Errorf("client %d: %v", i, err)
+								return
+							}
+							got[i] = rs[0].Result
+						}()
+					}
+					close(start)
+					wg.Wait()
+					won := 0
+					for i, r := range got {
+						switch r {
+						case ResultOK:
+							won++
+						case ResultExceedsCredits:
+						default:
+							t.Errorf("round %d client %d: %s", round, i, r)
+						}
+					}
+					if won != 1 {
+						t.Fatalf("round %d: %d clients spent the same %d, want exactly 1", round, won, balance)
+					}
+				}
+				as, err := seq.LookupAccounts(ctx, []AccountID{spender})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a := as[0]; a.Available() != 0 || a.DebitsPosted+a.DebitsPending != rounds*balance {
+					t.Errorf("spender: %+v", a)
+				}
+				rep, err := store.Verify(ctx, 0)
+				if err != nil || !rep.OK() {
+					t.Errorf("verify: %+v %v", rep, err)
+				}
+			})
+		}
+	}
+}
+
+// Accounts of the book tests.
+const (
+	bkSystem = AccountID(1) // CNY, no limit
+	bkAlice  = AccountID(2) // CNY user holding 100
+	bkBob    = AccountID(3) // CNY user holding nothing
+	bkShares = AccountID(4) // fund shares
+)
+
+func newTestBook(t *testing.T) *Book {
+	t.Helper()
+	user := DebitsMustNotExceedCredits
+	b := NewBook(0, 1, &Snapshot{
+		Accounts: []Account{
+			{ID: bkSystem, Asset: AssetCNY, Code: 1, DebitsPosted: 100},
+			{ID: bkAlice, Asset: AssetCNY, Code: 10, Flags: user, CreditsPosted: 100},
+			{ID: bkBob, Asset: AssetCNY, Code: 10, Flags: user},
+			{ID: bkShares, Asset: AssetFundShares, Code: 10, Flags: user},
+		},
+		LastTimestamp: 1_000,
+	})
+	return b
+}
+
+var testIDs atomic.Uint64
+
+func tid() TransferID {
+	return DeriveTransferID("book-test", fmt.Sprint(testIDs.Add(1)))
+}
+
+func tr(dr, cr AccountID, amount int64, flags TransferFlags) Transfer {
+	return Transfer{ID: tid(), DebitAccountID: dr, CreditAccountID: cr, Amount: amount, Asset: AssetCNY, Flags: flags}
+}
+
+// apply runs one request in its own batch, the way the sequencer does.
+func apply(t *testing.T, b *Book, now int64, in ...Transfer) []Result {
+	t.Helper()
+	b.Begin(now)
+	rs := make([]TransferResult, len(in))
+	b.CreateTransfers(in, rs)
+	if err := b.CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]Result, len(rs))
+	for i, r := range rs {
+		out[i] = r.Result
+		if (r.Result == ResultOK) != (r.Timestamp != 0) {
+			t.Errorf("transfer %d: result %s with timestamp %d", i, r.Result, r.Timestamp)
+		}
+	}
+	return out
+}
+
+func balanceOf(b *Book, id AccountID) [4]int64 {
+	a, _ := b.Account(id)
+	return [4]int64{a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted}
+}
+
+func TestLinkedChainResults(t *testing.T) {
+	const L = Linked
+	ok, lef, open := ResultOK, ResultLinkedEventFailed, ResultLinkedEventChainOpen
+	cases := []struct {
+		name    string
+		in      func() []Transfer
+		want    []Result
+		entries int
+	}{
+		{"whole chain applies", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 50, L), tr(bkBob, bkAlice, 50, L), tr(bkAlice, bkBob, 10, 0)}
+		}, []Result{ok, ok, ok}, 3},
+		{"a member spends what an earlier member credited", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 50, L), tr(bkBob, bkAlice, 50, 0)}
+		}, []Result{ok, ok}, 2},
+		{"middle member fails", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 50, L), tr(bkBob, bkAlice, 80, L), tr(bkAlice, bkBob, 10, 0)}
+		}, []Result{lef, ResultExceedsCredits, lef}, 0},
+		{"first member fails", func() []Transfer {
+			return []Transfer{tr(bkAlice, bkBob, 101, L), tr(bkSystem, bkBob, 1, 0)}
+		}, []Result{ResultExceedsCredits, lef}, 0},
+		{"last member fails", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 1, L), tr(bkSystem, bkShares, 1, 0)}
+		}, []Result{lef, ResultAssetMismatch}, 0},
+		{"request ends inside a chain of one", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 1, L)}
+		}, []Result{open}, 0},
+		{"request ends inside a chain of two", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 1, L), tr(bkSystem, bkBob, 2, L)}
+		}, []Result{lef, open}, 0},
+		{"open chain whose last member fails", func() []Transfer {
+			return []Transfer{tr(bkSystem, bkBob, 1, L), tr(bkAlice, bkBob, 1000, L)}
+		}, []Result{lef, ResultExceedsCredits}, 0},
+		{"chains are independent", func() []Transfer {
+			return []Transfer{
+				tr(bkSystem, bkBob, 1, L), tr(bkSystem, bkBob, 1, 0), // applies
+				tr(bkAlice, bkBob, 500, L), tr(bkSystem, bkBob, 1, 0), // fails
+				tr(bkSystem, bkBob, 2, 0), // alone, applies
+			}
+		}, []Result{ok, ok, ResultExceedsCredits, lef, ok}, 3},
+		{"a pending transfer and its post, rolled back", func() []Transfer {
+			p := tr(bkAlice, bkBob, 60, Pending|L)
+			post := Transfer{ID: tid(), PendingID: p.ID, Flags: PostPending | L}
+			return []Transfer{p, post, tr(bkSystem, bkShares, 1, 0)}
+		}, []Result{lef, lef, ResultAssetMismatch}, 0},
+		{"a pending transfer posted in its chain", func() []Transfer {
+			p := tr(bkAlice, bkBob, 60, Pending|L)
+			return []Transfer{p, {ID: tid(), PendingID: p.ID, Flags: PostPending, Amount: 20}}
+		}, []Result{ok, ok}, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newTestBook(t)
+			before := map[AccountID][4]int64{}
+			for _, id := range []AccountID{bkSystem, bkAlice, bkBob, bkShares} {
+				before[id] = balanceOf(b, id)
+			}
+			in := c.in()
+			got := apply(t, b, 2_000, in...)
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+			if n := len(b.out.Transfers); n != c.entries {
+				t.Errorf("%d journal entries, want %d", n, c.entries)
+			}
+			if c.entries == 0 {
+				for id, bal := range before {
+					if now := balanceOf(b, id); now != bal {
+						t.Errorf("account %d changed by a failed request: %v -> %v", id, bal, now)
+					}
+				}
+				// Nothing of a failed chain is remembered: the same
+				// transfers, once the failing one is fixed or dropped,
+				// apply as new.
+				for i := range in {
+					if got[i] == ResultLinkedEventFailed {
+						if _, known := b.ids.get(in[i].ID); known {
+							t.Errorf("member %d of a failed chain left its id behind", i)
+						}
+						if _, known := b.pendings[in[i].ID]; known {
+							t.Errorf("member %d of a failed chain left a pending transfer behind", i)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFailedChainKeepsEarlierHolds: a chain that posts an existing hold and
+// then fails leaves the hold open and untouched.
+func TestFailedChainKeepsEarlierHolds(t *testing.T) {
+	b := newTestBook(t)
+	hold := tr(bkAlice, bkBob, 60, Pending)
+	if got := apply(t, b, 2_000, hold); got[0] != ResultOK {
+		t.Fatalf("hold: %s", got[0])
+	}
+	held := balanceOf(b, bkAlice)
+	post := Transfer{ID: tid(), PendingID: hold.ID, Flags: PostPending | Linked}
+	got := apply(t, b, 3_000, post, tr(bkSystem, bkShares, 1, 0))
+	if fmt.Sprint(got) != fmt.Sprint([]Result{ResultLinkedEventFailed, ResultAssetMismatch}) {
+		t.Fatalf("got %v", got)
+	}
+	if now := balanceOf(b, bkAlice); now != held {
+		t.Fatalf("alice: %v -> %v", held, now)
+	}
+	if p := b.pendings[hold.ID]; p == nil || p.State != PendingOpen {
+		t.Fatalf("hold after the failed chain: %+v", p)
+	}
+	post.Flags = PostPending
+	if got := apply(t, b, 4_000, post); got[0] != ResultOK {
+		t.Fatalf("post after the failed chain: %s", got[0])
+	}
+	if now := balanceOf(b, bkAlice); now != [4]int64{0, 60, 0, 100} {
+		t.Fatalf("alice after the post: %v", now)
+	}
+}
+
+// TestBookKeepsIDsItWasAskedAbout follows the sequencer's order of calls:
+// Missing decides which ids to fetch from the store, then Begin opens the
+// batch. An id Missing found in memory must still be known when the batch
+// applies. If the id generations rotated in Begin, after Missing ran, an id
+// of the oldest generation would be forgotten in between and a retry
+// applied a second time (Postgres then refuses the whole batch on the
+// duplicate transfer_ids key, failing every request in it). The same holds
+// for resolved pending transfers and the sweep.
+func TestBookKeepsIDsItWasAskedAbout(t *testing.T) {
+	t.Run("ids", func(t *testing.T) {
+		b := newTestBook(t)
+		b.ids = newGenMap(2) // a generation of two ids instead of a million
+		first := tr(bkSystem, bkBob, 1, 0)
+		apply(t, b, 2_000, first, tr(bkSystem, bkBob, 1, 0))                     // fills a generation
+		apply(t, b, 3_000, tr(bkSystem, bkBob, 1, 0), tr(bkSystem, bkBob, 1, 0)) // rotates, fills the next
+		if missing, _ := b.Missing([]Transfer{first}, nil, nil); len(missing) != 0 {
+			t.Fatalf("Missing asks the store for %v", missing)
+		}
+		if got := apply(t, b, 4_000, first); got[0] != ResultExists {
+			t.Errorf("retry of an id the book had in memory when Missing ran: %s, want %s", got[0], ResultExists)
+		}
+	})
+	t.Run("pending", func(t *testing.T) {
+		b := newTestBook(t)
+		b.pendingsMax = 1
+		hold := tr(bkAlice, bkBob, 10, Pending)
+		apply(t, b, 2_000, hold, Transfer{ID: tid(), PendingID: hold.ID, Flags: VoidPending})
+		apply(t, b, 3_000, tr(bkAlice, bkBob, 10, Pending))
+		again := Transfer{ID: tid(), PendingID: hold.ID, Flags: PostPending}
+		if _, pmissing := b.Missing([]Transfer{again}, nil, nil); len(pmissing) != 0 {
+			t.Fatalf("Missing asks for %v", pmissing)
+		}
+		if got := apply(t, b, 4_000, again); got[0] != ResultPendingTransferAlreadyVoided {
+			t.Errorf("post of a voided hold the book had in memory when Missing ran: %s, want %s", got[0], ResultPendingTransferAlreadyVoided)
+		}
+	})
+}
+
+func TestTransferIDStringRoundTrip(t *testing.T) {
+	form := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	ids := []TransferID{{}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		DeriveTransferID("ns", "a"), ExpiryTransferID(DeriveTransferID("ns", "b"))}
+	for i := range 1000 {
+		var id TransferID
+		for j := range id {
+			id[j] = byte(i * (j + 7))
+		}
+		ids = append(ids, id, NewTransferID())
+	}
+	for _, id := range ids {
+		s := id.String()
+		if !form.MatchString(s) {
+			t.Fatalf("%x formats as %q", id[:], s)
+		}
+		back, err := ParseTransferID(s)
+		if err != nil || back != id {
+			t.Fatalf("%q parses as %x, %v; want %x", s, back[:], err, id[:])
+		}
+		upper, err := ParseTransferID(strings.ToUpper(s))
+		if err != nil || upper != id {
+			t.Fatalf("upper case %q: %x, %v", strings.ToUpper(s), upper[:], err)
+		}
+	}
+	// A known value, byte order included.
+	id, err := ParseTransferID("00112233-4455-6677-8899-aabbccddeeff")
+	if err != nil || !bytes.Equal(id[:], []byte{0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}) {
+		t.Fatalf("known id: %x %v", id[:], err)
+	}
+}
+
+func TestParseTransferIDRejects(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"00112233-4455-6677-8899-aabbccddeef",   // short
+		"00112233-4455-6677-8899-aabbccddeeff0", // long
+		"0011223344556677-8899-aabb-ccddeeff",   // hyphens moved
+		"00112233+4455-6677-8899-aabbccddeeff",
+		"001122334455667788990aabbccddeeff00",  // no hyphens, 36 chars
+		"0011223g-4455-6677-8899-aabbccddeeff", // not hex
+		"00112233-4455-6677-8899-aabbccddee f",
+		"{0112233-4455-6677-8899-aabbccddeeff",
+	} {
+		if id, err := ParseTransferID(s); err == nil {
+			t.Errorf("ParseTransferID(%q) = %x, want an error", s, id[:])
+		}
+	}
+}
+
+func TestNewAndDerivedTransferIDs(t *testing.T) {
+	seen := map[TransferID]bool{}
+	for range 10_000 {
+		id := NewTransferID()
+		if id.IsZero() || seen[id] {
+			t.Fatalf("NewTransferID repeated or zero: %s", id)
+		}
+		seen[id] = true
+		if id[6]>>4 != 4 || id[8]>>6 != 2 {
+			t.Fatalf("NewTransferID %s: not a version 4 layout", id)
+		}
+	}
+	a := DeriveTransferID("orders", "42", "abc")
+	if a != DeriveTransferID("orders", "42", "abc") {
+		t.Fatal("DeriveTransferID is not deterministic")
+	}
+	if a[6]>>4 != 5 || a[8]>>6 != 2 {
+		t.Fatalf("DeriveTransferID %s: not a version 5 layout", a)
+	}
+	// Parts are separated: moving a boundary or the namespace changes the id.
+	for _, other := range []TransferID{
+		DeriveTransferID("orders", "4", "2abc"),
+		DeriveTransferID("orders", "42abc"),
+		DeriveTransferID("orders42", "abc"),
+		DeriveTransferID("other", "42", "abc"),
+		ExpiryTransferID(a),
+	} {
+		if other == a {
+			t.Fatalf("DeriveTransferID collides: %s", a)
+		}
+	}
+}
+
+func TestShardOfSpread(t *testing.T) {
+	for _, shards := range []int{0, 1, -3} {
+		for _, id := range []AccountID{1, 2, 1 << 40, -5, math.MaxInt64} {
+			if s := ShardOf(id, shards); s != 0 {
+				t.Fatalf("ShardOf(%d, %d) = %d, want 0", id, shards, s)
+			}
+		}
+	}
+	// Sequential ids, and ids in strides that a naive modulo would pile
+	// onto one shard, spread within a few percent of even.
+	for _, shards := range []int{2, 3, 16, 64, 1000} {
+		for _, stride := range []int64{1, int64(shards), 1024, 1 << 20} {
+			const perShard = 2_000
+			counts := make([]int, shards)
+			for i := int64(1); i <= int64(shards*perShard); i++ {
+				s := ShardOf(AccountID(i*stride), shards)
+				if s < 0 || s >= shards {
+					t.Fatalf("ShardOf(%d, %d) = %d", i*stride, shards, s)
+				}
+				counts[s]++
+			}
+			// perShard is 2000: the standard deviation of a fair split is
+			// about 45, so 15% is over six of them.
+			for s, n := range counts {
+				if n < perShard*85/100 || n > perShard*115/100 {
+					t.Fatalf("%d shards, stride %d: shard %d got %d ids, want about %d", shards, stride, s, n, perShard)
+				}
+			}
+		}
+	}
+	// Stable: the same answer every time (a pure function of its input).
+	for id := AccountID(1); id < 1000; id++ {
+		if ShardOf(id, 16) != ShardOf(id, 16) {
+			t.Fatal("ShardOf is not stable")
+		}
+	}
+}
+
+func TestBusinessDateIsCST(t *testing.T) {
+	cst := time.FixedZone("", 8*3600)
+	for _, c := range []struct {
+		at   time.Time
+		date string
+	}{
+		{time.Date(2031, 12, 31, 23, 59, 59, 999_999_999, cst), "2031-12-31"},
+		{time.Date(2032, 1, 1, 0, 0, 0, 0, cst), "2032-01-01"},
+		{time.Date(2031, 12, 31, 16, 0, 0, 0, time.UTC), "2032-01-01"},
+		{time.Date(2031, 12, 31, 15, 59, 59, 0, time.UTC), "2031-12-31"},
+	} {
+		if got := BusinessDate(c.at.UnixNano()).Format(time.DateOnly); got != c.date {
+			t.Errorf("BusinessDate(%v) = %s, want %s", c.at, got, c.date)
+		}
+	}
+}
+
+// stallingStore fails its first commit and then makes every Load wait until
+// the caller gives up, like a database that went away mid-batch.
+type stallingStore struct {
+	*memStore
+	failed  bool
+	loading chan struct{} // closed when a reload is waiting
+	loads   int
+	mu      sync.Mutex
+}
+
+func (s *stallingStore) Commit(ctx context.Context, b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.failed {
+		s.failed = true
+		return fmt.Errorf("test: connection lost")
+	}
+	return s.memStore.Commit(ctx, b)
+}
+
+func (s *stallingStore) Load(ctx context.Context, shard int) (*Snapshot, error) {
+	s.mu.Lock()
+	s.loads++
+	first := s.loads == 1
+	s.mu.Unlock()
+	if first {
+		return s.memStore.Load(ctx, shard)
+	}
+	close(s.loading)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStopWhileReloading: a sequencer stopped while it reloads after a
+// failed commit (or whose reload fails for good) must return from Run with
+// an error, not crash the process.
+func TestStopWhileReloading(t *testing.T) {
+	store := &stallingStore{memStore: newMemStore(), loading: make(chan struct{})}
+	seq := NewSequencer(SequencerConfig{}, store, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("Run panicked: %v", p)
+			}
+		}()
+		done <- seq.Run(ctx)
+	}()
+	<-seq.Ready()
+	if _, err := seq.CreateAccounts(ctx, []Account{{ID: 1, Asset: AssetCNY}}); err == nil {
+		t.Fatal("the first commit was meant to fail")
+	}
+	select {
+	case <-store.loading:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sequencer did not reload after the failed commit")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil && strings.Contains(err.Error(), "panicked") {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
