@@ -371,6 +371,11 @@ func (b *Book) CreateTransfers(in []Transfer, results []TransferResult) {
 		applied, existed := 0, 0
 		for j := i; j <= end; j++ {
 			r := b.createTransfer(&in[j])
+			if r == ResultExists && end > i && repeatsEarlierMember(in[i:j], in[j].ID) {
+				// Known only because this chain just applied it: the chain
+				// is malformed, and must not answer "exists" for it.
+				r = ResultIDRepeatedInChain
+			}
 			if open && j == end && r == ResultOK {
 				r = ResultLinkedEventChainOpen
 			}
@@ -407,6 +412,15 @@ func (b *Book) CreateTransfers(in []Transfer, results []TransferResult) {
 		}
 		i = end + 1
 	}
+}
+
+func repeatsEarlierMember(earlier []Transfer, id TransferID) bool {
+	for i := range earlier {
+		if earlier[i].ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // createTransfer validates and applies one transfer. On failure it changes

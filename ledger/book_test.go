@@ -689,3 +689,29 @@ func TestStopWhileReloading(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// TestRepeatedIDInChainIsNotReportedApplied: a request that repeats an id
+// inside one chain cannot apply (the chain is refused). No element may
+// then answer a result whose Applied() is true for an id the ledger does
+// not hold: the client would take the transfer as done.
+func TestRepeatedIDInChainIsNotReportedApplied(t *testing.T) {
+	b := newTestBook(t)
+	a := tr(bkSystem, bkBob, 5, Linked)
+	other := tr(bkSystem, bkBob, 6, Linked)
+	last := a
+	last.Flags = 0
+	for _, in := range [][]Transfer{{a, a}, {a, other, a}, {a, last}} {
+		b.Begin(2_000)
+		rs := make([]TransferResult, len(in))
+		b.CreateTransfers(in, rs)
+		held := map[TransferID]bool{}
+		for _, e := range b.out.Transfers {
+			held[e.ID] = true
+		}
+		for i, r := range rs {
+			if r.Result.Applied() && !held[in[i].ID] {
+				t.Errorf("request %d transfers: element %d answers %s, but %s was not applied", len(in), i, r.Result, in[i].ID)
+			}
+		}
+	}
+}

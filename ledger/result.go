@@ -50,6 +50,7 @@ const (
 	ResultAccountAlreadyClosed
 	ResultAccountBalanceNotZero
 	ResultInvalidTimeout
+	ResultIDRepeatedInChain
 	resultCount
 )
 
@@ -92,6 +93,7 @@ var resultNames = [...]string{
 	ResultAccountAlreadyClosed:              "account_already_closed",
 	ResultAccountBalanceNotZero:             "account_balance_not_zero",
 	ResultInvalidTimeout:                    "invalid_timeout",
+	ResultIDRepeatedInChain:                 "id_repeated_in_chain",
 }
 
 func (r Result) String() string {
