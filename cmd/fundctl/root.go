@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,15 +36,16 @@ func newRootCmd() *cobra.Command {
 }
 
 // database yields a DSN: the one given, or a fresh database on a private
-// Postgres started for the command and stopped by the returned function.
-func database(ctx context.Context, dsn, name string, settings map[string]string, progress io.Writer) (string, func(), error) {
+// Postgres started for the command and stopped by the returned function
+// (srv is then that server, nil otherwise).
+func database(ctx context.Context, dsn, name string, settings map[string]string, progress io.Writer) (string, *localpg.Server, func(), error) {
 	if dsn != "" {
-		return dsn, func() {}, nil
+		return dsn, nil, func() {}, nil
 	}
 	fmt.Fprintln(progress, "starting a private Postgres...")
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: settings})
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	stop := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -50,19 +55,49 @@ func database(ctx context.Context, dsn, name string, settings map[string]string,
 	dsn, err = srv.CreateDatabase(ctx, fmt.Sprintf("%s_%d", name, time.Now().UnixNano()))
 	if err != nil {
 		stop()
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return dsn, stop, nil
+	return dsn, srv, stop, nil
+}
+
+// pgbenchTPS runs pgbench's built-in TPC-B-like script (scale 10, 32
+// clients) for d on a fresh database of srv: the yardstick of what this
+// Postgres does with one transaction and row locks per operation.
+func pgbenchTPS(ctx context.Context, srv *localpg.Server, d time.Duration, progress io.Writer) (float64, error) {
+	bin, err := localpg.FindBinaries()
+	if err != nil {
+		return 0, err
+	}
+	dsn, err := srv.CreateDatabase(ctx, fmt.Sprintf("pgbench_%d", time.Now().UnixNano()))
+	if err != nil {
+		return 0, err
+	}
+	pgbench := filepath.Join(bin, "pgbench")
+	fmt.Fprintln(progress, "pgbench: initialising scale 10...")
+	if out, err := exec.CommandContext(ctx, pgbench, "-i", "-q", "-s", "10", dsn).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pgbench -i: %v: %s", err, out)
+	}
+	fmt.Fprintf(progress, "pgbench: TPC-B-like, 32 clients, %s...\n", d)
+	out, err := exec.CommandContext(ctx, pgbench, "-c", "32", "-j", "2", "-T", strconv.Itoa(int(d.Seconds())), dsn).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("pgbench printed no tps: %s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
 }
 
 func newBenchLedgerCmd() *cobra.Command {
 	var (
-		cfg     ledgerbench.Config
-		dsn     string
-		asJSON  bool
-		sharedB string
-		pgSet   map[string]string
-		cpuProf string
+		cfg         ledgerbench.Config
+		dsn         string
+		asJSON      bool
+		sharedB     string
+		pgSet       map[string]string
+		cpuProf     string
+		withPgbench bool
 	)
 	cmd := &cobra.Command{
 		Use:   "ledger",
@@ -79,11 +114,21 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			for k, v := range pgSet {
 				settings[k] = v
 			}
-			db, stop, err := database(ctx, dsn, "bench_ledger", settings, progress)
+			db, srv, stop, err := database(ctx, dsn, "bench_ledger", settings, progress)
 			if err != nil {
 				return err
 			}
 			defer stop()
+			var pgbenchResult float64
+			if withPgbench {
+				if srv == nil {
+					return fmt.Errorf("--pgbench needs the private Postgres (no --dsn)")
+				}
+				if pgbenchResult, err = pgbenchTPS(ctx, srv, 10*time.Second, progress); err != nil {
+					return err
+				}
+				fmt.Fprintf(progress, "pgbench TPC-B-like (scale 10, 32 clients) on this Postgres: %.0f tps\n", pgbenchResult)
+			}
 			cfg.DSN = db
 			cfg.Progress = progress
 			if cfg.Seed == 0 {
@@ -106,6 +151,7 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			if err != nil {
 				return err
 			}
+			res.PgbenchTPS = pgbenchResult
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				if err := enc.Encode(res); err != nil {
@@ -119,6 +165,9 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 				fmt.Fprintf(out, "latency ms      p50 %.2f  p99 %.2f  p999 %.2f  max %.2f\n", res.P50Ms, res.P99Ms, res.P999Ms, res.MaxMs)
 				fmt.Fprintf(out, "batch mean      %12.1f   (%d batches)\n", res.BatchMean, res.Batches)
 				fmt.Fprintf(out, "verified        %12v   (%.1fs)\n", res.Verified, res.VerifySeconds)
+				if res.PgbenchTPS > 0 {
+					fmt.Fprintf(out, "pgbench tps     %12.0f   (TPC-B-like, scale 10, 32 clients, same Postgres, just before)\n", res.PgbenchTPS)
+				}
 			}
 			if !res.Verified {
 				return fmt.Errorf("verification failed: %d problems", res.VerifyProblems)
@@ -138,6 +187,7 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
 	f.BoolVar(&cfg.NoOutbox, "no-outbox", false, "leave the transactional outbox out of the commits (bare ledger)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
+	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	f.StringToStringVar(&pgSet, "pg-set", nil, "extra settings of the private Postgres, name=value")
 	return cmd

@@ -63,6 +63,7 @@ type Result struct {
 	VerifyProblems  int     `json:"verify_problems"`
 	VerifySeconds   float64 `json:"verify_s"`
 	Seed            uint64  `json:"seed"`
+	PgbenchTPS      float64 `json:"pgbench_tps,omitempty"`
 }
 
 const (
