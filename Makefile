@@ -33,7 +33,7 @@ test: postgres
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 demo: postgres
-	$(GO) run ./cmd/fundctl bench ledger --duration 10s
+	$(GO) run ./cmd/fundctl bench ledger --duration 10s --pgbench
 
 # fmt-check lists unformatted Go files, leaving out generated protobuf code.
 fmt-check:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -1008,7 +1009,7 @@ func TestKillProcess(t *testing.T) {
 	w := newWorkload()
 	for round := range 3 {
 		killAfter := 20 + rng.IntN(400) // answers before the kill
-		lines := runAndKill(t, dsn, fmt.Sprintf("kill-%d-%d", seed, round), killAfter)
+		lines := runAndKill(t, pool, dsn, fmt.Sprintf("kill-%d-%d", seed, round), killAfter)
 		answers := 0
 		sent := map[ledger.TransferID][]ledger.Transfer{}
 		for _, line := range lines {
@@ -1088,12 +1089,25 @@ func TestKillProcess(t *testing.T) {
 	mustVerify(t, store)
 }
 
+// helperApp is the application_name of the helper process's sessions.
+const helperApp = "fund-test-killed-child"
+
 // runAndKill starts the helper process and SIGKILLs it once it printed
-// killAfter answers; it returns every line the child printed.
-func runAndKill(t *testing.T, dsn, ns string, killAfter int) []string {
+// killAfter answers; it returns every line the child printed, once the
+// child's sessions are gone from Postgres. (A commit is one pipelined round
+// trip: a batch the child sent just before it died still commits after it
+// is dead, and must be in the journal before the journal is checked.)
+func runAndKill(t *testing.T, pool *pgxpool.Pool, dsn, ns string, killAfter int) []string {
 	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", helperApp)
+	u.RawQuery = q.Encode()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dsn, "FUND_TEST_LEDGER_HELPER_NS="+ns)
+	cmd.Env = append(os.Environ(), helperEnv+"="+u.String(), "FUND_TEST_LEDGER_HELPER_NS="+ns)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -1104,7 +1118,7 @@ func runAndKill(t *testing.T, dsn, ns string, killAfter int) []string {
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err = cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	var lines []string
@@ -1133,5 +1147,17 @@ func runAndKill(t *testing.T, dsn, ns string, killAfter int) []string {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("child ended with %v, want SIGKILL", err)
 	}
-	return lines
+	for range 3000 { // up to 30 s
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1`, helperApp).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return lines
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the killed child's sessions are still in Postgres after 30 s")
+	return nil
 }
