@@ -145,9 +145,11 @@ func (m *refModel) closeAccounts(ids []ledger.AccountID) []ledger.Result {
 // before answers exists and does not fail the chain: a chain retried whole
 // answers exists for every member; a chain partly applied before (so not a
 // retry of one chain) applies nothing new: its new members answer
-// linked_event_failed and the old ones exists. ts gives the timestamp the
-// ledger reported for each transfer, which fixes the deadline of a pending
-// transfer.
+// linked_event_failed and the old ones exists. A member whose id an
+// earlier member of the same chain already carries fails the chain with
+// id_repeated_in_chain (it is not a retry of anything). ts gives the
+// timestamp the ledger reported for each transfer, which fixes the deadline
+// of a pending transfer.
 func (m *refModel) createTransfers(in []ledger.Transfer, ts func(i int) int64) []ledger.Result {
 	out := make([]ledger.Result, len(in))
 	for i := 0; i < len(in); {
@@ -160,6 +162,14 @@ func (m *refModel) createTransfers(in []ledger.Transfer, ts func(i int) int64) [
 		applied, existed := 0, 0
 		for j := i; j <= end; j++ {
 			r := m.transfer(in[j], ts(j))
+			if r == ledger.ResultExists && end > i {
+				for k := i; k < j; k++ {
+					if in[k].ID == in[j].ID {
+						r = ledger.ResultIDRepeatedInChain
+						break
+					}
+				}
+			}
 			if r == ledger.ResultOK && j == end && in[j].Flags&ledger.Linked != 0 {
 				r = ledger.ResultLinkedEventChainOpen
 			}
@@ -744,6 +754,14 @@ func (r *modelRun) genTransfers() []ledger.Transfer {
 		}
 		if r.rng.IntN(4) == 0 {
 			tr.Flags |= ledger.Linked
+		}
+		if len(out) > 0 && r.rng.IntN(25) == 0 {
+			// The same transfer again in the same request: inside a chain
+			// a malformed request, outside one an immediate retry.
+			tr = out[r.rng.IntN(len(out))]
+			if r.rng.IntN(2) == 0 {
+				out[len(out)-1].Flags |= ledger.Linked
+			}
 		}
 		out = append(out, tr)
 	}
