@@ -12,6 +12,8 @@ CREATE TABLE ledger_outbox (
     payload bytea   NOT NULL,
     PRIMARY KEY (shard, last_ts)
 );
+-- Packed ids and amounts barely compress; skip pglz's attempt on the hot path.
+ALTER TABLE ledger_outbox ALTER COLUMN payload SET STORAGE EXTERNAL;
 
 -- +goose Down
 DROP TABLE ledger_outbox;
