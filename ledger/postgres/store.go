@@ -160,8 +160,13 @@ func isDuplicate(err error) bool {
 
 // Load implements ledger.Store.
 func (s *Store) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
-	if _, err := s.pool.Exec(ctx,
-		`INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING`, shard); err != nil {
+	// Register the shard and, by locking its row, wait for any batch commit
+	// still in flight (it holds the row through ledger_fence): after a
+	// failed or ambiguous commit the reload must see that batch's outcome,
+	// not a snapshot taken while it was still deciding.
+	if _, err := s.pool.Exec(ctx, `
+		WITH reg AS (INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING)
+		SELECT 1 FROM ledger_shards WHERE shard = $1 FOR UPDATE`, shard); err != nil {
 		return nil, fmt.Errorf("register shard: %w", err)
 	}
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
