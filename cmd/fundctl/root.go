@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 	bench.AddCommand(newBenchLedgerCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd())
-	root.AddCommand(bench, ledgerCmd, newAccountsCmd())
+	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
 	return root
 }
 
