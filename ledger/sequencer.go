@@ -563,3 +563,43 @@ func (s *Sequencer) drain(err error) {
 		}
 	}
 }
+
+// Start runs the sequencer on a goroutine of its own and returns once it
+// serves requests (or fails to load, or ctx ends, or readyTimeout passes).
+// stop ends it, waits for it, and returns Run's error; it may be called
+// more than once. Start's ctx bounds only the wait: the sequencer lives
+// until stop, so that a caller's cancelled request cannot stop a shard.
+func (s *Sequencer) Start(ctx context.Context, readyTimeout time.Duration) (stop func() error, err error) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	var (
+		once   sync.Once
+		runErr error
+	)
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	timer := time.NewTimer(readyTimeout)
+	defer timer.Stop()
+	select {
+	case <-s.Ready():
+		return stop, nil
+	case err := <-done:
+		once.Do(func() { cancel(); runErr = err })
+		if err == nil {
+			err = ErrClosed
+		}
+		return nil, fmt.Errorf("shard %d: %w", s.cfg.Shard, err)
+	case <-ctx.Done():
+		_ = stop()
+		return nil, ctx.Err()
+	case <-timer.C:
+		_ = stop()
+		return nil, fmt.Errorf("shard %d: not ready after %s", s.cfg.Shard, readyTimeout)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -78,28 +77,15 @@ func (o *accountsOpts) withService(ctx context.Context, fn func(*accounts.Servic
 	defer astore.Close()
 
 	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, lstore, nil)
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runErr = seq.Run(runCtx)
-	}()
+	stop, err := seq.Start(ctx, accountsReadyTimeout)
+	if err != nil {
+		return fmt.Errorf("ledger shard: %w", err)
+	}
 	defer func() {
-		stop()
-		wg.Wait()
-		if runErr != nil && err == nil {
+		if runErr := stop(); runErr != nil && err == nil {
 			err = fmt.Errorf("ledger shard: %w", runErr)
 		}
 	}()
-	select {
-	case <-seq.Ready():
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(accountsReadyTimeout):
-		return fmt.Errorf("ledger shard not ready after %v", accountsReadyTimeout)
-	}
 	svc, err := accounts.NewService(ctx, accounts.Config{FastRedeemDailyMax: fastMax}, astore, seq, nil)
 	if err != nil {
 		return err

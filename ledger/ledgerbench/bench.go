@@ -94,23 +94,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer store.Close()
 
 	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0, BatchEventsMax: cfg.BatchMax}, store, cfg.Logger)
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runErr = seq.Run(runCtx)
-	}()
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
-	select {
-	case <-seq.Ready():
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	stop, err := seq.Start(ctx, 5*time.Minute)
+	if err != nil {
+		return nil, err
 	}
+	defer stop()
 
 	if err := setup(ctx, seq, cfg); err != nil {
 		return nil, err
@@ -119,10 +107,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	stop()
-	wg.Wait()
-	if runErr != nil {
-		return nil, fmt.Errorf("sequencer: %w", runErr)
+	if err := stop(); err != nil {
+		return nil, fmt.Errorf("sequencer: %w", err)
 	}
 
 	rep, err := store.Verify(ctx, 0)
