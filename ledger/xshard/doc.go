@@ -1,0 +1,15 @@
+// Package xshard moves money between accounts on different ledger shards as
+// a saga, since no single transaction spans two shards.
+//
+// Leg 1, on the payer's shard: the payer is debited and the shard's
+// in-transit account for the payee's shard is credited, in one commit that
+// also puts the event in the outbox. The event reaches the payee's shard
+// through Kafka; Handle (run by a consumer group) applies leg 2 there: the
+// in-transit account for the payer's shard is debited and the payee
+// credited. If the payee's shard refuses (closed or unknown account...),
+// Handle applies a compensating entry on the payer's shard that returns the
+// money. Every leg has an id derived from the original transfer id, so a
+// redelivered event never applies twice. While a saga is in flight its money
+// is visible in the in-transit accounts; once all are done, the in-transit
+// balances of all shards net to zero (InTransitNet).
+package xshard

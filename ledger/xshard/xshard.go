@@ -1,0 +1,248 @@
+package xshard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// Transfer kinds the saga writes.
+const (
+	KindOut  uint16 = 60001 // leg 1 on the payer's shard: payer -> in-transit
+	KindIn   uint16 = 60002 // leg 2 on the payee's shard: in-transit -> payee
+	KindBack uint16 = 60003 // compensation on the payer's shard: in-transit -> payer
+)
+
+// inTransitBase is where in-transit account ids start; far above customer
+// and system ids.
+const inTransitBase = ledger.AccountID(1) << 56
+
+// InTransitAccount is the account on shard on that holds money in flight
+// between on and peer, for asset: a pure function every process computes
+// alike, chosen so that it lives on shard on.
+func InTransitAccount(on, peer, shards int, asset ledger.Asset) ledger.AccountID {
+	base := inTransitBase + ledger.AccountID((peer*8+int(asset))*4096*shards)
+	for k := ledger.AccountID(0); ; k++ {
+		if id := base + k; ledger.ShardOf(id, shards) == on {
+			return id
+		}
+	}
+}
+
+// State is where a saga stands.
+type State int
+
+const (
+	InFlight  State = iota // leg 1 committed, leg 2 not known yet: query again later
+	Completed              // the payee was credited
+	Refunded               // the payee's shard refused; the payer got the money back
+)
+
+func (s State) String() string {
+	return [...]string{"in_flight", "completed", "refunded"}[s]
+}
+
+// Outcome is what the caller of Transfer learns.
+type Outcome struct {
+	State  State
+	Result ledger.Result // leg 1's result; for Refunded, why the payee's shard refused
+}
+
+// Router sends transfers to the right shard and runs cross-shard sagas.
+type Router struct {
+	shards int
+	client func(shard int) ledger.Client
+
+	mu      sync.Mutex
+	waiters map[ledger.TransferID]chan Outcome
+}
+
+// NewRouter returns a router over shards, reaching each through client.
+func NewRouter(shards int, client func(shard int) ledger.Client) *Router {
+	return &Router{shards: shards, client: client, waiters: map[ledger.TransferID]chan Outcome{}}
+}
+
+// EnsureInTransit creates every shard's in-transit accounts (idempotent).
+func (r *Router) EnsureInTransit(ctx context.Context, assets ...ledger.Asset) error {
+	for on := 0; on < r.shards; on++ {
+		var as []ledger.Account
+		for peer := 0; peer < r.shards; peer++ {
+			if peer == on {
+				continue
+			}
+			for _, asset := range assets {
+				as = append(as, ledger.Account{ID: InTransitAccount(on, peer, r.shards, asset), Asset: asset, Code: KindOut})
+			}
+		}
+		if len(as) == 0 {
+			continue
+		}
+		rs, err := r.client(on).CreateAccounts(ctx, as)
+		if err != nil {
+			return fmt.Errorf("in-transit accounts on shard %d: %w", on, err)
+		}
+		for i, res := range rs {
+			if !res.Result.Applied() {
+				return fmt.Errorf("in-transit account %d: %s", as[i].ID, res.Result)
+			}
+		}
+	}
+	return nil
+}
+
+// userData packs the payee and the caller's kind and data into leg 1.
+func userData(t *ledger.Transfer) string {
+	return "x:" + strconv.FormatInt(int64(t.CreditAccountID), 10) + ":" + strconv.Itoa(int(t.Kind)) + ":" + t.UserData
+}
+
+func parseUserData(s string) (payee ledger.AccountID, kind uint16, data string, err error) {
+	parts := strings.SplitN(s, ":", 4)
+	if len(parts) != 4 || parts[0] != "x" {
+		return 0, 0, "", fmt.Errorf("xshard: leg 1 user data %q", s)
+	}
+	p, err1 := strconv.ParseInt(parts[1], 10, 64)
+	k, err2 := strconv.ParseUint(parts[2], 10, 16)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, "", fmt.Errorf("xshard: leg 1 user data %q: %w", s, err)
+	}
+	return ledger.AccountID(p), uint16(k), parts[3], nil
+}
+
+// Transfer applies a plain transfer: directly when both accounts share a
+// shard, else as a saga, waiting up to wait for its outcome (after which it
+// answers InFlight; the saga still completes).
+func (r *Router) Transfer(ctx context.Context, t ledger.Transfer, wait time.Duration) (Outcome, error) {
+	src, dst := ledger.ShardOf(t.DebitAccountID, r.shards), ledger.ShardOf(t.CreditAccountID, r.shards)
+	if src == dst {
+		rs, err := r.client(src).CreateTransfers(ctx, []ledger.Transfer{t})
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{State: Completed, Result: rs[0].Result}, nil
+	}
+	if t.Flags != 0 {
+		return Outcome{Result: ledger.ResultReservedFlag}, nil // two-phase and linked stay within a shard
+	}
+	leg1 := t
+	leg1.CreditAccountID = InTransitAccount(src, dst, r.shards, t.Asset)
+	leg1.Kind = KindOut
+	leg1.UserData = userData(&t)
+	if len(leg1.UserData) > ledger.MaxUserDataLen {
+		return Outcome{Result: ledger.ResultUserDataTooLong}, nil
+	}
+	ch := make(chan Outcome, 1)
+	r.mu.Lock()
+	r.waiters[t.ID] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.waiters, t.ID)
+		r.mu.Unlock()
+	}()
+	rs, err := r.client(src).CreateTransfers(ctx, []ledger.Transfer{leg1})
+	if err != nil {
+		return Outcome{}, err
+	}
+	if rs[0].Result != ledger.ResultOK && rs[0].Result != ledger.ResultExists {
+		return Outcome{State: Completed, Result: rs[0].Result}, nil // refused at once: nothing in flight
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case o := <-ch:
+		return o, nil
+	case <-timer.C:
+		return Outcome{State: InFlight, Result: rs[0].Result}, nil
+	case <-ctx.Done():
+		return Outcome{State: InFlight, Result: rs[0].Result}, nil
+	}
+}
+
+// Handle is the consumer's work for one ledger event: for a leg 1 it
+// applies leg 2 (or the compensation). Idempotent: a redelivered event
+// finds its legs existing. An error means "retry later" (a shard was
+// unreachable); refusals are outcomes, not errors.
+func (r *Router) Handle(ctx context.Context, e ledger.Event) error {
+	if e.Kind != KindOut || e.Flags != 0 {
+		return nil
+	}
+	payee, kind, data, err := parseUserData(e.UserData)
+	if err != nil {
+		return err
+	}
+	dst := ledger.ShardOf(payee, r.shards)
+	leg2 := ledger.Transfer{
+		ID:             ledger.DeriveTransferID("xshard.in", e.ID.String()),
+		DebitAccountID: InTransitAccount(dst, e.Shard, r.shards, e.Asset), CreditAccountID: payee,
+		Amount: e.Amount, Asset: e.Asset, Kind: kind, UserData: data,
+	}
+	rs, err := r.client(dst).CreateTransfers(ctx, []ledger.Transfer{leg2})
+	if err != nil {
+		return fmt.Errorf("leg 2 of %s on shard %d: %w", e.ID, dst, err)
+	}
+	if rs[0].Result.Applied() {
+		r.notify(e.ID, Outcome{State: Completed, Result: ledger.ResultOK})
+		return nil
+	}
+	back := ledger.Transfer{
+		ID:             ledger.DeriveTransferID("xshard.back", e.ID.String()),
+		DebitAccountID: e.CreditAccountID, CreditAccountID: e.DebitAccountID,
+		Amount: e.Amount, Asset: e.Asset, Kind: KindBack,
+	}
+	bs, err := r.client(e.Shard).CreateTransfers(ctx, []ledger.Transfer{back})
+	if err != nil {
+		return fmt.Errorf("compensation of %s on shard %d: %w", e.ID, e.Shard, err)
+	}
+	if !bs[0].Result.Applied() {
+		// The payer's own shard refused to return money it holds in
+		// transit: a broken invariant, not a business outcome.
+		return fmt.Errorf("%w: compensation of %s: %s", ledger.ErrInvariantBroke, e.ID, bs[0].Result)
+	}
+	r.notify(e.ID, Outcome{State: Refunded, Result: rs[0].Result})
+	return nil
+}
+
+func (r *Router) notify(id ledger.TransferID, o Outcome) {
+	r.mu.Lock()
+	ch := r.waiters[id]
+	r.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- o:
+		default:
+		}
+	}
+}
+
+// InTransitNet sums, per asset, the posted balances of every in-transit
+// account on every shard. With no saga in flight it is zero.
+func (r *Router) InTransitNet(ctx context.Context, assets ...ledger.Asset) (map[ledger.Asset]int64, error) {
+	net := map[ledger.Asset]int64{}
+	for on := 0; on < r.shards; on++ {
+		var ids []ledger.AccountID
+		for peer := 0; peer < r.shards; peer++ {
+			for _, asset := range assets {
+				if peer != on {
+					ids = append(ids, InTransitAccount(on, peer, r.shards, asset))
+				}
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		as, err := r.client(on).LookupAccounts(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			net[a.Asset] += a.Balance()
+		}
+	}
+	return net, nil
+}

@@ -1,0 +1,183 @@
+package kafka_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
+	"github.com/fundplatform/fund/settlement"
+	"github.com/fundplatform/fund/settlement/kafka"
+)
+
+// accountOn returns the n-th id at or above from that lives on shard.
+func accountOn(from ledger.AccountID, shard, shards, n int) ledger.AccountID {
+	for id := from; ; id++ {
+		if ledger.ShardOf(id, shards) == shard {
+			if n--; n == 0 {
+				return id
+			}
+		}
+	}
+}
+
+// Customers on shard 0 pay customers on shard 1 through the real pipeline:
+// leg 1 commits with its outbox row, the relay publishes it to a Kafka-
+// protocol broker, a consumer group applies leg 2 (or the refund). Every
+// saga ends, money is exact, and the in-transit accounts net to zero.
+func TestCrossShardSaga(t *testing.T) {
+	ctx := context.Background()
+	const shards = 2
+	store, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	seqs := make([]*ledger.Sequencer, shards)
+	for s := range seqs {
+		seqs[s] = ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shards}, store, nil)
+		stop, err := seqs[s].Start(ctx, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	router := xshard.NewRouter(shards, func(s int) ledger.Client { return seqs[s] })
+	if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
+		t.Fatal(err)
+	}
+
+	broker, err := kafka.StartBroker(0, 2, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	pub := kafka.NewPublisher(broker.Addrs(), topic)
+	defer pub.Close()
+	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, store, pub, nil)
+	rctx, stopRelay := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopRelay(); wg.Wait() }()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = relay.Run(rctx) }()
+	consumeErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		consumeErr <- kafka.Consume(rctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "xshard"}, router.Handle)
+	}()
+
+	bank := accountOn(100, 0, shards, 1)
+	payer := accountOn(1000, 0, shards, 1)
+	payee := accountOn(1000, 1, shards, 1)
+	closedPayee := accountOn(1000, 1, shards, 2)
+	for s, as := range map[int][]ledger.Account{
+		0: {{ID: bank, Asset: ledger.AssetCNY}, {ID: payer, Asset: ledger.AssetCNY, Flags: ledger.DebitsMustNotExceedCredits}},
+		1: {{ID: payee, Asset: ledger.AssetCNY, Flags: ledger.DebitsMustNotExceedCredits}, {ID: closedPayee, Asset: ledger.AssetCNY}},
+	} {
+		if _, err := seqs[s].CreateAccounts(ctx, as); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := seqs[1].CloseAccounts(ctx, []ledger.AccountID{closedPayee}); err != nil || rs[0].Result != ledger.ResultOK {
+		t.Fatalf("close: %v %v", rs, err)
+	}
+	if rs, err := seqs[0].CreateTransfers(ctx, []ledger.Transfer{{ID: ledger.NewTransferID(), DebitAccountID: bank,
+		CreditAccountID: payer, Amount: 100_000, Asset: ledger.AssetCNY}}); err != nil || rs[0].Result != ledger.ResultOK {
+		t.Fatalf("fund payer: %v %v", rs, err)
+	}
+
+	// 40 concurrent payments of 10.00 to the open payee, 5 to the closed one.
+	const good, bad, amount = 40, 5, 1000
+	outcomes := make([]xshard.Outcome, good+bad)
+	ids := make([]ledger.TransferID, good+bad)
+	for i := range ids {
+		ids[i] = ledger.NewTransferID()
+	}
+	var pw sync.WaitGroup
+	for i := range outcomes {
+		pw.Add(1)
+		go func(i int) {
+			defer pw.Done()
+			to := payee
+			if i >= good {
+				to = closedPayee
+			}
+			o, err := router.Transfer(ctx, ledger.Transfer{ID: ids[i], DebitAccountID: payer,
+				CreditAccountID: to, Amount: amount, Asset: ledger.AssetCNY, Kind: 9, UserData: "order"}, 30*time.Second)
+			if err != nil {
+				t.Errorf("payment %d: %v", i, err)
+			}
+			outcomes[i] = o
+		}(i)
+	}
+	pw.Wait()
+	for i, o := range outcomes {
+		want := xshard.Completed
+		if i >= good {
+			want = xshard.Refunded
+		}
+		if o.State != want {
+			t.Errorf("payment %d: %s (%s), want %s", i, o.State, o.Result, want)
+		}
+	}
+	lookup := func(s int, id ledger.AccountID) *ledger.Account {
+		as, err := seqs[s].LookupAccounts(ctx, []ledger.AccountID{id})
+		if err != nil || len(as) != 1 {
+			t.Fatalf("lookup %d: %v %v", id, as, err)
+		}
+		return &as[0]
+	}
+	if got := lookup(0, payer).Balance(); got != 100_000-good*amount {
+		t.Errorf("payer balance %d, want %d", got, 100_000-good*amount)
+	}
+	if got := lookup(1, payee).Balance(); got != good*amount {
+		t.Errorf("payee balance %d, want %d", got, good*amount)
+	}
+	if got := lookup(1, closedPayee).Balance(); got != 0 {
+		t.Errorf("closed payee balance %d", got)
+	}
+	net, err := router.InTransitNet(ctx, ledger.AssetCNY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if net[ledger.AssetCNY] != 0 {
+		t.Errorf("in-transit accounts net to %d, want 0", net[ledger.AssetCNY])
+	}
+	select {
+	case err := <-consumeErr:
+		t.Fatalf("consumer stopped: %v", err)
+	default:
+	}
+
+	// Redelivered leg-1 events (a consumer crash before its offset commit)
+	// change nothing.
+	for i, id := range ids {
+		to := payee
+		if i >= good {
+			to = closedPayee
+		}
+		e := ledger.Event{Version: ledger.EventVersion, Shard: 0, ID: id, Kind: xshard.KindOut, Amount: amount,
+			Asset: ledger.AssetCNY, DebitAccountID: payer, CreditAccountID: xshard.InTransitAccount(0, 1, shards, ledger.AssetCNY),
+			UserData: "x:" + strconv.FormatInt(int64(to), 10) + ":9:order"}
+		if err := router.Handle(ctx, e); err != nil {
+			t.Fatalf("redelivery %d: %v", i, err)
+		}
+	}
+	if got := lookup(0, payer).Balance(); got != 100_000-good*amount {
+		t.Errorf("payer balance after redelivery %d, want %d", got, 100_000-good*amount)
+	}
+	if got := lookup(1, payee).Balance(); got != good*amount {
+		t.Errorf("payee balance after redelivery %d, want %d", got, good*amount)
+	}
+	for s := 0; s < shards; s++ {
+		rep, err := store.Verify(ctx, s)
+		if err != nil || len(rep.Differences) > 0 || len(rep.Problems) > 0 {
+			t.Errorf("verify shard %d: %+v %v", s, rep, err)
+		}
+	}
+}
