@@ -18,6 +18,7 @@ import (
 	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/ledger/ledgerbench"
 	"github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
 )
 
 func newRootCmd() *cobra.Command {
@@ -232,8 +233,21 @@ func newLedgerVerifyCmd() *cobra.Command {
 					bad++
 				}
 			}
+			// Money in flight between shards sits in the in-transit accounts;
+			// with no saga in flight they net to zero.
+			net, err := store.NetByCode(ctx, xshard.KindOut)
+			if err != nil {
+				return err
+			}
+			for asset, v := range net {
+				fmt.Fprintf(out, "in-transit %s: nets to %d across shards\n", asset, v)
+				if v != 0 {
+					fmt.Fprintln(out, "  (not zero: a saga is in flight, or one was lost)")
+					bad++
+				}
+			}
 			if bad > 0 {
-				return fmt.Errorf("%d shards failed verification", bad)
+				return fmt.Errorf("%d checks failed", bad)
 			}
 			return nil
 		},

@@ -162,3 +162,27 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 	rep.Took = time.Since(start)
 	return rep, tx.Commit(ctx)
 }
+
+// NetByCode sums, per asset, the posted balances (credits less debits) of
+// every account with the given code, on all shards of this database, from
+// the journal (so a running shard's unflushed balances count too). For the
+// in-transit accounts of cross-shard sagas it is zero once no saga is in
+// flight.
+func (s *Store) NetByCode(ctx context.Context, code uint16) (map[ledger.Asset]int64, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH acct AS (SELECT id, asset FROM accounts WHERE code = $1)
+		SELECT a.asset, coalesce(sum(CASE WHEN t.credit_account_id = a.id THEN t.amount ELSE -t.amount END), 0)::bigint
+		FROM acct a JOIN transfers t ON (t.credit_account_id = a.id OR t.debit_account_id = a.id) AND t.flags & 10 = 0
+		GROUP BY a.asset`, int32(code))
+	if err != nil {
+		return nil, fmt.Errorf("net by code: %w", err)
+	}
+	out := map[ledger.Asset]int64{}
+	var asset ledger.Asset
+	var net int64
+	_, err = pgx.ForEachRow(rows, []any{&asset, &net}, func() error {
+		out[asset] = net
+		return nil
+	})
+	return out, err
+}

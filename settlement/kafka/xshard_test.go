@@ -148,6 +148,9 @@ func TestCrossShardSaga(t *testing.T) {
 	if net[ledger.AssetCNY] != 0 {
 		t.Errorf("in-transit accounts net to %d, want 0", net[ledger.AssetCNY])
 	}
+	if jnet, err := store.NetByCode(ctx, xshard.KindOut); err != nil || jnet[ledger.AssetCNY] != 0 || len(jnet) != 1 {
+		t.Errorf("in-transit from the journal: %v %v, want CNY 0", jnet, err)
+	}
 	select {
 	case err := <-consumeErr:
 		t.Fatalf("consumer stopped: %v", err)
