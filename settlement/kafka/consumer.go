@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -20,20 +21,29 @@ type ConsumerConfig struct {
 	Group       string
 	AttemptsMax int           // tries per event before Consume gives up (default 20)
 	BackoffMax  time.Duration // default 1 s
+	// InFlightMax is how many events are handled at once (default 1). Above
+	// one, events are handled concurrently (handle must not depend on their
+	// order) and offsets are still committed only up to the last event
+	// whose predecessors are all done.
+	InFlightMax int
 	Logger      *slog.Logger
 }
 
 // Consume reads ledger events as a member of a consumer group and hands
-// each to handle, committing the offset only after handle succeeded, so an
-// event is never skipped (handle must be idempotent: after a crash the last
-// events come again). A failing event is retried AttemptsMax times with
-// backoff; then Consume returns the error rather than skip it.
+// each to handle, committing an offset only after handle succeeded for it
+// and every event before it, so an event is never skipped (handle must be
+// idempotent: after a crash the last events come again). A failing event is
+// retried AttemptsMax times with backoff; then Consume returns the error
+// rather than skip it.
 func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
 	if cfg.AttemptsMax == 0 {
 		cfg.AttemptsMax = 20
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = time.Second
+	}
+	if cfg.InFlightMax == 0 {
+		cfg.InFlightMax = 1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -43,9 +53,55 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 		MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset,
 	})
 	defer r.Close()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu      sync.Mutex
+		order   = map[int][]*work{} // per partition, in offset order
+		slots   = make(chan struct{}, cfg.InFlightMax)
+		wg      sync.WaitGroup
+		commits = make(chan struct{}, 1)
+	)
+	defer wg.Wait()
+	// The committer commits, per partition, the last of the events whose
+	// predecessors are all done.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-commits:
+			}
+			var done []kafkago.Message
+			mu.Lock()
+			for p, q := range order {
+				n := 0
+				for n < len(q) && q[n].done {
+					n++
+				}
+				if n > 0 {
+					done = append(done, q[n-1].msg)
+					order[p] = q[n:]
+				}
+			}
+			mu.Unlock()
+			if len(done) > 0 {
+				if err := r.CommitMessages(ctx, done...); err != nil && ctx.Err() == nil {
+					cancel(fmt.Errorf("commit offset: %w", err))
+					return
+				}
+			}
+		}
+	}()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -58,30 +114,53 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 		if e.Version != ledger.EventVersion {
 			return fmt.Errorf("event at %d/%d: schema version %d unknown", m.Partition, m.Offset, e.Version)
 		}
-		backoff := 10 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			err = handle(ctx, e)
-			if err == nil || ctx.Err() != nil || errors.Is(err, ledger.ErrInvariantBroke) || attempt >= cfg.AttemptsMax {
-				break
+		w := &work{msg: m}
+		mu.Lock()
+		order[m.Partition] = append(order[m.Partition], w)
+		mu.Unlock()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue // the fetch above returns the cause
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := handleWithRetry(ctx, cfg, handle, e); err != nil {
+				if ctx.Err() == nil {
+					cancel(fmt.Errorf("event %s: %w", e.ID, err))
+				}
+				return
 			}
-			cfg.Logger.Warn("event handling failed; retrying", "id", e.ID, "attempt", attempt, "err", err)
+			mu.Lock()
+			w.done = true
+			mu.Unlock()
 			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
+			case commits <- struct{}{}:
+			default:
 			}
-			backoff = min(2*backoff, cfg.BackoffMax)
+		}()
+	}
+}
+
+type work struct {
+	msg  kafkago.Message
+	done bool
+}
+
+func handleWithRetry(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error, e ledger.Event) error {
+	backoff := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := handle(ctx, e)
+		if err == nil || ctx.Err() != nil || errors.Is(err, ledger.ErrInvariantBroke) || attempt >= cfg.AttemptsMax {
+			return err
 		}
-		if ctx.Err() != nil {
-			return nil
+		cfg.Logger.Warn("event handling failed; retrying", "id", e.ID, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
 		}
-		if err != nil {
-			return fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		if err := r.CommitMessages(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("commit offset: %w", err)
-		}
+		backoff = min(2*backoff, cfg.BackoffMax)
 	}
 }

@@ -68,7 +68,7 @@ func TestCrossShardSaga(t *testing.T) {
 	consumeErr := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		consumeErr <- kafka.Consume(rctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "xshard"}, router.Handle)
+		consumeErr <- kafka.Consume(rctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "xshard", InFlightMax: 64}, router.Handle)
 	}()
 
 	bank := accountOn(100, 0, shards, 1)
