@@ -135,8 +135,8 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			if cfg.Seed == 0 {
 				cfg.Seed = uint64(time.Now().UnixNano())
 			}
-			fmt.Fprintf(progress, "bench ledger: %d accounts, %d clients, batch %d, skew %s, %s, seed %d\n",
-				cfg.Accounts, cfg.Clients, cfg.Batch, cfg.Skew, cfg.Duration, cfg.Seed)
+			fmt.Fprintf(progress, "bench ledger: %d accounts, %d clients, batch %d, skew %s, %d shards (%.0f%% cross-shard), %s, seed %d\n",
+				cfg.Accounts, cfg.Clients, cfg.Batch, cfg.Skew, max(cfg.Shards, 1), 100*cfg.CrossShard, cfg.Duration, cfg.Seed)
 			if cpuProf != "" {
 				f, err := os.Create(cpuProf)
 				if err != nil {
@@ -165,6 +165,9 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 				fmt.Fprintf(out, "requests/s      %12.0f\n", res.RequestsPerSec)
 				fmt.Fprintf(out, "latency ms      p50 %.2f  p99 %.2f  p999 %.2f  max %.2f\n", res.P50Ms, res.P99Ms, res.P999Ms, res.MaxMs)
 				fmt.Fprintf(out, "batch mean      %12.1f   (%d batches)\n", res.BatchMean, res.Batches)
+				if res.Shards > 1 {
+					fmt.Fprintf(out, "in-transit net  %12d   (after every saga ended)\n", res.InTransitNet)
+				}
 				fmt.Fprintf(out, "verified        %12v   (%.1fs)\n", res.Verified, res.VerifySeconds)
 				if res.PgbenchTPS > 0 {
 					fmt.Fprintf(out, "pgbench tps     %12.0f   (TPC-B-like, scale 10, 32 clients, same Postgres, just before)\n", res.PgbenchTPS)
@@ -186,6 +189,8 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0 = from the clock)")
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "sequencer batch limit in transfers (0 = default)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object on stdout")
+	f.IntVar(&cfg.Shards, "shards", 1, "shards, each with its own sequencer, on the same database")
+	f.Float64Var(&cfg.CrossShard, "cross-shard", 0, "with --shards: fraction of transfers between shards (sagas through Kafka)")
 	f.BoolVar(&cfg.NoOutbox, "no-outbox", false, "leave the transactional outbox out of the commits (bare ledger)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
 	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")

@@ -24,6 +24,9 @@ import (
 
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
+	"github.com/fundplatform/fund/settlement"
+	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // Config for Run.
@@ -40,6 +43,12 @@ type Config struct {
 	BatchMax   int   // sequencer batch limit; 0 = default
 	BalanceFen int64 // starting balance of every account
 	NoOutbox   bool  // leave the transactional outbox out of the commits
+	// Shards > 1 runs that many shards (one sequencer each) on the same
+	// database, with CrossShard of the transfers going between shards as
+	// sagas through the outbox, an in-process Kafka-protocol broker and a
+	// consumer group. Requests then carry one transfer each.
+	Shards     int
+	CrossShard float64
 }
 
 // Result is what a run measured.
@@ -64,6 +73,9 @@ type Result struct {
 	VerifySeconds   float64 `json:"verify_s"`
 	Seed            uint64  `json:"seed"`
 	PgbenchTPS      float64 `json:"pgbench_tps,omitempty"`
+	Shards          int     `json:"shards,omitempty"`
+	CrossShard      float64 `json:"cross_shard,omitempty"`
+	InTransitNet    int64   `json:"in_transit_net,omitempty"`
 }
 
 const (
@@ -87,82 +99,261 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: 8, NoOutbox: cfg.NoOutbox})
+	if cfg.Shards <= 1 {
+		cfg.Shards = 1
+		cfg.CrossShard = 0
+	}
+	if cfg.Shards > 1 && (cfg.Batch != 1 || cfg.NoOutbox) {
+		return nil, fmt.Errorf("bench: with --shards, requests carry one transfer (--batch 1) and need the outbox")
+	}
+	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: int32(8 + 2*cfg.Shards), NoOutbox: cfg.NoOutbox})
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
 
-	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0, BatchEventsMax: cfg.BatchMax}, store, cfg.Logger)
-	stop, err := seq.Start(ctx, 5*time.Minute)
+	seqs := make([]*ledger.Sequencer, cfg.Shards)
+	stops := make([]func() error, cfg.Shards)
+	defer func() {
+		for _, stop := range stops {
+			if stop != nil {
+				_ = stop()
+			}
+		}
+	}()
+	for shard := range seqs {
+		seqs[shard] = ledger.NewSequencer(ledger.SequencerConfig{Shard: shard, Shards: cfg.Shards, BatchEventsMax: cfg.BatchMax}, store, cfg.Logger)
+		if stops[shard], err = seqs[shard].Start(ctx, 5*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	if err := setup(ctx, seqs, cfg); err != nil {
+		return nil, err
+	}
+	var t *target
+	var router *xshard.Router
+	if cfg.Shards == 1 {
+		t = singleShard(seqs[0])
+	} else {
+		router = xshard.NewRouter(cfg.Shards, func(s int) ledger.Client { return seqs[s] })
+		if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
+			return nil, err
+		}
+		stopSagas, err := startSagas(ctx, store, router, cfg.Shards)
+		if err != nil {
+			return nil, err
+		}
+		defer stopSagas()
+		t = sharded(seqs, router, cfg)
+	}
+	res, err := load(ctx, t, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	res.Shards, res.CrossShard = cfg.Shards, cfg.CrossShard
+	if router != nil {
+		// Every saga must end: wait (bounded) for in-transit to net to zero.
+		end := time.Now().Add(2 * time.Minute)
+		for {
+			net, err := router.InTransitNet(ctx, ledger.AssetCNY)
+			if err != nil {
+				return nil, err
+			}
+			res.InTransitNet = net[ledger.AssetCNY]
+			if res.InTransitNet == 0 || time.Now().After(end) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for shard, stop := range stops {
+		stops[shard] = nil
+		if err := stop(); err != nil {
+			return nil, fmt.Errorf("sequencer %d: %w", shard, err)
+		}
+	}
 
-	if err := setup(ctx, seq, cfg); err != nil {
-		return nil, err
+	res.Verified = res.InTransitNet == 0
+	for shard := range seqs {
+		rep, err := store.Verify(ctx, shard)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		res.Verified = res.Verified && rep.OK()
+		res.VerifyProblems += len(rep.Differences) + len(rep.Problems)
+		res.VerifySeconds += rep.Took.Seconds()
 	}
-	res, err := load(ctx, seq, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := stop(); err != nil {
-		return nil, fmt.Errorf("sequencer: %w", err)
-	}
-
-	rep, err := store.Verify(ctx, 0)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	res.Verified = rep.OK()
-	res.VerifyProblems = len(rep.Differences) + len(rep.Problems)
-	res.VerifySeconds = rep.Took.Seconds()
 	return res, nil
+}
+
+// target is what the load drives: one shard directly, or a router.
+type target struct {
+	// send applies one request and counts its transfers applied and refused.
+	send  func(ctx context.Context, ts []ledger.Transfer) (applied, refused int, err error)
+	stats func() (batches, events int64)
+	// pair picks debit and credit accounts for one transfer.
+	pair func(p *picker) (ledger.AccountID, ledger.AccountID)
+}
+
+func singleShard(seq *ledger.Sequencer) *target {
+	return &target{
+		send: func(ctx context.Context, ts []ledger.Transfer) (int, int, error) {
+			rs, err := seq.CreateTransfers(ctx, ts)
+			if err != nil {
+				return 0, 0, err
+			}
+			ok := 0
+			for _, r := range rs {
+				if r.Result == ledger.ResultOK {
+					ok++
+				}
+			}
+			return ok, len(rs) - ok, nil
+		},
+		stats: seq.Stats,
+		pair:  (*picker).pair,
+	}
+}
+
+// sagaWait bounds how long a request waits for its saga's second leg.
+const sagaWait = time.Minute
+
+func sharded(seqs []*ledger.Sequencer, router *xshard.Router, cfg Config) *target {
+	shards := len(seqs)
+	return &target{
+		send: func(ctx context.Context, ts []ledger.Transfer) (int, int, error) {
+			o, err := router.Transfer(ctx, ts[0], sagaWait)
+			if err != nil {
+				return 0, 0, err
+			}
+			switch {
+			case o.State == xshard.InFlight:
+				return 0, 0, fmt.Errorf("transfer %s still in flight after %s", ts[0].ID, sagaWait)
+			case o.State == xshard.Completed && o.Result == ledger.ResultOK:
+				return 1, 0, nil
+			}
+			return 0, 1, nil
+		},
+		stats: func() (b, e int64) {
+			for _, s := range seqs {
+				sb, se := s.Stats()
+				b, e = b+sb, e+se
+			}
+			return b, e
+		},
+		pair: func(p *picker) (ledger.AccountID, ledger.AccountID) {
+			dr := p.user()
+			cross := p.rng.Float64() < cfg.CrossShard
+			for {
+				cr := p.user()
+				if p.skew == "hot" {
+					cr = hotAccount
+				}
+				if cr != dr && (ledger.ShardOf(cr, shards) != ledger.ShardOf(dr, shards)) == cross {
+					return dr, cr
+				}
+				if p.skew == "hot" {
+					dr = p.user() // the hot account's shard is fixed: move the payer instead
+				}
+			}
+		},
+	}
+}
+
+// startSagas runs the saga pipeline in-process: the outbox relay of every
+// shard, a Kafka-protocol broker, and a consumer group applying leg 2.
+func startSagas(ctx context.Context, store *postgres.Store, router *xshard.Router, shards int) (stop func(), err error) {
+	const topic = "ledger-events"
+	broker, err := kafka.StartBroker(0, shards, topic)
+	if err != nil {
+		return nil, err
+	}
+	pub := kafka.NewPublisher(broker.Addrs(), topic)
+	all := make([]int, shards)
+	for i := range all {
+		all[i] = i
+	}
+	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: 2 * time.Millisecond, BatchesMax: 256}, store, pub, nil)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = relay.Run(sctx) }()
+	go func() {
+		defer wg.Done()
+		_ = kafka.Consume(sctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "bench-xshard",
+			InFlightMax: 4096}, router.Handle)
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		_ = pub.Close()
+		broker.Close()
+	}, nil
 }
 
 func userID(i int) ledger.AccountID { return firstUser + ledger.AccountID(i) }
 
-// setup creates the accounts (if a previous run did not) and funds each
-// user account, in requests of the largest allowed size.
-func setup(ctx context.Context, seq *ledger.Sequencer, cfg Config) error {
+// fundingFor is the system account that funds the users of a shard.
+func fundingFor(shard, shards int) ledger.AccountID {
+	if shards <= 1 {
+		return fundingAccount
+	}
+	for id := ledger.AccountID(1) << 40; ; id++ {
+		if ledger.ShardOf(id, shards) == shard {
+			return id
+		}
+	}
+}
+
+// setup creates the accounts (if a previous run did not) on their shards
+// and funds each user account, in requests of the largest allowed size.
+func setup(ctx context.Context, seqs []*ledger.Sequencer, cfg Config) error {
 	const chunk = 8000
-	sys := []ledger.Account{
-		{ID: fundingAccount, Asset: ledger.AssetCNY, Code: 1},
-		{ID: hotAccount, Asset: ledger.AssetCNY, Code: 2},
+	shards := len(seqs)
+	byShard := make([][]ledger.Account, shards)
+	add := func(a ledger.Account) {
+		s := ledger.ShardOf(a.ID, shards)
+		byShard[s] = append(byShard[s], a)
 	}
-	if _, err := seq.CreateAccounts(ctx, sys); err != nil {
-		return fmt.Errorf("create system accounts: %w", err)
+	for s := 0; s < shards; s++ {
+		add(ledger.Account{ID: fundingFor(s, shards), Asset: ledger.AssetCNY, Code: 1})
 	}
-	for i := 0; i < cfg.Accounts; i += chunk {
-		n := min(chunk, cfg.Accounts-i)
-		as := make([]ledger.Account, n)
-		ts := make([]ledger.Transfer, n)
-		for j := range as {
-			id := userID(i + j)
-			as[j] = ledger.Account{ID: id, Asset: ledger.AssetCNY, Code: 10, Flags: ledger.DebitsMustNotExceedCredits}
-			ts[j] = ledger.Transfer{
-				ID:             ledger.DeriveTransferID("bench.fund", fmt.Sprint(id)),
-				DebitAccountID: fundingAccount, CreditAccountID: id,
-				Amount: cfg.BalanceFen, Asset: ledger.AssetCNY, Kind: 1,
+	add(ledger.Account{ID: hotAccount, Asset: ledger.AssetCNY, Code: 2})
+	for i := 0; i < cfg.Accounts; i++ {
+		add(ledger.Account{ID: userID(i), Asset: ledger.AssetCNY, Code: 10, Flags: ledger.DebitsMustNotExceedCredits})
+	}
+	for s, accts := range byShard {
+		seq := seqs[s]
+		for i := 0; i < len(accts); i += chunk {
+			as := accts[i:min(i+chunk, len(accts))]
+			rs, err := seq.CreateAccounts(ctx, as)
+			if err != nil {
+				return fmt.Errorf("create accounts: %w", err)
 			}
-		}
-		rs, err := seq.CreateAccounts(ctx, as)
-		if err != nil {
-			return fmt.Errorf("create accounts: %w", err)
-		}
-		for j, r := range rs {
-			if !r.Result.Applied() {
-				return fmt.Errorf("create account %d: %s", as[j].ID, r.Result)
+			var ts []ledger.Transfer
+			for j, r := range rs {
+				if !r.Result.Applied() {
+					return fmt.Errorf("create account %d: %s", as[j].ID, r.Result)
+				}
+				if as[j].Code == 10 {
+					ts = append(ts, ledger.Transfer{
+						ID:             ledger.DeriveTransferID("bench.fund", fmt.Sprint(as[j].ID)),
+						DebitAccountID: fundingFor(s, shards), CreditAccountID: as[j].ID,
+						Amount: cfg.BalanceFen, Asset: ledger.AssetCNY, Kind: 1,
+					})
+				}
 			}
-		}
-		trs, err := seq.CreateTransfers(ctx, ts)
-		if err != nil {
-			return fmt.Errorf("fund accounts: %w", err)
-		}
-		for j, r := range trs {
-			if !r.Result.Applied() {
-				return fmt.Errorf("fund account %d: %s", ts[j].CreditAccountID, r.Result)
+			if len(ts) == 0 {
+				continue
+			}
+			trs, err := seq.CreateTransfers(ctx, ts)
+			if err != nil {
+				return fmt.Errorf("fund accounts: %w", err)
+			}
+			for j, r := range trs {
+				if !r.Result.Applied() {
+					return fmt.Errorf("fund account %d: %s", ts[j].CreditAccountID, r.Result)
+				}
 			}
 		}
 	}
@@ -205,8 +396,8 @@ func (p *picker) pair() (ledger.AccountID, ledger.AccountID) {
 	}
 }
 
-func load(ctx context.Context, seq *ledger.Sequencer, cfg Config) (*Result, error) {
-	b0, e0 := seq.Stats()
+func load(ctx context.Context, t *target, cfg Config) (*Result, error) {
+	b0, e0 := t.stats()
 	var (
 		transfers, rejected, requests atomic.Int64
 		errOnce                       sync.Once
@@ -227,12 +418,12 @@ func load(ctx context.Context, seq *ledger.Sequencer, cfg Config) (*Result, erro
 			ts := make([]ledger.Transfer, cfg.Batch)
 			for lctx.Err() == nil {
 				for i := range ts {
-					dr, cr := p.pair()
+					dr, cr := t.pair(p)
 					ts[i] = ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: dr, CreditAccountID: cr,
 						Amount: 1 + p.rng.Int64N(10_000), Asset: ledger.AssetCNY, Kind: 2}
 				}
 				t0 := time.Now()
-				rs, err := seq.CreateTransfers(lctx, ts)
+				applied, refused, err := t.send(lctx, ts)
 				if err != nil {
 					if lctx.Err() == nil {
 						errOnce.Do(func() { firstErr = err; cancel() })
@@ -241,13 +432,8 @@ func load(ctx context.Context, seq *ledger.Sequencer, cfg Config) (*Result, erro
 				}
 				_ = hist.RecordValue(max(1, time.Since(t0).Microseconds()))
 				requests.Add(1)
-				for _, r := range rs {
-					if r.Result == ledger.ResultOK {
-						transfers.Add(1)
-					} else {
-						rejected.Add(1)
-					}
-				}
+				transfers.Add(int64(applied))
+				rejected.Add(int64(refused))
 			}
 			mu.Lock()
 			total.Merge(hist)
@@ -278,7 +464,7 @@ func load(ctx context.Context, seq *ledger.Sequencer, cfg Config) (*Result, erro
 	if firstErr != nil {
 		return nil, fmt.Errorf("load: %w", firstErr)
 	}
-	b1, e1 := seq.Stats()
+	b1, e1 := t.stats()
 	res := &Result{
 		Accounts: cfg.Accounts, Clients: cfg.Clients, Batch: cfg.Batch, Skew: cfg.Skew, Seed: cfg.Seed,
 		DurationSeconds: elapsed.Seconds(),
