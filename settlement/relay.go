@@ -12,8 +12,11 @@ import (
 
 // Outbox is the ledger's transactional outbox (ledger/postgres.Store).
 type Outbox interface {
-	OutboxPending(ctx context.Context, shard, limit int) ([]ledger.OutboxBatch, error)
-	OutboxAck(ctx context.Context, shard int, lastTS int64) error
+	// OutboxPending returns up to limit unpublished batches per shard,
+	// oldest first within each shard.
+	OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error)
+	// OutboxAck removes each shard's batches up to the given position.
+	OutboxAck(ctx context.Context, upTo map[int]int64) error
 }
 
 // Publisher sends events to the broker. Publish returns nil only when every
@@ -102,32 +105,28 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// round publishes what is waiting on every shard, in commit order per
-// shard, and acknowledges each shard's batches once they are published.
+// round publishes what is waiting on every shard (one read, one publish,
+// one acknowledgement for all of them; order is kept within each shard)
+// and acknowledges the batches once they are published.
 func (r *Relay) round(ctx context.Context) (int, error) {
-	moved := 0
-	for _, shard := range r.cfg.Shards {
-		batches, err := r.outbox.OutboxPending(ctx, shard, r.cfg.BatchesMax)
-		if err != nil {
-			return moved, err
-		}
-		if len(batches) == 0 {
-			continue
-		}
-		var events []ledger.Event
-		for _, b := range batches {
-			events = append(events, b.Events...)
-		}
-		if err := r.pub.Publish(ctx, events); err != nil {
-			return moved, fmt.Errorf("publish shard %d: %w", shard, err)
-		}
-		if err := r.outbox.OutboxAck(ctx, shard, batches[len(batches)-1].LastTS); err != nil {
-			return moved, err
-		}
-		r.published.Add(int64(len(events)))
-		moved += len(events)
+	batches, err := r.outbox.OutboxPending(ctx, r.cfg.Shards, r.cfg.BatchesMax)
+	if err != nil || len(batches) == 0 {
+		return 0, err
 	}
-	return moved, nil
+	var events []ledger.Event
+	upTo := map[int]int64{}
+	for _, b := range batches {
+		events = append(events, b.Events...)
+		upTo[b.Shard] = max(upTo[b.Shard], b.LastTS)
+	}
+	if err := r.pub.Publish(ctx, events); err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	if err := r.outbox.OutboxAck(ctx, upTo); err != nil {
+		return 0, err
+	}
+	r.published.Add(int64(len(events)))
+	return len(events), nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -273,7 +273,7 @@ func startSagas(ctx context.Context, store *postgres.Store, router *xshard.Route
 	for i := range all {
 		all[i] = i
 	}
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: 2 * time.Millisecond, BatchesMax: 256}, store, pub, nil)
+	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: time.Millisecond, BatchesMax: 256}, store, pub, nil)
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -9,20 +9,27 @@ import (
 	"github.com/fundplatform/fund/ledger"
 )
 
-// OutboxPending returns up to limit unpublished batches of a shard, oldest
-// first.
-func (s *Store) OutboxPending(ctx context.Context, shard, limit int) ([]ledger.OutboxBatch, error) {
-	rows, err := s.pool.Query(ctx, `SELECT last_ts, payload FROM ledger_outbox
-		WHERE shard = $1 ORDER BY last_ts LIMIT $2`, shard, limit)
+// OutboxPending returns up to limit unpublished batches per shard of the
+// given shards, oldest first within each shard, in one query.
+func (s *Store) OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT o.shard, o.last_ts, o.payload
+		FROM unnest($1::int[]) AS sh(shard)
+		CROSS JOIN LATERAL (
+			SELECT shard, last_ts, payload FROM ledger_outbox
+			WHERE shard = sh.shard ORDER BY last_ts LIMIT $2
+		) o
+		ORDER BY o.shard, o.last_ts`, shards, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	var (
 		out     []ledger.OutboxBatch
+		shard   int
 		lastTS  int64
 		payload []byte
 	)
-	_, err = pgx.ForEachRow(rows, []any{&lastTS, &payload}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&shard, &lastTS, &payload}, func() error {
 		ts, err := ledger.DecodeEntries(payload)
 		if err != nil {
 			return fmt.Errorf("outbox row %d/%d: %w", shard, lastTS, err)
@@ -40,10 +47,19 @@ func (s *Store) OutboxPending(ctx context.Context, shard, limit int) ([]ledger.O
 	return out, nil
 }
 
-// OutboxAck removes a shard's batches up to and including lastTS, once
-// their events are published.
-func (s *Store) OutboxAck(ctx context.Context, shard int, lastTS int64) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM ledger_outbox WHERE shard = $1 AND last_ts <= $2`, shard, lastTS); err != nil {
+// OutboxAck removes, per shard, the batches up to and including the given
+// position, once their events are published; one statement for all.
+func (s *Store) OutboxAck(ctx context.Context, upTo map[int]int64) error {
+	if len(upTo) == 0 {
+		return nil
+	}
+	shards, positions := make([]int32, 0, len(upTo)), make([]int64, 0, len(upTo))
+	for sh, ts := range upTo {
+		shards, positions = append(shards, int32(sh)), append(positions, ts)
+	}
+	if _, err := s.pool.Exec(ctx, `
+		DELETE FROM ledger_outbox o USING unnest($1::int[], $2::bigint[]) AS u(shard, last_ts)
+		WHERE o.shard = u.shard AND o.last_ts <= u.last_ts`, shards, positions); err != nil {
 		return fmt.Errorf("ack outbox: %w", err)
 	}
 	return nil

@@ -29,7 +29,7 @@ func NewPublisher(brokers []string, topic string) *Publisher {
 		RequiredAcks: kafkago.RequireAll,
 		BatchSize:    5000,
 		BatchBytes:   16 << 20,
-		BatchTimeout: 2 * time.Millisecond,
+		BatchTimeout: 500 * time.Microsecond,
 		MaxAttempts:  3,
 		WriteTimeout: 10 * time.Second,
 		ReadTimeout:  10 * time.Second,
