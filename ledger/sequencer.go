@@ -25,7 +25,7 @@ type SequencerConfig struct {
 	ReloadBackoffMax  time.Duration
 	Now               func() time.Time // clock; tests replace it
 	CommitHook        func(*Batch)     // tests: called right before a batch is committed
-	BatchObserver     func(events int) // metrics: called after every committed batch with its size
+	BatchObserver     func(events int) // metrics hook: called after every committed batch with its size
 	LoadTimeout       time.Duration
 	// CheckpointInterval is how long an account's stored balance may trail
 	// the book; a restart replays at most about this much journal.

@@ -158,6 +158,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res.Shards, res.CrossShard = cfg.Shards, cfg.CrossShard
+	if cfg.Progress != nil {
+		// Where the writers' time went: a writer waiting for its commit is
+		// Postgres-bound; one busy applying is CPU-bound on the Go side.
+		var lookup, wait, apply, commit time.Duration
+		for _, seq := range seqs {
+			lookup += seq.PhaseTime(ledger.PhaseLookup)
+			wait += seq.PhaseTime(ledger.PhaseWait)
+			apply += seq.PhaseTime(ledger.PhaseApply)
+			commit += seq.PhaseTime(ledger.PhaseCommit)
+		}
+		fmt.Fprintf(cfg.Progress, "  writers' time (all shards): id lookups %s, waiting for commits %s, applying %s; commits took %s\n",
+			lookup.Round(time.Millisecond), wait.Round(time.Millisecond), apply.Round(time.Millisecond), commit.Round(time.Millisecond))
+	}
 	if router != nil {
 		// Every saga must end: wait (bounded) for in-transit to net to zero.
 		end := time.Now().Add(2 * time.Minute)
