@@ -1,15 +1,40 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Broker is an in-process Kafka-protocol broker (kfake) on loopback.
 type Broker struct {
-	c *kfake.Cluster
+	c    *kfake.Cluster
+	down atomic.Bool
 }
+
+var errOutage = errors.New("kafka: broker down (simulated outage)")
+
+// Down makes the broker close every client connection on its next request
+// until Up, keeping its data: an outage as clients see it, for tests.
+func (b *Broker) Down() {
+	if b.down.Swap(true) {
+		return
+	}
+	b.c.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !b.down.Load() {
+			b.c.DropControl()
+			return nil, nil, false
+		}
+		b.c.KeepControl()
+		return nil, errOutage, true
+	})
+}
+
+// Up ends an outage started by Down.
+func (b *Broker) Up() { b.down.Store(false) }
 
 // StartBroker starts a one-node broker on 127.0.0.1:port (0 = any free
 // port) with the given topics created, each with partitions partitions.

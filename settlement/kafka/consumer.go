@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -36,6 +37,38 @@ type ConsumerConfig struct {
 // retried AttemptsMax times with backoff; then Consume returns the error
 // rather than skip it.
 func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
+	// kafka-go's group reader can stay silent for good after its
+	// connections broke (a broker outage); a reader that logged errors and
+	// then fetched nothing for stallAfter is replaced. Events fetched but
+	// not committed come again to the new reader; handle is idempotent.
+	for restart := 0; ; restart++ {
+		err := consumeOnce(ctx, cfg, handle)
+		if !errors.Is(err, errStalled) {
+			return err
+		}
+		if restart >= restartsMax {
+			return fmt.Errorf("consumer restarted %d times: %w", restart, err)
+		}
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("kafka reader broke; starting a new one", "restart", restart+1, "err", err)
+		}
+		select {
+		case <-time.After(restartBackoff):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+var errStalled = errors.New("kafka reader broke or stalled")
+
+const (
+	stallAfter     = 3 * time.Second
+	restartsMax    = 1000 // at restartBackoff apart: rides out several minutes of outage
+	restartBackoff = 500 * time.Millisecond
+)
+
+func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
 	if cfg.AttemptsMax == 0 {
 		cfg.AttemptsMax = 20
 	}
@@ -48,14 +81,36 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	var lastErr, lastFetch atomic.Int64 // Unix nanoseconds
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
 		MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset,
+		ErrorLogger: kafkago.LoggerFunc(func(format string, args ...any) {
+			lastErr.Store(time.Now().UnixNano())
+			cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(format, args...))
+		}),
 	})
 	defer r.Close()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// The watchdog: errors, then silence for stallAfter, means stalled.
+	go func() {
+		tick := time.NewTicker(stallAfter / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			e, f := lastErr.Load(), lastFetch.Load()
+			if e != 0 && e > f && time.Since(time.Unix(0, e)) > stallAfter {
+				cancel(errStalled)
+				return
+			}
+		}
+	}()
 	var (
 		mu      sync.Mutex
 		order   = map[int][]*work{} // per partition, in offset order
@@ -90,7 +145,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 			mu.Unlock()
 			if len(done) > 0 {
 				if err := r.CommitMessages(ctx, done...); err != nil && ctx.Err() == nil {
-					cancel(fmt.Errorf("commit offset: %w", err))
+					cancel(fmt.Errorf("%w: commit offset: %v", errStalled, err))
 					return
 				}
 			}
@@ -98,6 +153,9 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 	}()
 	for {
 		m, err := r.FetchMessage(ctx)
+		if err == nil {
+			lastFetch.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() && !errors.Is(cause, context.Canceled) {
 				return cause
@@ -105,7 +163,9 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch: %w", err)
+			// The connection broke (an outage): a new reader rejoins the
+			// group once the broker is back.
+			return fmt.Errorf("%w: fetch: %v", errStalled, err)
 		}
 		var e ledger.Event
 		if err := json.Unmarshal(m.Value, &e); err != nil {

@@ -30,7 +30,20 @@ func accountOn(from ledger.AccountID, shard, shards, n int) ledger.AccountID {
 // leg 1 commits with its outbox row, the relay publishes it to a Kafka-
 // protocol broker, a consumer group applies leg 2 (or the refund). Every
 // saga ends, money is exact, and the in-transit accounts net to zero.
-func TestCrossShardSaga(t *testing.T) {
+func TestCrossShardSaga(t *testing.T) { testSaga(t, false) }
+
+// The broker refuses every connection for 10 s in the middle of the
+// cross-shard load (keeping its data, as a replicated cluster would):
+// commits go on, events wait in the outbox, and every saga completes once
+// it is back.
+func TestCrossShardSagaBrokerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds a 10 s outage")
+	}
+	testSaga(t, true)
+}
+
+func testSaga(t *testing.T, outage bool) {
 	ctx := context.Background()
 	const shards = 2
 	store, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
@@ -98,24 +111,38 @@ func TestCrossShardSaga(t *testing.T) {
 	for i := range ids {
 		ids[i] = ledger.NewTransferID()
 	}
+	stagger := time.Duration(0)
+	if outage {
+		stagger = 250 * time.Millisecond // payments keep coming through the outage
+	}
 	var pw sync.WaitGroup
 	for i := range outcomes {
 		pw.Add(1)
 		go func(i int) {
 			defer pw.Done()
+			time.Sleep(time.Duration(i) * stagger)
 			to := payee
 			if i >= good {
 				to = closedPayee
 			}
 			o, err := router.Transfer(ctx, ledger.Transfer{ID: ids[i], DebitAccountID: payer,
-				CreditAccountID: to, Amount: amount, Asset: ledger.AssetCNY, Kind: 9, UserData: "order"}, 30*time.Second)
+				CreditAccountID: to, Amount: amount, Asset: ledger.AssetCNY, Kind: 9, UserData: "order"}, time.Minute)
 			if err != nil {
 				t.Errorf("payment %d: %v", i, err)
 			}
 			outcomes[i] = o
 		}(i)
 	}
+	if outage {
+		time.Sleep(time.Second)
+		broker.Down()
+		time.Sleep(10 * time.Second)
+		broker.Up()
+	}
 	pw.Wait()
+	if _, failures := relay.Published(); outage && failures == 0 {
+		t.Error("the relay never failed during the outage")
+	}
 	for i, o := range outcomes {
 		want := xshard.Completed
 		if i >= good {
