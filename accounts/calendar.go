@@ -14,7 +14,7 @@ const CutOffHour = 15
 
 // Calendar is the trading calendar: weekends plus configured holidays are
 // non-trading days. It is data (loaded from the holidays table), not code.
-// Dates are calendar dates in ledger.BusinessZone, carried as midnight UTC
+// Dates are calendar dates in ledger.BusinessZone(), carried as midnight UTC
 // like ledger.BusinessDate returns them. A Calendar is immutable.
 type Calendar struct {
 	holidays map[time.Time]string
@@ -51,8 +51,8 @@ func DateOf(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// NaturalDay is the calendar date in ledger.BusinessZone of an instant.
-func NaturalDay(t time.Time) time.Time { return DateOf(t.In(ledger.BusinessZone)) }
+// NaturalDay is the calendar date in ledger.BusinessZone() of an instant.
+func NaturalDay(t time.Time) time.Time { return DateOf(t.In(ledger.BusinessZone())) }
 
 // IsTradingDay reports whether date (any time of that calendar day) is a
 // trading day.
@@ -84,7 +84,7 @@ func (c *Calendar) NextTradingDay(date time.Time) time.Time {
 // itself when it is a trading day and t is before 15:00 China Standard
 // Time; otherwise the next trading day.
 func (c *Calendar) TradeDate(t time.Time) time.Time {
-	local := t.In(ledger.BusinessZone)
+	local := t.In(ledger.BusinessZone())
 	d := DateOf(local)
 	if c.IsTradingDay(d) && local.Hour() < CutOffHour {
 		return d

@@ -36,7 +36,7 @@ func day(s string) time.Time {
 }
 
 func cst(s string) time.Time {
-	t, err := time.ParseInLocation(time.DateTime, s, ledger.BusinessZone)
+	t, err := time.ParseInLocation(time.DateTime, s, ledger.BusinessZone())
 	if err != nil {
 		panic(err)
 	}
@@ -102,7 +102,7 @@ func TestTradeDateProperties(t *testing.T) {
 		if !cal.IsTradingDay(trade) || trade.Before(d) {
 			t.Fatalf("order at %s: trade date %s", at, trade)
 		}
-		beforeCutOff := at.In(ledger.BusinessZone).Hour() < accounts.CutOffHour
+		beforeCutOff := at.In(ledger.BusinessZone()).Hour() < accounts.CutOffHour
 		if cal.IsTradingDay(d) && beforeCutOff {
 			if !trade.Equal(d) {
 				t.Fatalf("order at %s on a trading day before the cut-off: trade date %s", at, trade)

@@ -266,14 +266,17 @@ type PendingTransfer struct {
 	State           PendingState
 }
 
+// businessZone is never reassigned; BusinessZone hands it out.
+var businessZone = time.FixedZone("CST", 8*3600)
+
 // BusinessZone is the zone the platform's calendar dates are in (China
 // Standard Time, no daylight saving), fixed so no tzdata is needed.
-var BusinessZone = time.FixedZone("CST", 8*3600)
+func BusinessZone() *time.Location { return businessZone }
 
 // BusinessDate returns the calendar date (in BusinessZone) of a ledger
 // timestamp; the journal is partitioned by it.
 func BusinessDate(ts int64) time.Time {
-	t := time.Unix(0, ts).In(BusinessZone)
+	t := time.Unix(0, ts).In(businessZone)
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 

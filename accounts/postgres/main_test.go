@@ -49,12 +49,12 @@ func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x
 // clock is the service's clock; tests move it by hand.
 type clock struct{ ns atomic.Int64 }
 
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).In(ledger.BusinessZone) }
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).In(ledger.BusinessZone()) }
 func (c *clock) Set(t time.Time)     { c.ns.Store(t.UnixNano()) }
 func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func cst(s string) time.Time {
-	t, err := time.ParseInLocation(time.DateTime, s, ledger.BusinessZone)
+	t, err := time.ParseInLocation(time.DateTime, s, ledger.BusinessZone())
 	if err != nil {
 		panic(err)
 	}

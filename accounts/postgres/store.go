@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"time"
 
@@ -13,11 +12,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/pgmigrate"
 )
 
 //go:embed migrations/*.sql
@@ -74,25 +71,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Migrate applies the embedded migrations, each in its own transaction,
 // under an advisory lock.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
-	if err != nil {
-		return fmt.Errorf("migration lock: %w", err)
-	}
-	dir, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, dir, goose.WithTableName(gooseTable),
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
+	return pgmigrate.Up(ctx, pool, migrations, pgmigrate.Options{Table: gooseTable, LockID: migrationLockID})
 }
 
 const customerColumns = `id, request_id, name, status, created_at`

@@ -442,7 +442,7 @@ func TestModel(t *testing.T) {
 	t.Parallel()
 	runModel(t, modelConfig{
 		ops:       3000,
-		start:     time.Date(2031, 3, 14, 10, 0, 0, 0, ledger.BusinessZone),
+		start:     time.Date(2031, 3, 14, 10, 0, 0, 0, ledger.BusinessZone()),
 		restartPc: 1,
 	})
 }
@@ -452,7 +452,7 @@ func TestModel(t *testing.T) {
 // applied the day before: they must still be known.
 func TestModelAcrossMidnight(t *testing.T) {
 	t.Parallel()
-	midnight := time.Date(2031, 12, 31, 0, 0, 0, 0, ledger.BusinessZone).Add(24 * time.Hour)
+	midnight := time.Date(2031, 12, 31, 0, 0, 0, 0, ledger.BusinessZone()).Add(24 * time.Hour)
 	runModel(t, modelConfig{
 		ops:       1200,
 		start:     midnight.Add(-10 * time.Second),

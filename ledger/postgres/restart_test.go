@@ -607,7 +607,7 @@ func TestAmbiguousCommit(t *testing.T) {
 func TestPendingTransfersSurviveRestart(t *testing.T) {
 	t.Parallel()
 	store := openStore(t)
-	clock := newFakeClock(time.Date(2031, 5, 5, 10, 0, 0, 0, ledger.BusinessZone))
+	clock := newFakeClock(time.Date(2031, 5, 5, 10, 0, 0, 0, ledger.BusinessZone()))
 	cfg := ledger.SequencerConfig{Now: clock.Now}
 	seq := startSeq(t, store, cfg)
 	ctx := context.Background()
