@@ -21,7 +21,9 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	const ttl = 300 * time.Millisecond
+	// Long enough that a busy CI machine cannot let it lapse between the two
+	// acquires below by accident.
+	const ttl = 2 * time.Second
 
 	e1, ok, err := store.AcquireLease(ctx, 0, "owner-a", ttl)
 	if err != nil || !ok {
