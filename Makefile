@@ -1,7 +1,7 @@
 # Build, test and demo entry points. CI runs .ci/run, which calls these.
 GO ?= go
 
-.PHONY: all build test demo fmt-check postgres
+.PHONY: all build test demo fmt-check postgres proto
 
 all: build
 
@@ -40,3 +40,27 @@ fmt-check:
 	@files=$$(find . -name '*.go' ! -name '*.pb.go' ! -name '*.pb.gw.go' \
 		! -path './.git/*' ! -path './vendor/*' -print0 | xargs -0 -r gofmt -l); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
+
+# proto regenerates every *.pb.go, *_grpc.pb.go, *.pb.gw.go and
+# *.swagger.json next to its .proto (outside third_party/). protoc comes from
+# Debian's protobuf-compiler (installed when missing); the plugins are pinned
+# here and built into .bin/ from the Go module proxy.
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.0
+GRPC_GATEWAY_VERSION ?= v2.33.0
+proto:
+	@command -v protoc >/dev/null 2>&1 || { sudo=; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev; }
+	GOBIN=$(CURDIR)/.bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/.bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(CURDIR)/.bin $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION) \
+		github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+	@for f in $$(find . -name '*.proto' ! -path './third_party/*' ! -path './.git/*' | sort); do \
+		echo "protoc $$f"; \
+		PATH=$(CURDIR)/.bin:$$PATH protoc -I . -I third_party/proto -I /usr/include \
+			--go_out=. --go_opt=paths=source_relative \
+			--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+			--grpc-gateway_out=. --grpc-gateway_opt=paths=source_relative \
+			--openapiv2_out=. --openapiv2_opt=allow_merge=false \
+			$$f || exit 1; \
+	done
