@@ -12,7 +12,9 @@ import (
 type LeaseStore interface {
 	// AcquireLease takes the shard when nobody holds a live lease on it and
 	// returns a new, strictly greater epoch; ok is false when it is taken.
-	AcquireLease(ctx context.Context, shard int, owner string, ttl time.Duration) (epoch int64, ok bool, err error)
+	// addr is where the owner serves calls, advertised in the lease so that
+	// clients can find it (empty when it serves none).
+	AcquireLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration) (epoch int64, ok bool, err error)
 	// RenewLease extends a held lease; ErrFenced when it was taken over.
 	RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error
 	// ReleaseLease gives a shard up after a clean stop.
@@ -22,6 +24,7 @@ type LeaseStore interface {
 // HostConfig configures a Host.
 type HostConfig struct {
 	Owner    string        // unique per process, e.g. hostname-pid
+	Address  string        // where this process serves calls (host:port), advertised in its leases
 	Shards   int           // logical shards in the system
 	LeaseTTL time.Duration // a dead owner's shards move after at most this long
 	// ShardsMax caps how many shards this host owns (0 = all it can get), so
@@ -80,6 +83,17 @@ func (h *Host) Sequencer(shard int) (*Sequencer, bool) {
 	default:
 		return nil, false // still loading
 	}
+}
+
+// Client returns the shard's sequencer as a ledger.Client when this host
+// owns the shard and has loaded it (what a server in front of the host
+// needs); false otherwise.
+func (h *Host) Client(shard int) (Client, bool) {
+	seq, ok := h.Sequencer(shard)
+	if !ok {
+		return nil, false // never a typed nil inside the interface
+	}
+	return seq, true
 }
 
 // Owned returns the shards this host owns.
@@ -150,7 +164,7 @@ func (h *Host) acquire(ctx context.Context) {
 			return
 		}
 		actx, cancel := context.WithTimeout(ctx, h.cfg.LeaseTTL/3)
-		epoch, ok, err := h.lease.AcquireLease(actx, shard, h.cfg.Owner, h.cfg.LeaseTTL)
+		epoch, ok, err := h.lease.AcquireLease(actx, shard, h.cfg.Owner, h.cfg.Address, h.cfg.LeaseTTL)
 		cancel()
 		if err != nil {
 			h.log.Warn("lease acquire failed", "shard", shard, "err", err)

@@ -129,3 +129,15 @@ var (
 	ErrFenced         = errors.New("ledger: shard lease lost (fenced)")
 	ErrInvariantBroke = errors.New("ledger: invariant broken")
 )
+
+// ParseResult returns the result with the given name (as String prints
+// it), so results can cross a wire by name and stay correct when results
+// are added.
+func ParseResult(name string) (Result, bool) {
+	for r, n := range resultNames {
+		if n == name && n != "" {
+			return Result(r), true
+		}
+	}
+	return 0, false
+}

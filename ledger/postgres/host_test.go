@@ -29,11 +29,11 @@ func (p *partitionable) RenewLease(ctx context.Context, shard int, owner string,
 	return p.Store.RenewLease(ctx, shard, owner, epoch, ttl)
 }
 
-func (p *partitionable) AcquireLease(ctx context.Context, shard int, owner string, ttl time.Duration) (int64, bool, error) {
+func (p *partitionable) AcquireLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration) (int64, bool, error) {
 	if p.cut.Load() {
 		return 0, false, errCut
 	}
-	return p.Store.AcquireLease(ctx, shard, owner, ttl)
+	return p.Store.AcquireLease(ctx, shard, owner, addr, ttl)
 }
 
 // Two hosts share four shards; one dies; the other takes its shards within

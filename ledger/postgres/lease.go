@@ -14,15 +14,16 @@ import (
 // AcquireLease makes owner the shard's owner if nobody holds an unexpired
 // lease on it, and returns the new fencing epoch: strictly greater than any
 // epoch before it, so a batch committed under an older epoch is refused
-// (ledger_fence). ok is false when someone else holds the lease.
-func (s *Store) AcquireLease(ctx context.Context, shard int, owner string, ttl time.Duration) (epoch int64, ok bool, err error) {
+// (ledger_fence). ok is false when someone else holds the lease. addr is
+// advertised with the lease (owner_addr) for clients to find the owner.
+func (s *Store) AcquireLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration) (epoch int64, ok bool, err error) {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING`, shard); err != nil {
 		return 0, false, fmt.Errorf("register shard: %w", err)
 	}
 	err = s.pool.QueryRow(ctx, `
-		UPDATE ledger_shards SET epoch = epoch + 1, owner = $2, lease_expires_at = now() + $3::interval
+		UPDATE ledger_shards SET epoch = epoch + 1, owner = $2, owner_addr = $4, lease_expires_at = now() + $3::interval
 		WHERE shard = $1 AND (owner = '' OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
-		RETURNING epoch`, shard, owner, ttl.String()).Scan(&epoch)
+		RETURNING epoch`, shard, owner, ttl.String(), addr).Scan(&epoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -52,7 +53,7 @@ func (s *Store) RenewLease(ctx context.Context, shard int, owner string, epoch i
 // take it without waiting for the lease to expire.
 func (s *Store) ReleaseLease(ctx context.Context, shard int, owner string, epoch int64) error {
 	if _, err := s.pool.Exec(ctx, `
-		UPDATE ledger_shards SET owner = '', lease_expires_at = NULL
+		UPDATE ledger_shards SET owner = '', owner_addr = '', lease_expires_at = NULL
 		WHERE shard = $1 AND owner = $2 AND epoch = $3`, shard, owner, epoch); err != nil {
 		return fmt.Errorf("release lease on shard %d: %w", shard, err)
 	}
@@ -63,19 +64,24 @@ func (s *Store) ReleaseLease(ctx context.Context, shard int, owner string, epoch
 type Lease struct {
 	Shard     int
 	Owner     string
+	Addr      string // where the owner serves calls; empty when it serves none
 	Epoch     int64
 	ExpiresAt time.Time // zero when released
+	Live      bool      // held and unexpired by the database's clock
 }
 
 // Leases lists every shard's lease.
 func (s *Store) Leases(ctx context.Context) ([]Lease, error) {
-	rows, err := s.pool.Query(ctx, `SELECT shard, owner, epoch, coalesce(lease_expires_at, 'epoch') FROM ledger_shards ORDER BY shard`)
+	rows, err := s.pool.Query(ctx, `
+		SELECT shard, owner, owner_addr, epoch, coalesce(lease_expires_at, 'epoch'),
+			owner <> '' AND coalesce(lease_expires_at > now(), false)
+		FROM ledger_shards ORDER BY shard`)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read leases: %w", err)
 	}
 	var out []Lease
 	var l Lease
-	_, err = pgx.ForEachRow(rows, []any{&l.Shard, &l.Owner, &l.Epoch, &l.ExpiresAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&l.Shard, &l.Owner, &l.Addr, &l.Epoch, &l.ExpiresAt, &l.Live}, func() error {
 		out = append(out, l)
 		return nil
 	})

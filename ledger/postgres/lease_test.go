@@ -25,11 +25,11 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 	// acquires below by accident.
 	const ttl = 2 * time.Second
 
-	e1, ok, err := store.AcquireLease(ctx, 0, "owner-a", ttl)
+	e1, ok, err := store.AcquireLease(ctx, 0, "owner-a", "", ttl)
 	if err != nil || !ok {
 		t.Fatalf("owner-a acquire: ok=%v err=%v", ok, err)
 	}
-	if _, ok, err := store.AcquireLease(ctx, 0, "owner-b", ttl); err != nil || ok {
+	if _, ok, err := store.AcquireLease(ctx, 0, "owner-b", "", ttl); err != nil || ok {
 		t.Fatalf("owner-b took a live lease: ok=%v err=%v", ok, err)
 	}
 	a := ledger.NewSequencer(ledger.SequencerConfig{Epoch: e1}, store, nil)
@@ -46,7 +46,7 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 
 	// owner-a stops renewing (paused); its lease expires and owner-b takes over.
 	time.Sleep(ttl + 200*time.Millisecond)
-	e2, ok, err := store.AcquireLease(ctx, 0, "owner-b", ttl)
+	e2, ok, err := store.AcquireLease(ctx, 0, "owner-b", "", ttl)
 	if err != nil || !ok {
 		t.Fatalf("owner-b acquire after expiry: ok=%v err=%v", ok, err)
 	}

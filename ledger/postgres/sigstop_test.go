@@ -37,7 +37,7 @@ func TestHelperStaleOwner(t *testing.T) {
 		fmt.Println("err open:", err)
 		return
 	}
-	epoch, ok, err := store.AcquireLease(ctx, 0, "child", staleTTL)
+	epoch, ok, err := store.AcquireLease(ctx, 0, "child", "", staleTTL)
 	if err != nil || !ok {
 		fmt.Println("err acquire:", ok, err)
 		return
@@ -156,7 +156,7 @@ func TestStaleOwnerProcess(t *testing.T) {
 	// after a while in any case so that such a commit can finish.
 	resume := time.AfterFunc(3*time.Second, func() { _ = cmd.Process.Signal(syscall.SIGCONT) })
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	epoch, ok, err := store.AcquireLease(actx, 0, "parent", time.Minute)
+	epoch, ok, err := store.AcquireLease(actx, 0, "parent", "", time.Minute)
 	cancel()
 	if err != nil || !ok {
 		t.Fatalf("takeover: ok=%v err=%v", ok, err)

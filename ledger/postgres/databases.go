@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// DatabasesConfig configures OpenDatabases.
+type DatabasesConfig struct {
+	// DSNs lists the ledger's databases in shard-map order: every process
+	// must be given the same list in the same order.
+	DSNs   []string
+	Shards int // logical shards
+	// ConnsMax is each database's pool size; 0 = two per shard it holds
+	// plus two (a commit and an id lookup can be in flight per shard, plus
+	// lease renewals).
+	ConnsMax        int32
+	PartitionsAhead int
+	NoOutbox        bool
+}
+
+// Databases is the ledger spread over several databases: shard s lives on
+// database Map.DatabaseOf(s), and so do its lease, journal, balances and
+// outbox. It implements ledger.Store, ledger.LeaseStore and
+// ledger.Directory by handing each call to the shard's database, and the
+// relay's outbox interface by splitting the shards by database.
+type Databases struct {
+	Map    ledger.ShardMap
+	stores []*Store
+}
+
+var (
+	_ ledger.Store      = (*Databases)(nil)
+	_ ledger.LeaseStore = (*Databases)(nil)
+	_ ledger.Directory  = (*Databases)(nil)
+)
+
+// OpenDatabases opens (and migrates) every database of the shard map.
+func OpenDatabases(ctx context.Context, cfg DatabasesConfig) (*Databases, error) {
+	m, err := ledger.NewShardMap(cfg.Shards, len(cfg.DSNs))
+	if err != nil {
+		return nil, err
+	}
+	d := &Databases{Map: m}
+	for i, dsn := range cfg.DSNs {
+		conns := cfg.ConnsMax
+		if conns == 0 {
+			conns = int32(2 + 2*len(m.ShardsOn(i)))
+		}
+		s, err := Open(ctx, Config{DSN: dsn, ConnsMax: conns, PartitionsAhead: cfg.PartitionsAhead, NoOutbox: cfg.NoOutbox})
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("database %d of %d: %w", i+1, len(cfg.DSNs), err)
+		}
+		d.stores = append(d.stores, s)
+	}
+	return d, nil
+}
+
+// Close closes every database's pool.
+func (d *Databases) Close() {
+	for _, s := range d.stores {
+		s.Close()
+	}
+}
+
+// Store returns the store of database i (in DSN order).
+func (d *Databases) Store(i int) *Store { return d.stores[i] }
+
+// Len returns the number of databases.
+func (d *Databases) Len() int { return len(d.stores) }
+
+// StoreOf returns the store that holds shard.
+func (d *Databases) StoreOf(shard int) *Store { return d.stores[d.Map.DatabaseOf(shard)] }
+
+// Load implements ledger.Store.
+func (d *Databases) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
+	return d.StoreOf(shard).Load(ctx, shard)
+}
+
+// Lookup implements ledger.Store.
+func (d *Databases) Lookup(ctx context.Context, shard int, ids, pendingIDs []ledger.TransferID) (*ledger.Known, error) {
+	return d.StoreOf(shard).Lookup(ctx, shard, ids, pendingIDs)
+}
+
+// Commit implements ledger.Store.
+func (d *Databases) Commit(ctx context.Context, b *ledger.Batch) error {
+	return d.StoreOf(b.Shard).Commit(ctx, b)
+}
+
+// Verify implements ledger.Store.
+func (d *Databases) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, error) {
+	return d.StoreOf(shard).Verify(ctx, shard)
+}
+
+// AcquireLease implements ledger.LeaseStore: the lease lives in the shard's
+// own database, beside the fence its commits check.
+func (d *Databases) AcquireLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration) (int64, bool, error) {
+	return d.StoreOf(shard).AcquireLease(ctx, shard, owner, addr, ttl)
+}
+
+// RenewLease implements ledger.LeaseStore.
+func (d *Databases) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error {
+	return d.StoreOf(shard).RenewLease(ctx, shard, owner, epoch, ttl)
+}
+
+// ReleaseLease implements ledger.LeaseStore.
+func (d *Databases) ReleaseLease(ctx context.Context, shard int, owner string, epoch int64) error {
+	return d.StoreOf(shard).ReleaseLease(ctx, shard, owner, epoch)
+}
+
+// Leases lists the leases of every shard of the map, from each shard's own
+// database; a shard never leased yet comes back with no owner.
+func (d *Databases) Leases(ctx context.Context) ([]Lease, error) {
+	out := make([]Lease, d.Map.Shards)
+	for s := range out {
+		out[s].Shard = s
+	}
+	for i, st := range d.stores {
+		ls, err := st.Leases(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("database %d: %w", i+1, err)
+		}
+		for _, l := range ls {
+			// A row for a shard the map puts elsewhere is left over from
+			// another layout; the shard's own database is the truth.
+			if l.Shard >= 0 && l.Shard < d.Map.Shards && d.Map.DatabaseOf(l.Shard) == i {
+				out[l.Shard] = l
+			}
+		}
+	}
+	return out, nil
+}
+
+// ShardOwners implements ledger.Directory from the lease tables.
+func (d *Databases) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error) {
+	ls, err := d.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ledger.ShardOwner, len(ls))
+	for i, l := range ls {
+		out[i] = ledger.ShardOwner{Shard: l.Shard, Epoch: l.Epoch}
+		if l.Live {
+			out[i].Owner, out[i].Addr = l.Owner, l.Addr
+		}
+	}
+	return out, nil
+}
+
+// OutboxPending reads the outboxes of the given shards, each from its own
+// database (settlement.Outbox).
+func (d *Databases) OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error) {
+	var out []ledger.OutboxBatch
+	for i, group := range d.split(shards) {
+		if len(group) == 0 {
+			continue
+		}
+		bs, err := d.stores[i].OutboxPending(ctx, group, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return out, nil
+}
+
+// OutboxAck acknowledges published outbox rows on their databases.
+func (d *Databases) OutboxAck(ctx context.Context, upTo map[int]int64) error {
+	per := make([]map[int]int64, len(d.stores))
+	for shard, ts := range upTo {
+		i := d.Map.DatabaseOf(shard)
+		if per[i] == nil {
+			per[i] = map[int]int64{}
+		}
+		per[i][shard] = ts
+	}
+	var errs []error
+	for i, m := range per {
+		if len(m) > 0 {
+			errs = append(errs, d.stores[i].OutboxAck(ctx, m))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NetByCode sums NetByCode over every database: for the in-transit
+// accounts, zero across all shards once no saga is in flight.
+func (d *Databases) NetByCode(ctx context.Context, code uint16) (map[ledger.Asset]int64, error) {
+	net := map[ledger.Asset]int64{}
+	for i, st := range d.stores {
+		m, err := st.NetByCode(ctx, code)
+		if err != nil {
+			return nil, fmt.Errorf("database %d: %w", i+1, err)
+		}
+		for a, v := range m {
+			net[a] += v
+		}
+	}
+	return net, nil
+}
+
+func (d *Databases) split(shards []int) [][]int {
+	out := make([][]int, len(d.stores))
+	for _, s := range shards {
+		i := d.Map.DatabaseOf(s)
+		out[i] = append(out[i], s)
+	}
+	return out
+}
