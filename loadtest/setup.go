@@ -1,0 +1,203 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/fundplatform/fund/accounts"
+)
+
+// Limits of the setup.
+const (
+	SetupParallelismDefault = 32
+	SetupParallelismMax     = 1024
+	SetupCustomersMax       = 10_000_000
+	setupAttemptsMax        = 8
+	setupBackoffMax         = 2 * time.Second
+	setupTimeout            = 30 * time.Second // per call
+)
+
+// SetupConfig describes the customers and merchants a run needs.
+type SetupConfig struct {
+	Target     string
+	AdminToken string
+	// Tokens for the customers' own top-ups and subscriptions.
+	Tokens interface {
+		Customer(int64) (string, error)
+	}
+	Customers   int   // how many to open
+	Balance     int64 // fen topped up into each one's cash; 0 = none
+	Subscribe   int64 // fen of that subscribed into fund shares; 0 = none
+	Merchants   int   // merchants 1..Merchants registered
+	Parallelism int   // calls at once; 0 = SetupParallelismDefault
+	// RunID makes the idempotency keys: running the setup again with the
+	// same RunID opens no new customer.
+	RunID    string
+	Progress io.Writer // a progress bar; nil = none
+}
+
+// ErrSetup is wrapped by a setup call that kept failing.
+var ErrSetup = errors.New("setup")
+
+// Setup opens the customers through the admin API (POST /v1/customers),
+// tops each up and subscribes part of it, and registers the merchants; all
+// with idempotency keys, bounded parallelism and bounded retries. It
+// returns the customer and merchant ids.
+func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, err error) {
+	if cfg.Customers < 1 || cfg.Customers > SetupCustomersMax {
+		return nil, nil, fmt.Errorf("customers %d: want 1..%d", cfg.Customers, SetupCustomersMax)
+	}
+	if cfg.Parallelism == 0 {
+		cfg.Parallelism = SetupParallelismDefault
+	}
+	if cfg.Parallelism < 1 || cfg.Parallelism > SetupParallelismMax {
+		return nil, nil, fmt.Errorf("setup parallelism %d: want 1..%d", cfg.Parallelism, SetupParallelismMax)
+	}
+	if cfg.Subscribe > cfg.Balance || cfg.Balance < 0 || cfg.Subscribe < 0 {
+		return nil, nil, fmt.Errorf("balance %d, subscribe %d: want 0 <= subscribe <= balance", cfg.Balance, cfg.Subscribe)
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = "setup" + strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)
+	}
+	u, err := CheckTarget(cfg.Target, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := newAPI(u.String(), cfg.Parallelism)
+	defer client.close()
+
+	for m := 1; m <= cfg.Merchants; m++ {
+		body := map[string]string{"merchant_id": strconv.Itoa(m)}
+		if _, err := setupCall(ctx, client, "POST", "/v1/admin/merchants", cfg.AdminToken,
+			fmt.Sprintf("%s-m%d", cfg.RunID, m), body); err != nil {
+			return nil, nil, fmt.Errorf("register merchant %d: %w", m, err)
+		}
+		merchants = append(merchants, int64(m))
+	}
+
+	var bar *progressbar.ProgressBar
+	if cfg.Progress != nil {
+		bar = progressbar.NewOptions(cfg.Customers, progressbar.OptionSetWriter(cfg.Progress),
+			progressbar.OptionSetDescription("opening customers"), progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(), progressbar.OptionThrottle(500*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(cfg.Progress) }))
+	}
+	customers = make([]int64, cfg.Customers)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for w := 0; w < cfg.Parallelism; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= cfg.Customers || ctx.Err() != nil {
+					return
+				}
+				id, err := openOne(ctx, client, cfg, i)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				customers[i] = id
+				if bar != nil {
+					_ = bar.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if firstErr != nil {
+		return nil, nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	return customers, merchants, nil
+}
+
+func openOne(ctx context.Context, client *api, cfg SetupConfig, i int) (int64, error) {
+	key := fmt.Sprintf("%s-c%d", cfg.RunID, i)
+	body, err := setupCall(ctx, client, "POST", "/v1/customers", cfg.AdminToken, key,
+		map[string]string{"name": fmt.Sprintf("Load %s %d", cfg.RunID, i)})
+	if err != nil {
+		return 0, fmt.Errorf("open customer %d: %w", i, err)
+	}
+	id, err := idOf(body)
+	if err != nil {
+		return 0, fmt.Errorf("open customer %d: %w", i, err)
+	}
+	if cfg.Balance == 0 {
+		return id, nil
+	}
+	token, err := cfg.Tokens.Customer(id)
+	if err != nil {
+		return 0, err
+	}
+	c := "/v1/customers/" + strconv.FormatInt(id, 10)
+	if _, err := setupCall(ctx, client, "POST", c+"/topups", token, key+"-t",
+		map[string]string{"amount": accounts.FormatAmount(cfg.Balance)}); err != nil {
+		return 0, fmt.Errorf("top up customer %d: %w", id, err)
+	}
+	if cfg.Subscribe > 0 {
+		if _, err := setupCall(ctx, client, "POST", c+"/subscriptions", token, key+"-s",
+			map[string]string{"amount": accounts.FormatAmount(cfg.Subscribe)}); err != nil {
+			return 0, fmt.Errorf("subscribe for customer %d: %w", id, err)
+		}
+	}
+	return id, nil
+}
+
+// setupCall makes one setup call until it gets a 2xx answer, retrying with
+// the same key on 429, 503, timeouts and broken connections, at most
+// setupAttemptsMax times with a doubling pause.
+func setupCall(ctx context.Context, client *api, method, path, token, key string, body any) ([]byte, error) {
+	pause := 50 * time.Millisecond
+	var last string
+	for attempt := 0; attempt < setupAttemptsMax; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, setupTimeout)
+		a := client.do(actx, method, path, token, key, body)
+		cancel()
+		if a.Err == nil && a.Status >= 200 && a.Status < 300 {
+			if isRejected(orderStatus(a.Body)) {
+				return nil, fmt.Errorf("%w: %s %s: rejected: %.300s", ErrSetup, method, path, a.Body)
+			}
+			return a.Body, nil
+		}
+		retry := a.Err != nil || a.Status == 429 || a.Status == 503 || a.Status == 502 || a.Status == 504
+		if a.Err != nil {
+			last = a.Err.Error()
+		} else {
+			last = fmt.Sprintf("%d %.300s", a.Status, a.Body)
+		}
+		if !retry || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, setupBackoffMax)
+	}
+	return nil, fmt.Errorf("%w: %s %s: %s", ErrSetup, method, path, last)
+}
