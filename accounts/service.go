@@ -717,3 +717,25 @@ func (s *Service) lookup(ctx context.Context, ids []ledger.AccountID) ([]ledger.
 	}
 	return accts, nil
 }
+
+// FastRedeemLeft returns what customer c may still fast-redeem on today's
+// natural day (China Standard Time), in fen. Until the day's first fast
+// redemption grants the quota, that is the whole cap.
+func (s *Service) FastRedeemLeft(ctx context.Context, c CustomerID) (int64, error) {
+	if c <= 0 || c >= CustomerIDMax {
+		return 0, ErrCustomerNotFound
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+	defer cancel()
+	quota := QuotaAccount(c, NaturalDay(s.cfg.Now()))
+	accts, err := s.ledger.LookupAccounts(lctx, []ledger.AccountID{quota})
+	if err != nil {
+		return 0, fmt.Errorf("lookup accounts: %w", err)
+	}
+	// The quota account is created a moment before its grant is applied:
+	// an account not granted yet still has the whole cap ahead of it.
+	if len(accts) == 0 || accts[0].ID != quota || accts[0].CreditsPosted == 0 {
+		return s.cfg.FastRedeemDailyMax, nil
+	}
+	return accts[0].Available(), nil
+}

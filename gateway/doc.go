@@ -1,0 +1,28 @@
+// Package gateway is the platform's front door: the FundService (a
+// customer's orders and queries) and the AdminService (customers' life
+// cycle, merchants, settlement, reconciliation) over gRPC and, through
+// grpc-gateway/v2, over REST/JSON, described by an OpenAPI v2 document at
+// /openapi.json.
+//
+// How a REST request flows: apiMiddleware (metrics, access log, panic
+// guard) -> grpc-gateway's mux matches the route -> routeMiddleware (route
+// label, global concurrency limit that sheds at once with 429 and
+// Retry-After, the request deadline, body rules: application/json, size
+// limit, well-formed JSON) -> protojson decoding (unknown fields refused) ->
+// the server method, called in-process -> authentication and authorisation
+// (bearer JWT from gateway/auth; customer tokens act on their own customer,
+// admin calls need the admin scope), the per-customer rate limit,
+// validation -> accounts.Service -> the ledger through a BreakerClient per
+// shard owner. Native gRPC calls take the same path from the server method
+// on, behind a unary interceptor that applies the same limits.
+//
+// Errors become google.rpc.Status through one table (errorTable):
+// 400 validation (with BadRequest field violations), 401, 403, 404,
+// 409 idempotency conflict, 422 insufficient funds, limit reached, frozen or
+// closed customer (a rejected order comes back as 422 with the order, status
+// REJECTED, in the details; a retry gets the same), 429, 503 shard
+// unavailable or breaker open, 504 deadline.
+//
+//	gw, _ := gateway.New(gateway.Config{JWTKey: key, Accounts: svc})
+//	err := gw.Serve(ctx, httpListener, grpcListener) // until ctx ends, then drains
+package gateway

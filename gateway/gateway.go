@@ -1,0 +1,306 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fundplatform/fund/accounts"
+	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
+	"github.com/fundplatform/fund/gateway/auth"
+)
+
+// Config of a Gateway. Zero values take the defaults in brackets.
+type Config struct {
+	// JWTKey verifies bearer tokens (HS256, >= 32 bytes). Required.
+	JWTKey []byte
+	// Accounts is the service behind the API. Required.
+	Accounts *accounts.Service
+	// Settler and Reconciler serve the admin settlement and reconciliation
+	// calls; nil = those calls answer 501 (not configured).
+	Settler    Settler
+	Reconciler Reconciler
+
+	// ConcurrencyMax requests are handled at once; more are refused at
+	// once with 429 [1024].
+	ConcurrencyMax int
+	// RatePerCustomer requests a second per customer, bursts of RateBurst
+	// [20/s, burst 40]; buckets for at most RateCustomersMax customers are
+	// kept [100,000].
+	RatePerCustomer  float64
+	RateBurst        int
+	RateCustomersMax int
+	// BodyBytesMax bounds a request body [16 KiB]; larger is 413.
+	BodyBytesMax int64
+	// RequestTimeout is the deadline of a request that brings none (or a
+	// longer one) [10s]; it is passed down to the store and the ledger.
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown [30s].
+	ShutdownTimeout time.Duration
+	// RESTViaLoopback makes the REST handlers call the gRPC server through
+	// a loopback gRPC connection instead of calling it in-process. The
+	// in-process path is the default because it is faster (see the report
+	// of BenchmarkRESTSubscribe): no second serialisation and no HTTP/2 hop.
+	RESTViaLoopback bool
+	// Ready checks for /readyz, e.g. that the ledger shard is loaded.
+	Ready []func(context.Context) error
+
+	// Metrics to record into; nil = NewMetrics(Registry).
+	Metrics *Metrics
+	// Registry is served at /metrics; nil = a new registry.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Now is the clock of token expiry and rate limits (nil = time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.ConcurrencyMax == 0 {
+		c.ConcurrencyMax = 1024
+	}
+	if c.RatePerCustomer == 0 {
+		c.RatePerCustomer = 20
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = 40
+	}
+	if c.RateCustomersMax == 0 {
+		c.RateCustomersMax = 100_000
+	}
+	if c.BodyBytesMax == 0 {
+		c.BodyBytesMax = 16 << 10
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(c.Registry)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Gateway serves the fund and admin services over gRPC and, through
+// grpc-gateway, over REST/JSON, with authentication, limits and metrics.
+type Gateway struct {
+	cfg      Config
+	accts    *accounts.Service
+	verifier *auth.Verifier
+	rate     *RateLimiter
+	conc     *ConcurrencyLimiter
+	m        *Metrics
+	log      *slog.Logger
+	fund     *fundServer
+	adm      *adminServer
+	openapi  []byte
+	stopping atomic.Bool
+}
+
+// New checks cfg and builds a gateway; start it with Serve.
+func New(cfg Config) (*Gateway, error) {
+	cfg.setDefaults()
+	if cfg.Accounts == nil {
+		return nil, errors.New("gateway: no accounts service")
+	}
+	if cfg.ConcurrencyMax < 1 || cfg.RatePerCustomer <= 0 || cfg.RateBurst < 1 || cfg.RateCustomersMax < 1 || cfg.BodyBytesMax < 1 {
+		return nil, fmt.Errorf("gateway: limits must be positive: %+v", cfg)
+	}
+	v, err := auth.NewVerifier(cfg.JWTKey, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	doc, err := fundv1.OpenAPI()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: openapi: %w", err)
+	}
+	g := &Gateway{
+		cfg: cfg, accts: cfg.Accounts, verifier: v, m: cfg.Metrics, log: cfg.Logger.With("role", "gateway"),
+		rate:    NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
+		conc:    NewConcurrencyLimiter(cfg.ConcurrencyMax),
+		openapi: doc,
+	}
+	g.fund = &fundServer{g: g}
+	g.adm = &adminServer{g: g}
+	return g, nil
+}
+
+// Metrics returns the gateway's collectors.
+func (g *Gateway) Metrics() *Metrics { return g.m }
+
+// retryAfterSecondsMax caps the Retry-After the gateway asks for.
+const retryAfterSecondsMax = 60
+
+// exhausted is the 429 answer: RESOURCE_EXHAUSTED with a RetryInfo that the
+// HTTP error handler turns into a Retry-After header.
+func exhausted(reason, msg string, after time.Duration) error {
+	if after < time.Second {
+		after = time.Second // Retry-After has a resolution of seconds
+	}
+	return withDetails(status.New(codes.ResourceExhausted, msg),
+		&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+}
+
+// rateLimit spends a token of customer c's bucket.
+func (g *Gateway) rateLimit(c int64) error {
+	ok, wait := g.rate.Allow(c, g.cfg.Now())
+	if ok {
+		return nil
+	}
+	g.m.Shed.WithLabelValues("rate").Inc()
+	return exhausted("RATE_LIMITED", "too many requests for this customer; retry later", wait)
+}
+
+func (g *Gateway) shedConcurrency() error {
+	g.m.Shed.WithLabelValues("concurrency").Inc()
+	return exhausted("OVERLOADED", "the gateway is at capacity; retry shortly", time.Second)
+}
+
+func retryAfter(st *status.Status) string {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			s := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
+			return strconv.Itoa(int(min(max(s, 1), retryAfterSecondsMax)))
+		}
+	}
+	return "1"
+}
+
+// Ready reports whether the gateway should get traffic: not shutting down,
+// and every Ready check passes.
+func (g *Gateway) Ready(ctx context.Context) error {
+	if g.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	for _, check := range g.cfg.Ready {
+		if err := check(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GRPCServer returns a gRPC server with both services and the gateway's
+// interceptor (concurrency limit, deadline, metrics).
+func (g *Gateway) GRPCServer() *grpc.Server {
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(g.unaryInterceptor))
+	fundv1.RegisterFundServiceServer(s, g.fund)
+	fundv1.RegisterAdminServiceServer(s, g.adm)
+	return s
+}
+
+func (g *Gateway) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	g.m.InFlight.Inc()
+	defer func() {
+		g.m.InFlight.Dec()
+		g.m.Requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+		g.m.Duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	}()
+	if !g.conc.TryAcquire() {
+		return nil, g.shedConcurrency()
+	}
+	defer g.conc.Release()
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > g.cfg.RequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.cfg.RequestTimeout)
+		defer cancel()
+	}
+	return handler(ctx, req)
+}
+
+// Serve serves gRPC on grpcLn and REST (with /healthz, /readyz, /metrics
+// and /openapi.json) on httpLn until ctx ends; then it stops taking
+// requests, finishes those in flight (up to ShutdownTimeout) and returns.
+// It returns early with an error if a server fails.
+func (g *Gateway) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
+	gs := g.GRPCServer()
+	var conn *grpc.ClientConn
+	if g.cfg.RESTViaLoopback {
+		c, err := dialLoopback(grpcLn.Addr().String())
+		if err != nil {
+			return err
+		}
+		conn = c
+		defer conn.Close()
+	}
+	h, err := g.httpHandler(ctx, conn)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      g.cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := gs.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errs <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	g.log.Info("serving", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "rest_via_loopback", g.cfg.RESTViaLoopback)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	// Shutdown: stop being ready, stop accepting, finish what is in flight.
+	g.stopping.Store(true)
+	g.log.Info("shutting down; finishing in-flight requests", "inflight", g.conc.InFlight())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		g.log.Warn("http shutdown", "err", err)
+		_ = hs.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		gs.Stop()
+		<-stopped
+	}
+	wg.Wait()
+	g.log.Info("stopped")
+	return serveErr
+}

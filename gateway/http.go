@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
+)
+
+// marshaler is the REST JSON codec: snake_case names as in the .proto,
+// every field present, unknown fields refused (protojson's default).
+func marshaler() *runtime.JSONPb {
+	return &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
+}
+
+// headerMatcher forwards the Idempotency-Key header as metadata
+// "idempotency-key", and what grpc-gateway forwards by default (the
+// Authorization header is always forwarded as "authorization").
+func headerMatcher(key string) (string, bool) {
+	if http.CanonicalHeaderKey(key) == "Idempotency-Key" {
+		return mdIdempotencyKey, true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+func dialLoopback(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("loopback grpc %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// httpHandler is the whole HTTP surface: the REST API (through
+// grpc-gateway, calling the servers in-process, or through conn when it is
+// not nil) and the operational endpoints.
+func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler()),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithErrorHandler(g.httpError),
+		runtime.WithMiddlewares(g.routeMiddleware),
+	)
+	var err error
+	if conn != nil {
+		err = errors.Join(fundv1.RegisterFundServiceHandler(ctx, mux, conn), fundv1.RegisterAdminServiceHandler(ctx, mux, conn))
+	} else {
+		err = errors.Join(fundv1.RegisterFundServiceHandlerServer(ctx, mux, g.fund),
+			fundv1.RegisterAdminServiceHandlerServer(ctx, mux, g.adm))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register rest handlers: %w", err)
+	}
+	top := http.NewServeMux()
+	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	top.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := g.Ready(rctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	top.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
+	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(g.openapi)
+	})
+	top.Handle("/", g.apiMiddleware(mux))
+	return top, nil
+}
+
+type routeKey struct{}
+
+// routeInfo carries the matched route out of the mux to the metrics.
+type routeInfo struct{ route string }
+
+// statusRecorder remembers the status written.
+type statusRecorder struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.code, s.wrote = http.StatusOK, true
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// apiMiddleware wraps the REST API: in-flight gauge, request metrics by
+// route and status, access log, and a recovered panic answered with 500.
+func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		g.m.InFlight.Inc()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		info := &routeInfo{route: "unmatched"}
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, info))
+		defer func() {
+			if p := recover(); p != nil {
+				g.log.Error("panic serving request", "panic", fmt.Sprint(p), "method", r.Method, "path", r.URL.Path)
+				if !rec.wrote {
+					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
+				}
+			}
+			g.m.InFlight.Dec()
+			elapsed := time.Since(start)
+			g.m.Requests.WithLabelValues(info.route, strconv.Itoa(rec.code)).Inc()
+			g.m.Duration.WithLabelValues(info.route).Observe(elapsed.Seconds())
+			level := slog.LevelDebug // successes and sheds: too many to log at the peak
+			switch {
+			case rec.code >= 500:
+				level = slog.LevelError
+			case rec.code >= 400 && rec.code != http.StatusTooManyRequests:
+				level = slog.LevelInfo
+			}
+			if g.log.Enabled(r.Context(), level) {
+				g.log.Log(r.Context(), level, "request", "method", r.Method, "route", info.route, "path", r.URL.Path,
+					"status", rec.code, "duration_ms", float64(elapsed.Microseconds())/1000)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// routeMiddleware runs after the mux matched a route, before the body is
+// decoded: it names the route for the metrics, sheds when the gateway is
+// at its concurrency limit, sets the deadline and checks the body.
+func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if info, ok := r.Context().Value(routeKey{}).(*routeInfo); ok {
+			if p, ok := runtime.HTTPPattern(r.Context()); ok {
+				info.route = r.Method + " " + p.String()
+			}
+		}
+		if !g.conc.TryAcquire() {
+			g.writeError(w, g.shedConcurrency())
+			return
+		}
+		defer g.conc.Release()
+		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			body, code, err := g.readBody(r)
+			if err != nil {
+				writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		next(w, r, params)
+	}
+}
+
+// readBody enforces the JSON rules of a request body: application/json,
+// at most BodyBytesMax bytes, one well-formed JSON value (an empty body is
+// an empty request). It returns the HTTP status to refuse with.
+func (g *Gateway) readBody(r *http.Request) ([]byte, int, error) {
+	if r.ContentLength > g.cfg.BodyBytesMax {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes exceeds the limit of %d", r.ContentLength, g.cfg.BodyBytesMax)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.BodyBytesMax+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+	}
+	if int64(len(body)) > g.cfg.BodyBytesMax {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds the limit of %d bytes", g.cfg.BodyBytesMax)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return body, 0, nil
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
+	}
+	if !json.Valid(body) {
+		return nil, http.StatusBadRequest, errors.New("malformed JSON body")
+	}
+	return body, 0, nil
+}
+
+// httpStatus maps a gRPC code to HTTP: grpc-gateway's mapping, except
+// FailedPrecondition, which is a 422 here (refused by the state of the
+// money or the customer, not by the request's form).
+func httpStatus(c codes.Code) int {
+	if c == codes.FailedPrecondition {
+		return http.StatusUnprocessableEntity
+	}
+	return runtime.HTTPStatusFromCode(c)
+}
+
+// httpError is the mux's error handler: google.rpc.Status as JSON, the
+// status by httpStatus, Retry-After on 429.
+func (g *Gateway) httpError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	code := 0
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) {
+		code, err = hse.HTTPStatus, hse.Err
+	}
+	st := status.Convert(err)
+	if code == 0 {
+		code = httpStatus(st.Code())
+	}
+	writeStatus(w, code, st)
+}
+
+func (g *Gateway) writeError(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	writeStatus(w, httpStatus(st.Code()), st)
+}
+
+func writeStatus(w http.ResponseWriter, code int, st *status.Status) {
+	body, err := marshaler().Marshal(st.Proto())
+	if err != nil {
+		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
+		code = http.StatusInternalServerError
+	}
+	if st.Code() == codes.ResourceExhausted {
+		w.Header().Set("Retry-After", retryAfter(st))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
