@@ -1,0 +1,198 @@
+package recon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// BreakKind says what is wrong.
+type BreakKind string
+
+// Break kinds.
+const (
+	// MissingEvent: a journal entry never seen on the event stream.
+	MissingEvent BreakKind = "missing_event"
+	// UnexpectedEvent: an event seen on the stream with no journal entry
+	// (the entry vanished from the journal, or the event came from nowhere).
+	UnexpectedEvent BreakKind = "unexpected_event"
+	// Duplicate: one transfer id twice: two journal rows, or a redelivery
+	// with content different from the first delivery.
+	Duplicate BreakKind = "duplicate"
+	// AmountMismatch: the journal entry and its event disagree on the
+	// amount (a tampered journal row).
+	AmountMismatch BreakKind = "amount_mismatch"
+	// ContentMismatch: they agree on the amount but not on another field
+	// (accounts, asset, kind, flags, timestamp, user data).
+	ContentMismatch BreakKind = "content_mismatch"
+	// AccountMismatch: an account's totals for a day differ between the
+	// journal and the stream; usually the consequence of one of the above.
+	AccountMismatch BreakKind = "account_mismatch"
+	// ShardDayMismatch: a shard's totals for a day differ and no entry
+	// explains it (more differences than one comparison lists).
+	ShardDayMismatch BreakKind = "shard_day_mismatch"
+	// InTransitNotZero: a cross-shard saga's money stays in transit (no
+	// leg 2 nor refund), or left it twice: in-transit accounts do not net
+	// to zero across shards.
+	InTransitNotZero BreakKind = "in_transit_not_zero"
+	// UnmatchedStatementLine: a statement line with no journal movement of
+	// the same reference, direction and amount that day.
+	UnmatchedStatementLine BreakKind = "unmatched_statement_line"
+	// UnmatchedLedgerMovement: a movement of the bank settlement account
+	// with no statement line.
+	UnmatchedLedgerMovement BreakKind = "unmatched_ledger_movement"
+)
+
+// BreakKinds lists every kind, so that metrics show zeros too.
+func BreakKinds() []BreakKind {
+	return []BreakKind{MissingEvent, UnexpectedEvent, Duplicate, AmountMismatch, ContentMismatch,
+		AccountMismatch, ShardDayMismatch, InTransitNotZero, UnmatchedStatementLine, UnmatchedLedgerMovement}
+}
+
+// Sources of breaks: each check resolves only its own.
+const (
+	SourceStream    = "stream"
+	SourceCompare   = "compare"
+	SourceStatement = "statement"
+)
+
+// Break is one thing found wrong. Journal is the journal's figure, Other
+// the other side's (the event stream's, or the statement's); both in minor
+// units when set.
+type Break struct {
+	ID           int64              `json:"id,string"`
+	Key          string             `json:"key"`
+	Kind         BreakKind          `json:"kind"`
+	Source       string             `json:"source"`
+	Shard        *int               `json:"shard,omitempty"`
+	BusinessDate string             `json:"business_date,omitempty"` // YYYY-MM-DD
+	TransferID   *ledger.TransferID `json:"transfer_id,omitempty"`
+	AccountID    *ledger.AccountID  `json:"account_id,omitempty,string"`
+	Asset        string             `json:"asset,omitempty"`
+	Reference    string             `json:"reference,omitempty"`
+	Journal      *int64             `json:"journal,omitempty"`
+	Other        *int64             `json:"other,omitempty"`
+	Detail       string             `json:"detail"`
+	FirstSeen    time.Time          `json:"first_seen"`
+	LastSeen     time.Time          `json:"last_seen"`
+	ResolvedAt   *time.Time         `json:"resolved_at,omitempty"`
+}
+
+// Outcome is what applying one event did.
+type Outcome uint8
+
+const (
+	Applied     Outcome = iota + 1 // first delivery: recorded and totalled
+	Redelivered                    // same id, same content: ignored
+	Conflict                       // same id, different content: ignored, a Duplicate break stored
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case Redelivered:
+		return "redelivered"
+	case Conflict:
+		return "conflict"
+	}
+	return "unknown"
+}
+
+// CompareOptions bound one comparison.
+type CompareOptions struct {
+	// Cutoff: entries stamped after it are left out on both sides (they may
+	// still be on their way through outbox and broker). Zero = the end of
+	// the day.
+	Cutoff time.Time
+	// Deep compares entry by entry and account by account on every shard,
+	// not only where the totals differ.
+	Deep bool
+	// BreaksMax bounds the breaks one comparison lists per shard and check;
+	// 0 = 10,000.
+	BreaksMax int
+}
+
+// ShardDay is one shard's totals for a day and asset, both sides.
+type ShardDay struct {
+	Shard          int    `json:"shard"`
+	Asset          string `json:"asset"`
+	JournalEntries int64  `json:"journal_entries"`
+	StreamEntries  int64  `json:"stream_entries"`
+	JournalAmount  string `json:"journal_amount"` // sum of minor units, exact
+	StreamAmount   string `json:"stream_amount"`
+	Equal          bool   `json:"equal"` // entries, amounts and digests agree
+}
+
+// Report is the result of one comparison.
+type Report struct {
+	BusinessDate string     `json:"business_date"`
+	Cutoff       time.Time  `json:"cutoff"`
+	Shards       []ShardDay `json:"shards"`
+	Breaks       []Break    `json:"breaks"` // found by this run
+	// InTransit is, per asset, the money the stream saw go into transit and
+	// not come out (open sagas up to the cutoff): zero when all is well.
+	InTransit map[string]int64 `json:"in_transit"`
+	OpenSagas int              `json:"open_sagas"`
+	Resolved  int64            `json:"resolved"` // breaks of earlier runs not found again
+	Took      time.Duration    `json:"took_ns"`
+}
+
+// BreakFilter selects breaks to list.
+type BreakFilter struct {
+	IncludeResolved bool
+	Kind            BreakKind  // "" = every kind
+	BusinessDate    *time.Time // nil = every date
+	Limit           int        // 0 = 1,000
+}
+
+// Store is reconciliation's persistence and its read of the journal.
+type Store interface {
+	// Apply records the events not seen before and adds them to the
+	// totals, all in one transaction, and stores a Duplicate break for each
+	// id seen before with different content. It returns each event's
+	// outcome, in order. An error means nothing was written; retry.
+	Apply(ctx context.Context, events []ledger.Event) ([]Outcome, error)
+	// Compare reconciles one business day (and every open saga) against the
+	// journal, stores the breaks found and resolves earlier ones not found
+	// again.
+	Compare(ctx context.Context, day time.Time, opts CompareOptions) (*Report, error)
+	// Breaks lists breaks, newest first.
+	Breaks(ctx context.Context, f BreakFilter) ([]Break, error)
+	// OpenBreaks counts the open breaks per kind.
+	OpenBreaks(ctx context.Context) (map[BreakKind]int64, error)
+	// BankMovements returns the posted movements of account on a business
+	// day, from the journal, with their references.
+	BankMovements(ctx context.Context, account ledger.AccountID, day time.Time) ([]Movement, error)
+	// SaveStatement records a statement import and its unmatched items as
+	// breaks of the day, resolving those of an earlier import of the same
+	// day and account that are matched now.
+	SaveStatement(ctx context.Context, imp StatementImport) error
+}
+
+// DayStart returns the first instant of a business day (its date read in
+// the business zone).
+func DayStart(day time.Time) time.Time {
+	return time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, ledger.BusinessZone())
+}
+
+// ParseDay parses YYYY-MM-DD as a business date (a UTC midnight, as
+// ledger.BusinessDate returns).
+func ParseDay(s string) (time.Time, error) {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, errors.New("date " + s + ": want YYYY-MM-DD")
+	}
+	return d, nil
+}
+
+// SagaClosingIDs returns the ids of the two legs that can close the
+// cross-shard saga whose leg 1 is leg1: leg 2 on the payee's shard and the
+// refund on the payer's. They are derived exactly as ledger/xshard derives
+// them (namespaces "xshard.in" and "xshard.back"); the reconciliation tests
+// run real sagas, so a change there shows up as open sagas here.
+func SagaClosingIDs(leg1 ledger.TransferID) (in, back ledger.TransferID) {
+	return ledger.DeriveTransferID("xshard.in", leg1.String()), ledger.DeriveTransferID("xshard.back", leg1.String())
+}
