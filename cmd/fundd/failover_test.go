@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,15 +35,53 @@ func startFundd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
+	// The child's log, shown when the test fails. The tail is enough and
+	// keeps a chatty child from growing memory without bound.
+	logs := &tailBuffer{max: 64 << 10}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("fundd %v stderr (tail):\n%s", args, logs.String())
+		}
+	})
 	return cmd
 }
 
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *tailBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if over := len(w.b) - w.max; over > 0 {
+		w.b = append(w.b[:0], w.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.b)
+}
+
+// leaser is a store (one database or several) that lists the leases.
+type leaser interface {
+	Leases(ctx context.Context) ([]postgres.Lease, error)
+}
+
 // owners returns how many shards each owner holds with a live lease.
-func owners(t *testing.T, store *postgres.Store) map[string]int {
+func owners(t *testing.T, store leaser) map[string]int {
 	t.Helper()
 	ls, err := store.Leases(context.Background())
 	if err != nil {
@@ -57,7 +96,7 @@ func owners(t *testing.T, store *postgres.Store) map[string]int {
 	return out
 }
 
-func waitOwners(t *testing.T, store *postgres.Store, want map[string]int, within time.Duration) time.Duration {
+func waitOwners(t *testing.T, store leaser, want map[string]int, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
