@@ -59,6 +59,7 @@ func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler()),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(g.httpError),
+		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithMiddlewares(g.routeMiddleware),
 	)
 	var err error
@@ -238,6 +239,19 @@ func (g *Gateway) httpError(_ context.Context, _ *runtime.ServeMux, _ runtime.Ma
 		code = httpStatus(st.Code())
 	}
 	writeStatus(w, code, st)
+}
+
+// routingError answers a request no route matched with the routing status
+// itself (404, 405, 400), as a google.rpc.Status.
+func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, code int) {
+	c := codes.NotFound
+	switch code {
+	case http.StatusMethodNotAllowed:
+		c = codes.Unimplemented
+	case http.StatusBadRequest:
+		c = codes.InvalidArgument
+	}
+	writeStatus(w, code, status.New(c, http.StatusText(code)))
 }
 
 func (g *Gateway) writeError(w http.ResponseWriter, err error) {

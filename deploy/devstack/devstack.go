@@ -115,8 +115,8 @@ type Stack struct {
 
 	broker   *kafka.Broker
 	pub      *kafka.Publisher
-	closers  []func()            // in reverse order on Stop
-	roles    []Role              // started workers
+	closers  []func()             // in reverse order on Stop
+	roles    []Role               // started workers
 	cancels  []context.CancelFunc // gateway, workers, relay: stopped in this order
 	wgs      []*sync.WaitGroup
 	failOnce sync.Once

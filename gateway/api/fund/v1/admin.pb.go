@@ -29,7 +29,7 @@ const (
 type OpenCustomerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// request_id; the Idempotency-Key header takes its place when given.
-	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string `protobuf:"bytes,1,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -81,9 +81,9 @@ func (x *OpenCustomerRequest) GetName() string {
 
 type CustomerAction struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	// request_id is accepted and ignored: these actions are idempotent.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,8 +134,8 @@ func (x *CustomerAction) GetRequestId() string {
 
 type RegisterMerchantRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MerchantId    int64                  `protobuf:"varint,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	MerchantId    int64                  `protobuf:"varint,1,opt,name=merchant_id,proto3" json:"merchant_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,7 +186,7 @@ func (x *RegisterMerchantRequest) GetRequestId() string {
 
 type Merchant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	MerchantId    int64                  `protobuf:"varint,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	MerchantId    int64                  `protobuf:"varint,1,opt,name=merchant_id,proto3" json:"merchant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,7 +239,7 @@ type RunSettlementRequest struct {
 	//	*RunSettlementRequest_Income
 	//	*RunSettlementRequest_IncomePer_10K
 	IncomeInput   isRunSettlementRequest_IncomeInput `protobuf_oneof:"income_input"`
-	RequestId     string                             `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string                             `protobuf:"bytes,4,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,7 +322,7 @@ type RunSettlementRequest_Income struct {
 }
 
 type RunSettlementRequest_IncomePer_10K struct {
-	IncomePer_10K string `protobuf:"bytes,3,opt,name=income_per_10k,json=incomePer10k,proto3,oneof"`
+	IncomePer_10K string `protobuf:"bytes,3,opt,name=income_per_10k,proto3,oneof"`
 }
 
 func (*RunSettlementRequest_Income) isRunSettlementRequest_IncomeInput() {}
@@ -381,13 +381,13 @@ type Settlement struct {
 	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// income: the fund total distributed, CNY.
 	Income        string `protobuf:"bytes,3,opt,name=income,proto3" json:"income,omitempty"`
-	IncomePer_10K string `protobuf:"bytes,4,opt,name=income_per_10k,json=incomePer10k,proto3" json:"income_per_10k,omitempty"`
+	IncomePer_10K string `protobuf:"bytes,4,opt,name=income_per_10k,proto3" json:"income_per_10k,omitempty"`
 	// total_shares eligible for the day's income.
-	TotalShares   string                 `protobuf:"bytes,5,opt,name=total_shares,json=totalShares,proto3" json:"total_shares,omitempty"`
+	TotalShares   string                 `protobuf:"bytes,5,opt,name=total_shares,proto3" json:"total_shares,omitempty"`
 	Accounts      int64                  `protobuf:"varint,6,opt,name=accounts,proto3" json:"accounts,omitempty"`
-	SevenDayYield string                 `protobuf:"bytes,7,opt,name=seven_day_yield,json=sevenDayYield,proto3" json:"seven_day_yield,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	SevenDayYield string                 `protobuf:"bytes,7,opt,name=seven_day_yield,proto3" json:"seven_day_yield,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=finished_at,proto3" json:"finished_at,omitempty"`
 	Message       string                 `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -536,7 +536,7 @@ type ReconBreak struct {
 	Ref           string                 `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
 	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
 	Amount        string                 `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	DetectedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=detected_at,json=detectedAt,proto3" json:"detected_at,omitempty"`
+	DetectedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=detected_at,proto3" json:"detected_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -609,13 +609,13 @@ func (x *ReconBreak) GetDetectedAt() *timestamppb.Timestamp {
 // ReconReport is reconciliation's current view.
 type ReconReport struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
-	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=generated_at,proto3" json:"generated_at,omitempty"`
 	// ok: no open break.
 	Ok               bool             `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
 	Breaks           []*ReconBreak    `protobuf:"bytes,3,rep,name=breaks,proto3" json:"breaks,omitempty"`
-	EventsProcessed  int64            `protobuf:"varint,4,opt,name=events_processed,json=eventsProcessed,proto3" json:"events_processed,omitempty"`
-	ConsumerLag      int64            `protobuf:"varint,5,opt,name=consumer_lag,json=consumerLag,proto3" json:"consumer_lag,omitempty"`
-	OpenBreaksByKind map[string]int64 `protobuf:"bytes,6,rep,name=open_breaks_by_kind,json=openBreaksByKind,proto3" json:"open_breaks_by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	EventsProcessed  int64            `protobuf:"varint,4,opt,name=events_processed,proto3" json:"events_processed,omitempty"`
+	ConsumerLag      int64            `protobuf:"varint,5,opt,name=consumer_lag,proto3" json:"consumer_lag,omitempty"`
+	OpenBreaksByKind map[string]int64 `protobuf:"bytes,6,rep,name=open_breaks_by_kind,proto3" json:"open_breaks_by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -696,64 +696,64 @@ var File_gateway_api_fund_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1fgateway/api/fund/v1/admin.proto\x12\afund.v1\x1a\x1egateway/api/fund/v1/fund.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n" +
-	"\x13OpenCustomerRequest\x12\x1d\n" +
+	"\x1fgateway/api/fund/v1/admin.proto\x12\afund.v1\x1a\x1egateway/api/fund/v1/fund.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n" +
+	"\x13OpenCustomerRequest\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"P\n" +
-	"\x0eCustomerAction\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1d\n" +
+	"request_id\x18\x01 \x01(\tR\n" +
+	"request_id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"R\n" +
+	"\x0eCustomerAction\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"Y\n" +
-	"\x17RegisterMerchantRequest\x12\x1f\n" +
-	"\vmerchant_id\x18\x01 \x01(\x03R\n" +
-	"merchantId\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\"[\n" +
+	"\x17RegisterMerchantRequest\x12 \n" +
+	"\vmerchant_id\x18\x01 \x01(\x03R\vmerchant_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"+\n" +
-	"\bMerchant\x12\x1f\n" +
-	"\vmerchant_id\x18\x01 \x01(\x03R\n" +
-	"merchantId\"\x9b\x01\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\",\n" +
+	"\bMerchant\x12 \n" +
+	"\vmerchant_id\x18\x01 \x01(\x03R\vmerchant_id\"\x9e\x01\n" +
 	"\x14RunSettlementRequest\x12\x12\n" +
 	"\x04date\x18\x01 \x01(\tR\x04date\x12\x18\n" +
-	"\x06income\x18\x02 \x01(\tH\x00R\x06income\x12&\n" +
-	"\x0eincome_per_10k\x18\x03 \x01(\tH\x00R\fincomePer10k\x12\x1d\n" +
+	"\x06income\x18\x02 \x01(\tH\x00R\x06income\x12(\n" +
+	"\x0eincome_per_10k\x18\x03 \x01(\tH\x00R\x0eincome_per_10k\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestIdB\x0e\n" +
+	"request_id\x18\x04 \x01(\tR\n" +
+	"request_idB\x0e\n" +
 	"\fincome_input\"*\n" +
 	"\x14GetSettlementRequest\x12\x12\n" +
-	"\x04date\x18\x01 \x01(\tR\x04date\"\xef\x02\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\"\xf6\x02\n" +
 	"\n" +
 	"Settlement\x12\x12\n" +
 	"\x04date\x18\x01 \x01(\tR\x04date\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
-	"\x06income\x18\x03 \x01(\tR\x06income\x12$\n" +
-	"\x0eincome_per_10k\x18\x04 \x01(\tR\fincomePer10k\x12!\n" +
-	"\ftotal_shares\x18\x05 \x01(\tR\vtotalShares\x12\x1a\n" +
-	"\baccounts\x18\x06 \x01(\x03R\baccounts\x12&\n" +
-	"\x0fseven_day_yield\x18\a \x01(\tR\rsevenDayYield\x129\n" +
+	"\x06income\x18\x03 \x01(\tR\x06income\x12&\n" +
+	"\x0eincome_per_10k\x18\x04 \x01(\tR\x0eincome_per_10k\x12\"\n" +
+	"\ftotal_shares\x18\x05 \x01(\tR\ftotal_shares\x12\x1a\n" +
+	"\baccounts\x18\x06 \x01(\x03R\baccounts\x12(\n" +
+	"\x0fseven_day_yield\x18\a \x01(\tR\x0fseven_day_yield\x12:\n" +
 	"\n" +
-	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
-	"\vfinished_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\x12\x18\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"started_at\x12<\n" +
+	"\vfinished_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vfinished_at\x12\x18\n" +
 	"\amessage\x18\n" +
 	" \x01(\tR\amessage\"\x17\n" +
-	"\x15GetReconReportRequest\"\x9f\x01\n" +
+	"\x15GetReconReportRequest\"\xa0\x01\n" +
 	"\n" +
 	"ReconBreak\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x16\n" +
-	"\x06amount\x18\x04 \x01(\tR\x06amount\x12;\n" +
-	"\vdetected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"detectedAt\"\xf7\x02\n" +
-	"\vReconReport\x12=\n" +
-	"\fgenerated_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12\x0e\n" +
+	"\x06amount\x18\x04 \x01(\tR\x06amount\x12<\n" +
+	"\vdetected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vdetected_at\"\xfd\x02\n" +
+	"\vReconReport\x12>\n" +
+	"\fgenerated_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\fgenerated_at\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12+\n" +
-	"\x06breaks\x18\x03 \x03(\v2\x13.fund.v1.ReconBreakR\x06breaks\x12)\n" +
-	"\x10events_processed\x18\x04 \x01(\x03R\x0feventsProcessed\x12!\n" +
-	"\fconsumer_lag\x18\x05 \x01(\x03R\vconsumerLag\x12Y\n" +
-	"\x13open_breaks_by_kind\x18\x06 \x03(\v2*.fund.v1.ReconReport.OpenBreaksByKindEntryR\x10openBreaksByKind\x1aC\n" +
+	"\x06breaks\x18\x03 \x03(\v2\x13.fund.v1.ReconBreakR\x06breaks\x12*\n" +
+	"\x10events_processed\x18\x04 \x01(\x03R\x10events_processed\x12\"\n" +
+	"\fconsumer_lag\x18\x05 \x01(\x03R\fconsumer_lag\x12\\\n" +
+	"\x13open_breaks_by_kind\x18\x06 \x03(\v2*.fund.v1.ReconReport.OpenBreaksByKindEntryR\x13open_breaks_by_kind\x1aC\n" +
 	"\x15OpenBreaksByKindEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xe7\x06\n" +

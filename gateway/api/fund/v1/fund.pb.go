@@ -254,10 +254,10 @@ type Customer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// request_id the customer was opened with.
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	Status        CustomerStatus         `protobuf:"varint,4,opt,name=status,proto3,enum=fund.v1.CustomerStatus" json:"status,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,proto3" json:"created_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,7 +329,7 @@ func (x *Customer) GetCreatedAt() *timestamppb.Timestamp {
 
 type GetCustomerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,7 +373,7 @@ func (x *GetCustomerRequest) GetCustomerId() int64 {
 
 type GetHoldingsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,26 +418,26 @@ func (x *GetHoldingsRequest) GetCustomerId() int64 {
 // Holdings is what a customer has; amounts are decimal strings.
 type Holdings struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	Status     CustomerStatus         `protobuf:"varint,2,opt,name=status,proto3,enum=fund.v1.CustomerStatus" json:"status,omitempty"`
 	// cash available now.
 	Cash string `protobuf:"bytes,3,opt,name=cash,proto3" json:"cash,omitempty"`
 	// shares confirmed and not held by a redemption.
 	Shares string `protobuf:"bytes,4,opt,name=shares,proto3" json:"shares,omitempty"`
 	// shares_pending: subscribed, awaiting confirmation.
-	SharesPending string `protobuf:"bytes,5,opt,name=shares_pending,json=sharesPending,proto3" json:"shares_pending,omitempty"`
+	SharesPending string `protobuf:"bytes,5,opt,name=shares_pending,proto3" json:"shares_pending,omitempty"`
 	// shares_redeeming: held by standard redemptions awaiting payout.
-	SharesRedeeming string `protobuf:"bytes,6,opt,name=shares_redeeming,json=sharesRedeeming,proto3" json:"shares_redeeming,omitempty"`
-	FrozenCash      string `protobuf:"bytes,7,opt,name=frozen_cash,json=frozenCash,proto3" json:"frozen_cash,omitempty"`
-	FrozenShares    string `protobuf:"bytes,8,opt,name=frozen_shares,json=frozenShares,proto3" json:"frozen_shares,omitempty"`
+	SharesRedeeming string `protobuf:"bytes,6,opt,name=shares_redeeming,proto3" json:"shares_redeeming,omitempty"`
+	FrozenCash      string `protobuf:"bytes,7,opt,name=frozen_cash,proto3" json:"frozen_cash,omitempty"`
+	FrozenShares    string `protobuf:"bytes,8,opt,name=frozen_shares,proto3" json:"frozen_shares,omitempty"`
 	// fast_redeem_left_today: what may still be fast-redeemed today.
-	FastRedeemLeftToday string `protobuf:"bytes,9,opt,name=fast_redeem_left_today,json=fastRedeemLeftToday,proto3" json:"fast_redeem_left_today,omitempty"`
-	YesterdayIncome     string `protobuf:"bytes,10,opt,name=yesterday_income,json=yesterdayIncome,proto3" json:"yesterday_income,omitempty"`
-	CumulativeIncome    string `protobuf:"bytes,11,opt,name=cumulative_income,json=cumulativeIncome,proto3" json:"cumulative_income,omitempty"`
+	FastRedeemLeftToday string `protobuf:"bytes,9,opt,name=fast_redeem_left_today,proto3" json:"fast_redeem_left_today,omitempty"`
+	YesterdayIncome     string `protobuf:"bytes,10,opt,name=yesterday_income,proto3" json:"yesterday_income,omitempty"`
+	CumulativeIncome    string `protobuf:"bytes,11,opt,name=cumulative_income,proto3" json:"cumulative_income,omitempty"`
 	// seven_day_yield in percent with 3 decimals ("2.398"); "" until published.
-	SevenDayYield string `protobuf:"bytes,12,opt,name=seven_day_yield,json=sevenDayYield,proto3" json:"seven_day_yield,omitempty"`
+	SevenDayYield string `protobuf:"bytes,12,opt,name=seven_day_yield,proto3" json:"seven_day_yield,omitempty"`
 	// seven_day_yield_date, YYYY-MM-DD; "" until published.
-	SevenDayYieldDate string `protobuf:"bytes,13,opt,name=seven_day_yield_date,json=sevenDayYieldDate,proto3" json:"seven_day_yield_date,omitempty"`
+	SevenDayYieldDate string `protobuf:"bytes,13,opt,name=seven_day_yield_date,proto3" json:"seven_day_yield_date,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -566,22 +566,22 @@ func (x *Holdings) GetSevenDayYieldDate() string {
 // Order is one customer request and its outcome.
 type Order struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
-	RequestId  string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	CustomerId int64                  `protobuf:"varint,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	RequestId  string                 `protobuf:"bytes,1,opt,name=request_id,proto3" json:"request_id,omitempty"`
+	CustomerId int64                  `protobuf:"varint,2,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	Kind       OrderKind              `protobuf:"varint,3,opt,name=kind,proto3,enum=fund.v1.OrderKind" json:"kind,omitempty"`
 	Amount     string                 `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	Status     OrderStatus            `protobuf:"varint,5,opt,name=status,proto3,enum=fund.v1.OrderStatus" json:"status,omitempty"`
 	// reason a rejected order was refused: insufficient_funds or fast_redeem_limit.
 	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	// trade_date, YYYY-MM-DD, by the 15:00 cut-off and the trading calendar.
-	TradeDate string `protobuf:"bytes,7,opt,name=trade_date,json=tradeDate,proto3" json:"trade_date,omitempty"`
+	TradeDate string `protobuf:"bytes,7,opt,name=trade_date,proto3" json:"trade_date,omitempty"`
 	// confirm_date, YYYY-MM-DD, for subscriptions and standard redemptions; "" otherwise.
-	ConfirmDate string                 `protobuf:"bytes,8,opt,name=confirm_date,json=confirmDate,proto3" json:"confirm_date,omitempty"`
-	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ConfirmDate string                 `protobuf:"bytes,8,opt,name=confirm_date,proto3" json:"confirm_date,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,proto3" json:"created_at,omitempty"`
 	// to_customer_id of a transfer; 0 otherwise.
-	ToCustomerId int64 `protobuf:"varint,10,opt,name=to_customer_id,json=toCustomerId,proto3" json:"to_customer_id,omitempty"`
+	ToCustomerId int64 `protobuf:"varint,10,opt,name=to_customer_id,proto3" json:"to_customer_id,omitempty"`
 	// merchant_id of a payment; 0 otherwise.
-	MerchantId int64 `protobuf:"varint,11,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	MerchantId int64 `protobuf:"varint,11,opt,name=merchant_id,proto3" json:"merchant_id,omitempty"`
 	// incoming marks, in a history, a transfer another customer sent.
 	Incoming      bool `protobuf:"varint,12,opt,name=incoming,proto3" json:"incoming,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -705,9 +705,9 @@ func (x *Order) GetIncoming() bool {
 // OrderRequest is a top-up, subscription or withdrawal.
 type OrderRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	// request_id; the Idempotency-Key header takes its place when given.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Amount        string `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -766,8 +766,8 @@ func (x *OrderRequest) GetAmount() string {
 
 type RedeemRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Amount        string                 `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	Mode          RedeemMode             `protobuf:"varint,4,opt,name=mode,proto3,enum=fund.v1.RedeemMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -834,10 +834,10 @@ func (x *RedeemRequest) GetMode() RedeemMode {
 
 type TransferRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Amount        string                 `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
-	ToCustomerId  int64                  `protobuf:"varint,4,opt,name=to_customer_id,json=toCustomerId,proto3" json:"to_customer_id,omitempty"`
+	ToCustomerId  int64                  `protobuf:"varint,4,opt,name=to_customer_id,proto3" json:"to_customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,10 +902,10 @@ func (x *TransferRequest) GetToCustomerId() int64 {
 
 type PayRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	CustomerId    int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	Amount        string                 `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
-	MerchantId    int64                  `protobuf:"varint,4,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	MerchantId    int64                  `protobuf:"varint,4,opt,name=merchant_id,proto3" json:"merchant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -970,11 +970,11 @@ func (x *PayRequest) GetMerchantId() int64 {
 
 type ListTransactionsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId int64                  `protobuf:"varint,1,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	// page_size: 1..200; 0 = 20.
-	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,proto3" json:"page_size,omitempty"`
 	// page_token from the previous page's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,7 +1034,7 @@ type ListTransactionsResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Transactions []*Order               `protobuf:"bytes,1,rep,name=transactions,proto3" json:"transactions,omitempty"`
 	// next_page_token; "" on the last page.
-	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1085,9 +1085,9 @@ func (x *ListTransactionsResponse) GetNextPageToken() string {
 
 type GetOrderRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
-	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,proto3" json:"request_id,omitempty"`
 	// customer_id: the token's customer when 0.
-	CustomerId    int64 `protobuf:"varint,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId    int64 `protobuf:"varint,2,opt,name=customer_id,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1140,100 +1140,98 @@ var File_gateway_api_fund_v1_fund_proto protoreflect.FileDescriptor
 
 const file_gateway_api_fund_v1_fund_proto_rawDesc = "" +
 	"\n" +
-	"\x1egateway/api/fund/v1/fund.proto\x12\afund.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n" +
+	"\x1egateway/api/fund/v1/fund.proto\x12\afund.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
 	"\bCustomer\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1d\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12\x12\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12/\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x17.fund.v1.CustomerStatusR\x06status\x129\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x17.fund.v1.CustomerStatusR\x06status\x12:\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"5\n" +
-	"\x12GetCustomerRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\"5\n" +
-	"\x12GetHoldingsRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\"\x86\x04\n" +
-	"\bHoldings\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12/\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"created_at\"6\n" +
+	"\x12GetCustomerRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\"6\n" +
+	"\x12GetHoldingsRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\"\x95\x04\n" +
+	"\bHoldings\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12/\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x17.fund.v1.CustomerStatusR\x06status\x12\x12\n" +
 	"\x04cash\x18\x03 \x01(\tR\x04cash\x12\x16\n" +
-	"\x06shares\x18\x04 \x01(\tR\x06shares\x12%\n" +
-	"\x0eshares_pending\x18\x05 \x01(\tR\rsharesPending\x12)\n" +
-	"\x10shares_redeeming\x18\x06 \x01(\tR\x0fsharesRedeeming\x12\x1f\n" +
-	"\vfrozen_cash\x18\a \x01(\tR\n" +
-	"frozenCash\x12#\n" +
-	"\rfrozen_shares\x18\b \x01(\tR\ffrozenShares\x123\n" +
-	"\x16fast_redeem_left_today\x18\t \x01(\tR\x13fastRedeemLeftToday\x12)\n" +
+	"\x06shares\x18\x04 \x01(\tR\x06shares\x12&\n" +
+	"\x0eshares_pending\x18\x05 \x01(\tR\x0eshares_pending\x12*\n" +
+	"\x10shares_redeeming\x18\x06 \x01(\tR\x10shares_redeeming\x12 \n" +
+	"\vfrozen_cash\x18\a \x01(\tR\vfrozen_cash\x12$\n" +
+	"\rfrozen_shares\x18\b \x01(\tR\rfrozen_shares\x126\n" +
+	"\x16fast_redeem_left_today\x18\t \x01(\tR\x16fast_redeem_left_today\x12*\n" +
 	"\x10yesterday_income\x18\n" +
-	" \x01(\tR\x0fyesterdayIncome\x12+\n" +
-	"\x11cumulative_income\x18\v \x01(\tR\x10cumulativeIncome\x12&\n" +
-	"\x0fseven_day_yield\x18\f \x01(\tR\rsevenDayYield\x12/\n" +
-	"\x14seven_day_yield_date\x18\r \x01(\tR\x11sevenDayYieldDate\"\xad\x03\n" +
-	"\x05Order\x12\x1d\n" +
+	" \x01(\tR\x10yesterday_income\x12,\n" +
+	"\x11cumulative_income\x18\v \x01(\tR\x11cumulative_income\x12(\n" +
+	"\x0fseven_day_yield\x18\f \x01(\tR\x0fseven_day_yield\x122\n" +
+	"\x14seven_day_yield_date\x18\r \x01(\tR\x14seven_day_yield_date\"\xb5\x03\n" +
+	"\x05Order\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\x03R\n" +
-	"customerId\x12&\n" +
+	"request_id\x18\x01 \x01(\tR\n" +
+	"request_id\x12 \n" +
+	"\vcustomer_id\x18\x02 \x01(\x03R\vcustomer_id\x12&\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x12.fund.v1.OrderKindR\x04kind\x12\x16\n" +
 	"\x06amount\x18\x04 \x01(\tR\x06amount\x12,\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x14.fund.v1.OrderStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1e\n" +
 	"\n" +
-	"trade_date\x18\a \x01(\tR\ttradeDate\x12!\n" +
-	"\fconfirm_date\x18\b \x01(\tR\vconfirmDate\x129\n" +
+	"trade_date\x18\a \x01(\tR\n" +
+	"trade_date\x12\"\n" +
+	"\fconfirm_date\x18\b \x01(\tR\fconfirm_date\x12:\n" +
 	"\n" +
-	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12$\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"created_at\x12&\n" +
 	"\x0eto_customer_id\x18\n" +
-	" \x01(\x03R\ftoCustomerId\x12\x1f\n" +
-	"\vmerchant_id\x18\v \x01(\x03R\n" +
-	"merchantId\x12\x1a\n" +
-	"\bincoming\x18\f \x01(\bR\bincoming\"f\n" +
-	"\fOrderRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1d\n" +
+	" \x01(\x03R\x0eto_customer_id\x12 \n" +
+	"\vmerchant_id\x18\v \x01(\x03R\vmerchant_id\x12\x1a\n" +
+	"\bincoming\x18\f \x01(\bR\bincoming\"h\n" +
+	"\fOrderRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12\x16\n" +
-	"\x06amount\x18\x03 \x01(\tR\x06amount\"\x90\x01\n" +
-	"\rRedeemRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\tR\x06amount\"\x92\x01\n" +
+	"\rRedeemRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12\x16\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12'\n" +
-	"\x04mode\x18\x04 \x01(\x0e2\x13.fund.v1.RedeemModeR\x04mode\"\x8f\x01\n" +
-	"\x0fTransferRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1d\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x13.fund.v1.RedeemModeR\x04mode\"\x93\x01\n" +
+	"\x0fTransferRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12\x16\n" +
-	"\x06amount\x18\x03 \x01(\tR\x06amount\x12$\n" +
-	"\x0eto_customer_id\x18\x04 \x01(\x03R\ftoCustomerId\"\x85\x01\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\tR\x06amount\x12&\n" +
+	"\x0eto_customer_id\x18\x04 \x01(\x03R\x0eto_customer_id\"\x88\x01\n" +
 	"\n" +
-	"PayRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1d\n" +
+	"PayRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12\x16\n" +
-	"\x06amount\x18\x03 \x01(\tR\x06amount\x12\x1f\n" +
-	"\vmerchant_id\x18\x04 \x01(\x03R\n" +
-	"merchantId\"v\n" +
-	"\x17ListTransactionsRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\x03R\n" +
-	"customerId\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\n" +
+	"request_id\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\tR\x06amount\x12 \n" +
+	"\vmerchant_id\x18\x04 \x01(\x03R\vmerchant_id\"y\n" +
+	"\x17ListTransactionsRequest\x12 \n" +
+	"\vcustomer_id\x18\x01 \x01(\x03R\vcustomer_id\x12\x1c\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x03 \x01(\tR\n" +
+	"page_token\"x\n" +
 	"\x18ListTransactionsResponse\x122\n" +
-	"\ftransactions\x18\x01 \x03(\v2\x0e.fund.v1.OrderR\ftransactions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Q\n" +
-	"\x0fGetOrderRequest\x12\x1d\n" +
+	"\ftransactions\x18\x01 \x03(\v2\x0e.fund.v1.OrderR\ftransactions\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\"S\n" +
+	"\x0fGetOrderRequest\x12\x1e\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\x03R\n" +
-	"customerId*U\n" +
+	"request_id\x18\x01 \x01(\tR\n" +
+	"request_id\x12 \n" +
+	"\vcustomer_id\x18\x02 \x01(\x03R\vcustomer_id*U\n" +
 	"\x0eCustomerStatus\x12\x1f\n" +
 	"\x1bCUSTOMER_STATUS_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
