@@ -80,7 +80,6 @@ var (
 	ErrShardMapMismatch = errors.New("ledger: shard count differs between caller and server")
 )
 
-
 // ShardOfTransfers returns the one shard that every account the transfers
 // name lives on: ErrCrossShard when they name accounts of two shards,
 // ErrShardUnknown when they name none (posts and voids may leave both

@@ -17,8 +17,6 @@ import (
 
 	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/ledger/ledgerbench"
-	"github.com/fundplatform/fund/ledger/postgres"
-	"github.com/fundplatform/fund/ledger/xshard"
 )
 
 func newRootCmd() *cobra.Command {
@@ -196,68 +194,5 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	f.StringToStringVar(&pgSet, "pg-set", nil, "extra settings of the private Postgres, name=value")
-	return cmd
-}
-
-func newLedgerVerifyCmd() *cobra.Command {
-	var (
-		dsn    string
-		shards int
-	)
-	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Recompute every balance from the journal and report each difference",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dsn == "" {
-				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
-			}
-			ctx := cmd.Context()
-			store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			out := cmd.OutOrStdout()
-			bad := 0
-			for shard := 0; shard < shards; shard++ {
-				rep, err := store.Verify(ctx, shard)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "shard %d: %d accounts, %d entries, %d differences, %d problems (%.1fs)\n",
-					shard, rep.Accounts, rep.Transfers, len(rep.Differences), len(rep.Problems), rep.Took.Seconds())
-				for _, d := range rep.Differences {
-					fmt.Fprintf(out, "  account %d: stored dp=%d dP=%d cp=%d cP=%d journal dp=%d dP=%d cp=%d cP=%d\n",
-						d.AccountID, d.Stored.DebitsPending, d.Stored.DebitsPosted, d.Stored.CreditsPending, d.Stored.CreditsPosted,
-						d.Journal.DebitsPending, d.Journal.DebitsPosted, d.Journal.CreditsPending, d.Journal.CreditsPosted)
-				}
-				for _, p := range rep.Problems {
-					fmt.Fprintln(out, "  "+p)
-				}
-				if !rep.OK() {
-					bad++
-				}
-			}
-			// Money in flight between shards sits in the in-transit accounts;
-			// with no saga in flight they net to zero.
-			net, err := store.NetByCode(ctx, xshard.KindOut)
-			if err != nil {
-				return err
-			}
-			for asset, v := range net {
-				fmt.Fprintf(out, "in-transit %s: nets to %d across shards\n", asset, v)
-				if v != 0 {
-					fmt.Fprintln(out, "  (not zero: a saga is in flight, or one was lost)")
-					bad++
-				}
-			}
-			if bad > 0 {
-				return fmt.Errorf("%d checks failed", bad)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the ledger database")
-	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
 	return cmd
 }

@@ -17,7 +17,9 @@ type errBadField struct {
 	value any
 }
 
-func (e *errBadField) Error() string { return fmt.Sprintf("ledger: field %s: value %v out of range", e.field, e.value) }
+func (e *errBadField) Error() string {
+	return fmt.Sprintf("ledger: field %s: value %v out of range", e.field, e.value)
+}
 
 func u16(field string, v uint32) (uint16, error) {
 	if v > math.MaxUint16 {

@@ -212,3 +212,27 @@ func (d *Databases) split(shards []int) [][]int {
 	}
 	return out
 }
+
+// CheckPlacement reports shards whose rows sit on a database the map does
+// not put them on: the sign of a DSN list given in another order (or with
+// a database added or removed) than the one the data was written with.
+// Each problem is one sentence.
+func (d *Databases) CheckPlacement(ctx context.Context) ([]string, error) {
+	var problems []string
+	for i, st := range d.stores {
+		ls, err := st.Leases(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("database %d: %w", i+1, err)
+		}
+		for _, l := range ls {
+			switch {
+			case l.Shard < 0 || l.Shard >= d.Map.Shards:
+				problems = append(problems, fmt.Sprintf("database %d holds shard %d, beyond the %d shards of the map", i+1, l.Shard, d.Map.Shards))
+			case d.Map.DatabaseOf(l.Shard) != i:
+				problems = append(problems, fmt.Sprintf("database %d holds shard %d, which the map places on database %d (is the DSN list in its original order?)",
+					i+1, l.Shard, d.Map.DatabaseOf(l.Shard)+1))
+			}
+		}
+	}
+	return problems, nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
+)
+
+// newLedgerVerifyCmd is `fundctl ledger verify`: every shard on every
+// database of the shard map, journal against balances on each, then the
+// in-transit accounts of all shards netting to zero.
+func newLedgerVerifyCmd() *cobra.Command {
+	var (
+		dsns   []string
+		shards int
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Recompute every balance from the journal on every shard of every database, and net in-transit across shards",
+		Long: `Recomputes every balance of every shard from its journal, each shard on the database
+the shard map puts it on (give the same --dsn list, in the same order, as to fundd ledger),
+reports each difference, checks that no shard's rows sit on another database, and sums the
+in-transit accounts of cross-shard sagas over all databases: zero when no saga is in flight.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(dsns) == 0 {
+				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+			}
+			ctx := cmd.Context()
+			dbs, err := postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: dsns, Shards: shards, ConnsMax: 2})
+			if err != nil {
+				return err
+			}
+			defer dbs.Close()
+			out := cmd.OutOrStdout()
+			bad := 0
+			misplaced, err := dbs.CheckPlacement(ctx)
+			if err != nil {
+				return err
+			}
+			for _, p := range misplaced {
+				fmt.Fprintln(out, p)
+				bad++
+			}
+			for shard := 0; shard < shards; shard++ {
+				rep, err := dbs.Verify(ctx, shard)
+				if err != nil {
+					return fmt.Errorf("shard %d: %w", shard, err)
+				}
+				fmt.Fprintf(out, "shard %d (database %d): %d accounts, %d entries, %d differences, %d problems (%.1fs)\n",
+					shard, dbs.Map.DatabaseOf(shard)+1, rep.Accounts, rep.Transfers, len(rep.Differences), len(rep.Problems), rep.Took.Seconds())
+				for _, d := range rep.Differences {
+					fmt.Fprintf(out, "  account %d: stored dp=%d dP=%d cp=%d cP=%d journal dp=%d dP=%d cp=%d cP=%d\n",
+						d.AccountID, d.Stored.DebitsPending, d.Stored.DebitsPosted, d.Stored.CreditsPending, d.Stored.CreditsPosted,
+						d.Journal.DebitsPending, d.Journal.DebitsPosted, d.Journal.CreditsPending, d.Journal.CreditsPosted)
+				}
+				for _, p := range rep.Problems {
+					fmt.Fprintln(out, "  "+p)
+				}
+				if !rep.OK() {
+					bad++
+				}
+			}
+			// Money in flight between shards sits in the in-transit
+			// accounts, on both sides of each saga, possibly on different
+			// databases; with no saga in flight they net to zero.
+			net, err := dbs.NetByCode(ctx, xshard.KindOut)
+			if err != nil {
+				return err
+			}
+			for asset, v := range net {
+				fmt.Fprintf(out, "in-transit %s: nets to %d across %d shards on %d databases\n", asset, v, shards, dbs.Len())
+				if v != 0 {
+					fmt.Fprintln(out, "  (not zero: a saga is in flight, or one was lost)")
+					bad++
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%d checks failed", bad)
+			}
+			return nil
+		},
+	}
+	var env []string
+	if v := os.Getenv(localpg.EnvDSN); v != "" {
+		env = strings.Split(v, ",")
+	}
+	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
+	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	return cmd
+}
