@@ -116,6 +116,9 @@ type Audit struct {
 	Lost         int64 `json:"lost"`         // acknowledged, missing or wrong in the books
 	Duplicated   int64 `json:"duplicated"`   // an entry of one of the run's orders in the journal more than once
 	HalfApplied  int64 `json:"half_applied"` // part of a chain, or an order row without its entries (or the reverse)
+	// Wrong counts orders found with other amounts or accounts than sent,
+	// refused ones whose money moved, and unsent ones in the books.
+	Wrong int64 `json:"wrong"`
 	// UnackedApplied counts orders the client never saw acknowledged
 	// (failed after retries) that did apply, whole: allowed, the app would
 	// learn it from GET /v1/orders.

@@ -274,6 +274,7 @@ p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.
 <tr><td>accepted and in the books exactly once, right amounts</td><td>{{.Applied}}</td></tr>
 <tr><td>lost</td><td>{{.Lost}}</td></tr><tr><td>duplicated</td><td>{{.Duplicated}}</td></tr>
 <tr><td>half-applied</td><td>{{.HalfApplied}}</td></tr>
+<tr><td>wrong (other amounts or accounts, refused but moved, unsent but booked)</td><td>{{.Wrong}}</td></tr>
 <tr><td>not acknowledged but applied whole (allowed)</td><td>{{.UnackedApplied}}</td></tr>
 <tr><td>ledger verify, shards {{.Shards}}</td><td>{{if .LedgerVerified}}holds{{else}}FAILED{{end}}</td></tr>
 <tr><td>reconciliation</td><td>{{if .Recon}}{{.Recon}}, {{.ReconBreaks}} breaks{{else}}not run{{end}}</td></tr>

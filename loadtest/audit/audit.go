@@ -1,0 +1,473 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/ledger"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/loadtest"
+)
+
+// Limits of an audit.
+const (
+	queryBatch  = 5_000 // ids per query
+	problemsMax = 20    // problems spelled out in the report; all are counted
+	timeoutMax  = 30 * time.Minute
+)
+
+// Config of an audit.
+type Config struct {
+	// LedgerDSN is the database of the ledger journal; AccountsDSN that of
+	// the orders ("" = the same).
+	LedgerDSN, AccountsDSN string
+	// Recon, when set, asks reconciliation for its view (the fundctl
+	// command reads GET /v1/admin/recon/report); its breaks fail the audit.
+	Recon func(ctx context.Context) (summary string, breaks int64, err error)
+	// SkipVerify leaves out ledger Verify (for tests that break the
+	// journal on purpose and only look at the records).
+	SkipVerify bool
+}
+
+// ErrAudit wraps errors that stopped the audit itself (not findings).
+var ErrAudit = errors.New("audit")
+
+// leg is what one transfer of an order's linked chain must look like.
+type leg struct {
+	debit, credit func(r loadtest.Record) ledger.AccountID // nil: checked by match instead
+	match         func(id ledger.AccountID, r loadtest.Record) bool
+	asset         ledger.Asset
+	pending       bool
+}
+
+func fixed(id ledger.AccountID) func(loadtest.Record) ledger.AccountID {
+	return func(loadtest.Record) ledger.AccountID { return id }
+}
+func cash(r loadtest.Record) ledger.AccountID {
+	return accounts.CashAccount(accounts.CustomerID(r.Customer))
+}
+func shares(r loadtest.Record) ledger.AccountID {
+	return accounts.SharesAccount(accounts.CustomerID(r.Customer))
+}
+
+// quotaMask keeps the customer part of a fast-redemption quota account id
+// (accounts.QuotaAccount: 1<<62 | day<<40 | customer); the day is the
+// server's natural day, which the client does not know for sure.
+const quotaMask = ledger.AccountID(1)<<40 - 1
+
+// chains mirror the linked chains accounts.Service writes for each order
+// kind (accounts/service.go): leg i has the transfer id
+// DeriveTransferID("accounts/order/<customer>", requestID, "<i>")
+// (accounts/ids.go transferID) and carries the order's amount.
+var chains = map[loadtest.Op][]leg{
+	loadtest.OpSubscribe: {
+		{debit: cash, credit: fixed(accounts.FundOmnibusCash), asset: ledger.AssetCNY},
+		{debit: fixed(accounts.FundOmnibusShares), credit: shares, asset: ledger.AssetFundShares, pending: true},
+	},
+	loadtest.OpStandardRedeem: {
+		{debit: shares, credit: fixed(accounts.FundOmnibusShares), asset: ledger.AssetFundShares, pending: true},
+	},
+	loadtest.OpFastRedeem: {
+		{debit: shares, credit: fixed(accounts.FundOmnibusShares), asset: ledger.AssetFundShares},
+		{match: func(id ledger.AccountID, r loadtest.Record) bool {
+			return id>>62 == 1 && id&quotaMask == ledger.AccountID(r.Customer)
+		}, credit: fixed(accounts.QuotaUsed), asset: ledger.AssetQuota},
+		{debit: fixed(accounts.FundOmnibusCash), credit: cash, asset: ledger.AssetCNY},
+	},
+	loadtest.OpTransfer: {
+		{debit: cash, credit: func(r loadtest.Record) ledger.AccountID {
+			return accounts.CashAccount(accounts.CustomerID(r.Counterparty))
+		}, asset: ledger.AssetCNY},
+	},
+	loadtest.OpPay: {
+		{debit: shares, credit: fixed(accounts.FundOmnibusShares), asset: ledger.AssetFundShares},
+		{debit: fixed(accounts.FundOmnibusCash), credit: func(r loadtest.Record) ledger.AccountID {
+			return accounts.MerchantAccount(accounts.MerchantID(r.Counterparty))
+		}, asset: ledger.AssetCNY},
+	},
+}
+
+var orderKinds = map[loadtest.Op]accounts.OrderKind{
+	loadtest.OpSubscribe: accounts.KindSubscribe, loadtest.OpStandardRedeem: accounts.KindStandardRedeem,
+	loadtest.OpFastRedeem: accounts.KindFastRedeem, loadtest.OpTransfer: accounts.KindTransfer, loadtest.OpPay: accounts.KindPay,
+}
+
+// LegID is the ledger id of leg n of customer c's order requestID, derived
+// exactly as accounts derives it.
+func LegID(c int64, requestID string, n int) ledger.TransferID {
+	return ledger.DeriveTransferID("accounts/order/"+strconv.FormatInt(c, 10), requestID, strconv.Itoa(n))
+}
+
+// entry is one journal row.
+type entry struct {
+	debit, credit ledger.AccountID
+	amount        int64
+	asset         ledger.Asset
+	flags         ledger.TransferFlags
+}
+
+type order struct {
+	kind         string
+	amount       int64
+	counterparty int64
+	status       string
+}
+
+// Run checks every order record of a run against the books and the books
+// against themselves. Findings go into the returned Audit (OK false when
+// anything is wrong); an error means the audit could not finish.
+func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.Audit, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeoutMax)
+	defer cancel()
+	if cfg.AccountsDSN == "" {
+		cfg.AccountsDSN = cfg.LedgerDSN
+	}
+	lpool, err := pool(ctx, cfg.LedgerDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer lpool.Close()
+	apool := lpool
+	if cfg.AccountsDSN != cfg.LedgerDSN {
+		if apool, err = pool(ctx, cfg.AccountsDSN); err != nil {
+			return nil, err
+		}
+		defer apool.Close()
+	}
+
+	a := &loadtest.Audit{}
+	problem := func(format string, args ...any) {
+		if len(a.Problems) < problemsMax {
+			a.Problems = append(a.Problems, fmt.Sprintf(format, args...))
+		}
+	}
+
+	var orders []loadtest.Record
+	for _, r := range records {
+		if r.Op.IsOrder() {
+			orders = append(orders, r)
+		}
+	}
+	expected := map[ledger.TransferID]bool{}
+	for _, r := range orders {
+		for i := range chains[r.Op] {
+			expected[LegID(r.Customer, r.Key, i)] = true
+		}
+	}
+	for start := 0; start < len(orders); start += queryBatch {
+		batch := orders[start:min(start+queryBatch, len(orders))]
+		journal, err := journalEntries(ctx, lpool, batch)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := orderRows(ctx, apool, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range batch {
+			check(a, r, journal, rows, problem)
+		}
+	}
+
+	// Entries that carry one of the run's request ids but are not one of
+	// its orders' legs (a second application under another id), and pending
+	// legs posted or voided more than once.
+	prefix := runPrefix(orders)
+	if prefix != "" {
+		extra, err := strayEntries(ctx, lpool, prefix, expected)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range extra {
+			a.Duplicated++
+			problem("duplicated: journal entry %s carries request %s but is none of its order's legs", s[0], s[1])
+		}
+	}
+
+	if !cfg.SkipVerify {
+		if err := verify(ctx, cfg.LedgerDSN, lpool, a, problem); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Recon != nil {
+		summary, breaks, err := cfg.Recon(ctx)
+		if err != nil {
+			a.Recon = "unavailable: " + err.Error()
+		} else {
+			a.Recon, a.ReconBreaks = summary, breaks
+			if breaks > 0 {
+				problem("reconciliation shows %d breaks", breaks)
+			}
+		}
+	}
+	a.OK = a.Lost == 0 && a.Duplicated == 0 && a.HalfApplied == 0 && a.Wrong == 0 &&
+		(cfg.SkipVerify || a.LedgerVerified) && a.ReconBreaks == 0
+	return a, nil
+}
+
+func pool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parse dsn: %v", ErrAudit, err)
+	}
+	pcfg.MaxConns = 4
+	p, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect: %v", ErrAudit, err)
+	}
+	return p, nil
+}
+
+// check compares one record with what the books hold for it.
+func check(a *loadtest.Audit, r loadtest.Record, journal map[ledger.TransferID][]entry,
+	rows map[string]order, problem func(string, ...any)) {
+	a.Checked++
+	acked := r.Outcome == loadtest.Accepted || r.Outcome == loadtest.Rejected
+	if acked {
+		a.Acknowledged++
+	}
+	chain := chains[r.Op]
+	present, dup := 0, false
+	var wrong []string
+	for i, l := range chain {
+		es := journal[LegID(r.Customer, r.Key, i)]
+		switch {
+		case len(es) == 0:
+			continue
+		case len(es) > 1:
+			dup = true
+		}
+		present++
+		e := es[0]
+		debitOK := (l.debit != nil && e.debit == l.debit(r)) || (l.match != nil && l.match(e.debit, r))
+		if !debitOK || e.credit != l.credit(r) || e.amount != r.Amount || e.asset != l.asset ||
+			(e.flags&ledger.Pending != 0) != l.pending {
+			wrong = append(wrong, fmt.Sprintf("leg %d: %d -> %d, %d of %s, flags %d", i, e.debit, e.credit, e.amount, e.asset, e.flags))
+		}
+	}
+	row, hasRow := rows[rowKey(r.Customer, r.Key)]
+	rowApplied := hasRow && (row.status == string(accounts.OrderCompleted) || row.status == string(accounts.OrderPending))
+	rowMatches := hasRow && row.kind == string(orderKinds[r.Op]) && row.amount == r.Amount && row.counterparty == r.Counterparty
+	all, none := present == len(chain), present == 0
+	what := fmt.Sprintf("%s %s of customer %d (%s, %s)", r.Op, r.Key, r.Customer, accounts.FormatAmount(r.Amount), r.Outcome)
+
+	if dup {
+		a.Duplicated++
+		problem("duplicated: %s has a journal entry more than once", what)
+		return
+	}
+	if r.Outcome == loadtest.Accepted {
+		switch {
+		case all && rowApplied && rowMatches && len(wrong) == 0:
+			a.Applied++
+		case all && hasRow && (!rowMatches || len(wrong) > 0):
+			a.Wrong++
+			problem("wrong: %s: order row %s %s to %d; %s", what, row.kind, accounts.FormatAmount(row.amount),
+				row.counterparty, strings.Join(wrong, "; "))
+		default:
+			a.Lost++
+			problem("lost: %s was acknowledged but the books hold %d of its %d legs and %s", what, present, len(chain), rowState(hasRow, row))
+		}
+		return
+	}
+	if len(wrong) > 0 || (hasRow && !rowMatches) {
+		a.Wrong++
+		problem("wrong: %s: %s; %s", what, rowState(hasRow, row), strings.Join(wrong, "; "))
+		return
+	}
+	switch r.Outcome {
+	case loadtest.Rejected:
+		if !none {
+			a.Wrong++
+			problem("wrong: %s was refused but %d of its legs are in the journal", what, present)
+		}
+	case loadtest.Dropped:
+		if !none || hasRow {
+			a.Wrong++
+			problem("wrong: %s was never sent but the books hold %d legs and %s", what, present, rowState(hasRow, row))
+		}
+	default: // shed or failed: not acknowledged, so all or nothing
+		switch {
+		case all && (rowApplied || !hasRow):
+			a.UnackedApplied++
+		case none && (!hasRow || row.status == string(accounts.OrderRejected)):
+		default:
+			a.HalfApplied++
+			problem("half-applied: %s: %d of %d legs and %s", what, present, len(chain), rowState(hasRow, row))
+		}
+	}
+}
+
+func rowState(has bool, o order) string {
+	if !has {
+		return "no order row"
+	}
+	return "order row " + o.status
+}
+
+func rowKey(c int64, key string) string { return strconv.FormatInt(c, 10) + "/" + key }
+
+func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[ledger.TransferID][]entry, error) {
+	var ids []string
+	for _, r := range rs {
+		for i := range chains[r.Op] {
+			ids = append(ids, LegID(r.Customer, r.Key, i).String())
+		}
+	}
+	rows, err := p.Query(ctx, `SELECT id::text, debit_account_id, credit_account_id, amount, asset, flags
+		FROM transfers WHERE id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+	}
+	out := map[ledger.TransferID][]entry{}
+	var (
+		id    string
+		e     entry
+		flags int32
+		asset int16
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &e.debit, &e.credit, &e.amount, &asset, &flags}, func() error {
+		tid, err := ledger.ParseTransferID(id)
+		if err != nil {
+			return err
+		}
+		e.asset, e.flags = ledger.Asset(asset), ledger.TransferFlags(flags)
+		out[tid] = append(out[tid], e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+	}
+	return out, nil
+}
+
+func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[string]order, error) {
+	cs := make([]int64, len(rs))
+	keys := make([]string, len(rs))
+	for i, r := range rs {
+		cs[i], keys[i] = r.Customer, r.Key
+	}
+	rows, err := p.Query(ctx, `SELECT o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.status
+		FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
+		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cs, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read orders: %v", ErrAudit, err)
+	}
+	out := map[string]order{}
+	var (
+		c   int64
+		key string
+		o   order
+	)
+	_, err = pgx.ForEachRow(rows, []any{&c, &key, &o.kind, &o.amount, &o.counterparty, &o.status}, func() error {
+		out[rowKey(c, key)] = o
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read orders: %v", ErrAudit, err)
+	}
+	return out, nil
+}
+
+// runPrefix is the part every key of the run shares up to its last "-"
+// (the generator's keys are RunID-seq), or "" when they share none.
+func runPrefix(rs []loadtest.Record) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	i := strings.LastIndexByte(rs[0].Key, '-')
+	if i <= 0 {
+		return ""
+	}
+	p := rs[0].Key[:i+1]
+	for _, r := range rs {
+		if !strings.HasPrefix(r.Key, p) {
+			return ""
+		}
+	}
+	return p
+}
+
+// strayEntries returns [id, request] of journal entries whose user data is
+// one of the run's request ids but which are neither an expected leg nor
+// settlement's post or void of one, and of pending legs resolved twice.
+func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected map[ledger.TransferID]bool) ([][2]string, error) {
+	like := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix) + "%"
+	rows, err := p.Query(ctx, `SELECT id::text, user_data FROM transfers
+		WHERE user_data LIKE $1 AND flags & 12 = 0`, like)
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan journal: %v", ErrAudit, err)
+	}
+	var out [][2]string
+	var id, data string
+	_, err = pgx.ForEachRow(rows, []any{&id, &data}, func() error {
+		tid, err := ledger.ParseTransferID(id)
+		if err != nil {
+			return err
+		}
+		if !expected[tid] {
+			out = append(out, [2]string{id, data})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan journal: %v", ErrAudit, err)
+	}
+	// A pending leg is posted or voided at most once.
+	var pend []string
+	for id := range expected {
+		pend = append(pend, id.String())
+	}
+	rows, err = p.Query(ctx, `SELECT pending_id::text, count(*) FROM transfers
+		WHERE pending_id = ANY($1::uuid[]) AND flags & 12 <> 0 GROUP BY 1 HAVING count(*) > 1`, pend)
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan resolutions: %v", ErrAudit, err)
+	}
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error {
+		out = append(out, [2]string{id, fmt.Sprintf("(pending leg resolved %d times)", n)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan resolutions: %v", ErrAudit, err)
+	}
+	return out, nil
+}
+
+// verify runs the ledger's own Verify on every shard the database holds.
+func verify(ctx context.Context, dsn string, p *pgxpool.Pool, a *loadtest.Audit, problem func(string, ...any)) error {
+	rows, err := p.Query(ctx, `SELECT shard FROM ledger_shards UNION SELECT DISTINCT shard FROM accounts ORDER BY 1`)
+	if err != nil {
+		return fmt.Errorf("%w: list shards: %v", ErrAudit, err)
+	}
+	shards, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("%w: list shards: %v", ErrAudit, err)
+	}
+	store, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: dsn, ConnsMax: 2})
+	if err != nil {
+		return fmt.Errorf("%w: open ledger store: %v", ErrAudit, err)
+	}
+	defer store.Close()
+	a.LedgerVerified = true
+	for _, s := range shards {
+		rep, err := store.Verify(ctx, int(s))
+		if err != nil {
+			return fmt.Errorf("%w: verify shard %d: %v", ErrAudit, s, err)
+		}
+		a.Shards = append(a.Shards, int(s))
+		if !rep.OK() {
+			a.LedgerVerified = false
+			problem("ledger verify, shard %d: %d balance differences %s", s, len(rep.Differences), strings.Join(rep.Problems, "; "))
+		}
+	}
+	return nil
+}
