@@ -642,3 +642,32 @@ func TestEndToEndWorkersAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEndToEndDeadShardFailsFast(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, devstack.Options{Breaker: gateway.BreakerConfig{ConsecutiveFailures: 3, OpenFor: time.Hour}})
+	c := newClient(t, st)
+	admin := token(t, st, 0, true)
+	alice := openCustomer(t, c, admin, "Alice", "a")
+	c.req("POST", customerPath(alice, "/topups"), admin, map[string]any{"amount": "10"}, "Idempotency-Key", "t1").want(t, 200)
+	if err := st.StopLedger(); err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]int{}
+	for i := 0; i < 6; i++ {
+		r := c.req("POST", customerPath(alice, "/subscriptions"), admin, map[string]any{"amount": "1"},
+			"Idempotency-Key", "s"+strconv.Itoa(i)).want(t, 503)
+		reasons[r.reason()]++
+	}
+	// The first failures come from the stopped shard, then the breaker
+	// answers without calling it.
+	if reasons["SHARD_UNAVAILABLE"] != 3 || reasons["BREAKER_OPEN"] != 3 {
+		t.Fatalf("reasons %v", reasons)
+	}
+	m := c.req("GET", "/metrics", "", nil).want(t, 200)
+	if !strings.Contains(m.raw, `fund_gateway_breaker_state{target="shard-0"} 2`) {
+		t.Fatal("breaker state metric is not 2 (open)")
+	}
+	// Nothing was stored for the refused orders: a retry later may apply them.
+	c.req("GET", "/v1/orders/s0?customer_id="+strconv.FormatInt(alice, 10), admin, nil).want(t, 404)
+}

@@ -113,17 +113,18 @@ type Stack struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 
-	broker   *kafka.Broker
-	pub      *kafka.Publisher
-	closers  []func()             // in reverse order on Stop
-	roles    []Role               // started workers
-	cancels  []context.CancelFunc // gateway, workers, relay: stopped in this order
-	wgs      []*sync.WaitGroup
-	failOnce sync.Once
-	failErr  error
-	done     chan struct{}
-	stopOnce sync.Once
-	stopErr  error
+	broker     *kafka.Broker
+	stopLedger func() error
+	pub        *kafka.Publisher
+	closers    []func()             // in reverse order on Stop
+	roles      []Role               // started workers
+	cancels    []context.CancelFunc // gateway, workers, relay: stopped in this order
+	wgs        []*sync.WaitGroup
+	failOnce   sync.Once
+	failErr    error
+	done       chan struct{}
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // Start brings the stack up; the caller must Stop it. On error everything
@@ -212,6 +213,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
+	s.stopLedger = stopSeq
 	s.closers = append(s.closers, func() {
 		if err := stopSeq(); err != nil {
 			logger.Warn("ledger stopped with an error", "err", err)
@@ -323,6 +325,11 @@ func (s *Stack) run(name string, fn func(context.Context) error) {
 		}
 	}()
 }
+
+// StopLedger stops the ledger shard while the rest runs on: failure
+// injection for tests and demos (orders then fail fast with 503, and the
+// circuit breaker opens).
+func (s *Stack) StopLedger() error { return s.stopLedger() }
 
 // Done is closed when a role fails; Err then says which and why.
 func (s *Stack) Done() <-chan struct{} { return s.done }
