@@ -15,6 +15,7 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/gateway/auth"
 	"github.com/fundplatform/fund/ledger"
+	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 )
 
 // errorDomain is the ErrorInfo domain of every error the gateway answers.
@@ -78,6 +79,9 @@ var errorTable = []errorMapping{
 	{ledger.ErrClosed, codes.Unavailable, "SHARD_UNAVAILABLE", ""},
 	{ledger.ErrFenced, codes.Unavailable, "SHARD_MOVED", ""},
 	{ledger.ErrCommitFailed, codes.Unavailable, "COMMIT_FAILED", ""},
+	{ledger.ErrNoOwner, codes.Unavailable, "SHARD_NO_OWNER", ""},
+	{ledger.ErrNotOwner, codes.Unavailable, "SHARD_MOVED", ""},
+	{ledgergrpc.ErrClientClosed, codes.Unavailable, "SHUTTING_DOWN", ""},
 	{ErrNotConfigured, codes.Unimplemented, "NOT_CONFIGURED", ""},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "DEADLINE_EXCEEDED", ""},
 	{context.Canceled, codes.Canceled, "CANCELED", ""},
@@ -91,9 +95,6 @@ func statusOf(err error, logger *slog.Logger, extra ...proto.Message) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err // already a status: built by the gateway
-	}
 	for _, m := range errorTable {
 		if !errors.Is(err, m.err) {
 			continue
@@ -106,6 +107,12 @@ func statusOf(err error, logger *slog.Logger, extra ...proto.Message) error {
 		}
 		details = append(details, extra...)
 		return withDetails(status.New(m.code, err.Error()), details...)
+	}
+	// A transport failure towards a ledger owner (connection refused, reset)
+	// comes back as a bare gRPC status: the shard is unreachable.
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return withDetails(status.New(codes.Unavailable, "ledger shard unreachable; retry with the same request id"),
+			&errdetails.ErrorInfo{Reason: "SHARD_UNREACHABLE", Domain: errorDomain})
 	}
 	if logger != nil {
 		logger.Error("unmapped error", "err", err)

@@ -29,6 +29,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	root := &cobra.Command{Use: "fundd", Short: "The fund platform's server roles", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(newLedgerCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd())
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

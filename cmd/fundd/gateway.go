@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fundplatform/fund/accounts"
+	accountspg "github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/ledger"
+	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+)
+
+// gatewayFlags are the gateway's limits and listeners, shared by `fundd
+// gateway` and `fundd dev`.
+type gatewayFlags struct {
+	httpAddr, grpcAddr string
+	keyFile            string
+	cfg                gateway.Config
+	breaker            gateway.BreakerConfig
+	fastMax            string
+	logLevel           string
+}
+
+func (g *gatewayFlags) register(f *pflag.FlagSet, httpDefault, grpcDefault string) {
+	f.StringVar(&g.httpAddr, "http", httpDefault, "REST/JSON listen address (also /healthz, /readyz, /metrics, /openapi.json)")
+	f.StringVar(&g.grpcAddr, "grpc", grpcDefault, "gRPC listen address")
+	f.StringVar(&g.keyFile, "jwt-key-file", "", "file holding the JWT signing key (>= 32 bytes); default $"+auth.EnvKey)
+	f.IntVar(&g.cfg.ConcurrencyMax, "concurrency-max", 1024, "requests handled at once; more are refused at once with 429")
+	f.Float64Var(&g.cfg.RatePerCustomer, "rate-per-customer", 20, "requests per second per customer")
+	f.IntVar(&g.cfg.RateBurst, "rate-burst", 40, "burst of the per-customer rate limit")
+	f.Int64Var(&g.cfg.BodyBytesMax, "body-bytes-max", 16<<10, "largest request body")
+	f.DurationVar(&g.cfg.RequestTimeout, "request-timeout", 10*time.Second, "deadline of a request that brings none")
+	f.DurationVar(&g.cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
+	f.BoolVar(&g.cfg.RESTViaLoopback, "rest-via-loopback", false, "route REST through a loopback gRPC connection (slower; for comparison)")
+	f.Uint32Var(&g.breaker.ConsecutiveFailures, "breaker-failures", 5, "consecutive failures of a ledger shard that open its breaker")
+	f.DurationVar(&g.breaker.OpenFor, "breaker-open-for", 2*time.Second, "how long an open breaker refuses before probing")
+	f.StringVar(&g.fastMax, "fast-redeem-daily-max", "10000.00", "fast redemption cap per customer per natural day, CNY")
+	f.StringVar(&g.logLevel, "log-level", "info", "debug (every request), info, warn or error")
+}
+
+func (g *gatewayFlags) logger(role string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("process", role), nil
+}
+
+func (g *gatewayFlags) accountsConfig() (accounts.Config, error) {
+	fen, err := accounts.ParseAmount(g.fastMax)
+	if err != nil {
+		return accounts.Config{}, fmt.Errorf("--fast-redeem-daily-max: %w", err)
+	}
+	return accounts.Config{FastRedeemDailyMax: fen}, nil
+}
+
+// newGatewayCmd is `fundd gateway`: the API in front of ledger shards
+// served by `fundd ledger` processes, found through the lease tables.
+func newGatewayCmd() *cobra.Command {
+	var (
+		gf          gatewayFlags
+		dsn         string
+		ledgerDSNs  []string
+		shards      int
+		attempts    int
+		attemptWait time.Duration
+		startWait   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve the fund and admin APIs (gRPC and REST/JSON) in front of the ledger shard owners",
+		Long: `Serves FundService and AdminService over gRPC and REST/JSON. Customers and orders live in
+the accounts database (--dsn); money moves through the ledger shards' owners (fundd ledger), found
+in the lease tables of the ledger databases (--ledger-dsn, default --dsn), each shard behind its own
+circuit breaker. A shard without an owner fails fast with 503; retry with the same Idempotency-Key.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			logger, err := gf.logger("gateway")
+			if err != nil {
+				return err
+			}
+			if dsn == "" {
+				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+			}
+			if len(ledgerDSNs) == 0 {
+				ledgerDSNs = []string{dsn}
+			}
+			key, err := auth.LoadKey(gf.keyFile)
+			if err != nil {
+				return err
+			}
+			acfg, err := gf.accountsConfig()
+			if err != nil {
+				return err
+			}
+			octx, cancel := context.WithTimeout(ctx, startWait)
+			defer cancel()
+			dbs, err := ledgerpg.OpenDatabases(octx, ledgerpg.DatabasesConfig{DSNs: ledgerDSNs, Shards: shards, ConnsMax: 4})
+			if err != nil {
+				return fmt.Errorf("ledger databases: %w", err)
+			}
+			defer dbs.Close()
+			router := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: shards, AttemptsMax: attempts,
+				AttemptTimeout: attemptWait, Logger: logger}, dbs)
+			defer router.Close()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := gateway.NewMetrics(reg)
+			lc := gateway.NewShardedClient(shards, router.ForShard, gf.breaker, metrics.BreakerChanged)
+			for _, b := range lc.Breakers() {
+				metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
+			}
+			store, err := accountspg.Open(octx, accountspg.Config{DSN: dsn, ConnsMax: 64})
+			if err != nil {
+				return fmt.Errorf("accounts store: %w", err)
+			}
+			defer store.Close()
+			svc, err := accounts.NewService(octx, acfg, store, lc, logger.With("role", "accounts"))
+			if err != nil {
+				return err
+			}
+			cancel()
+			cfg := gf.cfg
+			cfg.JWTKey, cfg.Accounts, cfg.Registry, cfg.Metrics, cfg.Logger = key, svc, reg, metrics, logger
+			cfg.Ready = []func(context.Context) error{
+				func(ctx context.Context) error { return store.Pool().Ping(ctx) },
+				func(ctx context.Context) error { return ownersKnown(ctx, dbs) },
+			}
+			gw, err := gateway.New(cfg)
+			if err != nil {
+				return err
+			}
+			httpLn, grpcLn, err := listenBoth(gf.httpAddr, gf.grpcAddr)
+			if err != nil {
+				return err
+			}
+			return gw.Serve(ctx, httpLn, grpcLn)
+		},
+	}
+	f := cmd.Flags()
+	gf.register(f, "127.0.0.1:8080", "127.0.0.1:9090")
+	f.StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database")
+	f.StringSliceVar(&ledgerDSNs, "ledger-dsn", nil, "the ledger databases in shard-map order, as given to fundd ledger (default: --dsn)")
+	f.IntVar(&shards, "shards", 1, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")
+	f.IntVar(&attempts, "ledger-attempts", 3, "attempts of one ledger call before answering 503 (small: fail fast, the client retries)")
+	f.DurationVar(&attemptWait, "ledger-attempt-timeout", 2*time.Second, "timeout of one ledger attempt")
+	f.DurationVar(&startWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
+	return cmd
+}
+
+// ownersKnown is ready when every shard has a live owner.
+func ownersKnown(ctx context.Context, dir ledger.Directory) error {
+	owners, err := dir.ShardOwners(ctx)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, o := range owners {
+		if o.Owner == "" || o.Addr == "" {
+			missing = append(missing, fmt.Sprint(o.Shard))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("shards without an owner: %s", strings.Join(missing, ","))
+	}
+	return nil
+}
+
+func listenBoth(httpAddr, grpcAddr string) (net.Listener, net.Listener, error) {
+	h, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen --http %s: %w", httpAddr, err)
+	}
+	g, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("listen --grpc %s: %w", grpcAddr, err), h.Close())
+	}
+	return h, g, nil
+}
