@@ -1,0 +1,295 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/xshard"
+	"github.com/fundplatform/fund/settlement/recon"
+)
+
+// traffic applies n random operations: plain transfers within a shard,
+// cross-shard sagas (when the saga consumer runs), two-phase transfers
+// posted in part or voided. Every account lives on its shard.
+func traffic(t *testing.T, e *env, rng *rand.Rand, users [][]ledger.AccountID, n int) {
+	t.Helper()
+	ctx := context.Background()
+	pick := func(s int) ledger.AccountID { return users[s][rng.IntN(len(users[s]))] }
+	for i := 0; i < n; i++ {
+		s := rng.IntN(e.shards)
+		a := pick(s)
+		b := pick(s)
+		for b == a {
+			b = pick(s)
+		}
+		amount := int64(1 + rng.IntN(100_000))
+		switch op := rng.IntN(4); {
+		case op == 0 || (op == 1 && !e.sagas):
+			e.transfer(ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: a, CreditAccountID: b, Amount: amount,
+				Asset: ledger.AssetCNY, Kind: 1, UserData: fmt.Sprintf("plain-%d", i)})
+		case op == 1:
+			to := pick((s + 1 + rng.IntN(e.shards-1)) % e.shards)
+			o, err := e.router.Transfer(ctx, ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: a, CreditAccountID: to,
+				Amount: amount, Asset: ledger.AssetCNY, Kind: 8, UserData: fmt.Sprintf("saga-%d", i)}, waitMax)
+			if err != nil || o.State != xshard.Completed || o.Result != ledger.ResultOK {
+				t.Fatalf("saga %d: %+v %v", i, o, err)
+			}
+		default:
+			pid := ledger.NewTransferID()
+			e.transfer(ledger.Transfer{ID: pid, DebitAccountID: a, CreditAccountID: b, Amount: amount,
+				Asset: ledger.AssetCNY, Kind: 2, Flags: ledger.Pending})
+			end := ledger.Transfer{ID: ledger.NewTransferID(), PendingID: pid, DebitAccountID: a, CreditAccountID: b, Asset: ledger.AssetCNY, Kind: 2}
+			if op == 2 {
+				end.Flags, end.Amount = ledger.PostPending, 1+rng.Int64N(amount)
+			} else {
+				end.Flags = ledger.VoidPending
+			}
+			e.transfer(end)
+		}
+	}
+}
+
+func requireClean(t *testing.T, rep *recon.Report) {
+	t.Helper()
+	if len(rep.Breaks) > 0 {
+		t.Fatalf("%s: %d breaks:%s", rep.BusinessDate, len(rep.Breaks), describe(rep.Breaks))
+	}
+	if len(rep.Shards) == 0 {
+		t.Fatalf("%s: nothing compared", rep.BusinessDate)
+	}
+	for _, sd := range rep.Shards {
+		if !sd.Equal || sd.JournalEntries != sd.StreamEntries || sd.JournalAmount != sd.StreamAmount {
+			t.Fatalf("%s: shard totals differ: %+v", rep.BusinessDate, sd)
+		}
+	}
+	if rep.OpenSagas != 0 {
+		t.Fatalf("%s: %d sagas open", rep.BusinessDate, rep.OpenSagas)
+	}
+	for asset, v := range rep.InTransit {
+		if v != 0 {
+			t.Fatalf("%s: %s in transit %d", rep.BusinessDate, asset, v)
+		}
+	}
+}
+
+// Random traffic on three shards over two business days (one of them
+// over), through outbox, relay, broker and consumer group: every
+// comparison is clean, the shallow one and the deep one; then a random
+// part of the events is delivered again and nothing changes.
+func TestCleanRunsAndRedeliveries(t *testing.T) {
+	seed := testSeed(t)
+	rng := newRand(seed)
+	e := newEnv(t, envConfig{shards: 3, sagas: true, day: 2})
+	var users [][]ledger.AccountID
+	for s := 0; s < e.shards; s++ {
+		users = append(users, e.accountsOn(s, 1000, 5))
+		e.createAccounts(users[s]...)
+	}
+	traffic(t, e, rng, users, 40+rng.IntN(40))
+	e.clock.setDay(0)
+	traffic(t, e, rng, users, 40+rng.IntN(40))
+	e.waitRecorded(0)
+
+	past, today := daysAgo(2), daysAgo(0)
+	for _, deep := range []bool{false, true} {
+		requireClean(t, e.compare(past, recon.CompareOptions{Deep: deep}))
+		requireClean(t, e.compare(today, recon.CompareOptions{Cutoff: e.clock.Now(), Deep: deep}))
+	}
+	var journal int64
+	if err := e.ledger.Pool().QueryRow(context.Background(), `SELECT count(*) FROM transfers`).Scan(&journal); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.metric("fund_recon_events_total", "result", "applied"); got != float64(journal) {
+		t.Fatalf("applied %v events, the journal holds %d", got, journal)
+	}
+
+	// Redeliveries: a relay that crashed before acknowledging its outbox
+	// publishes again; a consumer that crashed before committing reads
+	// again. Same ids, same content: ignored.
+	all := e.pub.all()
+	sort.Slice(all, func(i, j int) bool { return all[i].Timestamp < all[j].Timestamp })
+	var again []ledger.Event
+	for _, ev := range all {
+		if rng.IntN(3) == 0 {
+			again = append(again, ev)
+		}
+	}
+	again = append(again, all[0], all[0]) // one of them three times
+	e.publishAgain(again...)
+	e.waitMetric("fund_recon_events_total", "result", "redelivered", float64(len(again)))
+	if got := e.metric("fund_recon_events_total", "result", "conflict"); got != 0 {
+		t.Fatalf("%v conflicts", got)
+	}
+	if got := e.metric("fund_recon_events_total", "result", "applied"); got != float64(journal) {
+		t.Fatalf("after redelivery: applied %v events, the journal holds %d", got, journal)
+	}
+	requireClean(t, e.compare(past, recon.CompareOptions{}))
+	requireClean(t, e.compare(today, recon.CompareOptions{Cutoff: e.clock.Now(), Deep: true}))
+	for _, k := range recon.BreakKinds() {
+		if v := e.metric("fund_recon_breaks", "kind", string(k)); v != 0 {
+			t.Errorf("fund_recon_breaks{kind=%q} = %v", k, v)
+		}
+	}
+	t.Logf("%d journal entries over 2 days on %d shards, %d redelivered: clean", journal, e.shards, len(again))
+}
+
+// The injections the issue names: an event the relay lost (missing), a
+// redelivery with other content and a journal row planted twice
+// (duplicates), a journal row rewritten behind the triggers' back (amount
+// mismatch), and a saga whose money never left transit. Each is reported
+// with the transfer and the accounts it touches, on a day that is over and
+// on one still open; then the lost event is replayed and the saga closed,
+// and their breaks are resolved.
+func TestCatchesInjectedBreaks(t *testing.T) {
+	seed := testSeed(t)
+	rng := newRand(seed)
+	ctx := context.Background()
+	lost := ledger.NewTransferID()
+	e := newEnv(t, envConfig{shards: 2, day: 1, drop: []ledger.TransferID{lost}})
+	users := [][]ledger.AccountID{e.accountsOn(0, 1000, 4), e.accountsOn(1, 1000, 4)}
+	// Each injection gets accounts of its own, so that its account breaks
+	// are its own too.
+	own := e.accountsOn(0, 5000, 8)
+	payee := e.accountsOn(1, 5000, 1)[0]
+	e.createAccounts(append(append(append(users[0], users[1]...), own...), payee)...)
+
+	traffic(t, e, rng, users, 30+rng.IntN(30))
+	tr := func(id ledger.TransferID, dr, cr ledger.AccountID, amount int64, kind uint16, ud string) ledger.Transfer {
+		return ledger.Transfer{ID: id, DebitAccountID: dr, CreditAccountID: cr, Amount: amount, Asset: ledger.AssetCNY, Kind: kind, UserData: ud}
+	}
+	conflicted, planted, tampered := ledger.NewTransferID(), ledger.NewTransferID(), ledger.NewTransferID()
+	e.transfer(
+		tr(lost, own[0], own[1], 1_00, 1, "lost"),
+		tr(conflicted, own[2], own[3], 2_00, 1, "conflicted"),
+		tr(planted, own[4], own[5], 3_00, 1, "planted"),
+		tr(tampered, own[6], own[7], 4_00, 1, "tampered"),
+	)
+	// Leg 1 of a saga nobody completes: the saga consumer is not running.
+	leg1 := ledger.NewTransferID()
+	inTransit := xshard.InTransitAccount(0, 1, e.shards, ledger.AssetCNY)
+	e.transfer(tr(leg1, users[0][0], inTransit, 5_00, xshard.KindOut, fmt.Sprintf("x:%d:8:stuck", payee)))
+	traffic(t, e, rng, users, 10+rng.IntN(10))
+	e.waitRecorded(1)
+
+	// The same id again with another amount.
+	orig, ok := e.pub.event(conflicted)
+	if !ok {
+		t.Fatal("conflicted transfer never published")
+	}
+	bad := orig
+	bad.Amount += 50
+	e.publishAgain(bad, orig) // the exact copy is a plain redelivery
+	e.waitMetric("fund_recon_events_total", "result", "conflict", 1)
+	e.waitMetric("fund_recon_events_total", "result", "redelivered", 1)
+	if v := e.metric("fund_recon_breaks", "kind", string(recon.Duplicate)); v != 1 {
+		t.Fatalf("fund_recon_breaks{duplicate} = %v after the conflicting redelivery", v)
+	}
+	// Behind the append-only triggers: one row planted twice, one rewritten.
+	e.superuser(
+		fmt.Sprintf(`INSERT INTO transfers SELECT * FROM transfers WHERE id = '%s'`, planted),
+		fmt.Sprintf(`UPDATE transfers SET amount = amount + 7 WHERE id = '%s'`, tampered),
+	)
+
+	want := map[string]bool{
+		"missing_event/" + lost.String():       true,
+		"duplicate/" + conflicted.String():     true, // from the stream
+		"duplicate/" + planted.String():        true, // from the journal
+		"amount_mismatch/" + tampered.String(): true,
+		"in_transit_not_zero/" + leg1.String(): true,
+	}
+	for _, a := range []ledger.AccountID{own[0], own[1], own[4], own[5], own[6], own[7]} {
+		want[fmt.Sprintf("account_mismatch/%d", a)] = true
+	}
+	got := func(bs []recon.Break) map[string]bool {
+		out := map[string]bool{}
+		for _, b := range bs {
+			switch {
+			case b.TransferID != nil:
+				out[string(b.Kind)+"/"+b.TransferID.String()] = true
+			case b.AccountID != nil:
+				out[fmt.Sprintf("%s/%d", b.Kind, *b.AccountID)] = true
+			default:
+				out[string(b.Kind)+"/?"] = true
+			}
+		}
+		return out
+	}
+	check := func(name string, found map[string]bool) {
+		t.Helper()
+		if fmt.Sprint(found) != fmt.Sprint(want) {
+			t.Fatalf("%s: breaks\n%v\nwant\n%v", name, found, want)
+		}
+	}
+	day := daysAgo(1)
+	for _, opts := range []recon.CompareOptions{{Cutoff: e.clock.Now()}, {}, {Deep: true}} {
+		rep := e.compare(day, opts)
+		found := got(rep.Breaks)
+		found["duplicate/"+conflicted.String()] = true // stored by the stream, not by Compare
+		check(fmt.Sprintf("compare %+v", opts), found)
+		if rep.OpenSagas != 1 || rep.InTransit["CNY"] != 5_00 {
+			t.Fatalf("open sagas %d, in transit %v; want 1, 5.00", rep.OpenSagas, rep.InTransit)
+		}
+	}
+	stored, err := e.store.Breaks(ctx, recon.BreakFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("stored", got(stored))
+	for _, b := range stored {
+		switch {
+		case b.Kind == recon.AmountMismatch && (*b.Journal != 4_07 || *b.Other != 4_00):
+			t.Errorf("amount mismatch: journal %d, stream %d; want 407, 400: %s", *b.Journal, *b.Other, b.Detail)
+		case b.Kind == recon.Duplicate && b.Source == recon.SourceStream && !strings.Contains(b.Detail, "amount 250"):
+			t.Errorf("stream duplicate detail: %s", b.Detail)
+		}
+	}
+	wantCounts := map[recon.BreakKind]float64{recon.MissingEvent: 1, recon.Duplicate: 2, recon.AmountMismatch: 1,
+		recon.AccountMismatch: 6, recon.InTransitNotZero: 1}
+	for _, k := range recon.BreakKinds() {
+		if v := e.metric("fund_recon_breaks", "kind", string(k)); v != wantCounts[k] {
+			t.Errorf("fund_recon_breaks{kind=%q} = %v, want %v", k, v, wantCounts[k])
+		}
+	}
+	t.Logf("found:%s", describe(stored))
+
+	// Repairs: the lost event is replayed, the saga's leg 2 arrives.
+	var ts int64
+	if err := e.ledger.Pool().QueryRow(ctx, `SELECT ts FROM transfers WHERE id = $1`, lost).Scan(&ts); err != nil {
+		t.Fatal(err)
+	}
+	lostEvent := ledger.EventOf(0, &ledger.Transfer{ID: lost, Timestamp: ts, DebitAccountID: own[0], CreditAccountID: own[1],
+		Amount: 1_00, Asset: ledger.AssetCNY, Kind: 1, UserData: "lost"})
+	e.publishAgain(lostEvent)
+	in, _ := recon.SagaClosingIDs(leg1)
+	e.transfer(tr(in, xshard.InTransitAccount(1, 0, e.shards, ledger.AssetCNY), payee, 5_00, 8, "stuck"))
+	e.waitRecorded(0)
+	rep := e.compare(day, recon.CompareOptions{})
+	for _, k := range []string{"missing_event/" + lost.String(), "in_transit_not_zero/" + leg1.String(),
+		fmt.Sprintf("account_mismatch/%d", own[0]), fmt.Sprintf("account_mismatch/%d", own[1])} {
+		delete(want, k)
+	}
+	found := got(rep.Breaks)
+	found["duplicate/"+conflicted.String()] = true
+	check("after repairs", found)
+	if rep.Resolved != 4 || rep.OpenSagas != 0 {
+		t.Fatalf("resolved %d breaks, %d sagas open; want 4 and 0", rep.Resolved, rep.OpenSagas)
+	}
+	all, err := e.store.Breaks(ctx, recon.BreakFilter{IncludeResolved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolved := 0
+	for _, b := range all {
+		if b.ResolvedAt != nil {
+			resolved++
+		}
+	}
+	if len(all) != len(want)+4 || resolved != 4 {
+		t.Fatalf("%d breaks stored, %d resolved; want %d and 4", len(all), resolved, len(want)+4)
+	}
+}
