@@ -1,0 +1,367 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fundplatform/fund/accounts"
+	accountspg "github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/deploy/pgmigrate"
+	"github.com/fundplatform/fund/ledger"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/settlement"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+const (
+	gooseTable      = "settlement_goose_db_version"
+	migrationLockID = 0x736574746c656d // "settlem"
+)
+
+// Store implements settlement.Store on the database that holds the ledger
+// shards and the accounts tables (one database; a ledger spread over
+// several is not handled yet).
+type Store struct {
+	pool   *pgxpool.Pool
+	ledger *ledgerpg.Store
+	// Failpoint, when set, is called inside booking transactions just
+	// before they commit ("orders/<shard>/commit", "income/<shard>/commit",
+	// "prepare/<shard>/commit"); an error rolls the transaction back, as a
+	// crash there would.
+	Failpoint func(point string) error
+}
+
+var _ settlement.Store = (*Store)(nil)
+
+// Config for Open.
+type Config struct {
+	DSN      string
+	ConnsMax int32 // 0 = 8
+}
+
+// Open connects and applies the ledger's, the accounts' and its own
+// migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.ConnsMax == 0 {
+		cfg.ConnsMax = 8
+	}
+	ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: cfg.DSN, ConnsMax: cfg.ConnsMax})
+	if err != nil {
+		return nil, fmt.Errorf("ledger store: %w", err)
+	}
+	if err := accountspg.Migrate(ctx, ls.Pool()); err != nil {
+		ls.Close()
+		return nil, fmt.Errorf("accounts migrations: %w", err)
+	}
+	if err := pgmigrate.Up(ctx, ls.Pool(), migrations, pgmigrate.Options{Table: gooseTable, LockID: migrationLockID}); err != nil {
+		ls.Close()
+		return nil, fmt.Errorf("settlement migrations: %w", err)
+	}
+	return &Store{pool: ls.Pool(), ledger: ls}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.ledger.Close() }
+
+// Pool exposes the pool (benchmarks, tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ledger is the ledger store on the same database (Verify).
+func (s *Store) Ledger() *ledgerpg.Store { return s.ledger }
+
+func (s *Store) fail(point string) error {
+	if s.Failpoint == nil {
+		return nil
+	}
+	if err := s.Failpoint(point); err != nil {
+		return fmt.Errorf("at %s: %w", point, err)
+	}
+	return nil
+}
+
+// OpenRun implements settlement.Store.
+func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (settlement.RunState, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return settlement.RunState{}, err
+	}
+	defer tx.Rollback(ctx)
+	// One run opens at a time: the order checks below read other rows.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
+		return settlement.RunState{}, err
+	}
+	value := in.IncomeTotal
+	if in.PerTenK {
+		value = in.IncomePer10k
+	}
+	st, ok, err := runState(ctx, tx, in.Date)
+	if err != nil {
+		return settlement.RunState{}, err
+	}
+	if ok {
+		same := st.Input.PerTenK == in.PerTenK && st.Input.IncomeTotal == in.IncomeTotal &&
+			st.Input.IncomePer10k == in.IncomePer10k
+		if !same {
+			return st, fmt.Errorf("%s ran with %s, not %s: %w", in.Date.Format(time.DateOnly), st.Input, in, settlement.ErrRunConflict)
+		}
+		if st.Shards != shards {
+			return st, fmt.Errorf("%s ran over %d shards, not %d: %w", in.Date.Format(time.DateOnly), st.Shards, shards, settlement.ErrRunConflict)
+		}
+		return st, tx.Commit(ctx)
+	}
+	var later, unfinished *time.Time
+	if err := tx.QueryRow(ctx, `SELECT (SELECT max(date) FROM settlement_runs WHERE date > $1),
+		(SELECT min(date) FROM settlement_runs WHERE date < $1 AND NOT completed)`, in.Date).Scan(&later, &unfinished); err != nil {
+		return settlement.RunState{}, fmt.Errorf("check run order: %w", err)
+	}
+	if later != nil {
+		return settlement.RunState{}, fmt.Errorf("%s was settled already, %s cannot follow it: %w",
+			later.Format(time.DateOnly), in.Date.Format(time.DateOnly), settlement.ErrOutOfOrder)
+	}
+	if unfinished != nil {
+		return settlement.RunState{}, fmt.Errorf("%s is not finished; run it again first: %w",
+			unfinished.Format(time.DateOnly), settlement.ErrOutOfOrder)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO settlement_runs (date, per_10k, income_value, shards) VALUES ($1, $2, $3, $4)`,
+		in.Date, in.PerTenK, value, shards); err != nil {
+		return settlement.RunState{}, fmt.Errorf("record run: %w", err)
+	}
+	return settlement.RunState{Input: in, Shards: shards}, tx.Commit(ctx)
+}
+
+// Run implements settlement.Store.
+func (s *Store) Run(ctx context.Context, date time.Time) (settlement.RunState, bool, error) {
+	return runState(ctx, s.pool, accounts.DateOf(date))
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func runState(ctx context.Context, q querier, date time.Time) (settlement.RunState, bool, error) {
+	var (
+		st      settlement.RunState
+		value   int64
+		summary []byte
+	)
+	err := q.QueryRow(ctx, `SELECT per_10k, income_value, shards, completed, coalesce(summary::text, '') FROM settlement_runs WHERE date = $1`,
+		date).Scan(&st.Input.PerTenK, &value, &st.Shards, &st.Completed, &summary)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("read run: %w", err)
+	}
+	st.Input.Date = date
+	if st.Input.PerTenK {
+		st.Input.IncomePer10k = value
+	} else {
+		st.Input.IncomeTotal = value
+	}
+	if len(summary) > 0 {
+		if err := json.Unmarshal(summary, &st.Summary); err != nil {
+			return st, false, fmt.Errorf("read run summary: %w", err)
+		}
+	}
+	return st, true, nil
+}
+
+// TakeShard implements settlement.Store.
+func (s *Store) TakeShard(ctx context.Context, shard int, owner string, ttl time.Duration, force bool) (settlement.Lease, error) {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING`, shard); err != nil {
+		return settlement.Lease{}, fmt.Errorf("register shard: %w", err)
+	}
+	var epoch int64
+	err := s.pool.QueryRow(ctx, `
+		UPDATE ledger_shards SET epoch = epoch + 1, owner = $2, lease_expires_at = now() + $3::interval
+		WHERE shard = $1 AND ($4 OR owner = '' OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
+		RETURNING epoch`, shard, owner, ttl.String(), force).Scan(&epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return settlement.Lease{}, fmt.Errorf("shard %d: %w", shard, settlement.ErrShardBusy)
+	}
+	if err != nil {
+		return settlement.Lease{}, fmt.Errorf("take shard %d: %w", shard, err)
+	}
+	return settlement.Lease{Shard: shard, Owner: owner, Epoch: epoch}, nil
+}
+
+// RenewShard implements settlement.Store.
+func (s *Store) RenewShard(ctx context.Context, l settlement.Lease, ttl time.Duration) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE ledger_shards SET lease_expires_at = now() + $4::interval
+		WHERE shard = $1 AND owner = $2 AND epoch = $3`, l.Shard, l.Owner, l.Epoch, ttl.String())
+	if err != nil {
+		return fmt.Errorf("renew shard %d: %w", l.Shard, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("shard %d epoch %d: %w", l.Shard, l.Epoch, ledger.ErrFenced)
+	}
+	return nil
+}
+
+// ReleaseShard implements settlement.Store.
+func (s *Store) ReleaseShard(ctx context.Context, l settlement.Lease) error {
+	_, err := s.pool.Exec(ctx, `UPDATE ledger_shards SET owner = '', lease_expires_at = NULL
+		WHERE shard = $1 AND owner = $2 AND epoch = $3`, l.Shard, l.Owner, l.Epoch)
+	return err
+}
+
+// Step implements settlement.Store.
+func (s *Store) Step(ctx context.Context, date time.Time, shard int, step string) (settlement.StepResult, bool, error) {
+	return stepResult(ctx, s.pool, date, shard, step)
+}
+
+func stepResult(ctx context.Context, q querier, date time.Time, shard int, step string) (settlement.StepResult, bool, error) {
+	var r settlement.StepResult
+	err := q.QueryRow(ctx, `SELECT entries, amount, count, detail FROM settlement_steps WHERE date = $1 AND shard = $2 AND step = $3`,
+		date, shard, step).Scan(&r.Entries, &r.Amount, &r.Count, &r.Detail)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("read step %s/%d: %w", step, shard, err)
+	}
+	return r, true, nil
+}
+
+func markStep(ctx context.Context, tx pgx.Tx, date time.Time, shard int, step string, r settlement.StepResult) error {
+	_, err := tx.Exec(ctx, `INSERT INTO settlement_steps (date, shard, step, entries, amount, count, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, date, shard, step, r.Entries, r.Amount, r.Count, r.Detail)
+	if err != nil {
+		return fmt.Errorf("mark step %s/%d: %w", step, shard, err)
+	}
+	return nil
+}
+
+// MarkStep implements settlement.Store.
+func (s *Store) MarkStep(ctx context.Context, date time.Time, step string, r settlement.StepResult) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO settlement_steps (date, shard, step, entries, amount, count, detail)
+		VALUES ($1, -1, $2, $3, $4, $5, $6) ON CONFLICT (date, shard, step) DO NOTHING`,
+		date, step, r.Entries, r.Amount, r.Count, r.Detail)
+	if err != nil {
+		return fmt.Errorf("mark step %s: %w", step, err)
+	}
+	return nil
+}
+
+// FixAllocation implements settlement.Store.
+func (s *Store) FixAllocation(ctx context.Context, date time.Time, a settlement.AllocationTotals) error {
+	var got settlement.AllocationTotals
+	err := s.pool.QueryRow(ctx, `
+		UPDATE settlement_runs SET holders = coalesce(holders, $2), total_shares = coalesce(total_shares, $3),
+			fund_income = coalesce(fund_income, $4), income_per_10k = coalesce(income_per_10k, $5)
+		WHERE date = $1
+		RETURNING holders, total_shares, fund_income, income_per_10k`,
+		date, a.Holders, a.TotalShares, a.FundIncome, a.IncomePer10k).Scan(&got.Holders, &got.TotalShares, &got.FundIncome, &got.IncomePer10k)
+	if err != nil {
+		return fmt.Errorf("fix allocation: %w", err)
+	}
+	if got != a {
+		return fmt.Errorf("%s: snapshot now %+v, first %+v: %w", date.Format(time.DateOnly), a, got, settlement.ErrSnapshotMismatch)
+	}
+	return nil
+}
+
+// FinishRun implements settlement.Store.
+func (s *Store) FinishRun(ctx context.Context, sum settlement.Summary) error {
+	b, err := json.Marshal(sum)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE settlement_runs SET completed = true, completed_at = now(), summary = $2
+		WHERE date = $1 AND NOT completed`, sum.Date, b)
+	if err != nil {
+		return fmt.Errorf("finish run: %w", err)
+	}
+	return nil
+}
+
+// DueOrders implements settlement.Store.
+func (s *Store) DueOrders(ctx context.Context, date time.Time) ([]settlement.DueOrder, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT customer_id, request_id, kind, amount FROM orders
+		WHERE kind IN ('subscribe', 'standard_redeem') AND status = 'pending' AND confirm_date <= $1
+		ORDER BY customer_id, request_id`, date)
+	if err != nil {
+		return nil, fmt.Errorf("due orders: %w", err)
+	}
+	var (
+		out  []settlement.DueOrder
+		o    settlement.DueOrder
+		kind string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&o.Customer, &o.RequestID, &kind, &o.Amount}, func() error {
+		o.Kind = accounts.OrderKind(kind)
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("due orders: %w", err)
+	}
+	return out, nil
+}
+
+// CompleteOrders implements settlement.Store.
+func (s *Store) CompleteOrders(ctx context.Context, date time.Time, orders []settlement.DueOrder) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, done, err := stepResult(ctx, tx, date, -1, "orders"); err != nil || done {
+		return err
+	}
+	n := len(orders)
+	ids, reqs, kinds, amounts := make([]int64, n), make([]string, n), make([]string, n), make([]int64, n)
+	var total int64
+	for i, o := range orders {
+		ids[i], reqs[i], kinds[i], amounts[i] = int64(o.Customer), o.RequestID, string(o.Kind), o.Amount
+		total += o.Amount
+	}
+	tag, err := tx.Exec(ctx, `UPDATE orders o SET status = 'completed'
+		FROM unnest($1::bigint[], $2::text[]) AS u(customer_id, request_id)
+		WHERE o.customer_id = u.customer_id AND o.request_id = u.request_id AND o.status = 'pending'`, ids, reqs)
+	if err != nil {
+		return fmt.Errorf("complete orders: %w", err)
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("%w: completed %d of %d due orders", ledger.ErrInvariantBroke, tag.RowsAffected(), n)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO settlement_movements (date, customer_id, request_id, kind, amount)
+		SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[])`, date, ids, reqs, kinds, amounts); err != nil {
+		return fmt.Errorf("record movements: %w", err)
+	}
+	if err := markStep(ctx, tx, date, -1, "orders", settlement.StepResult{Count: int64(n), Amount: total}); err != nil {
+		return err
+	}
+	if err := s.fail("orders-complete/commit"); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Movements implements settlement.Store.
+func (s *Store) Movements(ctx context.Context, date time.Time) ([]settlement.CustomerLine, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT customer_id, coalesce(sum(amount) FILTER (WHERE kind = 'subscribe'), 0)::bigint,
+			coalesce(sum(amount) FILTER (WHERE kind = 'standard_redeem'), 0)::bigint
+		FROM settlement_movements WHERE date = $1 GROUP BY customer_id ORDER BY customer_id`, date)
+	if err != nil {
+		return nil, fmt.Errorf("movements: %w", err)
+	}
+	var out []settlement.CustomerLine
+	var l settlement.CustomerLine
+	_, err = pgx.ForEachRow(rows, []any{&l.Customer, &l.Subscriptions, &l.Redemptions}, func() error {
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}

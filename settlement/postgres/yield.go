@@ -1,0 +1,57 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fundplatform/fund/accounts"
+	accountspg "github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/ledger"
+)
+
+// OpenYieldPublisher returns an accounts.Service on the accounts store at
+// dsn, for the run's PublishFundYield (settlement.YieldPublisher), and a
+// function that closes it. A process that already has an accounts.Service
+// (fundd dev) passes that one instead.
+//
+// The service is built over a ledger client that moves no money: settlement
+// calls nothing of it that would (PublishFundYield reads and writes the
+// accounts store only). NewService's idempotent creation of the system
+// accounts is answered "exists"; the run's Prepare creates those it books.
+func OpenYieldPublisher(ctx context.Context, dsn string) (*accounts.Service, func(), error) {
+	st, err := accountspg.Open(ctx, accountspg.Config{DSN: dsn, ConnsMax: 2})
+	if err != nil {
+		return nil, nil, fmt.Errorf("accounts store: %w", err)
+	}
+	svc, err := accounts.NewService(ctx, accounts.Config{}, st, noMoney{}, nil)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return svc, st.Close, nil
+}
+
+// noMoney is a ledger.Client for a Service used only for its records.
+type noMoney struct{}
+
+var errNoMoney = fmt.Errorf("%w: settlement's accounts service moves no money", accounts.ErrLedger)
+
+func (noMoney) CreateAccounts(_ context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
+	out := make([]ledger.AccountResult, len(as))
+	for i := range out {
+		out[i].Result = ledger.ResultExists
+	}
+	return out, nil
+}
+
+func (noMoney) CreateTransfers(context.Context, []ledger.Transfer) ([]ledger.TransferResult, error) {
+	return nil, errNoMoney
+}
+
+func (noMoney) CloseAccounts(context.Context, []ledger.AccountID) ([]ledger.AccountResult, error) {
+	return nil, errNoMoney
+}
+
+func (noMoney) LookupAccounts(context.Context, []ledger.AccountID) ([]ledger.Account, error) {
+	return nil, errNoMoney
+}
