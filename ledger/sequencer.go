@@ -25,8 +25,11 @@ type SequencerConfig struct {
 	ReloadBackoffMax  time.Duration
 	Now               func() time.Time // clock; tests replace it
 	CommitHook        func(*Batch)     // tests: called right before a batch is committed
-	BatchObserver     func(events int) // metrics hook: called after every committed batch with its size
-	LoadTimeout       time.Duration
+	// BatchObserver is the metrics hook: called from the writer's
+	// goroutine after every committed batch (with its journal entries in
+	// b.Transfers) and how long its commit took. It must be quick.
+	BatchObserver func(b *Batch, commit time.Duration)
+	LoadTimeout   time.Duration
 	// CheckpointInterval is how long an account's stored balance may trail
 	// the book; a restart replays at most about this much journal.
 	CheckpointInterval time.Duration
@@ -240,6 +243,7 @@ type inflight struct {
 	batch *Batch
 	reqs  []*request
 	err   chan error
+	took  time.Duration // the commit's duration; set before err is sent
 }
 
 // Run loads the shard and serves requests until ctx ends or the store fails
@@ -292,7 +296,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		}
 		s.events.Add(int64(ev))
 		if s.cfg.BatchObserver != nil {
-			s.cfg.BatchObserver(ev)
+			s.cfg.BatchObserver(p.batch, p.took)
 		}
 		return nil
 	}
@@ -490,6 +494,7 @@ func (s *Sequencer) commit(ctx context.Context, f *inflight) {
 	t0 := time.Now()
 	err := s.store.Commit(cctx, f.batch)
 	s.since(PhaseCommit, t0)
+	f.took = time.Since(t0)
 	f.err <- err
 }
 

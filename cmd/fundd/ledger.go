@@ -6,11 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
@@ -18,103 +24,266 @@ import (
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/ledger/postgres"
+	ledgerprom "github.com/fundplatform/fund/ledger/prometheus"
+	"github.com/fundplatform/fund/ledger/xshard"
+	"github.com/fundplatform/fund/settlement"
+	"github.com/fundplatform/fund/settlement/kafka"
 )
 
-// grpcStopTimeout bounds how long a clean stop waits for calls in flight
-// before cutting them (their clients retry at the shards' next owners).
-const grpcStopTimeout = 5 * time.Second
+// Bounds of a clean stop: calls in flight get this long before they are
+// cut (their clients retry at the shards' next owners), and so does the
+// HTTP endpoint.
+const (
+	grpcStopTimeout = 5 * time.Second
+	httpStopTimeout = 5 * time.Second
+)
+
+// ledgerFlags are the settings of `fundd ledger`.
+type ledgerFlags struct {
+	dsns      []string
+	listen    string
+	advertise string
+	httpAddr  string
+	brokers   []string
+	topic     string
+	group     string
+	host      ledger.HostConfig
+	readyWait time.Duration
+}
 
 // newLedgerCmd is `fundd ledger`: a process that owns ledger shards through
 // leases and serves them over gRPC. The shards live on the databases given
 // by --dsn, placed by ledger.ShardMap (contiguous ranges, in the order the
 // DSNs are given: every process must get the same list); each shard's
 // lease is kept in its own database, with this process's address, so that
-// the routing client (ledger/grpc) finds the owner.
+// the routing client (ledger/grpc) finds the owner. With --kafka-brokers it
+// also relays its shards' outboxes to Kafka and applies the second legs of
+// cross-shard sagas (as a member of a consumer group, through the routing
+// client, so a leg lands wherever its shard is served).
 func newLedgerCmd() *cobra.Command {
-	var (
-		dsns      []string
-		listen    string
-		advertise string
-		cfg       ledger.HostConfig
-		readyWait time.Duration
-	)
-	host, _ := os.Hostname()
+	var f ledgerFlags
+	hostname, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "ledger",
 		Short: "Own ledger shards through leases and serve them over gRPC",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("role", "ledger", "owner", cfg.Owner)
-			if len(dsns) == 0 {
-				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
-			}
-			lis, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("listen: %w", err)
-			}
-			defer lis.Close()
-			if cfg.Address, err = advertised(lis.Addr(), advertise); err != nil {
-				return err
-			}
-
-			octx, cancel := context.WithTimeout(ctx, readyWait)
-			dbs, err := postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: dsns, Shards: cfg.Shards})
-			cancel()
-			if err != nil {
-				return err
-			}
-			defer dbs.Close()
-
-			h := ledger.NewHost(cfg, dbs, dbs, logger)
-			srv := grpc.NewServer()
-			ledgergrpc.NewServer(cfg.Shards, h.Client).Register(srv)
-			var wg sync.WaitGroup
-			serveErr := make(chan error, 1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveErr <- srv.Serve(lis)
-			}()
-			defer func() {
-				stopGRPC(srv)
-				wg.Wait()
-			}()
-
-			logger.Info("starting", "shards", cfg.Shards, "databases", dbs.Len(), "addr", cfg.Address,
-				"lease_ttl", cfg.LeaseTTL, "shards_max", cfg.ShardsMax)
-			hctx, stopHost := context.WithCancel(ctx)
-			defer stopHost()
-			hostErr := make(chan error, 1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				hostErr <- h.Run(hctx)
-			}()
-			// The host stops first (its sequencers answer what they took,
-			// leases are released so the shards move at once); calls that
-			// arrive meanwhile are answered "not owner" and go elsewhere.
-			select {
-			case err = <-hostErr:
-			case err = <-serveErr:
-				err = fmt.Errorf("grpc server: %w", err)
-				stopHost()
-				<-hostErr
-			}
-			logger.Info("stopped", "err", err)
-			return err
+			return runLedger(cmd.Context(), f)
 		},
 	}
-	f := cmd.Flags()
-	f.StringSliceVar(&dsns, "dsn", dsnList(os.Getenv(localpg.EnvDSN)),
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.dsns, "dsn", dsnList(os.Getenv(localpg.EnvDSN)),
 		"Postgres DSN of a ledger database; repeat (or give a comma list) for several, in the same order on every process")
-	f.StringVar(&listen, "listen", "127.0.0.1:0", "gRPC listen address (port 0: any free port; the lease advertises the real one)")
-	f.StringVar(&advertise, "advertise", "", "address clients reach this process at (default: the listen address)")
-	f.StringVar(&cfg.Owner, "owner", fmt.Sprintf("%s-%d", host, os.Getpid()), "this process's name in the lease table (unique)")
-	f.IntVar(&cfg.Shards, "shards", 64, "logical shards in the system")
-	f.IntVar(&cfg.ShardsMax, "shards-max", 0, "most shards this process owns (0 = as many as it can take)")
-	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 5*time.Second, "lease length: a dead owner's shards move after at most this long")
-	f.DurationVar(&readyWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "gRPC listen address (port 0: any free port; the lease advertises the real one)")
+	fl.StringVar(&f.advertise, "advertise", "", "address clients reach this process at (default: the listen address)")
+	fl.StringVar(&f.httpAddr, "http-addr", "", "serve /metrics, /healthz and /readyz here (empty: no HTTP)")
+	fl.StringSliceVar(&f.brokers, "kafka-brokers", nil, "Kafka brokers: relay the owned shards' outboxes and apply cross-shard second legs (empty: neither)")
+	fl.StringVar(&f.topic, "topic", "ledger-events", "Kafka topic of the ledger's events")
+	fl.StringVar(&f.group, "xshard-group", "fund-ledger-xshard", "consumer group applying cross-shard second legs (empty: this process applies none)")
+	fl.StringVar(&f.host.Owner, "owner", fmt.Sprintf("%s-%d", hostname, os.Getpid()), "this process's name in the lease table (unique)")
+	fl.IntVar(&f.host.Shards, "shards", 64, "logical shards in the system")
+	fl.IntVar(&f.host.ShardsMax, "shards-max", 0, "most shards this process owns (0 = as many as it can take)")
+	fl.DurationVar(&f.host.LeaseTTL, "lease-ttl", 5*time.Second, "lease length: a dead owner's shards move after at most this long")
+	fl.DurationVar(&f.readyWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
 	return cmd
+}
+
+func runLedger(ctx context.Context, f ledgerFlags) error {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("role", "ledger", "owner", f.host.Owner)
+	if len(f.dsns) == 0 {
+		return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+	}
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer lis.Close()
+	if f.host.Address, err = advertised(lis.Addr(), f.advertise); err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, f.readyWait)
+	dbs, err := postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: f.dsns, Shards: f.host.Shards})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer dbs.Close()
+
+	var h *ledger.Host
+	serving := func(s int) bool { _, ok := h.Client(s); return ok }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := ledgerprom.New(reg, ledgerprom.Config{Shards: f.host.Shards, Serving: serving,
+		OutboxLag: func(ctx context.Context, shard int) (int64, error) {
+			_, events, err := dbs.StoreOf(shard).OutboxLag(ctx, shard)
+			return events, err
+		}})
+	if err != nil {
+		return err
+	}
+	f.host.Sequencer.BatchObserver = metrics.ObserveBatch
+	h = ledger.NewHost(f.host, dbs, dbs, logger)
+
+	srv := grpc.NewServer()
+	ledgergrpc.NewServer(f.host.Shards, h.Client).Register(srv)
+	logger.Info("starting", "shards", f.host.Shards, "databases", dbs.Len(), "addr", f.host.Address,
+		"lease_ttl", f.host.LeaseTTL, "shards_max", f.host.ShardsMax, "kafka", strings.Join(f.brokers, ","))
+
+	var ready atomic.Bool
+	var sup supervisor
+	sctx := sup.start(ctx)
+	sup.run("grpc", func(ctx context.Context) error {
+		return serveUntil(ctx, func() error { return srv.Serve(lis) }, func() { stopGRPC(srv) })
+	})
+	if f.httpAddr != "" {
+		hs, err := httpServer(f.httpAddr, reg, &ready)
+		if err != nil {
+			sup.stop()
+			return err
+		}
+		sup.run("http", func(ctx context.Context) error {
+			return serveUntil(ctx, func() error {
+				if err := hs.srv.Serve(hs.lis); !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+				return nil
+			}, func() {
+				c, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
+				defer cancel()
+				_ = hs.srv.Shutdown(c)
+			})
+		})
+	}
+	// The host stops before the gRPC server (the supervisor cancels all at
+	// once, but Serve keeps answering until GracefulStop): its sequencers
+	// answer what they took, leases are released so the shards move at
+	// once, and calls arriving meanwhile are answered "not owner".
+	sup.run("host", h.Run)
+	if len(f.brokers) > 0 {
+		pub := kafka.NewPublisher(f.brokers, f.topic)
+		defer pub.Close()
+		// A relay that gives up (a broker gone for minutes) stops the
+		// process: its leases are released and a healthier one takes over,
+		// rather than an owner piling up an outbox nobody publishes.
+		relay := settlement.NewRelay(settlement.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h}, pub, logger)
+		sup.run("relay", relay.Run)
+		if f.group != "" {
+			client := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: f.host.Shards, Logger: logger}, dbs)
+			defer client.Close()
+			router := xshard.NewRouter(f.host.Shards, client.ForShard)
+			sup.run("xshard", func(ctx context.Context) error {
+				return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: f.brokers, Topic: f.topic, Group: f.group,
+					InFlightMax: 256, Logger: logger}, router.Handle)
+			})
+		}
+	}
+	ready.Store(true)
+	<-sctx.Done()
+	ready.Store(false)
+	err = sup.wait()
+	logger.Info("stopped", "err", err)
+	return err
+}
+
+// supervisor runs a process's parts; the first to fail (or the parent
+// context ending) stops all of them, and wait returns the first error.
+type supervisor struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func (s *supervisor) start(parent context.Context) context.Context {
+	s.ctx, s.cancel = context.WithCancel(parent)
+	return s.ctx
+}
+
+func (s *supervisor) run(name string, part func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := part(s.ctx)
+		if err != nil && s.ctx.Err() == nil {
+			s.once.Do(func() { s.err = fmt.Errorf("%s: %w", name, err) })
+		}
+		s.cancel() // any part ending ends the process
+	}()
+}
+
+func (s *supervisor) stop() { s.cancel(); s.wg.Wait() }
+
+// serveUntil runs serve until it fails or ctx ends; then it calls stop
+// and waits for serve to return, so no goroutine outlives the part.
+func serveUntil(ctx context.Context, serve func() error, stop func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stop()
+	return <-errc
+}
+
+func (s *supervisor) wait() error {
+	s.wg.Wait()
+	return s.err
+}
+
+// ownedOutbox is the outbox of the shards this process owns right now, so
+// that each shard's events are relayed by its owner. Around a handover two
+// relays may publish the same rows once each; consumers are idempotent.
+type ownedOutbox struct {
+	dbs  *postgres.Databases
+	host *ledger.Host
+}
+
+func (o ownedOutbox) OutboxPending(ctx context.Context, _ []int, limit int) ([]ledger.OutboxBatch, error) {
+	owned := o.host.Owned()
+	if len(owned) == 0 {
+		return nil, nil
+	}
+	slices.Sort(owned)
+	return o.dbs.OutboxPending(ctx, owned, limit)
+}
+
+func (o ownedOutbox) OutboxAck(ctx context.Context, upTo map[int]int64) error {
+	return o.dbs.OutboxAck(ctx, upTo)
+}
+
+func allShards(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+type boundHTTP struct {
+	srv *http.Server
+	lis net.Listener
+}
+
+// httpServer serves the metrics and the probes: /healthz answers while the
+// process runs, /readyz once every part started and until it stops.
+func httpServer(addr string, reg *prometheus.Registry, ready *atomic.Bool) (*boundHTTP, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	return &boundHTTP{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, lis: lis}, nil
 }
 
 func dsnList(env string) []string {
