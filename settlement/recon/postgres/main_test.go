@@ -21,6 +21,7 @@ import (
 	"github.com/fundplatform/fund/settlement"
 	"github.com/fundplatform/fund/settlement/kafka"
 	"github.com/fundplatform/fund/settlement/recon"
+	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
 	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
 )
 
@@ -204,6 +205,8 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 			return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: e.broker.Addrs(), Topic: topic, Group: "recon",
 				InFlightMax: 2048}, h)
 		},
+		Lag:          reconkafka.NewLagProbe(e.broker.Addrs(), topic, "recon").Lag,
+		LagEvery:     50 * time.Millisecond,
 		BatchMax:     256,
 		CompareEvery: -1, // the test compares
 		Registerer:   e.reg,
@@ -328,6 +331,22 @@ func (e *env) waitMetric(name, label, value string, want float64) {
 		}
 		if got > want || time.Now().After(end) {
 			e.t.Fatalf("%s{%s=%q} = %v, want %v", name, label, value, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitGauge waits until a gauge shows want.
+func (e *env) waitGauge(name string, want float64) {
+	e.t.Helper()
+	end := time.Now().Add(waitMax)
+	for {
+		got := e.metric(name, "", "")
+		if got == want {
+			return
+		}
+		if time.Now().After(end) {
+			e.t.Fatalf("%s = %v, want %v", name, got, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -135,6 +135,7 @@ func TestCleanRunsAndRedeliveries(t *testing.T) {
 			t.Errorf("fund_recon_breaks{kind=%q} = %v", k, v)
 		}
 	}
+	e.waitGauge("fund_recon_consumer_lag_messages", 0)
 	t.Logf("%d journal entries over 2 days on %d shards, %d redelivered: clean", journal, e.shards, len(again))
 }
 
