@@ -294,7 +294,7 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 			backoff = min(2*backoff, c.cfg.BackoffMax)
 		}
 		failedAt := time.Now()
-		stub, addr, err := c.owner(ctx, shard)
+		stub, addr, err := c.owner(ctx, shard, failedAt)
 		if err == nil {
 			actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 			err = fromStatus(op(actx, stub))
@@ -322,13 +322,14 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 }
 
 // owner returns a stub for the shard's current owner, reading the leases
-// when none is cached.
-func (c *Client) owner(ctx context.Context, shard int) (ledgerpb.LedgerShardClient, string, error) {
+// when none is cached (unless a read finished after since: callers that
+// find no owner together share one read).
+func (c *Client) owner(ctx context.Context, shard int, since time.Time) (ledgerpb.LedgerShardClient, string, error) {
 	c.mu.Lock()
 	addr := c.owners[shard].Addr
 	c.mu.Unlock()
 	if addr == "" {
-		if err := c.refresh(ctx, time.Now()); err != nil {
+		if err := c.refresh(ctx, since); err != nil {
 			return nil, "", err
 		}
 		c.mu.Lock()
