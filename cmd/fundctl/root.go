@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 	}
 	bench := &cobra.Command{Use: "bench", Short: "Benchmarks against a private Postgres or --dsn"}
 	bench.AddCommand(newBenchLedgerCmd())
+	bench.AddCommand(newBenchGatewayCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/gateway/gatewaybench"
+)
+
+// newBenchGatewayCmd is `fundctl bench gateway`: subscribe requests/s
+// through REST on loopback, and shedding at a multiple of that.
+func newBenchGatewayCmd() *cobra.Command {
+	var (
+		cfg    gatewaybench.Config
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Subscribe requests/s through the REST gateway on loopback (devstack in-process), then shedding at 2x",
+		Long: `Starts the whole stack in-process (private Postgres or --dsn, broker, ledger, accounts, gateway on
+loopback), opens and funds --customers customers, then drives POST /v1/customers/{id}/subscriptions
+with per-customer tokens and Idempotency-Keys: a closed loop of --clients connections for --duration
+(what the stack sustains, with p50/p99 of the answers), then an open loop offering --open-factor
+times that rate (429 shedding, p99 of the accepted requests from their scheduled start).
+The load generator runs in the same process, on the same cores.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !asJSON {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			res, err := gatewaybench.Run(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(res)
+			}
+			fmt.Fprintf(out, "%d customers, %d closed-loop clients, REST via loopback gRPC: %v\n", res.Customers, res.Clients, res.Loopback)
+			for _, p := range res.Phases {
+				fmt.Fprintf(out, "%-22s ok/s %8.0f  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  max %7.2f ms | ok %d  429 %d (p99 %.2f ms)  422 %d  errors %d  not sent %d\n",
+					p.Name, p.OKPerSec, p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, p.OK, p.Shed, p.ShedP99Ms, p.Rejected, p.Errors, p.NotSent)
+				if p.FirstError != "" {
+					fmt.Fprintf(out, "  first error: %s\n", p.FirstError)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DSN, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN; empty = a private Postgres")
+	f.IntVar(&cfg.Customers, "customers", 2000, "customers (each with its own token and rate limit)")
+	f.IntVar(&cfg.Clients, "clients", 256, "closed-loop connections")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each phase")
+	f.Float64Var(&cfg.OpenRateFactor, "open-factor", 2, "open-loop phase at this multiple of the closed loop's ok/s (0 = skip)")
+	f.Float64Var(&cfg.OpenRate, "open-rate", 0, "open-loop phase at this fixed rate instead")
+	f.IntVar(&cfg.Gateway.ConcurrencyMax, "concurrency-max", 0, "gateway concurrency limit (0 = its default)")
+	f.Float64Var(&cfg.Gateway.RatePerCustomer, "rate-per-customer", 0, "gateway per-customer rate (0 = its default)")
+	f.BoolVar(&cfg.Loopback, "rest-via-loopback", false, "REST through a loopback gRPC connection")
+	f.StringToStringVar(&cfg.PGSettings, "pg-set", nil, "settings of the private Postgres, name=value")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}

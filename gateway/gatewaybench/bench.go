@@ -1,0 +1,357 @@
+// Package gatewaybench measures subscribe requests per second through the
+// gateway's REST API on loopback, end to end (HTTP, JSON, JWT, limits,
+// accounts service, order rows in Postgres, ledger batch commit): the engine
+// behind `fundctl bench gateway`.
+//
+// Two phases against one devstack: a closed loop (Clients connections each
+// sending as fast as answers come) that finds what the stack sustains, and
+// optionally an open loop at a fixed offered rate (requests start on a
+// schedule, whether or not earlier ones have been answered; latency counts
+// from the scheduled start, so a slow server cannot hide queueing) that
+// shows shedding at twice that rate.
+//
+// Back of the envelope: a subscribe is one order row claimed and finished
+// in Postgres (a transaction of a few statements, one WAL flush unless
+// group commit shares it) plus a 2-transfer chain in a ledger batch; the
+// HTTP/JSON/JWT side costs some 50-100 µs of CPU. The load generator runs
+// in the same process on the same two cores and costs about as much again.
+package gatewaybench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/fundplatform/fund/deploy/devstack"
+	"github.com/fundplatform/fund/gateway"
+)
+
+// Config of a run.
+type Config struct {
+	DSN       string // "" = a private Postgres
+	Customers int    // each gets a token and a balance; the per-customer rate limit applies
+	Clients   int    // closed-loop connections
+	Duration  time.Duration
+	// OpenRate > 0 adds an open-loop phase at this many requests/s; 0 =
+	// none. OpenRateFactor > 0 sets it to that multiple of the closed
+	// loop's throughput instead.
+	OpenRate        float64
+	OpenRateFactor  float64
+	OpenInFlightMax int // open loop: requests outstanding at most; more are counted as not sent
+	Gateway         gateway.Config
+	Loopback        bool // REST through a loopback gRPC connection
+	PGSettings      map[string]string
+	Progress        io.Writer
+	Logger          *slog.Logger
+}
+
+// Phase is one phase's figures.
+type Phase struct {
+	Name          string  `json:"name"`
+	OfferedPerSec float64 `json:"offered_per_s,omitempty"`
+	Seconds       float64 `json:"seconds"`
+	OK            int64   `json:"ok"`
+	Shed          int64   `json:"shed_429"`
+	Rejected      int64   `json:"rejected_422"`
+	Errors        int64   `json:"errors"`
+	NotSent       int64   `json:"not_sent"`
+	OKPerSec      float64 `json:"ok_per_s"`
+	P50Ms         float64 `json:"ok_p50_ms"`
+	P99Ms         float64 `json:"ok_p99_ms"`
+	P999Ms        float64 `json:"ok_p999_ms"`
+	MaxMs         float64 `json:"ok_max_ms"`
+	ShedP99Ms     float64 `json:"shed_p99_ms"`
+	FirstError    string  `json:"first_error,omitempty"`
+}
+
+// Result of Run.
+type Result struct {
+	Customers int     `json:"customers"`
+	Clients   int     `json:"clients"`
+	Loopback  bool    `json:"rest_via_loopback"`
+	Phases    []Phase `json:"phases"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Customers == 0 {
+		c.Customers = 2000
+	}
+	if c.Clients == 0 {
+		c.Clients = 256
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.OpenInFlightMax == 0 {
+		c.OpenInFlightMax = 20_000
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+}
+
+// Run starts a devstack, opens and funds the customers, runs the phases and
+// stops the stack.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg.setDefaults()
+	gcfg := cfg.Gateway
+	gcfg.RESTViaLoopback = cfg.Loopback
+	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger})
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = st.Stop(sctx)
+	}()
+	fmt.Fprintf(cfg.Progress, "gateway at %s; opening %d customers...\n", st.HTTPURL, cfg.Customers)
+	custs, err := setup(ctx, st, cfg.Customers)
+	if err != nil {
+		return Result{}, err
+	}
+	conns := max(cfg.Clients, 512)
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     time.Minute,
+	}
+	defer tr.CloseIdleConnections()
+	l := &loader{url: st.HTTPURL, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, custs: custs}
+
+	res := Result{Customers: cfg.Customers, Clients: cfg.Clients, Loopback: cfg.Loopback}
+	// A short warm-up: connections, pools, JIT-free but cache-warm.
+	l.closed(ctx, "warm-up", cfg.Clients, 2*time.Second, io.Discard)
+	closed := l.closed(ctx, "closed loop", cfg.Clients, cfg.Duration, cfg.Progress)
+	res.Phases = append(res.Phases, closed)
+	rate := cfg.OpenRate
+	if cfg.OpenRateFactor > 0 {
+		rate = cfg.OpenRateFactor * closed.OKPerSec
+	}
+	if rate > 0 {
+		res.Phases = append(res.Phases, l.open(ctx, rate, cfg.Duration, cfg.OpenInFlightMax, cfg.Progress))
+	}
+	return res, nil
+}
+
+type customer struct {
+	id    int64
+	token string
+	path  string
+}
+
+// setup opens and funds the customers directly through the service (what
+// is measured is the subscribe path, not the setup).
+func setup(ctx context.Context, st *devstack.Stack, n int) ([]customer, error) {
+	out := make([]customer, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := st.Accounts.OpenCustomer(ctx, "bench-open-"+strconv.Itoa(i), "bench "+strconv.Itoa(i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := st.Accounts.TopUp(ctx, c.ID, "bench-fund", 1_000_000_00); err != nil {
+				errs <- err
+				return
+			}
+			tok, err := st.Token(int64(c.ID), false, 24*time.Hour)
+			if err != nil {
+				errs <- err
+				return
+			}
+			out[i] = customer{id: int64(c.ID), token: "Bearer " + tok,
+				path: st.HTTPURL + "/v1/customers/" + strconv.FormatInt(int64(c.ID), 10) + "/subscriptions"}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	return out, nil
+}
+
+type loader struct {
+	url   string
+	http  *http.Client
+	custs []customer
+	seq   atomic.Int64
+}
+
+var body = []byte(`{"amount":"0.01"}`)
+
+// one sends a subscribe for the next customer (round robin) and returns the
+// status (0 = no answer).
+func (l *loader) one(ctx context.Context) (int, error) {
+	n := l.seq.Add(1)
+	c := l.custs[int(n)%len(l.custs)]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", c.token)
+	req.Header.Set("Idempotency-Key", "b"+strconv.FormatInt(n, 36))
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// tally counts one phase's answers.
+type tally struct {
+	mu                          sync.Mutex
+	ok, shed                    *hdrhistogram.Histogram
+	okN, shedN, rejN, errN, nsN int64
+	firstErr                    string
+}
+
+func newTally() *tally {
+	return &tally{ok: hdrhistogram.New(1, 60_000_000, 3), shed: hdrhistogram.New(1, 60_000_000, 3)}
+}
+
+func (t *tally) record(code int, err error, d time.Duration) {
+	us := max(d.Microseconds(), 1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case code == http.StatusOK:
+		t.okN++
+		_ = t.ok.RecordValue(us)
+	case code == http.StatusTooManyRequests:
+		t.shedN++
+		_ = t.shed.RecordValue(us)
+	case code == http.StatusUnprocessableEntity:
+		t.rejN++
+	default:
+		t.errN++
+		if t.firstErr == "" {
+			t.firstErr = fmt.Sprintf("status %d: %v", code, err)
+		}
+	}
+}
+
+func (t *tally) phase(name string, secs, offered float64) Phase {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	return Phase{Name: name, OfferedPerSec: offered, Seconds: secs, OK: t.okN, Shed: t.shedN, Rejected: t.rejN,
+		Errors: t.errN, NotSent: t.nsN, OKPerSec: float64(t.okN) / secs,
+		P50Ms: ms(t.ok, 50), P99Ms: ms(t.ok, 99), P999Ms: ms(t.ok, 99.9), MaxMs: float64(t.ok.Max()) / 1000,
+		ShedP99Ms: ms(t.shed, 99), FirstError: t.firstErr}
+}
+
+func (t *tally) progress(w io.Writer, name string, start time.Time, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last int64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			t.mu.Lock()
+			ok, shed, errs := t.okN, t.shedN, t.errN
+			t.mu.Unlock()
+			fmt.Fprintf(w, "%s %4.0fs  ok/s %7d  shed %7d  errors %d\n", name, time.Since(start).Seconds(), ok-last, shed, errs)
+			last = ok
+		}
+	}
+}
+
+// closed runs clients loops for d.
+func (l *loader) closed(ctx context.Context, name string, clients int, d time.Duration, progress io.Writer) Phase {
+	t := newTally()
+	start := time.Now()
+	end := start.Add(d)
+	stop := make(chan struct{})
+	var pw sync.WaitGroup
+	pw.Add(1)
+	go func() { defer pw.Done(); t.progress(progress, name, start, stop) }()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(end) {
+				t0 := time.Now()
+				code, err := l.one(ctx)
+				t.record(code, err, time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	pw.Wait()
+	return t.phase(name, time.Since(start).Seconds(), 0)
+}
+
+// open offers rate requests/s for d on a fixed schedule.
+func (l *loader) open(ctx context.Context, rate float64, d time.Duration, inFlightMax int, progress io.Writer) Phase {
+	name := fmt.Sprintf("open loop %.0f/s", rate)
+	t := newTally()
+	start := time.Now()
+	stop := make(chan struct{})
+	var pw sync.WaitGroup
+	pw.Add(1)
+	go func() { defer pw.Done(); t.progress(progress, name, start, stop) }()
+	interval := time.Duration(float64(time.Second) / rate)
+	total := int64(d.Seconds() * rate)
+	sem := make(chan struct{}, inFlightMax)
+	var wg sync.WaitGroup
+	// A ticker per millisecond sends the requests due by then: timers
+	// finer than that cost more than they measure.
+	tick := time.NewTicker(time.Millisecond)
+	var sent int64
+	for sent < total && ctx.Err() == nil {
+		<-tick.C
+		due := min(int64(time.Since(start)/interval)+1, total)
+		for ; sent < due; sent++ {
+			scheduled := start.Add(time.Duration(sent) * interval)
+			select {
+			case sem <- struct{}{}:
+			default:
+				t.mu.Lock()
+				t.nsN++
+				t.mu.Unlock()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				code, err := l.one(ctx)
+				t.record(code, err, time.Since(scheduled))
+			}()
+		}
+	}
+	tick.Stop()
+	wg.Wait()
+	close(stop)
+	pw.Wait()
+	return t.phase(name, d.Seconds(), rate)
+}
