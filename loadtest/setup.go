@@ -42,6 +42,19 @@ type SetupConfig struct {
 	// same RunID opens no new customer.
 	RunID    string
 	Progress io.Writer // a progress bar; nil = none
+	// Backend opens customers some other way than the REST API (a bulk
+	// path, such as calling the accounts service in-process); nil = the
+	// API at Target.
+	Backend Backend
+}
+
+// Backend is what the setup needs from the platform. Each call is
+// idempotent by its key and is made until it succeeds or fails for good.
+type Backend interface {
+	OpenCustomer(ctx context.Context, key, name string) (int64, error)
+	TopUp(ctx context.Context, c int64, key string, amount int64) error
+	Subscribe(ctx context.Context, c int64, key string, amount int64) error
+	RegisterMerchant(ctx context.Context, m int64, key string) error
 }
 
 // ErrSetup is wrapped by a setup call that kept failing.
@@ -67,17 +80,19 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 	if cfg.RunID == "" {
 		cfg.RunID = "setup" + strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)
 	}
-	u, err := CheckTarget(cfg.Target, true)
-	if err != nil {
-		return nil, nil, err
+	be := cfg.Backend
+	if be == nil {
+		u, err := CheckTarget(cfg.Target, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		client := newAPI(u.String(), cfg.Parallelism)
+		defer client.close()
+		be = &apiBackend{client: client, admin: cfg.AdminToken, tokens: cfg.Tokens}
 	}
-	client := newAPI(u.String(), cfg.Parallelism)
-	defer client.close()
 
 	for m := 1; m <= cfg.Merchants; m++ {
-		body := map[string]string{"merchant_id": strconv.Itoa(m)}
-		if _, err := setupCall(ctx, client, "POST", "/v1/admin/merchants", cfg.AdminToken,
-			fmt.Sprintf("%s-m%d", cfg.RunID, m), body); err != nil {
+		if err := be.RegisterMerchant(ctx, int64(m), fmt.Sprintf("%s-m%d", cfg.RunID, m)); err != nil {
 			return nil, nil, fmt.Errorf("register merchant %d: %w", m, err)
 		}
 		merchants = append(merchants, int64(m))
@@ -108,7 +123,7 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 				if i >= cfg.Customers || ctx.Err() != nil {
 					return
 				}
-				id, err := openOne(ctx, client, cfg, i)
+				id, err := openOne(ctx, be, cfg, i)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
@@ -133,36 +148,64 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 	return customers, merchants, nil
 }
 
-func openOne(ctx context.Context, client *api, cfg SetupConfig, i int) (int64, error) {
+func openOne(ctx context.Context, be Backend, cfg SetupConfig, i int) (int64, error) {
 	key := fmt.Sprintf("%s-c%d", cfg.RunID, i)
-	body, err := setupCall(ctx, client, "POST", "/v1/customers", cfg.AdminToken, key,
-		map[string]string{"name": fmt.Sprintf("Load %s %d", cfg.RunID, i)})
+	id, err := be.OpenCustomer(ctx, key, fmt.Sprintf("Load %s %d", cfg.RunID, i))
 	if err != nil {
 		return 0, fmt.Errorf("open customer %d: %w", i, err)
 	}
-	id, err := idOf(body)
-	if err != nil {
-		return 0, fmt.Errorf("open customer %d: %w", i, err)
-	}
-	if cfg.Balance == 0 {
-		return id, nil
-	}
-	token, err := cfg.Tokens.Customer(id)
-	if err != nil {
-		return 0, err
-	}
-	c := "/v1/customers/" + strconv.FormatInt(id, 10)
-	if _, err := setupCall(ctx, client, "POST", c+"/topups", token, key+"-t",
-		map[string]string{"amount": accounts.FormatAmount(cfg.Balance)}); err != nil {
-		return 0, fmt.Errorf("top up customer %d: %w", id, err)
+	if cfg.Balance > 0 {
+		if err := be.TopUp(ctx, id, key+"-t", cfg.Balance); err != nil {
+			return 0, fmt.Errorf("top up customer %d: %w", id, err)
+		}
 	}
 	if cfg.Subscribe > 0 {
-		if _, err := setupCall(ctx, client, "POST", c+"/subscriptions", token, key+"-s",
-			map[string]string{"amount": accounts.FormatAmount(cfg.Subscribe)}); err != nil {
+		if err := be.Subscribe(ctx, id, key+"-s", cfg.Subscribe); err != nil {
 			return 0, fmt.Errorf("subscribe for customer %d: %w", id, err)
 		}
 	}
 	return id, nil
+}
+
+// apiBackend is the setup through the REST API.
+type apiBackend struct {
+	client *api
+	admin  string
+	tokens interface {
+		Customer(int64) (string, error)
+	}
+}
+
+func (b *apiBackend) OpenCustomer(ctx context.Context, key, name string) (int64, error) {
+	body, err := setupCall(ctx, b.client, "POST", "/v1/customers", b.admin, key, map[string]string{"name": name})
+	if err != nil {
+		return 0, err
+	}
+	return idOf(body)
+}
+
+func (b *apiBackend) order(ctx context.Context, c int64, path, key string, amount int64) error {
+	token, err := b.tokens.Customer(c)
+	if err != nil {
+		return err
+	}
+	_, err = setupCall(ctx, b.client, "POST", "/v1/customers/"+strconv.FormatInt(c, 10)+path, token, key,
+		map[string]string{"amount": accounts.FormatAmount(amount)})
+	return err
+}
+
+func (b *apiBackend) TopUp(ctx context.Context, c int64, key string, amount int64) error {
+	return b.order(ctx, c, "/topups", key, amount)
+}
+
+func (b *apiBackend) Subscribe(ctx context.Context, c int64, key string, amount int64) error {
+	return b.order(ctx, c, "/subscriptions", key, amount)
+}
+
+func (b *apiBackend) RegisterMerchant(ctx context.Context, m int64, key string) error {
+	_, err := setupCall(ctx, b.client, "POST", "/v1/admin/merchants", b.admin, key,
+		map[string]string{"merchant_id": strconv.FormatInt(m, 10)})
+	return err
 }
 
 // setupCall makes one setup call until it gets a 2xx answer, retrying with

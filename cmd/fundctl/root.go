@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
+	root.AddCommand(newLoadtestCmd(), newDemoCmd())
 	root.AddCommand(newTokenCmd())
 	return root
 }
