@@ -290,10 +290,12 @@ func checkResources(t *testing.T, what string, r *resources) {
 	}
 }
 
-// A container that serves HTTP (a port named http) is probed: readiness on
-// /readyz takes it out of the Service while it cannot serve, liveness on
-// /healthz restarts it when it hangs.
-func TestProbesWhereHTTPIsServed(t *testing.T) {
+// Every long-running container is probed. One that serves HTTP (a port
+// named http; every fund role but the ledger owner serves /healthz, /readyz
+// and /metrics) is probed over HTTP: readiness on /readyz takes it out of
+// the Service while it cannot serve, liveness on /healthz restarts it when
+// it hangs. One that serves only gRPC gets a gRPC or TCP probe.
+func TestProbes(t *testing.T) {
 	forEachOverlay(t, func(t *testing.T, objs []object) {
 		for _, w := range workloads(t, objs) {
 			if w.obj.Kind == "Job" || w.obj.Kind == "CronJob" {
@@ -301,13 +303,16 @@ func TestProbesWhereHTTPIsServed(t *testing.T) {
 			}
 			for _, c := range w.pods.Spec.Containers {
 				what := w.id() + " container " + c.Name
-				serves := slices.ContainsFunc(c.Ports, func(p containerPort) bool { return p.Name == "http" })
-				if !serves {
-					t.Errorf("%s: no port named http; every fund role serves /healthz, /readyz and /metrics", what)
+				if slices.ContainsFunc(c.Ports, func(p containerPort) bool { return p.Name == "http" }) {
+					checkProbe(t, what, "readiness", c.ReadinessProbe, "/readyz")
+					checkProbe(t, what, "liveness", c.LivenessProbe, "/healthz")
 					continue
 				}
-				checkProbe(t, what, "readiness", c.ReadinessProbe, "/readyz")
-				checkProbe(t, what, "liveness", c.LivenessProbe, "/healthz")
+				for kind, p := range map[string]*probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+					if p == nil || (p.HTTPGet == nil && p.GRPC == nil && p.TCPSocket == nil && p.Exec == nil) {
+						t.Errorf("%s: no %s probe", what, kind)
+					}
+				}
 			}
 		}
 	})
