@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -82,6 +83,51 @@ in-transit accounts of cross-shard sagas over all databases: zero when no saga i
 			}
 			if bad > 0 {
 				return fmt.Errorf("%d checks failed", bad)
+			}
+			return nil
+		},
+	}
+	var env []string
+	if v := os.Getenv(localpg.EnvDSN); v != "" {
+		env = strings.Split(v, ",")
+	}
+	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
+	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	return cmd
+}
+
+// newLedgerOwnersCmd is `fundctl ledger owners`: who serves each shard, and
+// where, from the lease rows in each shard's own database.
+func newLedgerOwnersCmd() *cobra.Command {
+	var (
+		dsns   []string
+		shards int
+	)
+	cmd := &cobra.Command{
+		Use:   "owners",
+		Short: "List each shard's database, owner, advertised address and fencing epoch",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(dsns) == 0 {
+				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+			}
+			ctx := cmd.Context()
+			dbs, err := postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: dsns, Shards: shards, ConnsMax: 2})
+			if err != nil {
+				return err
+			}
+			defer dbs.Close()
+			ls, err := dbs.Leases(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%-6s %-9s %-24s %-22s %-6s %s\n", "shard", "database", "owner", "address", "epoch", "lease")
+			for _, l := range ls {
+				owner, state := l.Owner, "live until "+l.ExpiresAt.Format(time.RFC3339)
+				if !l.Live {
+					owner, state = "-", "none"
+				}
+				fmt.Fprintf(out, "%-6d %-9d %-24s %-22s %-6d %s\n", l.Shard, dbs.Map.DatabaseOf(l.Shard)+1, owner, l.Addr, l.Epoch, state)
 			}
 			return nil
 		},

@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 	bench.AddCommand(newBenchLedgerCmd())
 	bench.AddCommand(newBenchGatewayCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
-	ledgerCmd.AddCommand(newLedgerVerifyCmd())
+	ledgerCmd.AddCommand(newLedgerVerifyCmd(), newLedgerOwnersCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
 	root.AddCommand(newLoadtestCmd(), newDemoCmd())
 	root.AddCommand(newTokenCmd())
