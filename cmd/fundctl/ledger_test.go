@@ -98,4 +98,9 @@ func TestLedgerVerifyAcrossDatabases(t *testing.T) {
 	if err == nil || !strings.Contains(out, "database 1 holds shard 2, which the map places on database 2") {
 		t.Fatalf("verify with the DSNs swapped: %v\n%s", err, out)
 	}
+	// No process holds a lease here (the sequencers ran without a host).
+	out, err = fundctl(t, "ledger", "owners", "--dsn", dsnArg, "--shards", "4")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) != 5 || !strings.Contains(lines[4], "none") {
+		t.Fatalf("owners: %v\n%s", err, out)
+	}
 }
