@@ -24,16 +24,19 @@
 //     reference, direction and amount, with the movements of the bank
 //     settlement account on that date in the journal.
 //
+// A Set holds one Store per ledger database (shards placed by
+// ledger.ShardMap) and follows sagas across them.
+//
 // The domain imports no database or broker code: the Postgres adapter is
 // settlement/recon/postgres, the group-lag probe settlement/recon/kafka.
 //
-//	store, _ := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
+//	store, _ := reconpg.Open(ctx, reconpg.Config{DSN: dsn}) // one per ledger database
 //	w, _ := recon.NewWorker(recon.WorkerConfig{
 //		Consume: func(ctx context.Context, h func(context.Context, ledger.Event) error) error {
 //			return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: b, Topic: "ledger-events",
 //				Group: "fund-recon", InFlightMax: 4096}, h)
 //		},
 //		Registerer: prometheus.DefaultRegisterer,
-//	}, store, logger)
+//	}, recon.Single(store), logger) // or recon.NewSet(shardMap, stores...)
 //	err := w.Run(ctx) // until ctx ends
 package recon

@@ -148,17 +148,29 @@ type BreakFilter struct {
 	Limit           int        // 0 = 1,000
 }
 
-// Store is reconciliation's persistence and its read of the journal.
+// Store is reconciliation's persistence in one ledger database, and its
+// read of that database's journal. A Set spreads the work over the stores
+// of every database.
 type Store interface {
 	// Apply records the events not seen before and adds them to the
 	// totals, all in one transaction, and stores a Duplicate break for each
 	// id seen before with different content. It returns each event's
 	// outcome, in order. An error means nothing was written; retry.
 	Apply(ctx context.Context, events []ledger.Event) ([]Outcome, error)
-	// Compare reconciles one business day (and every open saga) against the
-	// journal, stores the breaks found and resolves earlier ones not found
-	// again.
+	// Compare reconciles one business day of this database's shards
+	// against its journal (totals, then entries and accounts where they
+	// differ), stores the breaks found and resolves earlier ones of that
+	// day not found again. Sagas are Set.Compare's.
 	Compare(ctx context.Context, day time.Time, opts CompareOptions) (*Report, error)
+	// OpenSagas returns up to limit sagas recorded here whose leg 1 is
+	// stamped at or before cutoff and that no comparison saw closed yet.
+	OpenSagas(ctx context.Context, cutoff time.Time, limit int) ([]Saga, error)
+	// Seen reports which of the transfer ids this store recorded.
+	Seen(ctx context.Context, ids []ledger.TransferID) (map[ledger.TransferID]bool, error)
+	// SettleSagas marks sagas closed (resolving their breaks) and stores
+	// in-transit breaks, in one transaction; it returns how many breaks it
+	// resolved.
+	SettleSagas(ctx context.Context, closed []ledger.TransferID, breaks []Break) (int64, error)
 	// Breaks lists breaks, newest first.
 	Breaks(ctx context.Context, f BreakFilter) ([]Break, error)
 	// OpenBreaks counts the open breaks per kind.
@@ -170,6 +182,22 @@ type Store interface {
 	// breaks of the day, resolving those of an earlier import of the same
 	// day and account that are matched now.
 	SaveStatement(ctx context.Context, imp StatementImport) error
+}
+
+// Saga is a cross-shard transfer as reconciliation follows it: leg 1 put
+// Amount in transit; leg 2 (id In) or the refund (id Back) takes it out.
+type Saga struct {
+	Leg1      ledger.TransferID
+	Shard     int
+	Timestamp time.Time
+	Asset     ledger.Asset
+	Amount    int64
+	In, Back  ledger.TransferID
+}
+
+// SagaBreakKey is the key of a saga's in-transit break.
+func SagaBreakKey(leg1 ledger.TransferID) string {
+	return string(InTransitNotZero) + "/" + leg1.String()
 }
 
 // DayStart returns the first instant of a business day (its date read in

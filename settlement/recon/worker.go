@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,22 +81,44 @@ func (c *WorkerConfig) setDefaults() {
 // the partitions of the topic through the group.
 type Worker struct {
 	cfg   WorkerConfig
-	store Store
+	store *Set
 	log   *slog.Logger
 	queue chan *pending
 	m     *metrics
 
+	applied, redelivered, conflicts, lag, lastCompare atomic.Int64
+
 	mu      sync.Mutex
 	running bool
 }
+
+// Stats are a worker's counters since it started.
+type Stats struct {
+	Applied, Redelivered, Conflicts int64 // events, by outcome
+	Lag                             int64 // the group's lag in messages at the last probe
+	LastCompare                     time.Time
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() Stats {
+	st := Stats{Applied: w.applied.Load(), Redelivered: w.redelivered.Load(), Conflicts: w.conflicts.Load(), Lag: w.lag.Load()}
+	if ns := w.lastCompare.Load(); ns != 0 {
+		st.LastCompare = time.Unix(0, ns)
+	}
+	return st
+}
+
+// Store is the set of stores the worker writes and compares.
+func (w *Worker) Store() *Set { return w.store }
 
 type pending struct {
 	e    ledger.Event
 	done chan error // buffered 1
 }
 
-// NewWorker returns a worker; start it with Run.
-func NewWorker(cfg WorkerConfig, store Store, logger *slog.Logger) (*Worker, error) {
+// NewWorker returns a worker over the stores of every ledger database
+// (Single(store) for one); start it with Run.
+func NewWorker(cfg WorkerConfig, store *Set, logger *slog.Logger) (*Worker, error) {
 	if cfg.Consume == nil {
 		return nil, errors.New("recon: WorkerConfig.Consume is required")
 	}
@@ -226,7 +249,13 @@ func (w *Worker) write(ctx context.Context) {
 		for i, p := range batch {
 			if err == nil {
 				w.m.events.WithLabelValues(outs[i].String()).Inc()
-				if outs[i] == Conflict {
+				switch outs[i] {
+				case Applied:
+					w.applied.Add(1)
+				case Redelivered:
+					w.redelivered.Add(1)
+				case Conflict:
+					w.conflicts.Add(1)
 					conflicts++
 				}
 			}
@@ -279,6 +308,7 @@ func (w *Worker) pollLag(ctx context.Context) {
 		}
 		return
 	}
+	w.lag.Store(lag)
 	w.m.lag.Set(float64(lag))
 }
 
@@ -307,7 +337,9 @@ func (w *Worker) Compare(ctx context.Context, day time.Time, opts CompareOptions
 	if err != nil {
 		return nil, err
 	}
-	w.m.lastCompare.Set(float64(w.cfg.Now().Unix()))
+	now := w.cfg.Now()
+	w.lastCompare.Store(now.UnixNano())
+	w.m.lastCompare.Set(float64(now.Unix()))
 	w.log.Info("compared with the journal", "date", rep.BusinessDate, "cutoff", rep.Cutoff,
 		"breaks", len(rep.Breaks), "resolved", rep.Resolved, "open_sagas", rep.OpenSagas, "took", rep.Took)
 	w.refreshBreaks(ctx)

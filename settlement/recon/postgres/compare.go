@@ -99,10 +99,6 @@ func (s *Store) Compare(ctx context.Context, day time.Time, opts recon.CompareOp
 			})
 		}
 	}
-	closed, err := c.sagas(ctx, tx, rep)
-	if err != nil {
-		return nil, err
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
@@ -128,20 +124,6 @@ func (s *Store) Compare(ctx context.Context, day time.Time, opts recon.CompareOp
 		return nil, fmt.Errorf("resolve breaks: %w", err)
 	}
 	rep.Resolved = tag.RowsAffected()
-	if len(closed) > 0 {
-		if _, err := wtx.Exec(ctx, `UPDATE recon_sagas SET closed = true WHERE id = ANY($1)`, closed); err != nil {
-			return nil, fmt.Errorf("close sagas: %w", err)
-		}
-		sagaKeys := make([]string, len(closed))
-		for i, id := range closed {
-			sagaKeys[i] = sagaKey(id.Bytes)
-		}
-		tag, err := wtx.Exec(ctx, `UPDATE recon_breaks SET resolved_at = now() WHERE resolved_at IS NULL AND key = ANY($1)`, sagaKeys)
-		if err != nil {
-			return nil, fmt.Errorf("resolve saga breaks: %w", err)
-		}
-		rep.Resolved += tag.RowsAffected()
-	}
 	if err := wtx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit breaks: %w", err)
 	}
@@ -414,52 +396,78 @@ func (c *comparison) accounts(ctx context.Context, tx pgx.Tx, shard int, rep *re
 	return nil
 }
 
-func sagaKey(leg1 ledger.TransferID) string {
-	return fmt.Sprintf("%s/%s", recon.InTransitNotZero, leg1)
-}
-
-// sagas is step 4: it returns the sagas to mark closed.
-func (c *comparison) sagas(ctx context.Context, tx pgx.Tx, rep *recon.Report) ([]pgtype.UUID, error) {
-	rs, err := tx.Query(ctx, `
-		SELECT s.id, s.shard, s.ts, s.asset, s.amount,
-			EXISTS (SELECT 1 FROM recon_events e WHERE e.id = s.in_id),
-			EXISTS (SELECT 1 FROM recon_events e WHERE e.id = s.back_id)
-		FROM recon_sagas s WHERE NOT s.closed AND s.ts <= $1
-		ORDER BY s.ts LIMIT $2`, c.cutoff, sagasCheckMax)
+// OpenSagas implements recon.Store.
+func (s *Store) OpenSagas(ctx context.Context, cutoff time.Time, limit int) ([]recon.Saga, error) {
+	rs, err := s.pool.Query(ctx, `
+		SELECT id, shard, ts, asset, amount, in_id, back_id FROM recon_sagas
+		WHERE NOT closed AND ts <= $1 ORDER BY ts LIMIT $2`, cutoff.UnixNano(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("sagas: %w", err)
+		return nil, fmt.Errorf("open sagas: %w", err)
 	}
 	var (
-		closed       []pgtype.UUID
-		id           ledger.TransferID
-		shard        int
-		ts, amount   int64
-		asset        int16
-		leg2, refund bool
+		out   []recon.Saga
+		sg    recon.Saga
+		ts    int64
+		asset int16
 	)
-	_, err = pgx.ForEachRow(rs, []any{&id, &shard, &ts, &asset, &amount, &leg2, &refund}, func() error {
-		if leg2 != refund {
-			closed = append(closed, pgtype.UUID{Bytes: id, Valid: true})
-			return nil
-		}
-		a := ledger.Asset(asset)
-		sh, tid, amt := shard, id, amount
-		b := recon.Break{Key: sagaKey(id), Kind: recon.InTransitNotZero, Source: recon.SourceCompare, Shard: &sh,
-			BusinessDate: ledger.BusinessDate(ts).Format(time.DateOnly), TransferID: &tid, Asset: a.String(), Other: &amt}
-		if !leg2 {
-			rep.OpenSagas++
-			rep.InTransit[a.String()] += amount
-			b.Detail = fmt.Sprintf("leg 1 put %s %s in transit at %s; neither leg 2 nor the refund was seen",
-				accounts.FormatAmount(amount), a, time.Unix(0, ts).UTC().Format(time.RFC3339Nano))
-		} else {
-			rep.InTransit[a.String()] -= amount
-			b.Detail = fmt.Sprintf("%s %s left transit twice: both leg 2 and the refund were seen", accounts.FormatAmount(amount), a)
-		}
-		rep.Breaks = append(rep.Breaks, b)
+	_, err = pgx.ForEachRow(rs, []any{&sg.Leg1, &sg.Shard, &ts, &asset, &sg.Amount, &sg.In, &sg.Back}, func() error {
+		sg.Timestamp, sg.Asset = time.Unix(0, ts).UTC(), ledger.Asset(asset)
+		out = append(out, sg)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sagas: %w", err)
+		return nil, fmt.Errorf("open sagas: %w", err)
 	}
-	return closed, nil
+	return out, nil
+}
+
+// Seen implements recon.Store.
+func (s *Store) Seen(ctx context.Context, ids []ledger.TransferID) (map[ledger.TransferID]bool, error) {
+	arr := make([]pgtype.UUID, len(ids))
+	for i, id := range ids {
+		arr[i] = pgtype.UUID{Bytes: id, Valid: true}
+	}
+	rs, err := s.pool.Query(ctx, `SELECT id FROM recon_events WHERE id = ANY($1)`, arr)
+	if err != nil {
+		return nil, fmt.Errorf("seen ids: %w", err)
+	}
+	out := map[ledger.TransferID]bool{}
+	var id ledger.TransferID
+	_, err = pgx.ForEachRow(rs, []any{&id}, func() error { out[id] = true; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("seen ids: %w", err)
+	}
+	return out, nil
+}
+
+// SettleSagas implements recon.Store.
+func (s *Store) SettleSagas(ctx context.Context, closed []ledger.TransferID, breaks []recon.Break) (int64, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := upsertBreaks(ctx, tx, breaks); err != nil {
+		return 0, err
+	}
+	var resolved int64
+	if len(closed) > 0 {
+		ids := make([]pgtype.UUID, len(closed))
+		keys := make([]string, len(closed))
+		for i, id := range closed {
+			ids[i], keys[i] = pgtype.UUID{Bytes: id, Valid: true}, recon.SagaBreakKey(id)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE recon_sagas SET closed = true WHERE id = ANY($1)`, ids); err != nil {
+			return 0, fmt.Errorf("close sagas: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE recon_breaks SET resolved_at = now() WHERE resolved_at IS NULL AND key = ANY($1)`, keys)
+		if err != nil {
+			return 0, fmt.Errorf("resolve saga breaks: %w", err)
+		}
+		resolved = tag.RowsAffected()
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit sagas: %w", err)
+	}
+	return resolved, nil
 }

@@ -114,23 +114,26 @@ func (d *dropper) all() []ledger.Event {
 // and a reconciliation worker, all stopped when the test ends.
 type env struct {
 	t       *testing.T
-	dsn     string
+	dsn     string // of database 0
+	dsns    []string
+	ledgers []*ledgerpg.Store
 	shards  int
 	sagas   bool
 	clock   *clock
 	ledger  *ledgerpg.Store
 	seqs    []*ledger.Sequencer
 	router  *xshard.Router
-	store   *reconpg.Store
+	store   *reconpg.Store // of database 0
+	stores  []*reconpg.Store
 	worker  *recon.Worker
 	reg     *prometheus.Registry
 	pub     *dropper
 	broker  *kafka.Broker
-	sideErr chan error
 }
 
 type envConfig struct {
 	shards int
+	dbs    int  // databases the shards are spread over (ledger.ShardMap); 0 = 1
 	sagas  bool // run the saga consumer (leg 2 applied)
 	drop   []ledger.TransferID
 	day    int // days ago the ledger's clock starts
@@ -139,26 +142,40 @@ type envConfig struct {
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, dsn: pgtest.NewDatabase(t), shards: cfg.shards, sagas: cfg.sagas, clock: &clock{}, reg: prometheus.NewRegistry(),
-		sideErr: make(chan error, 8)}
+	e := &env{t: t, shards: cfg.shards, sagas: cfg.sagas, clock: &clock{}, reg: prometheus.NewRegistry()}
 	e.clock.setDay(cfg.day)
-	var err error
-	e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 8})
+	smap, err := ledger.NewShardMap(cfg.shards, max(cfg.dbs, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.ledger.Close)
 	today := ledger.BusinessDate(time.Now().UnixNano())
-	if err := e.ledger.EnsurePartitions(ctx, today.AddDate(0, 0, -3), today.AddDate(0, 0, 1)); err != nil {
-		t.Fatal(err)
+	var stores []recon.Store
+	for db := 0; db < smap.Databases; db++ {
+		dsn := pgtest.NewDatabase(t)
+		ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: dsn, ConnsMax: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ls.Close)
+		if err := ls.EnsurePartitions(ctx, today.AddDate(0, 0, -3), today.AddDate(0, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rs.Close)
+		e.dsns, e.ledgers, e.stores = append(e.dsns, dsn), append(e.ledgers, ls), append(e.stores, rs)
+		stores = append(stores, rs)
 	}
-	e.store, err = reconpg.Open(ctx, reconpg.Config{DSN: e.dsn})
+	e.dsn, e.ledger, e.store = e.dsns[0], e.ledgers[0], e.stores[0]
+	set, err := recon.NewSet(smap, stores...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.store.Close)
 	for s := 0; s < cfg.shards; s++ {
-		seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: cfg.shards, Now: e.clock.Now}, e.ledger, nil)
+		seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: cfg.shards, Now: e.clock.Now},
+			e.ledgers[smap.DatabaseOf(s)], nil)
 		stop, err := seq.Start(ctx, readyTimeout)
 		if err != nil {
 			t.Fatal(err)
@@ -188,12 +205,10 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		e.pub.drop[id] = true
 	}
 	t.Cleanup(func() { _ = e.pub.pub.Close() })
-	all := make([]int, cfg.shards)
-	for i := range all {
-		all[i] = i
+	for db, ls := range e.ledgers {
+		relay := settlement.NewRelay(settlement.RelayConfig{Shards: smap.ShardsOn(db), PollInterval: 5 * time.Millisecond}, ls, e.pub, nil)
+		e.run(fmt.Sprintf("relay of database %d", db), relay.Run)
 	}
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: 5 * time.Millisecond}, e.ledger, e.pub, nil)
-	e.run("relay", relay.Run)
 	if cfg.sagas {
 		e.run("sagas", func(ctx context.Context) error {
 			return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: e.broker.Addrs(), Topic: topic, Group: "sagas",
@@ -210,7 +225,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		BatchMax:     256,
 		CompareEvery: -1, // the test compares
 		Registerer:   e.reg,
-	}, e.store, nil)
+	}, set, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,11 +288,15 @@ func (e *env) waitRecorded(dropped int) {
 	end := time.Now().Add(waitMax)
 	for {
 		var journal, missing int64
-		err := e.ledger.Pool().QueryRow(context.Background(), `
-			SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM recon_events r WHERE r.id = t.id))
-			FROM transfers t`).Scan(&journal, &missing)
-		if err != nil {
-			e.t.Fatal(err)
+		for _, ls := range e.ledgers {
+			var j, m int64
+			err := ls.Pool().QueryRow(context.Background(), `
+				SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM recon_events r WHERE r.id = t.id))
+				FROM transfers t`).Scan(&j, &m)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			journal, missing = journal+j, missing+m
 		}
 		if missing == int64(dropped) {
 			return

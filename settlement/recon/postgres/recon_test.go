@@ -77,14 +77,15 @@ func requireClean(t *testing.T, rep *recon.Report) {
 	}
 }
 
-// Random traffic on three shards over two business days (one of them
-// over), through outbox, relay, broker and consumer group: every
+// Random traffic on three shards in two databases over two business days
+// (one of them over), with sagas across databases, through outbox, relays,
+// broker and consumer group: every
 // comparison is clean, the shallow one and the deep one; then a random
 // part of the events is delivered again and nothing changes.
 func TestCleanRunsAndRedeliveries(t *testing.T) {
 	seed := testSeed(t)
 	rng := newRand(seed)
-	e := newEnv(t, envConfig{shards: 3, sagas: true, day: 2})
+	e := newEnv(t, envConfig{shards: 3, dbs: 2, sagas: true, day: 2})
 	var users [][]ledger.AccountID
 	for s := 0; s < e.shards; s++ {
 		users = append(users, e.accountsOn(s, 1000, 5))
@@ -101,8 +102,12 @@ func TestCleanRunsAndRedeliveries(t *testing.T) {
 		requireClean(t, e.compare(today, recon.CompareOptions{Cutoff: e.clock.Now(), Deep: deep}))
 	}
 	var journal int64
-	if err := e.ledger.Pool().QueryRow(context.Background(), `SELECT count(*) FROM transfers`).Scan(&journal); err != nil {
-		t.Fatal(err)
+	for _, ls := range e.ledgers {
+		var n int64
+		if err := ls.Pool().QueryRow(context.Background(), `SELECT count(*) FROM transfers`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		journal += n
 	}
 	if got := e.metric("fund_recon_events_total", "result", "applied"); got != float64(journal) {
 		t.Fatalf("applied %v events, the journal holds %d", got, journal)
@@ -136,7 +141,7 @@ func TestCleanRunsAndRedeliveries(t *testing.T) {
 		}
 	}
 	e.waitGauge("fund_recon_consumer_lag_messages", 0)
-	t.Logf("%d journal entries over 2 days on %d shards, %d redelivered: clean", journal, e.shards, len(again))
+	t.Logf("%d journal entries over 2 days on %d shards in %d databases, %d redelivered: clean", journal, e.shards, len(e.ledgers), len(again))
 }
 
 // The injections the issue names: an event the relay lost (missing), a
@@ -151,7 +156,7 @@ func TestCatchesInjectedBreaks(t *testing.T) {
 	rng := newRand(seed)
 	ctx := context.Background()
 	lost := ledger.NewTransferID()
-	e := newEnv(t, envConfig{shards: 2, day: 1, drop: []ledger.TransferID{lost}})
+	e := newEnv(t, envConfig{shards: 2, dbs: 2, day: 1, drop: []ledger.TransferID{lost}})
 	users := [][]ledger.AccountID{e.accountsOn(0, 1000, 4), e.accountsOn(1, 1000, 4)}
 	// Each injection gets accounts of its own, so that its account breaks
 	// are its own too.

@@ -30,7 +30,6 @@ const (
 	breaksListMax     = 10_000
 	breaksListDefault = 1_000
 	breaksMaxDefault  = 10_000
-	sagasCheckMax     = 100_000
 )
 
 // Config for Open.
