@@ -30,6 +30,7 @@ func run(ctx context.Context, args []string) error {
 	root := &cobra.Command{Use: "fundd", Short: "The fund platform's server roles", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(newLedgerCmd())
 	root.AddCommand(newGatewayCmd(), newDevCmd())
+	root.AddCommand(newReconCmd())
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
