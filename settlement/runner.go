@@ -83,7 +83,7 @@ type Summary struct {
 	IncomePaid        int64         `json:"income_paid"`     // sum of positive income
 	IncomeDeducted    int64         `json:"income_deducted"` // sum of deductions, positive
 	Absorbed          int64         `json:"absorbed"`        // deductions the fund took over
-	Subscriptions     int64         `json:"subscriptions"` // customers whose subscriptions were confirmed
+	Subscriptions     int64         `json:"subscriptions"`   // customers whose subscriptions were confirmed
 	SubscribedShares  int64         `json:"subscribed_shares"`
 	Redemptions       int64         `json:"redemptions"` // customers whose standard redemptions were paid
 	RedeemedCash      int64         `json:"redeemed_cash"`

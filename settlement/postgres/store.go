@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,6 +39,8 @@ type Store struct {
 	// "prepare/<shard>/commit"); an error rolls the transaction back, as a
 	// crash there would.
 	Failpoint func(point string) error
+	// Trace, when set, gets a line per stage of each booking with its time.
+	Trace io.Writer
 }
 
 var _ settlement.Store = (*Store)(nil)

@@ -24,6 +24,7 @@ type Config struct {
 	Progress     settlement.Progress // nil = none
 	Log          io.Writer           // phase lines; nil = none
 	NoVerify     bool
+	Trace        io.Writer // booking stage times; nil = none
 }
 
 // Result is what a run measured.
@@ -54,6 +55,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer store.Close()
+	store.Trace = cfg.Trace
 	// Settle yesterday: its cut-off has passed.
 	date := accounts.NaturalDay(time.Now()).AddDate(0, 0, -1)
 	logf("seeding %d holders over %d shards for %s (not timed)...", cfg.Accounts, res.Shards, date.Format(time.DateOnly))

@@ -7,8 +7,8 @@ import (
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/settlebench"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
+	"github.com/fundplatform/fund/settlement/settlebench"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -1,0 +1,66 @@
+// Package settlekafka publishes the settlement run's events (one per shard
+// settled, one per completed run) to a Kafka topic with kafka-go: the
+// settlement.EventPublisher of production and of `fundctl settle run
+// --kafka`. Ledger entries reach Kafka separately, through the ledger's
+// outbox and the relay.
+//
+//	pub := settlekafka.NewPublisher([]string{"127.0.0.1:9092"}, settlekafka.TopicDefault)
+//	defer pub.Close()
+//	runner := settlement.NewRunner(cfg, store, yields, pub, logger)
+package settlekafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fundplatform/fund/settlement"
+)
+
+// TopicDefault is the topic settlement events go to.
+const TopicDefault = "fund.settlement"
+
+// Publisher writes settlement events, one JSON message each, keyed by the
+// event id (a re-run republishes the same ids, so consumers can drop
+// repeats).
+type Publisher struct {
+	w *kafkago.Writer
+}
+
+// NewPublisher returns a publisher to brokers for topic.
+func NewPublisher(brokers []string, topic string) *Publisher {
+	return &Publisher{w: &kafkago.Writer{
+		Addr:                   kafkago.TCP(brokers...),
+		Topic:                  topic,
+		Balancer:               &kafkago.Hash{},
+		RequiredAcks:           kafkago.RequireAll,
+		AllowAutoTopicCreation: true,
+		BatchSize:              1000,
+		BatchTimeout:           time.Millisecond,
+		MaxAttempts:            5,
+		WriteTimeout:           10 * time.Second,
+		ReadTimeout:            10 * time.Second,
+	}}
+}
+
+// PublishSettlement implements settlement.EventPublisher.
+func (p *Publisher) PublishSettlement(ctx context.Context, events []settlement.Event) error {
+	msgs := make([]kafkago.Message, len(events))
+	for i := range events {
+		v, err := json.Marshal(&events[i])
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", events[i].ID, err)
+		}
+		msgs[i] = kafkago.Message{Key: []byte(events[i].ID), Value: v}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d settlement events: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Close flushes and closes the writer.
+func (p *Publisher) Close() error { return p.w.Close() }
