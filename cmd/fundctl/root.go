@@ -29,11 +29,13 @@ func newRootCmd() *cobra.Command {
 	bench := &cobra.Command{Use: "bench", Short: "Benchmarks against a private Postgres or --dsn"}
 	bench.AddCommand(newBenchLedgerCmd())
 	bench.AddCommand(newBenchGatewayCmd())
+	bench.AddCommand(newBenchSettleCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd(), newLedgerOwnersCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
 	root.AddCommand(newLoadtestCmd(), newDemoCmd())
 	root.AddCommand(newTokenCmd())
+	root.AddCommand(newSettleCmd())
 	return root
 }
 
