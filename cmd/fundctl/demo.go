@@ -32,6 +32,7 @@ type demoOpts struct {
 	verbose     bool
 	setup       string
 	subscribe   string
+	parallelism int
 }
 
 const demoStopTimeout = 2 * time.Minute
@@ -60,6 +61,7 @@ stays). Fails unless nothing was lost and nothing duplicated.`,
 	f.StringVar(&d.income, "income-per-10k", "0.6543", "the fund's income per 10,000 shares for the settlement")
 	f.BoolVar(&d.verbose, "verbose", false, "log the platform's own messages to stderr")
 	f.StringVar(&d.setup, "setup", "direct", "how customers are opened: api (REST, 3 calls each) or direct (the accounts service in-process)")
+	f.IntVar(&d.parallelism, "setup-parallelism", 64, "setup calls at once")
 	f.StringVar(&d.subscribe, "subscribe", "0", "part of each balance subscribed during setup (shares wait for confirmation)")
 	return cmd
 }
@@ -71,7 +73,7 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 		logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	fmt.Fprintln(progress, "demo: starting every role (private Postgres, in-process Kafka, ledger, relay, accounts, gateway)...")
-	st, err := devstack.Start(ctx, devstack.Options{Logger: logger, Workers: demoWorkers()})
+	st, err := devstack.Start(ctx, devstack.Options{Logger: logger, Workers: demoWorkers(), AccountsConnsMax: int32(d.parallelism) + 32})
 	if err != nil {
 		return err
 	}
@@ -91,7 +93,7 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 		peakRatio: loadtest.Double11PeakRatioDefault, mix: loadtest.DefaultMix().String(),
 		customers: d.customers, balance: "1000.00", subscribe: d.subscribe, merchants: 20,
 		hotMerchants: loadtest.HotMerchantsDefault, zipf: loadtest.ZipfSkewDefault,
-		setupParallelism: 64, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
+		setupParallelism: d.parallelism, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
 		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: st.DSN, reconWait: time.Minute,
 	}
 	switch d.setup {

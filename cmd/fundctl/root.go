@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
 	root.AddCommand(newLoadtestCmd(), newDemoCmd())
 	root.AddCommand(newTokenCmd())
+	root.AddCommand(newReconCmd())
 	root.AddCommand(newSettleCmd())
 	return root
 }
