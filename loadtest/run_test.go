@@ -103,6 +103,14 @@ func TestRunOpenLoopCounts(t *testing.T) {
 	if res.Latency.Count != tot.Sent || len(res.Timeline) == 0 || len(res.Distribution) == 0 {
 		t.Fatalf("latency %+v, %d seconds, %d buckets", res.Latency, len(res.Timeline), len(res.Distribution))
 	}
+	var perSecond, offered int64
+	for _, s := range res.Timeline {
+		perSecond += s.Latency.Count
+		offered += s.Offered
+	}
+	if perSecond != res.Latency.Count || offered != tot.Offered {
+		t.Fatalf("timeline: %d latencies, %d offered; totals %d and %d", perSecond, offered, res.Latency.Count, tot.Offered)
+	}
 	for _, op := range Ops {
 		if res.ByOp[op].Offered == 0 {
 			t.Fatalf("no %s in the default mix over 300 requests: %v", op, res.ByOp)

@@ -120,6 +120,7 @@ type stats struct {
 	all     *hdrhistogram.Histogram
 	codes   map[string]int64
 	seconds []*secondAcc
+	closed  int // seconds before this one have no histogram any more
 	// window is the latency of the last progress interval.
 	window *hdrhistogram.Histogram
 	wcodes map[string]int64
@@ -127,7 +128,11 @@ type stats struct {
 
 type secondAcc struct {
 	Counts
+	// hist collects the latencies of the answers that came in this second
+	// until the clock moves on; then it is summarised into lat and
+	// dropped, so a long run holds one histogram, not one per second.
 	hist  *hdrhistogram.Histogram
+	lat   Latency
 	codes map[string]int64
 }
 
@@ -148,9 +153,21 @@ func newStats(secondsMax int) *stats {
 func (s *stats) second(i int) *secondAcc {
 	i = max(0, min(i, len(s.seconds)-1))
 	if s.seconds[i] == nil {
-		s.seconds[i] = &secondAcc{hist: newHist(), codes: map[string]int64{}}
+		s.seconds[i] = &secondAcc{codes: map[string]int64{}}
 	}
 	return s.seconds[i]
+}
+
+// closeBefore summarises and drops the histograms of the seconds before
+// sec: answers are filed by the second they arrive in, so none can still
+// come for those.
+func (s *stats) closeBefore(sec int) {
+	for ; s.closed < min(sec, len(s.seconds)-1); s.closed++ {
+		if acc := s.seconds[s.closed]; acc != nil && acc.hist != nil {
+			acc.lat = summarize(acc.hist)
+			acc.hist = nil
+		}
+	}
 }
 
 func (s *stats) scheduled(sec int, op Op, dropped bool) {
@@ -180,7 +197,11 @@ func (s *stats) finished(sec int, op Op, o Outcome, code string, lat time.Durati
 	us = min(us, latencyMax.Microseconds())
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeBefore(sec)
 	acc := s.second(sec)
+	if acc.hist == nil {
+		acc.hist = newHist()
+	}
 	cs := []*Counts{&s.total, s.byOp[op], &acc.Counts}
 	if op.IsOrder() {
 		cs = append(cs, &s.orders)
@@ -235,7 +256,10 @@ func (s *stats) timeline() []Second {
 		sec := Second{T: i, Codes: map[string]int64{}}
 		if acc := s.seconds[i]; acc != nil {
 			sec.Counts = acc.Counts
-			sec.Latency = summarize(acc.hist)
+			sec.Latency = acc.lat
+			if acc.hist != nil {
+				sec.Latency = summarize(acc.hist)
+			}
 			for k, v := range acc.codes {
 				sec.Codes[k] = v
 			}
