@@ -103,6 +103,9 @@ type Result struct {
 	Records          []Record `json:"-"`
 	// Audit is filled in by the audit, when one runs.
 	Audit *Audit `json:"audit,omitempty"`
+	// Notes are lines for the reader from whoever ran the test (the demo
+	// records its settlement here).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // OpResult is one operation's counts and latency.

@@ -111,6 +111,7 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	// settlement moved them (confirmations, payouts, income).
 	settled := settleToday(ctx, st, d.income, progress)
 	fmt.Fprintf(progress, "settlement: %s\n", settled)
+	res.Notes = append(res.Notes, "Settlement after the run: "+settled)
 	if err := auditAndReport(ctx, o, res, tokens.Admin(), progress, out); err != nil {
 		return err
 	}

@@ -267,6 +267,7 @@ svg .grid { stroke: #eee; } svg .axis { stroke: #888; }
 <div class="cards">{{range .Headline}}<div class="card {{.Class}}"><div class="v">{{.Value}}</div><div class="l">{{.Label}}</div></div>{{end}}</div>
 <div class="meta">Latency of all requests, from the scheduled send time: p50 {{n .R.Latency.P50Ms}} ms · p90 {{n .R.Latency.P90Ms}} ms ·
 p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.Latency.MaxMs}} ms</div>
+{{range .R.Notes}}<p class="meta">{{.}}</p>{{end}}
 {{with .R.Audit}}<h2>Audit against the books</h2>
 <table><tr><th>check</th><th>result</th></tr>
 <tr><td>order records checked</td><td>{{.Checked}}</td></tr>
