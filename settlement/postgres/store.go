@@ -121,18 +121,24 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 		}
 		return st, tx.Commit(ctx)
 	}
-	var later, unfinished *time.Time
-	if err := tx.QueryRow(ctx, `SELECT (SELECT max(date) FROM settlement_runs WHERE date > $1),
-		(SELECT min(date) FROM settlement_runs WHERE date < $1 AND NOT completed)`, in.Date).Scan(&later, &unfinished); err != nil {
+	// Dates follow one another without gaps (income is paid every natural
+	// day, and the 7-day yield needs each), each after the one before is
+	// finished.
+	var latest *time.Time
+	var latestDone bool
+	err = tx.QueryRow(ctx, `SELECT date, completed FROM settlement_runs ORDER BY date DESC LIMIT 1`).Scan(&latest, &latestDone)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return settlement.RunState{}, fmt.Errorf("check run order: %w", err)
 	}
-	if later != nil {
-		return settlement.RunState{}, fmt.Errorf("%s was settled already, %s cannot follow it: %w",
-			later.Format(time.DateOnly), in.Date.Format(time.DateOnly), settlement.ErrOutOfOrder)
-	}
-	if unfinished != nil {
-		return settlement.RunState{}, fmt.Errorf("%s is not finished; run it again first: %w",
-			unfinished.Format(time.DateOnly), settlement.ErrOutOfOrder)
+	if latest != nil {
+		switch next := latest.AddDate(0, 0, 1); {
+		case !latestDone:
+			return settlement.RunState{}, fmt.Errorf("%s is not finished; run it again first: %w",
+				latest.Format(time.DateOnly), settlement.ErrOutOfOrder)
+		case !in.Date.Equal(next):
+			return settlement.RunState{}, fmt.Errorf("the last date settled is %s, so the next is %s, not %s: %w",
+				latest.Format(time.DateOnly), next.Format(time.DateOnly), in.Date.Format(time.DateOnly), settlement.ErrOutOfOrder)
+		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO settlement_runs (date, per_10k, income_value, shards) VALUES ($1, $2, $3, $4)`,
 		in.Date, in.PerTenK, value, shards); err != nil {
