@@ -1,11 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,7 +30,8 @@ const migrationLockID int64 = 0x6163636f756e7473 // "accounts"
 
 // Store implements accounts.Store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	orders *orderWriters
 }
 
 var _ accounts.Store = (*Store)(nil)
@@ -39,6 +40,13 @@ var _ accounts.Store = (*Store)(nil)
 type Config struct {
 	DSN      string
 	ConnsMax int32 // pool size; 0 = 16
+	// OrderWriters place orders in batches of at most OrderBatchMax, each
+	// writer one transaction at a time; at most OrderQueueMax orders wait
+	// (callers then wait for room until their context ends). 0 = 4, 256
+	// and 8192.
+	OrderWriters  int
+	OrderBatchMax int
+	OrderQueueMax int
 }
 
 // Open connects and applies the migrations.
@@ -59,11 +67,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	st := &Store{pool: pool}
+	st.startOrderWriters(cmp.Or(cfg.OrderWriters, orderWritersDefault), cmp.Or(cfg.OrderBatchMax, orderBatchMaxDefault),
+		cmp.Or(cfg.OrderQueueMax, orderQueueMaxDefault))
+	return st, nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the order writers (orders still queued fail with ErrClosed)
+// and closes the pool.
+func (s *Store) Close() {
+	s.closeOrderWriters()
+	s.pool.Close()
+}
 
 // Pool exposes the pool, for tests and tools that inspect the tables.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -191,84 +206,6 @@ func scanOrder(row pgx.Row) (accounts.Order, error) {
 
 func dateOrNull(t time.Time) pgtype.Date {
 	return pgtype.Date{Time: t, Valid: !t.IsZero()}
-}
-
-// PlaceOrder implements accounts.Store.
-func (s *Store) PlaceOrder(ctx context.Context, o *accounts.Order, parties []accounts.CustomerID,
-	apply func(context.Context, []accounts.Customer) error) (accounts.Order, bool, error) {
-	// Stored orders are final: answer retries without taking any lock.
-	if old, err := s.Order(ctx, o.CustomerID, o.RequestID); err == nil {
-		return old, true, nil
-	} else if !errors.Is(err, accounts.ErrOrderNotFound) {
-		return accounts.Order{}, false, err
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return accounts.Order{}, false, err
-	}
-	defer tx.Rollback(ctx)
-
-	// Lock the parties for share in id order: orders never block each
-	// other, but a freeze or close waits for them (and they for it).
-	sorted := slices.Clone(parties)
-	slices.Sort(sorted)
-	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = ANY($1) ORDER BY id FOR SHARE`, sorted)
-	if err != nil {
-		return accounts.Order{}, false, fmt.Errorf("lock customers: %w", err)
-	}
-	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
-	if err != nil {
-		return accounts.Order{}, false, fmt.Errorf("lock customers: %w", err)
-	}
-	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
-	for _, c := range locked {
-		byID[c.ID] = c
-	}
-	ps := make([]accounts.Customer, len(parties))
-	for i, id := range parties {
-		c, ok := byID[id]
-		if !ok {
-			if i == 0 {
-				return accounts.Order{}, false, accounts.ErrCustomerNotFound
-			}
-			return accounts.Order{}, false, fmt.Errorf("recipient %d: %w", id, accounts.ErrCustomerNotFound)
-		}
-		ps[i] = c
-	}
-
-	// Claim the request id. A concurrent placement of the same id waits
-	// here for ours to commit or roll back.
-	err = tx.QueryRow(ctx, `
-		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'placing', $8)
-		ON CONFLICT (customer_id, request_id) DO NOTHING
-		RETURNING id`,
-		o.CustomerID, o.RequestID, o.Kind, o.Amount, o.Counterparty, o.TradeDate, dateOrNull(o.ConfirmDate), o.CreatedAt).
-		Scan(&o.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		_ = tx.Rollback(ctx)
-		old, err := s.Order(ctx, o.CustomerID, o.RequestID)
-		if err != nil {
-			return accounts.Order{}, false, fmt.Errorf("read concurrent order: %w", err)
-		}
-		return old, true, nil
-	}
-	if err != nil {
-		return accounts.Order{}, false, fmt.Errorf("insert order: %w", err)
-	}
-	if err := apply(ctx, ps); err != nil {
-		return accounts.Order{}, false, err
-	}
-	if o.Status == "" || o.Status == "placing" {
-		return accounts.Order{}, false, fmt.Errorf("order %s: apply set no outcome", o.RequestID)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, reason = $3 WHERE id = $1`, o.ID, o.Status, o.Reason); err != nil {
-		return accounts.Order{}, false, fmt.Errorf("record order outcome: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return accounts.Order{}, false, fmt.Errorf("commit order: %w", err)
-	}
-	return *o, false, nil
 }
 
 // Order implements accounts.Store.

@@ -60,6 +60,8 @@ The load generator runs in the same process, on the same cores.`,
 	f.Float64Var(&cfg.OpenRate, "open-rate", 0, "open-loop phase at this fixed rate instead")
 	f.IntVar(&cfg.Gateway.ConcurrencyMax, "concurrency-max", 0, "gateway concurrency limit (0 = its default)")
 	f.Float64Var(&cfg.Gateway.RatePerCustomer, "rate-per-customer", 0, "gateway per-customer rate (0 = its default)")
+	f.IntVar(&cfg.OrderWriters, "order-writers", 0, "accounts store order writers (0 = its default)")
+	f.IntVar(&cfg.OrderBatchMax, "order-batch-max", 0, "accounts store orders per batch (0 = its default)")
 	f.BoolVar(&cfg.Loopback, "rest-via-loopback", false, "REST through a loopback gRPC connection")
 	f.StringToStringVar(&cfg.PGSettings, "pg-set", nil, "settings of the private Postgres, name=value")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")

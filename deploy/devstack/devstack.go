@@ -85,6 +85,9 @@ type Options struct {
 	// AccountsConnsMax is the accounts store's pool size; 0 = 64. Every
 	// order holds a connection while its ledger batch commits.
 	AccountsConnsMax int32
+	// OrderWriters and OrderBatchMax tune the accounts store's batched
+	// order placement (accounts/postgres.Config); 0 = its defaults.
+	OrderWriters, OrderBatchMax int
 	// Workers are started in order after the core.
 	Workers []Worker
 	Logger  *slog.Logger
@@ -231,7 +234,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if connsMax == 0 {
 		connsMax = 64
 	}
-	if s.AccountsStore, err = accountspg.Open(ctx, accountspg.Config{DSN: s.DSN, ConnsMax: connsMax}); err != nil {
+	if s.AccountsStore, err = accountspg.Open(ctx, accountspg.Config{DSN: s.DSN, ConnsMax: connsMax,
+		OrderWriters: opts.OrderWriters, OrderBatchMax: opts.OrderBatchMax}); err != nil {
 		return nil, fmt.Errorf("accounts store: %w", err)
 	}
 	s.closers = append(s.closers, s.AccountsStore.Close)

@@ -50,9 +50,11 @@ type Config struct {
 	OpenInFlightMax int // open loop: requests outstanding at most; more are counted as not sent
 	Gateway         gateway.Config
 	Loopback        bool // REST through a loopback gRPC connection
-	PGSettings      map[string]string
-	Progress        io.Writer
-	Logger          *slog.Logger
+	// OrderWriters and OrderBatchMax tune the accounts store (0 = defaults).
+	OrderWriters, OrderBatchMax int
+	PGSettings                  map[string]string
+	Progress                    io.Writer
+	Logger                      *slog.Logger
 }
 
 // Phase is one phase's figures.
@@ -106,7 +108,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.setDefaults()
 	gcfg := cfg.Gateway
 	gcfg.RESTViaLoopback = cfg.Loopback
-	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger})
+	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger,
+		OrderWriters: cfg.OrderWriters, OrderBatchMax: cfg.OrderBatchMax})
 	if err != nil {
 		return Result{}, err
 	}
