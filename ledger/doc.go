@@ -14,10 +14,21 @@
 // there is no row-lock contention: an account that every subscription
 // credits (the fund's omnibus account) costs no more than any other.
 //
+// Shards are placed on databases by a ShardMap (contiguous ranges of
+// shards per database) and owned by processes through leases: a Host takes
+// free shards, renews its leases, runs one Sequencer per owned shard and
+// stops a shard the moment its lease is lost; the fencing epoch checked by
+// every commit keeps a stale owner from writing. Each lease advertises its
+// owner's address, so a Directory tells callers where every shard is
+// served; a request touches one shard (ShardOfTransfers refuses one that
+// spans shards with ErrCrossShard; ledger/xshard moves money between
+// shards as a saga).
+//
 // The package holds the domain types, the in-memory Book that applies
-// transfers, the Sequencer and the Store interface; adapters such as
-// ledger/postgres implement the Store and import this package, never the
-// reverse.
+// transfers, the Sequencer, the Host and the Store, LeaseStore and
+// Directory interfaces; adapters such as ledger/postgres (storage),
+// ledger/grpc (serving and routing) and ledger/prometheus (metrics)
+// implement or use them and import this package, never the reverse.
 //
 // A short example:
 //

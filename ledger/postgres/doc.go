@@ -1,0 +1,25 @@
+// Package postgres stores ledger shards in PostgreSQL: it implements
+// ledger.Store (load, lookup, one-transaction batch commit, verify) and
+// ledger.LeaseStore (shard leases with fencing epochs), and holds the
+// transactional outbox the settlement relay publishes.
+//
+// Schema (embedded goose migrations, applied on Open under an advisory
+// lock): ledger_shards (one row per shard: lease owner, fencing epoch,
+// the owner's advertised address, timestamps), accounts (balances as of a
+// checkpoint), transfers (the append-only journal, partitioned by business
+// date; triggers refuse UPDATE, DELETE and TRUNCATE), transfer_ids (every
+// id ever applied, for idempotency forever), pending_transfers and
+// ledger_outbox. Every batch commit calls ledger_fence first, which fails
+// the transaction unless the writer's epoch is still the shard's, so an
+// owner that lost its lease can never write again.
+//
+// One Store is one database. Databases spreads the shards over several
+// (ledger.ShardMap: contiguous ranges, in DSN order), keeping each shard's
+// lease, journal, balances and outbox in the shard's own database, and
+// answers ledger.Directory (who owns which shard, at which address) for
+// the routing client in ledger/grpc.
+//
+//	dbs, err := postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: []string{dsnA, dsnB}, Shards: 64})
+//	host := ledger.NewHost(ledger.HostConfig{Owner: "a", Address: addr, Shards: 64}, dbs, dbs, logger)
+//	go host.Run(ctx)
+package postgres
