@@ -124,6 +124,9 @@ var ErrClientClosed = errors.New("ledger/grpc: client closed")
 // CreateTransfers implements ledger.Client; all accounts named must live on
 // one shard.
 func (c *Client) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
+	if len(ts) == 0 {
+		return nil, ledger.ErrEmptyRequest
+	}
 	shard, err := ledger.ShardOfTransfers(ts, c.cfg.Shards)
 	if err != nil {
 		return nil, err
@@ -134,6 +137,9 @@ func (c *Client) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]l
 // CreateAccounts implements ledger.Client; all accounts must live on one
 // shard.
 func (c *Client) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
+	if len(as) == 0 {
+		return nil, ledger.ErrEmptyRequest
+	}
 	ids := make([]ledger.AccountID, len(as))
 	for i := range as {
 		ids[i] = as[i].ID
@@ -148,6 +154,9 @@ func (c *Client) CreateAccounts(ctx context.Context, as []ledger.Account) ([]led
 // CloseAccounts implements ledger.Client; all accounts must live on one
 // shard.
 func (c *Client) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
+	if len(ids) == 0 {
+		return nil, ledger.ErrEmptyRequest
+	}
 	shard, err := ledger.ShardOfAccounts(ids, c.cfg.Shards)
 	if err != nil {
 		return nil, err
@@ -158,6 +167,9 @@ func (c *Client) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]l
 // LookupAccounts implements ledger.Client; all accounts must live on one
 // shard.
 func (c *Client) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	if len(ids) == 0 {
+		return nil, ledger.ErrEmptyRequest
+	}
 	shard, err := ledger.ShardOfAccounts(ids, c.cfg.Shards)
 	if err != nil {
 		return nil, err
