@@ -123,7 +123,7 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 	f.host.Sequencer.BatchObserver = metrics.ObserveBatch
 	h = ledger.NewHost(f.host, dbs, dbs, logger)
 
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(ledgergrpc.ServerOptions()...)
 	ledgergrpc.NewServer(f.host.Shards, h.Client).Register(srv)
 	logger.Info("starting", "shards", f.host.Shards, "databases", dbs.Len(), "addr", f.host.Address,
 		"lease_ttl", f.host.LeaseTTL, "shards_max", f.host.ShardsMax, "kafka", strings.Join(f.brokers, ","))

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/grpc/ledgerpb"
@@ -55,7 +56,12 @@ func (c *ClientConfig) setDefaults() {
 		c.RefreshTimeout = 2 * time.Second
 	}
 	if c.DialOptions == nil {
-		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		c.DialOptions = []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// An owner stopped (not dead) keeps its connections open; pings
+			// notice it (the server allows them: ServerOptions).
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

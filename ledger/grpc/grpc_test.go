@@ -30,7 +30,7 @@ func serve(t *testing.T, shards int, owned ledgergrpc.Owned) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(ledgergrpc.ServerOptions()...)
 	ledgergrpc.NewServer(shards, owned).Register(srv)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
@@ -162,7 +162,7 @@ type host struct {
 	done chan error
 }
 
-func startHost(t *testing.T, dbs *postgres.Databases, owner string, shardsMax int) *host {
+func startHost(t testing.TB, dbs *postgres.Databases, owner string, shardsMax int) *host {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,7 +170,7 @@ func startHost(t *testing.T, dbs *postgres.Databases, owner string, shardsMax in
 	}
 	cfg := ledger.HostConfig{Owner: owner, Address: lis.Addr().String(), Shards: dbs.Map.Shards, LeaseTTL: time.Second, ShardsMax: shardsMax}
 	h := ledger.NewHost(cfg, dbs, dbs, nil)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(ledgergrpc.ServerOptions()...)
 	ledgergrpc.NewServer(cfg.Shards, h.Client).Register(srv)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(lis) }()
@@ -193,7 +193,7 @@ func (x *host) close() {
 	}
 }
 
-func waitOwned(t *testing.T, dbs *postgres.Databases, want map[string]int) {
+func waitOwned(t testing.TB, dbs *postgres.Databases, want map[string]int) {
 	t.Helper()
 	for end := time.Now().Add(30 * time.Second); ; {
 		ls, err := dbs.Leases(context.Background())

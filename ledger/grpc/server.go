@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/grpc/ledgerpb"
@@ -28,6 +30,24 @@ type Server struct {
 // NewServer returns a server for a system of shards logical shards.
 func NewServer(shards int, owned Owned) *Server {
 	return &Server{shards: max(shards, 1), owned: owned}
+}
+
+// Server-side bounds: calls in flight per connection (each waits on a
+// sequencer whose own queue is bounded), and how often clients may ping.
+const (
+	streamsPerConnMax = 4096
+	pingIntervalMin   = 5 * time.Second
+)
+
+// ServerOptions are the options a gRPC server in front of the ledger should
+// have: bounded concurrent calls per connection, and keepalive pings
+// allowed from clients (which is how they notice a stopped owner whose TCP
+// connection stays open).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(streamsPerConnMax),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: pingIntervalMin, PermitWithoutStream: true}),
+	}
 }
 
 // Register adds the service to a gRPC server.
