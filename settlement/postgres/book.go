@@ -248,26 +248,31 @@ func (s *Store) SettleOrders(ctx context.Context, l settlement.Lease, date time.
 // belong to the day: it was closed at the cut) but including this date's
 // income if a part of it is booked already (a resumed run); less shares
 // held by standard redemptions made before the date and not paid yet.
+// Available is what the account can give up, as before this date's income,
+// so that a resumed run caps a losing day's deductions as the first did.
 func (s *Store) Holdings(ctx context.Context, shard int, date time.Time, cut int64) ([]settlement.Holder, error) {
 	dayStart := time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, ledger.BusinessZone())
 	rows, err := s.pool.Query(ctx, `
 		WITH later AS (
-			SELECT acct, sum(delta)::bigint AS delta FROM (
+			SELECT acct,
+				coalesce(sum(delta) FILTER (WHERE kind NOT BETWEEN $5 AND $6), 0)::bigint AS other,
+				coalesce(sum(delta) FILTER (WHERE kind IN ($7, $8) AND user_data = $9), 0)::bigint AS income
+			FROM (
 				SELECT credit_account_id AS acct, amount AS delta, kind, user_data FROM transfers
 					WHERE shard = $1 AND ts > $2 AND business_date >= $3 AND flags & 10 = 0
 				UNION ALL
 				SELECT debit_account_id, -amount, kind, user_data FROM transfers
 					WHERE shard = $1 AND ts > $2 AND business_date >= $3 AND flags & 10 = 0
 			) x
-			WHERE kind NOT BETWEEN $5 AND $6 OR (kind IN ($7, $8) AND user_data = $9)
 			GROUP BY acct
 		), held AS (
 			SELECT customer_id * 16 + 2 AS acct, sum(amount)::bigint AS held FROM orders
 			WHERE kind = 'standard_redeem' AND status = 'pending' AND created_at < $10 AND confirm_date > $4
 			GROUP BY 1
 		)
-		SELECT a.id, a.credits_posted - a.debits_posted - coalesce(l.delta, 0) - coalesce(h.held, 0),
-			a.credits_posted - a.debits_posted - a.debits_pending
+		SELECT a.id,
+			a.credits_posted - a.debits_posted - coalesce(l.other, 0) - coalesce(l.income, 0) - coalesce(h.held, 0),
+			a.credits_posted - a.debits_posted - a.debits_pending - coalesce(l.income, 0)
 		FROM accounts a LEFT JOIN later l ON l.acct = a.id LEFT JOIN held h ON h.acct = a.id
 		WHERE a.shard = $1 AND a.code = $11
 		ORDER BY a.id`,

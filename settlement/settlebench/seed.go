@@ -36,6 +36,10 @@ type SeedConfig struct {
 	// subscription (resp. standard redemption) due on Date; 0 = none.
 	SubscribeEvery int64
 	RedeemEvery    int64
+	// LateRedeemEvery: every n-th customer (from the second) redeems all
+	// its remaining shares on Date itself (paid the day after), so it
+	// earns on Date but can give nothing up on a losing day; 0 = none.
+	LateRedeemEvery int64
 	// Salt varies the share amounts between seeds.
 	Salt int64
 }
@@ -82,6 +86,11 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ls *ledgerpg.Store, cfg SeedC
 	if redEvery <= 0 {
 		redEvery = n + 1
 	}
+	lateEvery := cfg.LateRedeemEvery
+	if lateEvery <= 0 {
+		lateEvery = n + 1
+	}
+	lateCreated := time.Date(cfg.Date.Year(), cfg.Date.Month(), cfg.Date.Day(), 10, 0, 0, 0, ledger.BusinessZone()).UTC()
 	// Shares between 0.01 and 10,000.00, spread by a hash of the id.
 	shares := fmt.Sprintf(`(1 + abs(hashint8(g # %d)) %% 1000000)`, cfg.Salt)
 	openID := `md5('seed/open/' || g)::uuid`
@@ -130,9 +139,14 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ls *ledgerpg.Store, cfg SeedC
 		{"redemptions", fmt.Sprintf(`INSERT INTO orders (customer_id, request_id, kind, amount, trade_date, confirm_date, status, created_at)
 			SELECT g, 'seed-red', 'standard_redeem', greatest(%s / 2, 1), $3, $4, 'pending', $5
 			FROM generate_series($2::bigint, $1::bigint, $2::bigint) g`, shares), []any{n, redEvery, d0, cfg.Date, created}},
+		{"late redemptions", fmt.Sprintf(`INSERT INTO orders (customer_id, request_id, kind, amount, trade_date, confirm_date, status, created_at)
+			SELECT g, 'seed-late', 'standard_redeem', a, $3, $4, 'pending', $5 FROM (
+				SELECT g, CASE WHEN g %% $6 = 0 THEN %[1]s - greatest(%[1]s / 2, 1) ELSE %[1]s END AS a
+				FROM generate_series(2, $1::bigint, $2::bigint) g) x
+			WHERE a > 0`, shares), []any{n, lateEvery, cfg.Date, cfg.Date.AddDate(0, 0, 1), lateCreated, redEvery}},
 		{"redeemers' cash accounts", fmt.Sprintf(`INSERT INTO accounts (id, shard, asset, code, flags, created_ts, balance_ts)
-			SELECT g * 16 + 1, %s, 1, 1, 1, $3, $3 FROM generate_series($2::bigint, $1::bigint, $2::bigint) g`, shard("(g * 16 + 1)")),
-			[]any{n, redEvery, t0}},
+			SELECT DISTINCT customer_id * 16 + 1, %s, 1, 1, 1, $1::bigint, $1::bigint FROM orders WHERE kind = 'standard_redeem'`,
+			shard("(customer_id * 16 + 1)")), []any{t0}},
 		// The pending transfers of those orders, as the accounts service
 		// writes them: subscription leg 1 (omnibus -> holder), redemption
 		// leg 0 (holder -> omnibus).
@@ -140,7 +154,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ls *ledgerpg.Store, cfg SeedC
 			WITH o AS (
 				SELECT o.customer_id AS c, o.request_id AS r, o.kind, o.amount, o.id,
 					CASE o.kind WHEN 'subscribe' THEN '1' ELSE '0' END AS leg, %s AS s
-				FROM orders o WHERE o.request_id IN ('seed-sub', 'seed-red')
+				FROM orders o WHERE o.request_id IN ('seed-sub', 'seed-red', 'seed-late')
 			), p AS (
 				SELECT %s AS pid, o.* FROM o
 			), ins AS (
