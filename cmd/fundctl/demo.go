@@ -1,23 +1,30 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"strings"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/deploy/devstack"
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/gateway/auth"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/loadtest"
+	"github.com/fundplatform/fund/settlement"
+	"github.com/fundplatform/fund/settlement/kafka"
+	settlepg "github.com/fundplatform/fund/settlement/postgres"
+	"github.com/fundplatform/fund/settlement/recon"
+	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
+	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
 )
 
 // demoOpts are the knobs of `fundctl demo`; the defaults are what `make
@@ -28,27 +35,40 @@ type demoOpts struct {
 	peakRPS     float64
 	out         string
 	income      string
-	keepRunning bool
 	verbose     bool
 	setup       string
 	subscribe   string
 	parallelism int
 }
 
-const demoStopTimeout = 2 * time.Minute
+// Bounds of the demo's own waits.
+const (
+	demoStopTimeout  = 2 * time.Minute
+	reconCatchUpMax  = 2 * time.Minute
+	reconLagEvery    = 500 * time.Millisecond
+	reconGroup       = "fund-recon-demo"
+	demoSharedBuffer = "512MB"
+)
 
 func newDemoCmd() *cobra.Command {
 	var d demoOpts
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "The whole platform in one process under a Double-11 night, audited (what make demo runs)",
-		Long: `Starts every role in this process (deploy/devstack: a private Postgres, an in-process Kafka
-broker, ledger shard 0 and its outbox relay, the accounts service, the gateway on loopback,
-and settlement and reconciliation when configured), opens --customers customers with
-balances through the REST API, runs a Double-11 profile against it (fundctl loadtest), runs
-the day's settlement, audits every order against the books, prints the summary and the path
-of the HTML report, and stops everything again (the private database is removed; the report
-stays). Fails unless nothing was lost and nothing duplicated.`,
+		Short: "The whole platform in one process under a Double-11 night, settled and audited (what make demo runs)",
+		Long: `Starts a private Postgres and every role in this process (deploy/devstack: an in-process Kafka
+broker, ledger shard 0 and its outbox relay, the accounts service, the gateway on loopback, and a
+reconciliation worker consuming the ledger's events), opens --customers customers with
+balances, runs a Double-11 profile against the REST API (fundctl loadtest), lets reconciliation
+catch up and compares its record with the journal, stops the platform, runs the settlement of
+the business date on which the night's subscriptions are confirmed (early, as a drill:
+confirmations, standard redemption payouts, the day's income to every holder, the custodian
+file), audits every order against the books (lost, duplicated, half-applied, ledger verify,
+reconciliation breaks), prints the summary and the path of the HTML report, and removes the
+private database. Fails unless nothing was lost and nothing duplicated.
+
+The customers are opened through the accounts service in-process (--setup direct, the same
+calls the gateway makes, without HTTP in between: the fast bulk path), or through the REST
+API (--setup api).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), d, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
@@ -57,36 +77,78 @@ stays). Fails unless nothing was lost and nothing duplicated.`,
 	f.IntVar(&d.customers, "customers", 100_000, "customers to open")
 	f.DurationVar(&d.duration, "duration", 2*time.Minute, "length of the Double-11 profile")
 	f.Float64Var(&d.peakRPS, "peak-rps", 600, "midnight peak, requests/s (the baseline is 1/15 of it)")
-	f.StringVar(&d.out, "out", "demo-report", "report directory (kept)")
+	f.StringVar(&d.out, "out", "demo-report", "report directory (kept; the custodian file goes there too)")
 	f.StringVar(&d.income, "income-per-10k", "0.6543", "the fund's income per 10,000 shares for the settlement")
 	f.BoolVar(&d.verbose, "verbose", false, "log the platform's own messages to stderr")
-	f.StringVar(&d.setup, "setup", "direct", "how customers are opened: api (REST, 3 calls each) or direct (the accounts service in-process)")
+	f.StringVar(&d.setup, "setup", "direct", "how customers are opened: direct (the accounts service in-process) or api (REST)")
 	f.IntVar(&d.parallelism, "setup-parallelism", 64, "setup calls at once")
-	f.StringVar(&d.subscribe, "subscribe", "0", "part of each balance subscribed during setup (shares wait for confirmation)")
+	f.StringVar(&d.subscribe, "subscribe", "0", "part of each balance subscribed during setup")
 	return cmd
 }
 
+// runDemo is `fundctl demo`.
 func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err error) {
 	began := time.Now()
 	logger := slog.New(slog.DiscardHandler)
 	if d.verbose {
 		logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	fmt.Fprintln(progress, "demo: starting every role (private Postgres, in-process Kafka, ledger, relay, accounts, gateway)...")
-	st, err := devstack.Start(ctx, devstack.Options{Logger: logger, Workers: demoWorkers(), AccountsConnsMax: int32(d.parallelism) + 32})
+	step := func(format string, args ...any) {
+		fmt.Fprintf(progress, "demo [%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+	}
+	defer func() {
+		if err == nil {
+			step("done in %.0fs", time.Since(began).Seconds())
+		}
+	}()
+
+	// A private Postgres of our own, so that the database outlives the
+	// platform for settlement and the audit, and goes away at the end.
+	step("starting a private Postgres...")
+	srv, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"shared_buffers": demoSharedBuffer}, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Fprintln(progress, "demo: stopping everything and removing the private database...")
+		step("removing the private database and stopping Postgres...")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
 		defer cancel()
-		if serr := st.Stop(sctx); serr != nil && err == nil {
-			err = fmt.Errorf("stop: %w", serr)
-		}
-		fmt.Fprintf(progress, "demo: done in %.0fs\n", time.Since(began).Seconds())
+		_ = srv.Stop(sctx)
 	}()
-	fmt.Fprintf(progress, "demo: up in %.1fs; gateway %s\n", time.Since(began).Seconds(), st.HTTPURL)
+	dbName := "fund_demo_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	dsn, err := srv.CreateDatabase(ctx, dbName)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
+		defer cancel()
+		_ = srv.DropDatabase(sctx, dbName)
+	}()
+	key := make([]byte, auth.KeyLenMin)
+	_, _ = rand.Read(key) // crypto/rand.Read never returns an error
+
+	step("starting every role: in-process Kafka, ledger shard 0, outbox relay, accounts, gateway, reconciliation...")
+	var rw reconHandle
+	st, err := devstack.Start(ctx, devstack.Options{
+		DSN: dsn, JWTKey: key, Logger: logger, AccountsConnsMax: int32(d.parallelism) + 32,
+		Workers: []devstack.Worker{rw.worker()},
+	})
+	if err != nil {
+		return err
+	}
+	stopped := false
+	stopStack := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
+		defer cancel()
+		return st.Stop(sctx)
+	}
+	defer func() { _ = stopStack() }()
+	step("platform up; gateway %s", st.HTTPURL)
 
 	o := loadtestOpts{
 		target: st.HTTPURL, profile: "double11", duration: d.duration, peakRPS: d.peakRPS,
@@ -94,7 +156,7 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 		customers: d.customers, balance: "1000.00", subscribe: d.subscribe, merchants: 20,
 		hotMerchants: loadtest.HotMerchantsDefault, zipf: loadtest.ZipfSkewDefault,
 		setupParallelism: d.parallelism, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
-		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: st.DSN, reconWait: time.Minute,
+		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: dsn,
 	}
 	switch d.setup {
 	case "direct":
@@ -103,68 +165,161 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	default:
 		return fmt.Errorf("--setup %q: want api or direct", d.setup)
 	}
-	res, tokens, err := setupAndRun(ctx, &o, st.JWTKey, progress)
+	plan, err := planLoad(&o, key)
 	if err != nil {
 		return err
 	}
-	// Settle before the audit, so that the audit also sees the books after
-	// settlement moved them (confirmations, payouts, income).
-	settled := settleToday(ctx, st, d.income, progress)
-	fmt.Fprintf(progress, "settlement: %s\n", settled)
-	res.Notes = append(res.Notes, "Settlement after the run: "+settled)
-	if err := auditAndReport(ctx, o, res, tokens.Admin(), progress, out); err != nil {
+	customers, merchants, err := plan.setup(ctx, progress)
+	if err != nil {
+		return err
+	}
+	res, err := plan.run(ctx, customers, merchants, progress)
+	if err != nil {
+		return err
+	}
+	confirmDate := st.Accounts.Calendar().ConfirmDate(st.Accounts.Calendar().TradeDate(time.Now()))
+
+	step("waiting for reconciliation to consume every event, then comparing it with the journal...")
+	reconSummary, reconBreaks, reconErr := rw.catchUpAndCompare(ctx)
+	if reconErr != nil {
+		reconSummary = "failed: " + reconErr.Error()
+	}
+	step("reconciliation: %s", reconSummary)
+
+	step("stopping the platform (the ledger flushes its balances)...")
+	if err := stopStack(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+
+	step("settling %s, the day tonight's subscriptions are confirmed (early, as a drill)...", confirmDate.Format(time.DateOnly))
+	settled, err := settleDemo(ctx, dsn, confirmDate, d.income, d.out, logger)
+	if err != nil {
+		settled = "failed: " + err.Error()
+	}
+	step("settlement: %s", settled)
+	res.Notes = append(res.Notes, "Reconciliation after the run: "+reconSummary,
+		"Settlement of "+confirmDate.Format(time.DateOnly)+" after the run: "+settled)
+
+	if err := auditAndReport(ctx, o, res, progress, out, func(context.Context) (string, int64, error) {
+		return reconSummary, reconBreaks, reconErr
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "settlement         %s\n", settled)
 	return nil
 }
 
-// settleToday asks the admin API to settle today's business date; it
-// reports what happened in one line (settlement may not be configured).
-func settleToday(ctx context.Context, st *devstack.Stack, incomePer10k string, progress io.Writer) string {
-	tok, err := st.Token(0, true, time.Hour)
-	if err != nil {
-		return "not run: " + err.Error()
-	}
-	date := time.Now().In(ledger.BusinessZone()).Format(time.DateOnly)
-	fmt.Fprintf(progress, "demo: settling %s (income %s per 10,000 shares)...\n", date, incomePer10k)
-	body, _ := json.Marshal(map[string]string{"date": date, "income_per_10k": incomePer10k})
-	req, err := http.NewRequestWithContext(ctx, "POST", st.HTTPURL+"/v1/admin/settlements", bytes.NewReader(body))
-	if err != nil {
-		return "not run: " + err.Error()
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", "demo-settle-"+date)
-	start := time.Now()
-	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
-	if err != nil {
-		return "failed: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode == http.StatusNotImplemented:
-		return "not configured in this build (the gateway answered 501)"
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Sprintf("failed: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	var s struct {
-		Date          string      `json:"date"`
-		Status        string      `json:"status"`
-		Income        string      `json:"income"`
-		TotalShares   string      `json:"total_shares"`
-		Accounts      json.Number `json:"accounts"`
-		SevenDayYield string      `json:"seven_day_yield"`
-	}
-	_ = json.Unmarshal(b, &s)
-	return fmt.Sprintf("%s %s: %s CNY income over %s shares, %s accounts, 7-day yield %q (%.1fs)",
-		s.Date, s.Status, s.Income, s.TotalShares, s.Accounts, s.SevenDayYield, time.Since(start).Seconds())
+// reconHandle runs a reconciliation worker inside the stack and keeps hold
+// of it, so the demo can wait for it and ask for a comparison.
+type reconHandle struct {
+	w *recon.Worker
 }
 
-// demoWorkers are the roles beyond the core that the demo runs:
-// settlement and reconciliation, once they are wired for the dev stack.
-func demoWorkers() []devstack.Worker { return nil }
+func (h *reconHandle) worker() devstack.Worker {
+	return devstack.Worker{Name: "recon", Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
+		store, err := reconpg.Open(ctx, reconpg.Config{DSN: s.DSN})
+		if err != nil {
+			return devstack.Role{}, fmt.Errorf("recon store: %w", err)
+		}
+		w, err := recon.NewWorker(recon.WorkerConfig{
+			Consume: func(ctx context.Context, handle func(context.Context, ledger.Event) error) error {
+				return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: s.Brokers, Topic: s.Topic, Group: reconGroup,
+					InFlightMax: 4096, Logger: s.Logger}, handle)
+			},
+			Lag:        reconkafka.NewLagProbe(s.Brokers, s.Topic, reconGroup).Lag,
+			LagEvery:   reconLagEvery,
+			Registerer: s.Registry,
+		}, recon.Single(store), s.Logger)
+		if err != nil {
+			store.Close()
+			return devstack.Role{}, err
+		}
+		h.w = w
+		return devstack.Role{Run: w.Run, Close: store.Close}, nil
+	}}
+}
+
+// catchUpAndCompare waits until the worker's consumer group has no lag
+// and its count of events stands still, then compares the day's record
+// with the journal, entry by entry.
+func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, error) {
+	if h.w == nil {
+		return "", 0, errors.New("no reconciliation worker")
+	}
+	deadline := time.Now().Add(reconCatchUpMax)
+	last := int64(-1)
+	for {
+		// Two lag probes after the last event, so a probe from before the
+		// end of the run cannot pass for a caught-up consumer.
+		t := time.NewTimer(3 * reconLagEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", 0, ctx.Err()
+		case <-t.C:
+		}
+		st := h.w.Stats()
+		seen := st.Applied + st.Redelivered + st.Conflicts
+		if st.Lag == 0 && seen == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", 0, fmt.Errorf("not caught up after %s: lag %d", reconCatchUpMax, st.Lag)
+		}
+		last = seen
+	}
+	day := ledger.BusinessDate(time.Now().UnixNano())
+	rep, err := h.w.Compare(ctx, day, recon.CompareOptions{Deep: true})
+	if err != nil {
+		return "", 0, err
+	}
+	open, err := h.w.Store().OpenBreaks(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	var openN int64
+	for _, n := range open {
+		openN += n
+	}
+	st := h.w.Stats()
+	var entries int64
+	for _, sd := range rep.Shards {
+		entries += sd.JournalEntries
+	}
+	return fmt.Sprintf("%d events consumed, %s compared entry by entry (%d journal entries): %d breaks found, %d open",
+		st.Applied, rep.BusinessDate, entries, len(rep.Breaks), openN), max(int64(len(rep.Breaks)), openN), nil
+}
+
+// settleDemo runs settlement for date on the stopped platform's database
+// and sums it up in one line.
+func settleDemo(ctx context.Context, dsn string, date time.Time, per10k, fileDir string, logger *slog.Logger) (string, error) {
+	in, err := settlement.ParseInput(date.Format(time.DateOnly), "", per10k)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(fileDir, 0o755); err != nil {
+		return "", err
+	}
+	store, err := settlepg.Open(ctx, settlepg.Config{DSN: dsn})
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer closeYields()
+	runner := settlement.NewRunner(settlement.Config{Shards: 1, Parallel: 1, FileDir: fileDir, AllowEarly: true},
+		store, yields, nil, logger)
+	sum, err := runner.Run(ctx, in, nil)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, custodian file %s (%.1fs)",
+		sum.Subscriptions, accounts.FormatAmount(sum.SubscribedShares), sum.Redemptions, accounts.FormatAmount(sum.RedeemedCash),
+		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), sum.File, sum.Took.Seconds()), nil
+}
 
 // directSetup is the demo's bulk path for opening customers: the accounts
 // service in-process, the same calls the gateway makes, without HTTP,

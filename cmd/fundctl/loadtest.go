@@ -116,59 +116,74 @@ func opNames() string {
 // runLoadtest is the whole of `fundctl loadtest`: setup, run, audit,
 // report, summary.
 func runLoadtest(ctx context.Context, o loadtestOpts, key []byte, progress, out io.Writer) (*loadtest.Result, error) {
-	res, tokens, err := setupAndRun(ctx, &o, key, progress)
+	p, err := planLoad(&o, key)
+	if err != nil {
+		return nil, err
+	}
+	customers, merchants, err := p.setup(ctx, progress)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.run(ctx, customers, merchants, progress)
 	if err != nil {
 		return res, err
 	}
-	return res, auditAndReport(ctx, o, res, tokens.Admin(), progress, out)
+	admin := p.tokens.Admin()
+	return res, auditAndReport(ctx, o, res, progress, out, func(ctx context.Context) (string, int64, error) {
+		return reconFromAPI(ctx, o.target, admin, o.reconWait)
+	})
 }
 
-// setupAndRun checks the options, opens the customers and runs the load.
-// It fills in o's seed and run id.
-func setupAndRun(ctx context.Context, o *loadtestOpts, key []byte, progress io.Writer) (*loadtest.Result, *loadtest.Tokens, error) {
+// loadPlan is a checked loadtestOpts.
+type loadPlan struct {
+	o                  *loadtestOpts
+	prof               loadtest.Profile
+	mix                loadtest.Mix
+	balance, subscribe int64
+	tokens             *loadtest.Tokens
+}
+
+// planLoad checks the options and fills in o's seed and run id.
+func planLoad(o *loadtestOpts, key []byte) (*loadPlan, error) {
 	if _, err := loadtest.CheckTarget(o.target, o.allowRemote); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if o.doAudit && o.dsn == "" {
-		return nil, nil, fmt.Errorf("--audit needs --dsn (or %s)", localpg.EnvDSN)
+		return nil, fmt.Errorf("--audit needs --dsn (or %s)", localpg.EnvDSN)
 	}
 	if o.reconWait < 0 || o.reconWait > reconWaitMax {
-		return nil, nil, fmt.Errorf("--recon-wait %s: want 0..%s", o.reconWait, reconWaitMax)
+		return nil, fmt.Errorf("--recon-wait %s: want 0..%s", o.reconWait, reconWaitMax)
 	}
-	var prof loadtest.Profile
+	p := &loadPlan{o: o}
 	var err error
 	switch {
 	case strings.HasSuffix(o.profile, ".json") || strings.HasSuffix(o.profile, ".csv"):
-		prof, err = loadtest.ReadProfile(o.profile)
+		p.prof, err = loadtest.ReadProfile(o.profile)
 	case o.profile == "double11":
 		if o.peakRatio < 10 || o.peakRatio > 20 {
-			return nil, nil, fmt.Errorf("--peak-ratio %v: want 10..20", o.peakRatio)
+			return nil, fmt.Errorf("--peak-ratio %v: want 10..20", o.peakRatio)
 		}
-		prof = loadtest.Double11(o.duration, o.peakRPS, o.peakRatio)
-		err = prof.Validate()
+		p.prof = loadtest.Double11(o.duration, o.peakRPS, o.peakRatio)
+		err = p.prof.Validate()
 	default:
-		prof, err = loadtest.BuiltinProfile(o.profile, o.duration, o.peakRPS)
+		p.prof, err = loadtest.BuiltinProfile(o.profile, o.duration, o.peakRPS)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	mix, err := loadtest.ParseMix(o.mix)
-	if err != nil {
-		return nil, nil, err
+	if p.mix, err = loadtest.ParseMix(o.mix); err != nil {
+		return nil, err
 	}
-	balance, err := accounts.ParseAmount(o.balance)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--balance: %w", err)
+	if p.balance, err = accounts.ParseAmount(o.balance); err != nil {
+		return nil, fmt.Errorf("--balance: %w", err)
 	}
-	subscribe := int64(0)
 	if o.subscribe != "" && o.subscribe != "0" {
-		if subscribe, err = accounts.ParseAmount(o.subscribe); err != nil {
-			return nil, nil, fmt.Errorf("--subscribe: %w", err)
+		if p.subscribe, err = accounts.ParseAmount(o.subscribe); err != nil {
+			return nil, fmt.Errorf("--subscribe: %w", err)
 		}
 	}
-	tokens, err := loadtest.NewTokens(key, tokenTTL)
-	if err != nil {
-		return nil, nil, err
+	if p.tokens, err = loadtest.NewTokens(key, tokenTTL); err != nil {
+		return nil, err
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -176,42 +191,53 @@ func setupAndRun(ctx context.Context, o *loadtestOpts, key []byte, progress io.W
 	if o.runID == "" {
 		o.runID = fmt.Sprintf("lt%d", time.Now().Unix()%1_000_000_000)
 	}
+	return p, nil
+}
 
-	fmt.Fprintf(progress, "setup: %d customers with %s each (%s subscribed), %d merchants, %d calls at once\n",
-		o.customers, accounts.FormatAmount(balance), accounts.FormatAmount(subscribe), o.merchants, o.setupParallelism)
-	setupStart := time.Now()
-	customers, merchants, err := loadtest.Setup(ctx, loadtest.SetupConfig{
-		Target: o.target, AdminToken: tokens.Admin(), Tokens: tokens, Customers: o.customers, Balance: balance,
-		Subscribe: subscribe, Merchants: o.merchants, Parallelism: o.setupParallelism, RunID: o.runID + "s",
+// setup opens the customers and registers the merchants.
+func (p *loadPlan) setup(ctx context.Context, progress io.Writer) (customers, merchants []int64, err error) {
+	o := p.o
+	how := "through the REST API"
+	if o.setupBackend != nil {
+		how = "through the accounts service in-process"
+	}
+	fmt.Fprintf(progress, "setup: %d customers with %s each (%s subscribed), %d merchants, %s, %d calls at once\n",
+		o.customers, accounts.FormatAmount(p.balance), accounts.FormatAmount(p.subscribe), o.merchants, how, o.setupParallelism)
+	start := time.Now()
+	customers, merchants, err = loadtest.Setup(ctx, loadtest.SetupConfig{
+		Target: o.target, AdminToken: p.tokens.Admin(), Tokens: p.tokens, Customers: o.customers, Balance: p.balance,
+		Subscribe: p.subscribe, Merchants: o.merchants, Parallelism: o.setupParallelism, RunID: o.runID + "s",
 		Progress: progress, Backend: o.setupBackend,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	took := time.Since(setupStart).Seconds()
+	took := time.Since(start).Seconds()
 	fmt.Fprintf(progress, "setup took %.1fs (%.0f customers/s)\n", took, float64(o.customers)/took)
+	return customers, merchants, nil
+}
 
+// run sends the load.
+func (p *loadPlan) run(ctx context.Context, customers, merchants []int64, progress io.Writer) (*loadtest.Result, error) {
+	o := p.o
 	fmt.Fprintf(progress, "load: %s profile, %s, peak %.0f/s, ~%.0f requests, mix %s, seed %d, run %s\n",
-		prof.Name, prof.Duration(), prof.Peak(), prof.Expected(), mix, o.seed, o.runID)
-	res, err := loadtest.Run(ctx, loadtest.Config{
-		Target: o.target, Profile: prof, Mix: mix, Customers: customers, Merchants: merchants,
-		HotMerchants: o.hotMerchants, ZipfSkew: o.zipf, Tokens: tokens, MaxInFlight: o.maxInFlight,
+		p.prof.Name, p.prof.Duration(), p.prof.Peak(), p.prof.Expected(), p.mix, o.seed, o.runID)
+	return loadtest.Run(ctx, loadtest.Config{
+		Target: o.target, Profile: p.prof, Mix: p.mix, Customers: customers, Merchants: merchants,
+		HotMerchants: o.hotMerchants, ZipfSkew: o.zipf, Tokens: p.tokens, MaxInFlight: o.maxInFlight,
 		RequestTimeout: o.timeout, TimeoutRetries: o.retries, Seed: o.seed, RunID: o.runID, Progress: progress,
 	})
-	return res, tokens, err
 }
 
 // auditAndReport audits the run (when asked), writes the report and prints
 // the summary; it fails when the audit did.
-func auditAndReport(ctx context.Context, o loadtestOpts, res *loadtest.Result, adminToken string, progress, out io.Writer) error {
+func auditAndReport(ctx context.Context, o loadtestOpts, res *loadtest.Result, progress, out io.Writer,
+	reconcile func(context.Context) (string, int64, error)) error {
 	if o.doAudit {
 		fmt.Fprintf(progress, "audit: %d order records against the books...\n", len(res.Records))
 		auditStart := time.Now()
 		a, err := audit.Run(ctx, audit.Config{
-			LedgerDSN: o.dsn, AccountsDSN: o.accountsDSN,
-			Recon: func(ctx context.Context) (string, int64, error) {
-				return reconFromAPI(ctx, o.target, adminToken, o.reconWait)
-			},
+			LedgerDSN: o.dsn, AccountsDSN: o.accountsDSN, Recon: reconcile,
 		}, res.Records)
 		if err != nil {
 			return err

@@ -55,16 +55,19 @@ func TestLoadtestCommand(t *testing.T) {
 }
 
 // TestDemoSmall runs `fundctl demo` end to end at a small scale: stack up,
-// customers, a Double-11 profile, settlement (when configured), audit,
-// report, stack down.
+// customers (each subscribing during setup), a Double-11 profile,
+// reconciliation, settlement of the confirmation date (every customer's
+// setup subscription and the night's confirmed), audit, report, stack down.
 func TestDemoSmall(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "demo")
-	text, err := fundctl(t, "demo", "--customers", "40", "--duration", "4s", "--peak-rps", "40", "--out", out)
+	text, err := fundctl(t, "demo", "--customers", "40", "--duration", "4s", "--peak-rps", "40", "--out", out,
+		"--subscribe", "100.00")
 	t.Log(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, re := range []string{`lost\s+0\n`, `duplicated\s+0\n`, `report\s+\S+report\.html`, `demo: done in`} {
+	for _, re := range []string{`lost\s+0\n`, `duplicated\s+0\n`, `report\s+\S+report\.html`, `\] done in`,
+		`settlement\s+4\d subscriptions confirmed`, `reconciliation\s+0 breaks \(\d+ events consumed`} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Fatalf("demo output lacks %q", re)
 		}
