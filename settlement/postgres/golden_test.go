@@ -258,3 +258,75 @@ func TestSevenDayYieldAfterAWeek(t *testing.T) {
 	}
 	w.verify()
 }
+
+// TestBadInputChangesNothing: input the run refuses leaves the databases as
+// they were, with a clear error; an income refused once the shares are
+// known (too large for the fund) books no income and may be corrected.
+func TestBadInputChangesNothing(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.clock.Set(cst("2026-11-17 10:00:00"))
+	a := w.open("A")
+	w.must(w.svc.TopUp(ctx, a, "t", 10000))
+	w.must(w.svc.Subscribe(ctx, a, "s", 10000))
+	w.clock.Set(cst("2026-11-18 23:00:00"))
+	w.settle(perTenK("2026-11-17", 1000))
+	w.stopLedger()
+	state := func() string {
+		return digestOne(t, w)
+	}
+	before := state()
+	for _, c := range []struct {
+		in   settlement.Input
+		want error
+	}{
+		{settlement.Input{}, settlement.ErrInvalidDate},
+		{perTenK("2026-11-18", 100_0001), settlement.ErrInvalidIncome},
+		{perTenK("2026-11-18", -100_0001), settlement.ErrInvalidIncome},
+		{total("2026-11-18", settlement.IncomeTotalMaxFen+1), settlement.ErrInvalidIncome},
+		{total("2026-11-19", 1), settlement.ErrTooEarly},    // its 15:00 has not come yet
+		{total("2026-11-20", 1), settlement.ErrTooEarly},    // the future
+		{total("2026-11-17", 5), settlement.ErrRunConflict}, // finished with 0.1000 per 10k
+		{total("2026-11-16", 5), settlement.ErrOutOfOrder},  // before the first date
+	} {
+		_, err := w.runner.Run(ctx, c.in, nil)
+		if !isErr(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.in, err, c.want)
+			continue
+		}
+		t.Logf("%s: %v", c.in, err)
+		if after := state(); after != before {
+			t.Errorf("%s changed the databases", c.in)
+		}
+	}
+	// 100.00 CNY of income on the 100.00 shares confirmed on the 18th is
+	// 10,000 CNY per 10,000 shares: refused once the shares are known,
+	// before any income is booked; the corrected income then runs.
+	_, err := w.runner.Run(ctx, total("2026-11-18", 10000), nil)
+	if !isErr(err, settlement.ErrInvalidIncome) {
+		t.Fatalf("too much income: %v", err)
+	}
+	t.Logf("too much income: %v", err)
+	if n := w.count(`SELECT count(*) FROM transfers WHERE kind IN (7004, 7005)`); n != 0 {
+		t.Fatalf("%d income entries, want none", n)
+	}
+	sum, err := w.runner.Run(ctx, total("2026-11-18", 1), nil)
+	if err != nil || sum.FundIncome != 1 {
+		t.Fatalf("corrected income: %+v %v", sum, err)
+	}
+	w.startLedger()
+	w.verify()
+}
+
+func digestOne(t *testing.T, w *world) string {
+	t.Helper()
+	var v string
+	if err := w.pool.QueryRow(context.Background(), `SELECT concat_ws(' ',
+		(SELECT count(*) FROM transfers), (SELECT count(*) FROM settlement_runs), (SELECT count(*) FROM settlement_steps),
+		(SELECT count(*) FROM customer_income), (SELECT count(*) FROM fund_yields), (SELECT count(*) FROM settlement_cuts),
+		(SELECT string_agg(concat_ws(',', id, credits_posted, debits_posted, credits_pending, debits_pending), ';' ORDER BY id) FROM accounts),
+		(SELECT string_agg(concat_ws(',', shard, epoch, last_timestamp), ';' ORDER BY shard) FROM ledger_shards))`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -113,6 +113,21 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	if ok {
 		same := st.Input.PerTenK == in.PerTenK && st.Input.IncomeTotal == in.IncomeTotal &&
 			st.Input.IncomePer10k == in.IncomePer10k
+		if !same && !st.Completed {
+			// The income may still be corrected (an operator's typo that
+			// the run refused) while no shard has booked any of it.
+			tag, err := tx.Exec(ctx, `UPDATE settlement_runs SET per_10k = $2, income_value = $3, holders = NULL,
+					total_shares = NULL, fund_income = NULL, income_per_10k = NULL
+				WHERE date = $1 AND NOT EXISTS (SELECT 1 FROM settlement_steps WHERE date = $1 AND step = 'income')`,
+				in.Date, in.PerTenK, value)
+			if err != nil {
+				return st, fmt.Errorf("correct run income: %w", err)
+			}
+			if tag.RowsAffected() == 1 {
+				st.Input = in
+				same = true
+			}
+		}
 		if !same {
 			return st, fmt.Errorf("%s ran with %s, not %s: %w", in.Date.Format(time.DateOnly), st.Input, in, settlement.ErrRunConflict)
 		}
