@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,28 @@ const (
 	orderBatchTimeout = time.Minute
 )
 
+// OrderStats say where the order writers' time went, since Open.
+type OrderStats struct {
+	Batches, Orders int64
+	// Time summed over batches in each step: acquiring a connection (Begin),
+	// the claim pipeline, the applies, building the outcome pipeline, and
+	// sending it with COMMIT.
+	Begin, Claim, Apply, Record, Commit time.Duration
+}
+
+type orderStats struct {
+	batches, orders                     atomic.Int64
+	begin, claim, apply, record, commit atomic.Int64 // ns
+}
+
+// OrderStats returns the order writers' counters.
+func (s *Store) OrderStats() OrderStats {
+	st := &s.orders.stats
+	d := func(a *atomic.Int64) time.Duration { return time.Duration(a.Load()) }
+	return OrderStats{Batches: st.batches.Load(), Orders: st.orders.Load(), Begin: d(&st.begin),
+		Claim: d(&st.claim), Apply: d(&st.apply), Record: d(&st.record), Commit: d(&st.commit)}
+}
+
 // ErrClosed is returned by PlaceOrder after Close.
 var ErrClosed = errors.New("accounts store: closed")
 
@@ -68,6 +91,7 @@ type orderKey struct {
 
 // orderWriters owns the queue and the writer goroutines.
 type orderWriters struct {
+	stats    orderStats
 	queue    chan *placeRequest
 	batchMax int
 	stop     chan struct{}
@@ -220,48 +244,104 @@ func (s *Store) placeBatch(batch []*placeRequest) {
 
 // placeTx runs the batch's transaction, filling results (index-aligned with
 // rs, whose keys are distinct and sorted). An error fails the whole batch.
-func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin orders: %w", err)
+//
+// The transaction takes two round trips: BEGIN, the party locks, the claim
+// and the read of keys already stored go as one pipeline; the outcomes, the
+// removal of failed orders and COMMIT as another. Under load, every round
+// trip is a wait for both processes to be scheduled, so it is worth more
+// than the statements it carries.
+func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) (err error) {
+	st := &s.orders.stats
+	st.batches.Add(1)
+	st.orders.Add(int64(len(rs)))
+	t0 := time.Now()
+	lap := func(a *atomic.Int64) {
+		now := time.Now()
+		a.Add(int64(now.Sub(t0)))
+		t0 = now
 	}
-	defer tx.Rollback(ctx)
 
-	// Lock every party for share, in id order: orders never block each
-	// other, but a freeze or close waits for the batch (and it for them).
-	var ids []int64
-	for _, r := range rs {
+	n := len(rs)
+	var (
+		ids                              []int64
+		cust, amount, counter, recipient = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		req, kind                        = make([]string, n), make([]string, n)
+		trade, confirm                   = make([]pgtype.Date, n), make([]pgtype.Date, n)
+		created                          = make([]time.Time, n)
+	)
+	for i, r := range rs {
+		o := r.o
 		for _, p := range r.parties {
 			ids = append(ids, int64(p))
 		}
+		if len(r.parties) > 1 {
+			recipient[i] = int64(r.parties[1])
+		}
+		cust[i], req[i], kind[i], amount[i], counter[i] = int64(o.CustomerID), o.RequestID, string(o.Kind), o.Amount, o.Counterparty
+		trade[i], confirm[i], created[i] = dateOrNull(o.TradeDate), dateOrNull(o.ConfirmDate), o.CreatedAt
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	rows, err := tx.Query(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = ANY($1) ORDER BY id FOR SHARE`, ids)
-	if err != nil {
-		return fmt.Errorf("lock customers: %w", err)
-	}
-	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
-	if err != nil {
-		return fmt.Errorf("lock customers: %w", err)
-	}
-	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
-	for _, c := range locked {
-		byID[c.ID] = c
-	}
 
-	// Claim the keys of the orders whose parties all exist.
-	parties := make([][]accounts.Customer, len(rs))
-	var (
-		claim     []int // indexes into rs
-		cust      []int64
-		req, kind []string
-		amount    []int64
-		counter   []int64
-		trade     []pgtype.Date
-		confirm   []pgtype.Date
-		created   []time.Time
-	)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("orders: acquire connection: %w", err)
+	}
+	defer conn.Release()
+	lap(&st.begin)
+	inTx := false
+	defer func() {
+		if inTx {
+			// Not committed: roll back, or drop the connection if even that
+			// fails (the pool must not hand out one inside a transaction).
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
+				_ = conn.Conn().Close(rctx)
+			}
+		}
+	}()
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	// Lock every party for share, in id order: orders never block each
+	// other, but a freeze or close waits for the batch (and it for them).
+	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1) ORDER BY id FOR SHARE`, ids)
+	// Claim the keys of the orders whose parties exist (the rows are
+	// locked above). A concurrent placement of one of these keys (another
+	// writer, another process) makes this insert wait for its transaction,
+	// then skip the key.
+	b.Queue(`
+		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, created_at)
+		SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, 'placing', created_at
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[],
+			$8::timestamptz[], $9::bigint[])
+			WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, created_at,
+				recipient, n)
+		WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = t.customer_id)
+			AND (t.recipient = 0 OR EXISTS (SELECT 1 FROM customers c WHERE c.id = t.recipient))
+		ORDER BY n
+		ON CONFLICT (customer_id, request_id) DO NOTHING
+		RETURNING id, customer_id, request_id`,
+		cust, req, kind, amount, counter, trade, confirm, created, recipient)
+	// The keys stored before: only outcomes are ever committed, so
+	// 'placing' rows are this transaction's own.
+	b.Queue(`SELECT `+orderColumns+` FROM orders
+		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND status <> 'placing'`, cust, req)
+	inTx = true
+	br := conn.SendBatch(ctx, b)
+	byID, newID, old, err := readClaim(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("claim orders: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	lap(&st.claim)
+
+	// Sort the requests out: parties missing, stored before, or new.
+	parties := make([][]accounts.Customer, n)
+	var placed []int
 	for i, r := range rs {
 		ps := make([]accounts.Customer, len(r.parties))
 		missing := false
@@ -281,106 +361,31 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 		if missing {
 			continue
 		}
-		parties[i] = ps
-		o := r.o
-		claim = append(claim, i)
-		cust = append(cust, int64(o.CustomerID))
-		req = append(req, o.RequestID)
-		kind = append(kind, string(o.Kind))
-		amount = append(amount, o.Amount)
-		counter = append(counter, o.Counterparty)
-		trade = append(trade, dateOrNull(o.TradeDate))
-		confirm = append(confirm, dateOrNull(o.ConfirmDate))
-		created = append(created, o.CreatedAt)
-	}
-	if len(claim) == 0 {
-		return nil
-	}
-	// A concurrent placement of one of these keys (another writer, another
-	// process) makes this insert wait for its transaction, then skip the key.
-	rows, err = tx.Query(ctx, `
-		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, created_at)
-		SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, 'placing', created_at
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[], $8::timestamptz[])
-			WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, created_at, n)
-		ORDER BY n
-		ON CONFLICT (customer_id, request_id) DO NOTHING
-		RETURNING id, customer_id, request_id`,
-		cust, req, kind, amount, counter, trade, confirm, created)
-	if err != nil {
-		return fmt.Errorf("insert orders: %w", err)
-	}
-	newID := make(map[orderKey]int64, len(claim))
-	var (
-		id, c int64
-		rid   string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &c, &rid}, func() error {
-		newID[orderKey{accounts.CustomerID(c), rid}] = id
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("insert orders: %w", err)
-	}
-
-	// The keys already stored answer their stored orders.
-	var oldCust []int64
-	var oldReq []string
-	for _, i := range claim {
-		o := rs[i].o
-		if _, ok := newID[orderKey{o.CustomerID, o.RequestID}]; !ok {
-			oldCust = append(oldCust, int64(o.CustomerID))
-			oldReq = append(oldReq, o.RequestID)
-		}
-	}
-	if len(oldCust) > 0 {
-		rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders
-			WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`, oldCust, oldReq)
-		if err != nil {
-			return fmt.Errorf("read stored orders: %w", err)
-		}
-		old, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
-		if err != nil {
-			return fmt.Errorf("read stored orders: %w", err)
-		}
-		byKey := make(map[orderKey]accounts.Order, len(old))
-		for _, o := range old {
-			byKey[orderKey{o.CustomerID, o.RequestID}] = o
-		}
-		for _, i := range claim {
-			o := rs[i].o
-			k := orderKey{o.CustomerID, o.RequestID}
-			if _, isNew := newID[k]; isNew {
-				continue
-			}
-			stored, ok := byKey[k]
-			if !ok {
-				return fmt.Errorf("order %d/%s neither inserted nor found", o.CustomerID, o.RequestID)
-			}
+		k := orderKey{r.o.CustomerID, r.o.RequestID}
+		if id, ok := newID[k]; ok {
+			r.o.ID = id
+			parties[i] = ps
+			placed = append(placed, i)
+		} else if stored, ok := old[k]; ok {
 			results[i] = placeResult{stored: stored, existed: true}
+		} else {
+			return fmt.Errorf("order %d/%s neither inserted nor found", r.o.CustomerID, r.o.RequestID)
 		}
 	}
 
 	// Apply the new orders concurrently: their ledger calls meet in the
 	// ledger's batches.
 	var wg sync.WaitGroup
-	applied := make([]error, len(rs))
-	var placed []int
-	for _, i := range claim {
-		r := rs[i]
-		nid, ok := newID[orderKey{r.o.CustomerID, r.o.RequestID}]
-		if !ok {
-			continue
-		}
-		r.o.ID = nid
-		placed = append(placed, i)
+	applied := make([]error, n)
+	for _, i := range placed {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			applied[i] = r.apply(r.ctx, parties[i])
+			applied[i] = rs[i].apply(rs[i].ctx, parties[i])
 		}()
 	}
 	wg.Wait()
+	lap(&st.apply)
 
 	var (
 		doneIDs, failedIDs []int64
@@ -401,27 +406,76 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 		statuses = append(statuses, string(o.Status))
 		reasons = append(reasons, o.Reason)
 	}
+	b = &pgx.Batch{}
 	if len(doneIDs) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE orders SET status = u.status, reason = u.reason
+		b.Queue(`UPDATE orders SET status = u.status, reason = u.reason
 			FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, status, reason) WHERE orders.id = u.id`,
-			doneIDs, statuses, reasons); err != nil {
-			return fmt.Errorf("record order outcomes: %w", err)
-		}
+			doneIDs, statuses, reasons)
 	}
 	if len(failedIDs) > 0 {
 		// Rows of this transaction that were never committed: removing
 		// them is not rewriting history.
-		if _, err := tx.Exec(ctx, `DELETE FROM orders WHERE id = ANY($1)`, failedIDs); err != nil {
-			return fmt.Errorf("remove failed orders: %w", err)
-		}
+		b.Queue(`DELETE FROM orders WHERE id = ANY($1)`, failedIDs)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit orders: %w", err)
+	b.Queue("COMMIT")
+	lap(&st.record)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record and commit orders: %w", err)
 	}
+	inTx = false
+	lap(&st.commit)
 	for _, i := range placed {
-		if applied[i] == nil && results[i].err == nil {
+		if results[i].err == nil {
 			results[i] = placeResult{stored: *rs[i].o}
 		}
 	}
 	return nil
+}
+
+// readClaim reads the results of the claim pipeline: the locked customers,
+// the ids of the orders inserted, and the orders stored before.
+func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, map[orderKey]int64, map[orderKey]accounts.Order, error) {
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, nil, fmt.Errorf("begin orders: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("lock customers: %w", err)
+	}
+	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("lock customers: %w", err)
+	}
+	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
+	for _, c := range locked {
+		byID[c.ID] = c
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("insert orders: %w", err)
+	}
+	newID := map[orderKey]int64{}
+	var (
+		id, c int64
+		rid   string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &c, &rid}, func() error {
+		newID[orderKey{accounts.CustomerID(c), rid}] = id
+		return nil
+	}); err != nil {
+		return nil, nil, nil, fmt.Errorf("insert orders: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read stored orders: %w", err)
+	}
+	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read stored orders: %w", err)
+	}
+	old := make(map[orderKey]accounts.Order, len(stored))
+	for _, o := range stored {
+		old[orderKey{o.CustomerID, o.RequestID}] = o
+	}
+	return byID, newID, old, nil
 }

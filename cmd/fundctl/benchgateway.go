@@ -48,6 +48,8 @@ The load generator runs in the same process, on the same cores.`,
 					fmt.Fprintf(out, "  first error: %s\n", p.FirstError)
 				}
 			}
+			fmt.Fprintf(out, "order batches %d (mean %.1f orders), time in steps (ms, summed over batches): %v; ledger batches %d, events %d\n",
+				res.OrderBatches, res.OrderBatchMean, res.OrderStepsMs, res.LedgerBatches, res.LedgerEvents)
 			return nil
 		},
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/fundplatform/fund/deploy/devstack"
 	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/ledger"
 )
 
 // Config of a run.
@@ -82,6 +83,14 @@ type Result struct {
 	Clients   int     `json:"clients"`
 	Loopback  bool    `json:"rest_via_loopback"`
 	Phases    []Phase `json:"phases"`
+	// Where the accounts store's order writers spent their time, summed
+	// over batches, over the whole run (setup included).
+	OrderBatches   int64            `json:"order_batches"`
+	OrderBatchMean float64          `json:"order_batch_mean"`
+	OrderStepsMs   map[string]int64 `json:"order_steps_ms"`
+	LedgerBatches  int64            `json:"ledger_batches"`
+	LedgerEvents   int64            `json:"ledger_events"`
+	LedgerStepsMs  map[string]int64 `json:"ledger_steps_ms"`
 }
 
 func (c *Config) setDefaults() {
@@ -147,6 +156,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if rate > 0 {
 		res.Phases = append(res.Phases, l.open(ctx, rate, cfg.Duration, cfg.OpenInFlightMax, cfg.Progress))
 	}
+	os := st.AccountsStore.OrderStats()
+	res.OrderBatches = os.Batches
+	if os.Batches > 0 {
+		res.OrderBatchMean = float64(os.Orders) / float64(os.Batches)
+	}
+	res.OrderStepsMs = map[string]int64{"acquire": os.Begin.Milliseconds(),
+		"claim": os.Claim.Milliseconds(), "apply": os.Apply.Milliseconds(), "record": os.Record.Milliseconds(),
+		"commit": os.Commit.Milliseconds()}
+	res.LedgerBatches, res.LedgerEvents = st.Sequencer.Stats()
+	res.LedgerStepsMs = map[string]int64{"lookup": st.Sequencer.PhaseTime(ledger.PhaseLookup).Milliseconds(),
+		"wait":   st.Sequencer.PhaseTime(ledger.PhaseWait).Milliseconds(),
+		"apply":  st.Sequencer.PhaseTime(ledger.PhaseApply).Milliseconds(),
+		"commit": st.Sequencer.PhaseTime(ledger.PhaseCommit).Milliseconds()}
 	return res, nil
 }
 
