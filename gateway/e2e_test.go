@@ -13,9 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/fundplatform/fund/deploy/devstack"
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/gateway"
+	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
 	"github.com/fundplatform/fund/gateway/auth"
 )
 
@@ -587,7 +594,8 @@ func TestEndToEndWorkersAndLimits(t *testing.T) {
 	f := &fakeSettler{block: make(chan struct{}), started: make(chan struct{}, 1)}
 	st := startStack(t, devstack.Options{
 		Workers: []devstack.Worker{settlementWorker(f)},
-		Gateway: gateway.Config{ConcurrencyMax: 1, RatePerCustomer: 1, RateBurst: 2},
+		// A bucket refilled once in 1000 s: the test cannot outlast it.
+		Gateway: gateway.Config{ConcurrencyMax: 1, RatePerCustomer: 0.001, RateBurst: 2},
 	})
 	c := newClient(t, st)
 	admin := token(t, st, 0, true)
@@ -670,4 +678,49 @@ func TestEndToEndDeadShardFailsFast(t *testing.T) {
 	}
 	// Nothing was stored for the refused orders: a retry later may apply them.
 	c.req("GET", "/v1/orders/s0?customer_id="+strconv.FormatInt(alice, 10), admin, nil).want(t, 404)
+}
+
+func TestEndToEndNativeGRPCAndDeadlines(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, devstack.Options{})
+	conn, err := grpc.NewClient(st.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	adminSvc := fundv1.NewAdminServiceClient(conn)
+	fund := fundv1.NewFundServiceClient(conn)
+	withToken := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	}
+	admin := withToken(token(t, st, 0, true))
+	cust, err := adminSvc.OpenCustomer(admin, &fundv1.OpenCustomerRequest{RequestId: "g1", Name: "Grace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := withToken(token(t, st, cust.GetId(), false))
+	o, err := fund.TopUp(alice, &fundv1.OrderRequest{CustomerId: cust.GetId(), RequestId: "t1", Amount: "5.00"})
+	if err != nil || o.GetStatus() != fundv1.OrderStatus_COMPLETED {
+		t.Fatalf("top-up over gRPC: %v %v", o, err)
+	}
+	// The same table of errors: a rejected order is FailedPrecondition with
+	// the order in the details.
+	_, err = fund.Subscribe(alice, &fundv1.OrderRequest{CustomerId: cust.GetId(), RequestId: "s1", Amount: "6.00"})
+	if s := status.Convert(err); s.Code() != codes.FailedPrecondition || len(s.Details()) < 2 {
+		t.Fatalf("rejected over gRPC: %v", err)
+	}
+	if _, err := fund.GetHoldings(context.Background(), &fundv1.GetHoldingsRequest{CustomerId: cust.GetId()}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no token over gRPC: %v", err)
+	}
+	if _, err := adminSvc.FreezeCustomer(alice, &fundv1.CustomerAction{CustomerId: cust.GetId()}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("customer token on admin over gRPC: %v", err)
+	}
+
+	// A deadline the client sets travels down: one already spent ends the
+	// order unacknowledged with 504, and nothing is stored.
+	c := newClient(t, st)
+	tok := token(t, st, cust.GetId(), false)
+	c.req("POST", customerPath(cust.GetId(), "/topups"), tok, map[string]any{"amount": "1"},
+		"Idempotency-Key", "late", "Grpc-Timeout", "1n").want(t, 504)
+	c.req("GET", "/v1/orders/late", tok, nil).want(t, 404)
 }
