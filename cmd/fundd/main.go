@@ -31,6 +31,7 @@ func run(ctx context.Context, args []string) error {
 	root.AddCommand(newLedgerCmd())
 	root.AddCommand(newGatewayCmd(), newDevCmd())
 	root.AddCommand(newReconCmd())
+	root.AddCommand(newSettleCmd())
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
