@@ -1,6 +1,7 @@
 // Package settlement moves what the ledger committed onward: the outbox
-// relay that publishes ledger events to Kafka, and (as the platform grows)
-// reconciliation workers and the nightly fund settlement.
+// relay that publishes ledger events to Kafka, the exact income allocation,
+// the nightly fund settlement run (Runner) and its custodian file;
+// reconciliation lives in settlement/recon.
 //
 // The relay reads each shard's transactional outbox in commit order,
 // publishes every event (at least once; consumers are idempotent by
@@ -10,4 +11,23 @@
 //
 //	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}}, store, publisher, logger)
 //	err := relay.Run(ctx)
+//
+// The settlement run settles one business date after another. It owns
+// every ledger shard for its duration (a lease that fences the shard's
+// sequencer), confirms the subscriptions and pays the standard redemptions
+// due, takes a snapshot of every holder's eligible shares at the date's
+// cut, allocates the day's income over all of them (Allocate: truncation,
+// largest remainder, negative days), books it per shard with one entry per
+// holder from the shard's income account (deductions a holder cannot bear
+// go to the rounding account), records each customer's income and the
+// fund's 7-day yield, writes the custodian file (CSV with totals and a
+// SHA-256 checksum line) and publishes events. Each step is stored with
+// what it wrote in one transaction (Store, implemented by
+// settlement/postgres), and every entry id is derived from the date and
+// the account or order, so a re-run or a resume after a crash anywhere
+// writes each entry exactly once.
+//
+//	in, err := settlement.ParseInput("2026-11-11", "", "0.6543")
+//	runner := settlement.NewRunner(settlement.Config{Shards: 64}, store, accountsService, events, logger)
+//	summary, err := runner.Run(ctx, in, progress)
 package settlement

@@ -1,0 +1,4 @@
+package postgres
+
+// Fingerprint exposes fingerprint to the external tests.
+var Fingerprint = fingerprint
