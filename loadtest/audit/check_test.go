@@ -1,0 +1,124 @@
+package audit
+
+import (
+	"time"
+
+	"testing"
+
+	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/loadtest"
+)
+
+// books builds what the journal and the order table would hold for r when
+// it applied: every leg once, with the accounts its chain names.
+func books(r loadtest.Record, journal map[ledger.TransferID][]entry, rows map[string]order, status accounts.OrderStatus) {
+	for i, l := range chains[r.Op] {
+		e := entry{amount: r.Amount, asset: l.asset}
+		if l.debit != nil {
+			e.debit = l.debit(r)
+		} else {
+			e.debit = accounts.QuotaAccount(accounts.CustomerID(r.Customer), accounts.NaturalDay(time.Now()))
+		}
+		e.credit = l.credit(r)
+		if l.pending {
+			e.flags = ledger.Pending
+		}
+		journal[LegID(r.Customer, r.Key, i)] = append(journal[LegID(r.Customer, r.Key, i)], e)
+	}
+	rows[rowKey(r.Customer, r.Key)] = order{kind: string(orderKinds[r.Op]), amount: r.Amount, counterparty: r.Counterparty, status: string(status)}
+}
+
+// TestCheckClassifies runs every kind of finding through check, without a
+// database: what the books hold is built by hand for each case.
+func TestCheckClassifies(t *testing.T) {
+	rec := func(op loadtest.Op, key string, o loadtest.Outcome) loadtest.Record {
+		r := loadtest.Record{Op: op, Customer: 7, Amount: 1234, Key: key, Outcome: o}
+		switch op {
+		case loadtest.OpTransfer:
+			r.Counterparty = 8
+		case loadtest.OpPay:
+			r.Counterparty = 2
+		}
+		return r
+	}
+	cases := []struct {
+		name  string
+		r     loadtest.Record
+		plant func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order)
+		want  func(a *loadtest.Audit) int64
+	}{
+		{"accepted and booked", rec(loadtest.OpFastRedeem, "k1", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+			}, func(a *loadtest.Audit) int64 { return a.Applied }},
+		{"accepted, pending subscription", rec(loadtest.OpSubscribe, "k2", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderPending)
+			}, func(a *loadtest.Audit) int64 { return a.Applied }},
+		{"accepted, nothing in the books", rec(loadtest.OpPay, "k3", loadtest.Accepted),
+			func(loadtest.Record, map[ledger.TransferID][]entry, map[string]order) {},
+			func(a *loadtest.Audit) int64 { return a.Lost }},
+		{"accepted, one leg of two missing", rec(loadtest.OpPay, "k4", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+				delete(j, LegID(r.Customer, r.Key, 1))
+			}, func(a *loadtest.Audit) int64 { return a.Lost }},
+		{"accepted, booked twice", rec(loadtest.OpTransfer, "k5", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+				id := LegID(r.Customer, r.Key, 0)
+				j[id] = append(j[id], j[id][0])
+			}, func(a *loadtest.Audit) int64 { return a.Duplicated }},
+		{"accepted, other amount", rec(loadtest.OpTransfer, "k6", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+				j[LegID(r.Customer, r.Key, 0)][0].amount++
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+		{"accepted, paid to another merchant", rec(loadtest.OpPay, "k7", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+				j[LegID(r.Customer, r.Key, 1)][0].credit = accounts.MerchantAccount(3)
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+		{"refused, and nothing moved", rec(loadtest.OpFastRedeem, "k8", loadtest.Rejected),
+			func(r loadtest.Record, _ map[ledger.TransferID][]entry, rows map[string]order) {
+				rows[rowKey(r.Customer, r.Key)] = order{kind: "fast_redeem", amount: r.Amount, status: "rejected"}
+			}, func(a *loadtest.Audit) int64 { return a.Checked - a.Lost - a.Wrong - a.HalfApplied - a.Duplicated }},
+		{"refused, but money moved", rec(loadtest.OpTransfer, "k9", loadtest.Rejected),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderRejected)
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+		{"timed out, applied whole", rec(loadtest.OpSubscribe, "k10", loadtest.Failed),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderPending)
+			}, func(a *loadtest.Audit) int64 { return a.UnackedApplied }},
+		{"timed out, applied whole, order row lost", rec(loadtest.OpSubscribe, "k11", loadtest.Failed),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderPending)
+				delete(rows, rowKey(r.Customer, r.Key))
+			}, func(a *loadtest.Audit) int64 { return a.UnackedApplied }},
+		{"timed out, half of a chain", rec(loadtest.OpFastRedeem, "k12", loadtest.Failed),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+				delete(j, LegID(r.Customer, r.Key, 2))
+			}, func(a *loadtest.Audit) int64 { return a.HalfApplied }},
+		{"shed, order row completed but no money", rec(loadtest.OpTransfer, "k13", loadtest.Shed),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				rows[rowKey(r.Customer, r.Key)] = order{kind: "transfer", amount: r.Amount, counterparty: 8, status: "completed"}
+			}, func(a *loadtest.Audit) int64 { return a.HalfApplied }},
+		{"never sent, yet booked", rec(loadtest.OpTransfer, "k14", loadtest.Dropped),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderCompleted)
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+	}
+	for _, c := range cases {
+		journal, rows := map[ledger.TransferID][]entry{}, map[string]order{}
+		c.plant(c.r, journal, rows)
+		a := &loadtest.Audit{}
+		var problems []string
+		check(a, c.r, journal, rows, func(f string, args ...any) { problems = append(problems, f) })
+		if c.want(a) != 1 {
+			t.Errorf("%s: %+v, problems %v", c.name, *a, problems)
+		}
+	}
+}
