@@ -109,7 +109,9 @@ func TestLedgerProcessRunsSagaPipeline(t *testing.T) {
 	_, metrics := httpGet(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{`fund_ledger_shard_owned{shard="0"} 1`, `fund_ledger_shard_owned{shard="3"} 1`,
 		"fund_ledger_batches_total ", "fund_ledger_transfers_total ", "fund_ledger_commit_duration_seconds_bucket",
-		`fund_outbox_lag_events{shard="2"} 0`} {
+		// Second legs write outbox rows too, published moments later: the
+		// lag's value is not asserted, only that each served shard has one.
+		`fund_outbox_lag_events{shard="2"} `} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
