@@ -19,7 +19,7 @@ import (
 
 // Limits of an audit.
 const (
-	queryBatch  = 5_000 // ids per query
+	queryBatch  = 5_000 // order keys per query
 	problemsMax = 20    // problems spelled out in the report; all are counted
 	timeoutMax  = 30 * time.Minute
 )
@@ -162,12 +162,12 @@ func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.
 			expected[LegID(r.Customer, r.Key, i)] = true
 		}
 	}
+	journal, err := journalEntries(ctx, lpool, orders)
+	if err != nil {
+		return nil, err
+	}
 	for start := 0; start < len(orders); start += queryBatch {
 		batch := orders[start:min(start+queryBatch, len(orders))]
-		journal, err := journalEntries(ctx, lpool, batch)
-		if err != nil {
-			return nil, err
-		}
 		rows, err := orderRows(ctx, apool, batch)
 		if err != nil {
 			return nil, err
@@ -315,15 +315,31 @@ func rowState(has bool, o order) string {
 
 func rowKey(c int64, key string) string { return strconv.FormatInt(c, 10) + "/" + key }
 
+// journalEntries reads the journal rows of every leg of rs in one pass:
+// the ids go into a temporary table and the journal is joined with it
+// (the journal is indexed by time, not by id, so one hash join beats
+// thousands of lookups).
 func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[ledger.TransferID][]entry, error) {
-	var ids []string
+	var ids [][]any
 	for _, r := range rs {
 		for i := range chains[r.Op] {
-			ids = append(ids, LegID(r.Customer, r.Key, i).String())
+			id := LegID(r.Customer, r.Key, i)
+			ids = append(ids, []any{id[:]})
 		}
 	}
-	rows, err := p.Query(ctx, `SELECT id::text, debit_account_id, credit_account_id, amount, asset, flags
-		FROM transfers WHERE id = ANY($1::uuid[])`, ids)
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE audit_legs (id uuid PRIMARY KEY) ON COMMIT DROP`); err != nil {
+		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_legs"}, []string{"id"}, pgx.CopyFromRows(ids)); err != nil {
+		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+	}
+	rows, err := tx.Query(ctx, `SELECT t.id::text, t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.flags
+		FROM transfers t JOIN audit_legs USING (id)`)
 	if err != nil {
 		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
 	}
@@ -346,7 +362,7 @@ func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
 	}
-	return out, nil
+	return out, tx.Commit(ctx)
 }
 
 func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[string]order, error) {
