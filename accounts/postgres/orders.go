@@ -37,7 +37,7 @@ import (
 // Defaults of the order writers.
 const (
 	orderBatchMaxDefault = 256
-	orderWritersDefault  = 4
+	orderWritersDefault  = 8
 	orderQueueMaxDefault = 8192
 	// orderBatchTimeout bounds a batch's transaction: the applies have
 	// their own (the service's ledger timeout), this catches a stuck
