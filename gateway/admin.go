@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/shopspring/decimal"
 
@@ -86,6 +87,11 @@ func (s *adminServer) OpenCustomer(ctx context.Context, r *fundv1.OpenCustomerRe
 	}
 	var v violations
 	rid := requestID(ctx, r.GetRequestId(), &v)
+	// Control characters (NUL above all, which Postgres text cannot hold)
+	// are no part of a name: refused here as input, not failed as storage.
+	if strings.IndexFunc(r.GetName(), unicode.IsControl) >= 0 {
+		v.add("name", "must not contain control characters")
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}

@@ -487,6 +487,8 @@ func TestEndToEndBadInput(t *testing.T) {
 		body         any
 	}{
 		{"POST", "/v1/customers", `{"name": ""}`},
+		{"POST", "/v1/customers", `{"name": "nul\u0000byte"}`},
+		{"POST", "/v1/customers", `{"name": "tab\there"}`},
 		{"POST", "/v1/customers", `{"name": "` + strings.Repeat("x", 101) + `"}`},
 		{"POST", "/v1/admin/merchants", `{"merchant_id": "0"}`},
 		{"POST", "/v1/admin/settlements", `{"date": "2026-13-01", "income": "1"}`},

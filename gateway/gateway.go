@@ -37,7 +37,9 @@ type Config struct {
 	Reconciler Reconciler
 
 	// ConcurrencyMax requests are handled at once; more are refused at
-	// once with 429 [1024].
+	// once with 429 [512]. By Little's law the requests in flight are the
+	// throughput times the latency: set it to the rate the stack serves times
+	// the latency to keep (5,000/s at 100 ms = 500).
 	ConcurrencyMax int
 	// RatePerCustomer requests a second per customer, bursts of RateBurst
 	// [20/s, burst 40]; buckets for at most RateCustomersMax customers are
@@ -71,7 +73,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.ConcurrencyMax == 0 {
-		c.ConcurrencyMax = 1024
+		c.ConcurrencyMax = 512
 	}
 	if c.RatePerCustomer == 0 {
 		c.RatePerCustomer = 20
