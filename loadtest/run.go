@@ -132,7 +132,8 @@ type Audit struct {
 	UnackedApplied int64    `json:"unacked_applied"`
 	LedgerVerified bool     `json:"ledger_verified"`
 	Shards         []int    `json:"shards"`
-	Recon          string   `json:"recon,omitempty"` // what reconciliation said, when it ran
+	Recon          string   `json:"recon,omitempty"` // what reconciliation said, or why it could not
+	ReconRan       bool     `json:"recon_ran"`
 	ReconBreaks    int64    `json:"recon_breaks"`
 	Problems       []string `json:"problems,omitempty"` // the first few, for a person
 	OK             bool     `json:"ok"`

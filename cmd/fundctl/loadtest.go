@@ -274,11 +274,14 @@ func printSummary(w io.Writer, res *loadtest.Result, written report.Written) {
 		fmt.Fprintf(w, "duplicated         %8d\n", a.Duplicated)
 		fmt.Fprintf(w, "half-applied       %8d   (wrong %d; unacknowledged but applied whole %d)\n", a.HalfApplied, a.Wrong, a.UnackedApplied)
 		fmt.Fprintf(w, "ledger verify      %8v   (shards %v)\n", a.LedgerVerified, a.Shards)
-		recon := a.Recon
-		if recon == "" {
-			recon = "not run"
+		switch {
+		case a.ReconRan:
+			fmt.Fprintf(w, "reconciliation     %8d breaks (%s)\n", a.ReconBreaks, a.Recon)
+		case a.Recon != "":
+			fmt.Fprintf(w, "reconciliation     not checked (%s)\n", a.Recon)
+		default:
+			fmt.Fprintf(w, "reconciliation     not checked\n")
 		}
-		fmt.Fprintf(w, "reconciliation     %8d breaks (%s)\n", a.ReconBreaks, recon)
 		for _, p := range a.Problems {
 			fmt.Fprintln(w, "  ! "+p)
 		}

@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.
 		if err != nil {
 			a.Recon = "unavailable: " + err.Error()
 		} else {
-			a.Recon, a.ReconBreaks = summary, breaks
+			a.Recon, a.ReconBreaks, a.ReconRan = summary, breaks, true
 			if breaks > 0 {
 				problem("reconciliation shows %d breaks", breaks)
 			}
