@@ -299,8 +299,8 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 	var last error
 	for attempt := 1; attempt <= c.cfg.AttemptsMax; attempt++ {
 		if attempt > 1 {
-			// Full jitter: many callers that failed together do not come
-			// back together.
+			// Half the backoff fixed, half random: callers that failed
+			// together (an owner died under all of them) come back spread.
 			d := backoff/2 + rand.N(backoff/2+1)
 			t := time.NewTimer(d)
 			select {
