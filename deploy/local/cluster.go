@@ -1,0 +1,438 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/ledger"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/settlement/kafka"
+)
+
+// Defaults of Config.
+const (
+	OwnersDefault     = 3
+	GatewaysDefault   = 2
+	LeaseTTLDefault   = 5 * time.Second
+	TopicDefault      = "ledger-events"
+	partitionsDefault = 8
+	// ShardsDefault is 1 because the accounts service keeps a customer's
+	// and the fund's accounts on one shard today (see fundd gateway
+	// --shards); the owners still share it through the lease, two of
+	// them standing by.
+	ShardsDefault = 1
+
+	startTimeoutDefault = 3 * time.Minute
+	buildTimeout        = 10 * time.Minute
+	dbStopTimeout       = time.Minute
+	ownersMax           = 16
+	gatewaysMax         = 16
+)
+
+// Config configures Start. The zero value is the issue's cluster: three
+// ledger owners, two gateways, a private Postgres, an in-process broker.
+type Config struct {
+	// Fundd is the fundd binary; "" = build this module's cmd/fundd with
+	// `go build` into Dir (the module must be the current directory or
+	// above it).
+	Fundd string
+	// Dir holds the logs, the JWT key file and the built binary; "" = a
+	// new temporary directory, removed by Stop.
+	Dir string
+	// Owners and Gateways are how many `fundd ledger` and `fundd gateway`
+	// processes run [3, 2].
+	Owners, Gateways int
+	// Shards is the number of logical ledger shards [1]; LedgerDatabases
+	// how many databases the shard map spreads them over [1, at most
+	// Shards].
+	Shards, LedgerDatabases int
+	// LeaseTTL of the shard leases [5s].
+	LeaseTTL time.Duration
+	// Brokers of an external Kafka; nil = an in-process broker.
+	Brokers []string
+	Topic   string // of ledger events [ledger-events]
+	// PGSettings are postgresql.conf settings of the private Postgres.
+	PGSettings map[string]string
+	// FrontAddr is where the round-robin front listens ["" = a free
+	// loopback port].
+	FrontAddr string
+	// StartTimeout bounds Start after the binary is built [3m].
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Cluster is a running multi-process cluster. Its fields are set by Start.
+type Cluster struct {
+	URL         string   // the round-robin front: the platform's REST API
+	AccountsDSN string   // customers and orders
+	LedgerDSNs  []string // the ledger databases in shard-map order
+	Brokers     []string
+	Topic       string
+	JWTKey      []byte
+	KeyFile     string // JWTKey in a file (fundctl --jwt-key-file)
+	Dir         string
+	Shards      int
+	LeaseTTL    time.Duration
+
+	Owners   []*Process
+	Gateways []*Process
+	Front    *Front
+
+	fundd     string
+	log       *slog.Logger
+	pg        *localpg.Server
+	databases []string // created on pg, dropped by Stop
+	broker    *kafka.Broker
+	dir       *ledgerpg.Databases
+	removeDir bool
+	client    *http.Client
+}
+
+// Start builds (if asked) and starts everything, and returns once every
+// shard has an owner and every gateway answers /readyz. On error,
+// everything started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	cfg = withDefaults(cfg)
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	c := &Cluster{Brokers: cfg.Brokers, Topic: cfg.Topic, Shards: cfg.Shards, LeaseTTL: cfg.LeaseTTL,
+		log: cfg.Logger, client: &http.Client{Timeout: probeTimeout}}
+	defer func() {
+		if err != nil {
+			_ = c.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	if c.Dir = cfg.Dir; c.Dir == "" {
+		if c.Dir, err = os.MkdirTemp("", "fundcluster-"); err != nil {
+			return nil, err
+		}
+		c.removeDir = true
+	} else if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if c.fundd = cfg.Fundd; c.fundd == "" {
+		if c.fundd, err = BuildFundd(ctx, c.Dir); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+
+	c.JWTKey = make([]byte, auth.KeyLenMin)
+	_, _ = rand.Read(c.JWTKey) // crypto/rand.Read never returns an error
+	c.KeyFile = filepath.Join(c.Dir, "jwt.key")
+	if err := os.WriteFile(c.KeyFile, c.JWTKey, 0o600); err != nil {
+		return nil, err
+	}
+
+	if err := c.startPostgres(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if len(c.Brokers) == 0 {
+		if c.broker, err = kafka.StartBroker(0, partitionsDefault, c.Topic); err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		c.Brokers = c.broker.Addrs()
+	}
+	c.log.Info("cluster: postgres and kafka up", "ledger_databases", len(c.LedgerDSNs), "brokers", c.Brokers)
+
+	// Owners first: a gateway is ready only when every shard has one.
+	shardsMax := 0
+	if cfg.Owners > 1 && cfg.Shards > 1 {
+		// Room for the survivors to take a dead owner's shards, as in
+		// deploy/k8s: shards-max x (owners - 1) >= shards.
+		shardsMax = (cfg.Shards + cfg.Owners - 2) / (cfg.Owners - 1)
+	}
+	for i := range cfg.Owners {
+		p, err := c.startOwner(i, shardsMax)
+		if err != nil {
+			return nil, err
+		}
+		c.Owners = append(c.Owners, p)
+	}
+	for _, p := range c.Owners {
+		if err := p.waitReady(ctx, c.client); err != nil {
+			return nil, err
+		}
+	}
+	if c.dir, err = ledgerpg.OpenDatabases(ctx, ledgerpg.DatabasesConfig{DSNs: c.LedgerDSNs, Shards: c.Shards, ConnsMax: 2}); err != nil {
+		return nil, fmt.Errorf("lease directory: %w", err)
+	}
+	if err := c.WaitOwned(ctx); err != nil {
+		return nil, err
+	}
+	c.log.Info("cluster: every shard owned", "owners", len(c.Owners))
+
+	var urls []string
+	for i := range cfg.Gateways {
+		p, err := c.startGateway(i)
+		if err != nil {
+			return nil, err
+		}
+		c.Gateways = append(c.Gateways, p)
+		urls = append(urls, "http://"+p.HTTPAddr)
+	}
+	for _, p := range c.Gateways {
+		if err := p.waitReady(ctx, c.client); err != nil {
+			return nil, err
+		}
+	}
+	if c.Front, err = StartFront(cfg.FrontAddr, urls); err != nil {
+		return nil, fmt.Errorf("front: %w", err)
+	}
+	c.URL = c.Front.URL
+	c.log.Info("cluster: up", "url", c.URL, "gateways", urls)
+	return c, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Owners == 0 {
+		cfg.Owners = OwnersDefault
+	}
+	if cfg.Gateways == 0 {
+		cfg.Gateways = GatewaysDefault
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = ShardsDefault
+	}
+	if cfg.LedgerDatabases == 0 {
+		cfg.LedgerDatabases = 1
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = LeaseTTLDefault
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = TopicDefault
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = startTimeoutDefault
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+func validate(cfg Config) error {
+	switch {
+	case cfg.Owners < 1 || cfg.Owners > ownersMax:
+		return fmt.Errorf("local: %d ledger owners: want 1..%d", cfg.Owners, ownersMax)
+	case cfg.Gateways < 1 || cfg.Gateways > gatewaysMax:
+		return fmt.Errorf("local: %d gateways: want 1..%d", cfg.Gateways, gatewaysMax)
+	case cfg.LedgerDatabases < 1 || cfg.LedgerDatabases > cfg.Shards:
+		return fmt.Errorf("local: %d ledger databases for %d shards: want 1..shards", cfg.LedgerDatabases, cfg.Shards)
+	case cfg.LeaseTTL < 300*time.Millisecond:
+		return fmt.Errorf("local: lease TTL %s is too short to renew", cfg.LeaseTTL)
+	}
+	return nil
+}
+
+// BuildFundd builds this module's cmd/fundd into dir and returns its path.
+func BuildFundd(ctx context.Context, dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	out := filepath.Join(dir, "fundd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fundplatform/fund/cmd/fundd")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build fundd: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// startPostgres starts the private server (or uses FUND_PG_DSN's) and
+// creates the accounts database and the ledger databases.
+func (c *Cluster) startPostgres(ctx context.Context, cfg Config) error {
+	srv, err := localpg.Start(ctx, localpg.Options{Settings: cfg.PGSettings, Logger: c.log})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	c.pg = srv
+	prefix := "fundcluster_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	create := func(name string) (string, error) {
+		dsn, err := srv.CreateDatabase(ctx, name)
+		if err == nil {
+			c.databases = append(c.databases, name)
+		}
+		return dsn, err
+	}
+	if c.AccountsDSN, err = create(prefix + "_accounts"); err != nil {
+		return err
+	}
+	for i := range cfg.LedgerDatabases {
+		dsn, err := create(prefix + "_ledger_" + strconv.Itoa(i))
+		if err != nil {
+			return err
+		}
+		c.LedgerDSNs = append(c.LedgerDSNs, dsn)
+	}
+	return nil
+}
+
+// startOwner starts `fundd ledger` number i, with the flags deploy/k8s
+// gives it; the databases reach it through FUND_PG_DSN, not its arguments.
+func (c *Cluster) startOwner(i, shardsMax int) (*Process, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	name := "ledger-" + strconv.Itoa(i)
+	p := &Process{Name: name, HTTPAddr: httpAddr, LogPath: filepath.Join(c.Dir, name+".log"), Args: []string{
+		"ledger",
+		"--owner=" + name,
+		"--shards=" + strconv.Itoa(c.Shards),
+		"--shards-max=" + strconv.Itoa(shardsMax),
+		"--lease-ttl=" + c.LeaseTTL.String(),
+		"--listen=127.0.0.1:0", // the lease advertises the bound port
+		"--http-addr=" + httpAddr,
+		"--kafka-brokers=" + strings.Join(c.Brokers, ","),
+		"--topic=" + c.Topic,
+	}}
+	env := []string{localpg.EnvDSN + "=" + strings.Join(c.LedgerDSNs, ",")}
+	return p, p.start(c.fundd, env)
+}
+
+// startGateway starts `fundd gateway` number i.
+func (c *Cluster) startGateway(i int) (*Process, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	name := "gateway-" + strconv.Itoa(i)
+	p := &Process{Name: name, HTTPAddr: httpAddr, LogPath: filepath.Join(c.Dir, name+".log"), Args: []string{
+		"gateway",
+		"--http=" + httpAddr,
+		"--grpc=" + grpcAddr,
+		"--shards=" + strconv.Itoa(c.Shards),
+		"--jwt-key-file=" + c.KeyFile,
+		// Loopback DSNs of the private server carry no password.
+		"--ledger-dsn=" + strings.Join(c.LedgerDSNs, ","),
+	}}
+	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
+	return p, p.start(c.fundd, env)
+}
+
+// ShardOwners returns each shard's owner as the lease tables say.
+func (c *Cluster) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error) {
+	return c.dir.ShardOwners(ctx)
+}
+
+// ErrNoOwner is returned by OwnerOf for a shard nobody owns right now.
+var ErrNoOwner = errors.New("local: shard has no live owner")
+
+// OwnerOf returns the owner process of shard.
+func (c *Cluster) OwnerOf(ctx context.Context, shard int) (*Process, error) {
+	owners, err := c.ShardOwners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owners {
+		if o.Shard != shard {
+			continue
+		}
+		for _, p := range c.Owners {
+			if p.Name == o.Owner {
+				return p, nil
+			}
+		}
+		if o.Owner != "" {
+			return nil, fmt.Errorf("local: shard %d is owned by %q, not a process of this cluster", shard, o.Owner)
+		}
+	}
+	return nil, fmt.Errorf("%w: shard %d", ErrNoOwner, shard)
+}
+
+// WaitOwned waits until every shard has a live owner that is running, or
+// ctx ends.
+func (c *Cluster) WaitOwned(ctx context.Context) error {
+	running := map[string]bool{}
+	for {
+		for _, p := range c.Owners {
+			running[p.Name] = p.Running()
+		}
+		owners, err := c.ShardOwners(ctx)
+		if err == nil {
+			missing := 0
+			for _, o := range owners {
+				if !running[o.Owner] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: waiting for every shard to have an owner: %w (last error %v)", ctx.Err(), err)
+		case <-time.After(probeInterval):
+		}
+	}
+}
+
+// Stop stops the front, the gateways, the owners (cleanly: they release
+// their leases), the broker and the databases, in that order, and removes
+// a temporary directory. It returns the first error.
+func (c *Cluster) Stop(ctx context.Context) error {
+	var errs []error
+	if c.Front != nil {
+		c.Front.Stop()
+	}
+	// Gateways first (no new orders), then the owners; each group stops
+	// in parallel, so one slow process costs one grace period, not one
+	// per process.
+	for _, group := range [][]*Process{c.Gateways, c.Owners} {
+		groupErrs := make([]error, len(group))
+		var wg sync.WaitGroup
+		for i, p := range group {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				groupErrs[i] = p.Stop(ctx)
+			}()
+		}
+		wg.Wait()
+		errs = append(errs, groupErrs...)
+	}
+	if c.dir != nil {
+		c.dir.Close()
+	}
+	if c.broker != nil {
+		c.broker.Close()
+	}
+	if c.pg != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbStopTimeout)
+		for _, name := range c.databases {
+			if err := c.pg.DropDatabase(sctx, name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := c.pg.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if c.removeDir {
+		if err := os.RemoveAll(c.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,138 @@
+// Command fundcluster runs the platform as a multi-process cluster on this
+// machine (deploy/local): a private Postgres with an accounts and ledger
+// databases, an in-process Kafka-protocol broker (or --kafka-brokers),
+// three `fundd ledger` owners, two `fundd gateway` processes and a
+// round-robin front. It prints the front's URL, the DSNs and a load-test
+// command, and runs until Ctrl-C, then stops everything in order.
+//
+//	go run ./deploy/local/cmd/fundcluster
+//	go run ./deploy/local/cmd/fundcluster --kill-owner-after 30s   # and see the shard move
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fundplatform/fund/deploy/local"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fundcluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	var (
+		cfg       local.Config
+		brokers   string
+		killAfter time.Duration
+		verbose   bool
+	)
+	fs := flag.NewFlagSet("fundcluster", flag.ContinueOnError)
+	fs.StringVar(&cfg.Fundd, "fundd", "", "fundd binary (default: go build ./cmd/fundd into --dir)")
+	fs.StringVar(&cfg.Dir, "dir", "", "directory for logs, the JWT key and the binary (default: a temporary one, removed at the end)")
+	fs.IntVar(&cfg.Owners, "owners", local.OwnersDefault, "fundd ledger processes")
+	fs.IntVar(&cfg.Gateways, "gateways", local.GatewaysDefault, "fundd gateway processes")
+	fs.IntVar(&cfg.Shards, "shards", local.ShardsDefault, "logical ledger shards (fundd gateway supports 1 today)")
+	fs.IntVar(&cfg.LedgerDatabases, "ledger-databases", 1, "ledger databases the shards are spread over (at most --shards)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", local.LeaseTTLDefault, "shard lease TTL")
+	fs.StringVar(&brokers, "kafka-brokers", "", "external Kafka brokers, comma-separated (default: an in-process broker)")
+	fs.StringVar(&cfg.FrontAddr, "front", "127.0.0.1:8080", "address of the round-robin front")
+	fs.DurationVar(&killAfter, "kill-owner-after", 0, "kill -9 the owner of shard 0 this long after start (0 = never)")
+	fs.BoolVar(&verbose, "v", false, "log the cluster's steps")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	fmt.Fprintln(os.Stderr, "starting the cluster (building fundd, Postgres, Kafka, owners, gateways)...")
+	c, err := local.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(os.Stderr, "stopping...")
+		if serr := c.Stop(context.Background()); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	printCluster(c)
+
+	var killC <-chan time.Time
+	if killAfter > 0 {
+		killC = time.After(killAfter)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-killC:
+			killC = nil
+			if err := killOwner(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func killOwner(ctx context.Context, c *local.Cluster) error {
+	p, err := c.OwnerOf(ctx, 0)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := p.Kill(); err != nil {
+		return err
+	}
+	fmt.Printf("killed %s (pid %d, owner of shard 0) with SIGKILL\n", p.Name, p.Pid())
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.WaitOwned(wctx); err != nil {
+		return err
+	}
+	now, err := c.OwnerOf(ctx, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("shard 0 owned by %s %s later (lease TTL %s)\n", now.Name, time.Since(start).Round(10*time.Millisecond), c.LeaseTTL)
+	return nil
+}
+
+func printCluster(c *local.Cluster) {
+	fmt.Printf("front (round-robin over %d gateways): %s\n", len(c.Gateways), c.URL)
+	for _, p := range c.Gateways {
+		fmt.Printf("  %-10s pid %-7d http://%s  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
+	}
+	for _, p := range c.Owners {
+		fmt.Printf("  %-10s pid %-7d http://%s/metrics  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
+	}
+	fmt.Printf("accounts database: %s\n", c.AccountsDSN)
+	fmt.Printf("ledger databases:  %s\n", strings.Join(c.LedgerDSNs, ","))
+	fmt.Printf("kafka:             %s (topic %s)\n", strings.Join(c.Brokers, ","), c.Topic)
+	fmt.Printf("JWT key file:      %s\n", c.KeyFile)
+	fmt.Printf("\nload (the demo's Double-11 profile, audited):\n")
+	fmt.Printf("  go run ./cmd/fundctl loadtest --target %s --jwt-key-file %s --profile double11 --duration 1m --peak-rps 200 --audit --dsn '%s' --accounts-dsn '%s'\n",
+		c.URL, c.KeyFile, c.LedgerDSNs[0], c.AccountsDSN)
+	fmt.Printf("admin token:\n  go run ./cmd/fundctl token --admin --key-file %s\n", c.KeyFile)
+	fmt.Printf("\nCtrl-C stops everything.\n")
+}

@@ -1,0 +1,27 @@
+// Package local runs the platform as a real multi-process cluster on one
+// machine: a private Postgres with several databases (the accounts
+// database and the ledger databases of the shard map), an in-process
+// Kafka-protocol broker (or an external Kafka), several `fundd ledger`
+// owners sharing the shards through their leases, several `fundd gateway`
+// processes, and a round-robin HTTP front in this process that spreads
+// requests over the gateways that answer /readyz.
+//
+// It is what reliability tests start when one process is not enough (kill
+// an owner, kill a gateway, and check that nothing acknowledged was lost),
+// and what `go run ./deploy/local/cmd/fundcluster` runs by hand:
+//
+//	go run ./deploy/local/cmd/fundcluster          # prints the front URL, DSNs and a load-test command
+//
+// In a test:
+//
+//	c, err := local.Start(ctx, local.Config{})     // 3 owners, 2 gateways
+//	defer c.Stop(context.Background())
+//	owner, _ := c.OwnerOf(ctx, 0)
+//	owner.Kill()                                   // SIGKILL: its shards move within the lease TTL
+//
+// Every child process is this module's fundd (built once with `go build`
+// unless Config.Fundd names a binary), started with the same flags the
+// Kubernetes manifests in deploy/k8s give it; its output goes to a log file
+// in the cluster's directory. Stop ends them all (SIGTERM, then SIGKILL
+// after a bound) and waits for each.
+package local
