@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	res := Result{Customers: cfg.Customers, Clients: cfg.Clients, Loopback: cfg.Loopback}
 	// A short warm-up: connections, pools, JIT-free but cache-warm.
-	l.closed(ctx, "warm-up", cfg.Clients, 2*time.Second, io.Discard)
+	l.closed(ctx, "warm-up", cfg.Clients, min(2*time.Second, cfg.Duration), io.Discard)
 	closed := l.closed(ctx, "closed loop", cfg.Clients, cfg.Duration, cfg.Progress)
 	res.Phases = append(res.Phases, closed)
 	rate := cfg.OpenRate
