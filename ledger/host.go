@@ -111,19 +111,34 @@ func (h *Host) Owned() []int {
 // then stops every shard and releases its lease.
 func (h *Host) Run(ctx context.Context) error {
 	defer h.shutdown()
+	// Renewals and acquisitions run apart, and renewals run one per shard
+	// at once: with shards on several databases, one database that hangs
+	// (each call waiting out its timeout) must never delay the renewals of
+	// shards on the healthy ones past their TTL.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); h.every(ctx, h.renew) }()
+	go func() { defer wg.Done(); h.every(ctx, h.acquire) }()
+	wg.Wait()
+	return nil
+}
+
+// every runs round now and then every third of the TTL until ctx ends.
+func (h *Host) every(ctx context.Context, round func(context.Context)) {
 	tick := time.NewTicker(h.cfg.LeaseTTL / 3)
 	defer tick.Stop()
 	for {
-		h.renew(ctx)
-		h.acquire(ctx)
+		round(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-tick.C:
 		}
 	}
 }
 
+// renew renews every owned shard's lease, concurrently (at most one call
+// per owned shard, so bounded by the shard count) and waits for all.
 func (h *Host) renew(ctx context.Context) {
 	h.mu.Lock()
 	owned := make(map[int]*hosted, len(h.owned))
@@ -131,28 +146,38 @@ func (h *Host) renew(ctx context.Context) {
 		owned[s] = o
 	}
 	h.mu.Unlock()
+	var wg sync.WaitGroup
 	for shard, o := range owned {
-		select {
-		case <-o.done: // the sequencer stopped on its own (fenced, store failure)
-			h.drop(ctx, shard, o, "sequencer stopped")
-			continue
-		default:
-		}
-		rctx, cancel := context.WithTimeout(ctx, h.cfg.LeaseTTL/3)
-		err := h.lease.RenewLease(rctx, shard, h.cfg.Owner, o.epoch, h.cfg.LeaseTTL)
-		cancel()
-		if errors.Is(err, ErrFenced) {
-			h.drop(ctx, shard, o, "lease lost")
-		} else if err != nil {
-			// Cannot tell; the commit-time fence keeps a lost lease from
-			// writing, and the next round tries again.
-			h.log.Warn("lease renewal failed", "shard", shard, "err", err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.renewOne(ctx, shard, o)
+		}()
+	}
+	wg.Wait()
+}
+
+func (h *Host) renewOne(ctx context.Context, shard int, o *hosted) {
+	select {
+	case <-o.done: // the sequencer stopped on its own (fenced, store failure)
+		h.drop(ctx, shard, o, "sequencer stopped")
+		return
+	default:
+	}
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.LeaseTTL/3)
+	err := h.lease.RenewLease(rctx, shard, h.cfg.Owner, o.epoch, h.cfg.LeaseTTL)
+	cancel()
+	if errors.Is(err, ErrFenced) {
+		h.drop(ctx, shard, o, "lease lost")
+	} else if err != nil && ctx.Err() == nil {
+		// Cannot tell; the commit-time fence keeps a lost lease from
+		// writing, and the next round tries again.
+		h.log.Warn("lease renewal failed", "shard", shard, "err", err)
 	}
 }
 
 func (h *Host) acquire(ctx context.Context) {
-	for shard := 0; shard < h.cfg.Shards; shard++ {
+	for shard := 0; shard < h.cfg.Shards && ctx.Err() == nil; shard++ {
 		h.mu.Lock()
 		_, have := h.owned[shard]
 		full := h.cfg.ShardsMax > 0 && len(h.owned) >= h.cfg.ShardsMax
