@@ -173,6 +173,11 @@ func TestSettlementGolden(t *testing.T) {
 		t.Errorf("gap: %v, want ErrOutOfOrder", err)
 	}
 	w.startLedger()
+	// Each of the four nights published its shard and completion events
+	// once; the re-runs published nothing.
+	if len(w.events.events) != 8 || w.events.events[7].Type != "settlement.completed" || w.events.events[7].Income != -50 {
+		t.Errorf("events: %+v", w.events.events)
+	}
 	if n := w.count(`SELECT count(*) FROM transfers`); n != journal {
 		t.Errorf("journal grew from %d to %d entries on re-runs", journal, n)
 	}

@@ -60,11 +60,20 @@ type world struct {
 	svc    *accounts.Service
 	runner *settlement.Runner
 	dir    string
+	events *recorder
+}
+
+// recorder is a settlement.EventPublisher that keeps what it was given.
+type recorder struct{ events []settlement.Event }
+
+func (r *recorder) PublishSettlement(_ context.Context, evs []settlement.Event) error {
+	r.events = append(r.events, evs...)
+	return nil
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, dsn: pgtest.NewDatabase(t), clock: &clock{}, dir: t.TempDir()}
+	w := &world{t: t, dsn: pgtest.NewDatabase(t), clock: &clock{}, dir: t.TempDir(), events: &recorder{}}
 	ctx := context.Background()
 	var err error
 	if w.store, err = settlepg.Open(ctx, settlepg.Config{DSN: w.dsn}); err != nil {
@@ -79,7 +88,7 @@ func newWorld(t *testing.T) *world {
 	w.startLedger()
 	t.Cleanup(func() { w.stopLedger() })
 	w.runner = settlement.NewRunner(settlement.Config{Shards: 1, FileDir: w.dir, Now: w.clock.Now, Owner: "settle-test"},
-		w.store, w.svc, nil, nil)
+		w.store, w.svc, w.events, nil)
 	return w
 }
 
@@ -103,7 +112,7 @@ func (w *world) startLedger() {
 	}
 	if w.runner != nil {
 		w.runner = settlement.NewRunner(settlement.Config{Shards: 1, FileDir: w.dir, Now: w.clock.Now, Owner: "settle-test"},
-			w.store, w.svc, nil, nil)
+			w.store, w.svc, w.events, nil)
 	}
 }
 
