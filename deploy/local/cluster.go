@@ -20,6 +20,7 @@ import (
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement/kafka"
+	"github.com/fundplatform/fund/settlement/settlekafka"
 )
 
 // Defaults of Config.
@@ -39,6 +40,7 @@ const (
 	buildTimeout        = 10 * time.Minute
 	dbStopTimeout       = time.Minute
 	ownersMax           = 16
+	settleTick          = 10 * time.Second // how often fundd settle looks for a date to settle
 	gatewaysMax         = 16
 )
 
@@ -76,8 +78,11 @@ type Config struct {
 
 // Cluster is a running multi-process cluster. Its fields are set by Start.
 type Cluster struct {
-	URL         string   // the round-robin front: the platform's REST API
-	AccountsDSN string   // customers and orders
+	URL string // the round-robin front: the platform's REST API
+	// AccountsDSN holds customers and orders; it is the first ledger
+	// database too, because fundd settle reads the ledger and the accounts
+	// tables from one database.
+	AccountsDSN string
 	LedgerDSNs  []string // the ledger databases in shard-map order
 	Brokers     []string
 	Topic       string
@@ -89,7 +94,18 @@ type Cluster struct {
 
 	Owners   []*Process
 	Gateways []*Process
+	Recon    *Process // fundd recon: the reconciliation worker
+	Settle   *Process // fundd settle: the nightly settlement scheduler
 	Front    *Front
+
+	// IncomeDir is fundd settle's --income-dir: write a file named after a
+	// business date (YYYY-MM-DD) holding "income_per_10k=0.6543" or
+	// "income=123.45" and the date is settled once it has ended.
+	IncomeDir string
+	// FileDir is where the custodian settlement files are written.
+	FileDir string
+	// SettlementTopic carries settlement events.
+	SettlementTopic string
 
 	fundd     string
 	log       *slog.Logger
@@ -109,8 +125,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Brokers: cfg.Brokers, Topic: cfg.Topic, Shards: cfg.Shards, LeaseTTL: cfg.LeaseTTL,
-		log: cfg.Logger, client: &http.Client{Timeout: probeTimeout}}
+	c := &Cluster{Brokers: cfg.Brokers, Topic: cfg.Topic, SettlementTopic: settlekafka.TopicDefault,
+		Shards: cfg.Shards, LeaseTTL: cfg.LeaseTTL, log: cfg.Logger, client: &http.Client{Timeout: probeTimeout}}
 	defer func() {
 		if err != nil {
 			_ = c.Stop(context.WithoutCancel(ctx))
@@ -132,6 +148,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 
+	c.IncomeDir, c.FileDir = filepath.Join(c.Dir, "income"), filepath.Join(c.Dir, "custodian")
+	for _, d := range []string{c.IncomeDir, c.FileDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	c.JWTKey = make([]byte, auth.KeyLenMin)
 	_, _ = rand.Read(c.JWTKey) // crypto/rand.Read never returns an error
 	c.KeyFile = filepath.Join(c.Dir, "jwt.key")
@@ -143,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if len(c.Brokers) == 0 {
-		if c.broker, err = kafka.StartBroker(0, partitionsDefault, c.Topic); err != nil {
+		if c.broker, err = kafka.StartBroker(0, partitionsDefault, c.Topic, c.SettlementTopic); err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
 		c.Brokers = c.broker.Addrs()
@@ -190,6 +212,15 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		if err := p.waitReady(ctx, c.client); err != nil {
 			return nil, err
 		}
+	}
+	if c.Recon, err = c.startRecon(); err != nil {
+		return nil, err
+	}
+	if err := c.Recon.waitReady(ctx, c.client); err != nil {
+		return nil, err
+	}
+	if c.Settle, err = c.startSettle(); err != nil {
+		return nil, err
 	}
 	if c.Front, err = StartFront(cfg.FrontAddr, urls); err != nil {
 		return nil, fmt.Errorf("front: %w", err)
@@ -254,7 +285,8 @@ func BuildFundd(ctx context.Context, dir string) (string, error) {
 }
 
 // startPostgres starts the private server (or uses FUND_PG_DSN's) and
-// creates the accounts database and the ledger databases.
+// creates the ledger databases, the first of which also holds the accounts
+// (and the reconciliation and settlement tables).
 func (c *Cluster) startPostgres(ctx context.Context, cfg Config) error {
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: cfg.PGSettings, Logger: c.log})
 	if err != nil {
@@ -269,16 +301,14 @@ func (c *Cluster) startPostgres(ctx context.Context, cfg Config) error {
 		}
 		return dsn, err
 	}
-	if c.AccountsDSN, err = create(prefix + "_accounts"); err != nil {
-		return err
-	}
 	for i := range cfg.LedgerDatabases {
-		dsn, err := create(prefix + "_ledger_" + strconv.Itoa(i))
+		dsn, err := create(prefix + "_" + strconv.Itoa(i))
 		if err != nil {
 			return err
 		}
 		c.LedgerDSNs = append(c.LedgerDSNs, dsn)
 	}
+	c.AccountsDSN = c.LedgerDSNs[0]
 	return nil
 }
 
@@ -324,6 +354,44 @@ func (c *Cluster) startGateway(i int) (*Process, error) {
 		"--jwt-key-file=" + c.KeyFile,
 		// Loopback DSNs of the private server carry no password.
 		"--ledger-dsn=" + strings.Join(c.LedgerDSNs, ","),
+	}}
+	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
+	return p, p.start(c.fundd, env)
+}
+
+// startRecon starts `fundd recon`, a reconciliation worker in the
+// consumer group of the ledger's events.
+func (c *Cluster) startRecon() (*Process, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{Name: "recon", HTTPAddr: httpAddr, LogPath: filepath.Join(c.Dir, "recon.log"), Args: []string{
+		"recon",
+		"--shards=" + strconv.Itoa(c.Shards),
+		"--kafka-brokers=" + strings.Join(c.Brokers, ","),
+		"--topic=" + c.Topic,
+		"--group=fund-recon",
+		"--http-addr=" + httpAddr,
+	}}
+	env := []string{localpg.EnvDSN + "=" + strings.Join(c.LedgerDSNs, ",")}
+	return p, p.start(c.fundd, env)
+}
+
+// startSettle starts `fundd settle`, which settles each business date once
+// it has ended and its income file is in IncomeDir; a run takes every
+// shard from the owners for its duration (--take-shards) and they take
+// them back after it.
+func (c *Cluster) startSettle() (*Process, error) {
+	p := &Process{Name: "settle", LogPath: filepath.Join(c.Dir, "settle.log"), Args: []string{
+		"settle",
+		"--shards=" + strconv.Itoa(c.Shards),
+		"--income-dir=" + c.IncomeDir,
+		"--file-dir=" + c.FileDir,
+		"--take-shards",
+		"--kafka=" + strings.Join(c.Brokers, ","),
+		"--topic=" + c.SettlementTopic,
+		"--tick=" + settleTick.String(),
 	}}
 	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
 	return p, p.start(c.fundd, env)
@@ -387,18 +455,25 @@ func (c *Cluster) WaitOwned(ctx context.Context) error {
 	}
 }
 
-// Stop stops the front, the gateways, the owners (cleanly: they release
-// their leases), the broker and the databases, in that order, and removes
-// a temporary directory. It returns the first error.
+// Stop stops the front, the gateways, the settlement and reconciliation
+// workers, the owners (cleanly: they release their leases), the broker and
+// the databases, in that order, and removes a temporary directory. It
+// returns every error joined.
 func (c *Cluster) Stop(ctx context.Context) error {
 	var errs []error
 	if c.Front != nil {
 		c.Front.Stop()
 	}
-	// Gateways first (no new orders), then the owners; each group stops
-	// in parallel, so one slow process costs one grace period, not one
-	// per process.
-	for _, group := range [][]*Process{c.Gateways, c.Owners} {
+	// Gateways first (no new orders), then the workers, then the owners;
+	// each group stops in parallel, so one slow process costs one grace
+	// period, not one per process.
+	var workers []*Process
+	for _, p := range []*Process{c.Settle, c.Recon} {
+		if p != nil {
+			workers = append(workers, p)
+		}
+	}
+	for _, group := range [][]*Process{c.Gateways, workers, c.Owners} {
 		groupErrs := make([]error, len(group))
 		var wg sync.WaitGroup
 		for i, p := range group {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -58,9 +59,8 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 			t.Errorf("stop: %v", err)
 		}
 		if t.Failed() {
-			for _, p := range append(c.Owners, c.Gateways...) {
-				b, _ := os.ReadFile(p.LogPath)
-				t.Logf("%s log (%d bytes), tail:\n%s", p.Name, len(b), lastBytes(b, 3000))
+			for _, p := range append(append(c.Owners, c.Gateways...), c.Recon, c.Settle) {
+				t.Logf("%s log, tail:\n%s", p.Name, lastBytes([]byte(readLog(p)), 3000))
 			}
 		}
 	}()
@@ -135,6 +135,14 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 		if n == 0 {
 			t.Errorf("gateway-%d was sent nothing by the front", i)
 		}
+	}
+
+	// The reconciliation worker consumed the ledger's events (published by
+	// the owners' relays), and the settlement scheduler is still running.
+	waitFor(t, func() bool { return metricSum(t, c.Recon, "fund_recon_events_total") > 0 })
+	t.Logf("recon consumed %.0f events", metricSum(t, c.Recon, "fund_recon_events_total"))
+	if !c.Settle.Running() {
+		t.Errorf("fundd settle exited; log:\n%s", readLog(c.Settle))
 	}
 
 	a, err := audit.Run(ctx, audit.Config{LedgerDSN: c.LedgerDSNs[0], AccountsDSN: c.AccountsDSN}, res.Records)
@@ -261,4 +269,38 @@ func frames(dump []byte) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func readLog(p *local.Process) string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// metricSum adds up every sample of a metric on a process's /metrics.
+func metricSum(t *testing.T, p *local.Process, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Logf("%s /metrics: %v", p.Name, err)
+		return 0
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, name+" ") && !strings.HasPrefix(l, name+"{") {
+			continue
+		}
+		f := strings.Fields(l)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

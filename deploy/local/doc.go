@@ -3,8 +3,15 @@
 // database and the ledger databases of the shard map), an in-process
 // Kafka-protocol broker (or an external Kafka), several `fundd ledger`
 // owners sharing the shards through their leases, several `fundd gateway`
-// processes, and a round-robin HTTP front in this process that spreads
-// requests over the gateways that answer /readyz.
+// processes, a `fundd recon` reconciliation worker, a `fundd settle`
+// settlement scheduler, and a round-robin HTTP front in this process that
+// spreads requests over the gateways that answer /readyz.
+//
+// The first ledger database also holds the accounts, because fundd settle
+// reads the ledger and the accounts tables from one database; and there is
+// one shard by default, because the accounts service keeps a customer's
+// and the fund's accounts on one shard today. The three owners share it
+// through the lease: one serves, two stand by and take over.
 //
 // It is what reliability tests start when one process is not enough (kill
 // an owner, kill a gateway, and check that nothing acknowledged was lost),

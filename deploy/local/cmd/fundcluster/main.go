@@ -1,8 +1,8 @@
 // Command fundcluster runs the platform as a multi-process cluster on this
-// machine (deploy/local): a private Postgres with an accounts and ledger
-// databases, an in-process Kafka-protocol broker (or --kafka-brokers),
-// three `fundd ledger` owners, two `fundd gateway` processes and a
-// round-robin front. It prints the front's URL, the DSNs and a load-test
+// machine (deploy/local): a private Postgres, an in-process
+// Kafka-protocol broker (or --kafka-brokers), three `fundd ledger` owners,
+// two `fundd gateway` processes behind a round-robin front, a `fundd recon`
+// worker and the `fundd settle` scheduler. It prints the front's URL, the DSNs and a load-test
 // command, and runs until Ctrl-C, then stops everything in order.
 //
 //	go run ./deploy/local/cmd/fundcluster
@@ -123,16 +123,19 @@ func printCluster(c *local.Cluster) {
 	for _, p := range c.Gateways {
 		fmt.Printf("  %-10s pid %-7d http://%s  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
 	}
-	for _, p := range c.Owners {
+	for _, p := range append(c.Owners, c.Recon) {
 		fmt.Printf("  %-10s pid %-7d http://%s/metrics  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
 	}
-	fmt.Printf("accounts database: %s\n", c.AccountsDSN)
-	fmt.Printf("ledger databases:  %s\n", strings.Join(c.LedgerDSNs, ","))
+	fmt.Printf("  %-10s pid %-7d log %s\n", c.Settle.Name, c.Settle.Pid(), c.Settle.LogPath)
+	fmt.Printf("ledger databases:  %s (the first holds the accounts too)\n", strings.Join(c.LedgerDSNs, ","))
 	fmt.Printf("kafka:             %s (topic %s)\n", strings.Join(c.Brokers, ","), c.Topic)
 	fmt.Printf("JWT key file:      %s\n", c.KeyFile)
 	fmt.Printf("\nload (the demo's Double-11 profile, audited):\n")
 	fmt.Printf("  go run ./cmd/fundctl loadtest --target %s --jwt-key-file %s --profile double11 --duration 1m --peak-rps 200 --audit --dsn '%s' --accounts-dsn '%s'\n",
 		c.URL, c.KeyFile, c.LedgerDSNs[0], c.AccountsDSN)
 	fmt.Printf("admin token:\n  go run ./cmd/fundctl token --admin --key-file %s\n", c.KeyFile)
+	fmt.Printf("settle a business date D once it has ended (fundd settle takes the shards for the run):\n")
+	fmt.Printf("  echo income_per_10k=0.6543 > %s/D    # custodian file appears in %s\n", c.IncomeDir, c.FileDir)
+	fmt.Printf("reconciliation breaks:\n  go run ./cmd/fundctl recon report --dsn '%s' --shards %d\n", strings.Join(c.LedgerDSNs, ","), c.Shards)
 	fmt.Printf("\nCtrl-C stops everything.\n")
 }
