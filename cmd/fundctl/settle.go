@@ -256,7 +256,7 @@ are not part of the timed figure.`,
 			// compressed full-page images (the run touches every holder's
 			// balance page once): production settings for a settlement host.
 			settings := map[string]string{"shared_buffers": sharedB, "max_wal_size": "16GB", "checkpoint_timeout": "30min",
-				"wal_compression": "lz4",
+				"wal_compression":      "lz4",
 				"maintenance_work_mem": "1GB", "work_mem": "256MB"}
 			for k, v := range pgSet {
 				settings[k] = v
