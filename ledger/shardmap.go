@@ -54,8 +54,10 @@ type ShardOwner struct {
 
 // Directory tells who owns each shard (the lease tables).
 type Directory interface {
-	// ShardOwners returns every shard's current owner; shards without a
-	// live lease come back with an empty Owner and Addr.
+	// ShardOwners returns the current owner of every shard it could read;
+	// shards without a live lease come back with an empty Owner and Addr.
+	// When part of the leases could not be read (one database down) it
+	// returns the rest together with the error, leaving those shards out.
 	ShardOwners(ctx context.Context) ([]ShardOwner, error)
 }
 

@@ -399,18 +399,25 @@ func (c *Client) refresh(ctx context.Context, since time.Time) error {
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RefreshTimeout)
 	owners, err := c.dir.ShardOwners(rctx)
 	cancel()
-	if err != nil {
+	if err != nil && len(owners) == 0 {
 		return fmt.Errorf("read shard owners: %w: %w", ledger.ErrNoOwner, err)
 	}
-	next := make([]ledger.ShardOwner, c.cfg.Shards)
-	live := map[string]bool{}
+	if err != nil {
+		// Part of the leases could not be read (a database down): the
+		// shards read are updated, the others keep what was cached.
+		c.log.Warn("shard owners read in part", "err", err)
+	}
+	c.mu.Lock()
+	next := append([]ledger.ShardOwner(nil), c.owners...)
 	for _, o := range owners {
 		if o.Shard >= 0 && o.Shard < len(next) {
 			next[o.Shard] = o
-			live[o.Addr] = true
 		}
 	}
-	c.mu.Lock()
+	live := map[string]bool{}
+	for _, o := range next {
+		live[o.Addr] = true
+	}
 	c.owners, c.refreshedAt = next, time.Now()
 	var stale []*grpc.ClientConn
 	for addr, cc := range c.conns {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,5 +295,73 @@ func TestClientRoutesAndFollowsMoves(t *testing.T) {
 	}
 	if _, err := c.CloseAccounts(ctx, []ledger.AccountID{user[1]}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// echo is a ledger.Client whose lookups return the ids asked for.
+type echo struct{}
+
+func (echo) CreateAccounts(context.Context, []ledger.Account) ([]ledger.AccountResult, error) {
+	return nil, errors.New("not here")
+}
+func (echo) CreateTransfers(context.Context, []ledger.Transfer) ([]ledger.TransferResult, error) {
+	return nil, errors.New("not here")
+}
+func (echo) CloseAccounts(context.Context, []ledger.AccountID) ([]ledger.AccountResult, error) {
+	return nil, errors.New("not here")
+}
+func (echo) LookupAccounts(_ context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	out := make([]ledger.Account, len(ids))
+	for i, id := range ids {
+		out[i] = ledger.Account{ID: id, Asset: ledger.AssetCNY}
+	}
+	return out, nil
+}
+
+// partialDirectory answers only for shard 0 once the other database is
+// "down", with an error for the rest.
+type partialDirectory struct {
+	mu     sync.Mutex
+	owners []ledger.ShardOwner
+	down   bool
+}
+
+func (d *partialDirectory) ShardOwners(context.Context) ([]ledger.ShardOwner, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down {
+		return d.owners[:1], errors.New("database 2: connection refused")
+	}
+	return append([]ledger.ShardOwner(nil), d.owners...), nil
+}
+
+// With the database holding shard 1's lease down, a refresh still learns
+// that shard 0 moved, and shard 1 is still reached at its cached owner.
+func TestClientSurvivesPartialDirectory(t *testing.T) {
+	const shards = 2
+	var ownsZero atomic.Bool
+	ownsZero.Store(true)
+	addr1 := serve(t, shards, func(s int) (ledger.Client, bool) { return echo{}, s == 1 || ownsZero.Load() })
+	addr2 := serve(t, shards, func(s int) (ledger.Client, bool) { return echo{}, s == 0 })
+	dir := &partialDirectory{owners: []ledger.ShardOwner{{Shard: 0, Owner: "1", Addr: addr1}, {Shard: 1, Owner: "1", Addr: addr1}}}
+	c := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: shards, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}, dir)
+	defer c.Close()
+	ctx := context.Background()
+	a0, a1 := accountOn(1000, 0, shards), accountOn(1000, 1, shards)
+	for _, id := range []ledger.AccountID{a0, a1} {
+		if as, err := c.LookupAccounts(ctx, []ledger.AccountID{id}); err != nil || len(as) != 1 {
+			t.Fatalf("lookup %d: %v %v", id, as, err)
+		}
+	}
+	// Shard 0 moves to the second server while the other database is down.
+	dir.mu.Lock()
+	dir.owners[0] = ledger.ShardOwner{Shard: 0, Owner: "2", Addr: addr2}
+	dir.down = true
+	dir.mu.Unlock()
+	ownsZero.Store(false)
+	for _, id := range []ledger.AccountID{a0, a1} {
+		if as, err := c.LookupAccounts(ctx, []ledger.AccountID{id}); err != nil || len(as) != 1 {
+			t.Fatalf("lookup %d with a database down: %v %v", id, as, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fundplatform/fund/ledger"
@@ -136,20 +137,43 @@ func (d *Databases) Leases(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// ShardOwners implements ledger.Directory from the lease tables.
+// ShardOwners implements ledger.Directory from the lease tables, reading
+// every database at once: a database that does not answer costs its own
+// shards' entries (left out, with its error) and never the others'.
 func (d *Databases) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error) {
-	ls, err := d.Leases(ctx)
-	if err != nil {
-		return nil, err
+	leases := make([][]Lease, len(d.stores))
+	errs := make([]error, len(d.stores))
+	var wg sync.WaitGroup
+	for i, st := range d.stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases[i], errs[i] = st.Leases(ctx)
+		}()
 	}
-	out := make([]ledger.ShardOwner, len(ls))
-	for i, l := range ls {
-		out[i] = ledger.ShardOwner{Shard: l.Shard, Epoch: l.Epoch}
-		if l.Live {
-			out[i].Owner, out[i].Addr = l.Owner, l.Addr
+	wg.Wait()
+	var out []ledger.ShardOwner
+	for i, ls := range leases {
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("database %d: %w", i+1, errs[i])
+			continue
+		}
+		byShard := map[int]Lease{}
+		for _, l := range ls {
+			byShard[l.Shard] = l
+		}
+		for _, s := range d.Map.ShardsOn(i) {
+			o := ledger.ShardOwner{Shard: s}
+			if l, ok := byShard[s]; ok {
+				o.Epoch = l.Epoch
+				if l.Live {
+					o.Owner, o.Addr = l.Owner, l.Addr
+				}
+			}
+			out = append(out, o)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // OutboxPending reads the outboxes of the given shards, each from its own
