@@ -74,7 +74,7 @@ fund_recon_events_total{result}.`,
 }
 
 func runRecon(ctx context.Context, f reconFlags) error {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("role", "recon")
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)) // the worker adds role=recon
 	if len(f.dsns) == 0 {
 		return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
 	}

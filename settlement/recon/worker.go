@@ -90,6 +90,10 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running bool
+	// pastDone holds the past days compared after they closed (and the
+	// grace passed): nothing new can land on them, so the timer leaves
+	// them alone; fundctl recon report --compare rechecks on demand.
+	pastDone map[time.Time]bool
 }
 
 // Stats are a worker's counters since it started.
@@ -107,6 +111,9 @@ func (w *Worker) Stats() Stats {
 	}
 	return st
 }
+
+// Queued returns how many events wait for a write.
+func (w *Worker) Queued() int { return len(w.queue) }
 
 // Store is the set of stores the worker writes and compares.
 func (w *Worker) Store() *Set { return w.store }
@@ -126,7 +133,8 @@ func NewWorker(cfg WorkerConfig, store *Set, logger *slog.Logger) (*Worker, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{cfg: cfg, store: store, log: logger.With("role", "recon"), queue: make(chan *pending, cfg.QueueMax), m: newMetrics()}
+	w := &Worker{cfg: cfg, store: store, log: logger.With("role", "recon"), queue: make(chan *pending, cfg.QueueMax), m: newMetrics(),
+		pastDone: map[time.Time]bool{}}
 	if cfg.Registerer != nil {
 		if err := w.m.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("recon metrics: %w", err)
@@ -195,8 +203,15 @@ func (w *Worker) Run(ctx context.Context) error {
 // found to be a redelivery): the consumer may then commit its offset. It is
 // safe for concurrent use and meant to be called by many at once.
 func (w *Worker) Handle(ctx context.Context, e ledger.Event) error {
+	// A malformed event is refused alone (the consumer stops on it rather
+	// than skip it), never inside a batch it would fail with it.
 	if e.Version != ledger.EventVersion {
 		return fmt.Errorf("%w: event %s has schema version %d", ledger.ErrInvariantBroke, e.ID, e.Version)
+	}
+	if e.PendingID != "" {
+		if _, err := ledger.ParseTransferID(e.PendingID); err != nil {
+			return fmt.Errorf("%w: event %s: pending id: %v", ledger.ErrInvariantBroke, e.ID, err)
+		}
 	}
 	p := &pending{e: e, done: make(chan error, 1)}
 	select {
@@ -318,13 +333,24 @@ func (w *Worker) compareRecent(ctx context.Context) {
 	now := w.cfg.Now()
 	cutoff := now.Add(-w.cfg.Grace)
 	today := ledger.BusinessDate(now.UnixNano())
-	for back := max(w.cfg.DaysBack, 0); back >= 0; back-- {
-		day := today.AddDate(0, 0, -back)
-		if cutoff.Before(DayStart(day)) {
+	oldest := today.AddDate(0, 0, -max(w.cfg.DaysBack, 0))
+	for day := range w.pastDone {
+		if day.Before(oldest) {
+			delete(w.pastDone, day) // bounded by DaysBack+1 entries
+		}
+	}
+	for day := oldest; !day.After(today); day = day.AddDate(0, 0, 1) {
+		if cutoff.Before(DayStart(day)) || w.pastDone[day] {
 			continue
 		}
-		if _, err := w.Compare(ctx, day, CompareOptions{Cutoff: cutoff}); err != nil && ctx.Err() == nil {
-			w.log.Error("comparison failed", "date", day.Format(time.DateOnly), "err", err)
+		if _, err := w.Compare(ctx, day, CompareOptions{Cutoff: cutoff}); err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("comparison failed", "date", day.Format(time.DateOnly), "err", err)
+			}
+			continue
+		}
+		if !cutoff.Before(DayStart(day).AddDate(0, 0, 1)) {
+			w.pastDone[day] = true
 		}
 	}
 }
