@@ -671,7 +671,7 @@ func TestEndToEndDeadShardFailsFast(t *testing.T) {
 	}
 	// The first failures come from the stopped shard, then the breaker
 	// answers without calling it.
-	if reasons["SHARD_UNAVAILABLE"] != 3 || reasons["BREAKER_OPEN"] != 3 {
+	if reasons["SHARD_NO_OWNER"] != 3 || reasons["BREAKER_OPEN"] != 3 {
 		t.Fatalf("reasons %v", reasons)
 	}
 	m := c.req("GET", "/metrics", "", nil).want(t, 200)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,9 +14,12 @@ import (
 )
 
 // devWorkers are the roles `fundd dev` runs beside the core (Postgres,
-// broker, ledger, relay, accounts, gateway). Settlement and reconciliation
-// add their devstack.Worker here.
-func devWorkers() []devstack.Worker { return nil }
+// broker, ledger, relay, accounts, gateway): settlement (the admin API's
+// settlement calls; custodian files go to fileDir) and reconciliation (its
+// worker, metrics and the admin API's report).
+func devWorkers(fileDir string) []devstack.Worker {
+	return []devstack.Worker{newSettleWorker(fileDir), reconDevWorker()}
+}
 
 // newDevCmd is `fundd dev`: every role in one process on loopback.
 func newDevCmd() *cobra.Command {
@@ -26,6 +30,7 @@ func newDevCmd() *cobra.Command {
 		tokenTTL   time.Duration
 		connsMax   int32
 		sharedBufs string
+		fileDir    string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -50,11 +55,14 @@ Ctrl-C stops everything, finishing requests in flight.`,
 			if err != nil {
 				return err
 			}
+			if err := os.MkdirAll(fileDir, 0o755); err != nil {
+				return fmt.Errorf("--settlement-dir: %w", err)
+			}
 			st, err := devstack.Start(ctx, devstack.Options{
 				DSN: dsn, Brokers: brokers, HTTPAddr: gf.httpAddr, GRPCAddr: gf.grpcAddr, JWTKey: key,
 				Gateway: gf.cfg, Accounts: acfg, Breaker: gf.breaker, AccountsConnsMax: connsMax,
 				PGSettings: map[string]string{"shared_buffers": sharedBufs},
-				Workers:    devWorkers(), Logger: logger,
+				Workers:    devWorkers(fileDir), Logger: logger,
 			})
 			if err != nil {
 				return err
@@ -90,5 +98,6 @@ Ctrl-C stops everything, finishing requests in flight.`,
 	f.DurationVar(&tokenTTL, "admin-token-ttl", 24*time.Hour, "lifetime of the printed admin token")
 	f.Int32Var(&connsMax, "accounts-conns-max", 64, "accounts store pool size")
 	f.StringVar(&sharedBufs, "shared-buffers", "512MB", "shared_buffers of the private Postgres")
+	f.StringVar(&fileDir, "settlement-dir", filepath.Join(os.TempDir(), "fund-settlement"), "where settlement writes custodian files")
 	return cmd
 }

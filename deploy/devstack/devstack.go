@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ const (
 	stopTimeout       = time.Minute
 	// The ledger target's name in breaker metrics: the one shard owner.
 	ledgerTarget = "shard-0"
+	// leaseTTL of the shard lease; the host retakes a released shard
+	// within a third of it.
+	leaseTTL = 3 * time.Second
 )
 
 // Worker adds a role to the stack (settlement, reconciliation, load
@@ -103,9 +107,13 @@ type Stack struct {
 	Topic    string
 	JWTKey   []byte
 
-	Postgres      *localpg.Server // nil with Options.DSN
-	LedgerStore   *ledgerpg.Store
-	Sequencer     *ledger.Sequencer
+	Postgres    *localpg.Server // nil with Options.DSN
+	LedgerStore *ledgerpg.Store
+	// Host owns ledger shard 0 through its lease, as `fundd ledger` does,
+	// so that a settlement run may take the shard (fencing it) and give it
+	// back: the host then takes it again at a new epoch and Ledger routes
+	// to the new sequencer.
+	Host          *ledger.Host
 	Ledger        ledger.Client // the sequencer behind the circuit breaker
 	AccountsStore *accountspg.Store
 	Accounts      *accounts.Service
@@ -117,7 +125,8 @@ type Stack struct {
 	Logger   *slog.Logger
 
 	broker     *kafka.Broker
-	stopLedger func() error
+	stopLedger context.CancelFunc
+	ledgerDone chan struct{}
 	pub        *kafka.Publisher
 	closers    []func()             // in reverse order on Stop
 	roles      []Role               // started workers
@@ -211,24 +220,28 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("ledger store: %w", err)
 	}
 	s.closers = append(s.closers, s.LedgerStore.Close)
-	s.Sequencer = ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, s.LedgerStore, logger.With("role", "ledger"))
-	stopSeq, err := s.Sequencer.Start(ctx, readyTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
+	s.Host = ledger.NewHost(ledger.HostConfig{
+		Owner:    fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
+		Shards:   1,
+		LeaseTTL: leaseTTL,
+	}, s.LedgerStore, s.LedgerStore, logger.With("role", "ledger"))
+	hctx, stopHost := context.WithCancel(context.Background())
+	s.stopLedger, s.ledgerDone = stopHost, make(chan struct{})
+	go func() {
+		defer close(s.ledgerDone)
+		_ = s.Host.Run(hctx) // returns nil once stopped, after releasing its leases
+	}()
+	s.closers = append(s.closers, func() { stopHost(); <-s.ledgerDone })
+	if err := s.waitLedger(ctx); err != nil {
+		return nil, err
 	}
-	s.stopLedger = stopSeq
-	s.closers = append(s.closers, func() {
-		if err := stopSeq(); err != nil {
-			logger.Warn("ledger stopped with an error", "err", err)
-		}
-	})
 	s.pub = kafka.NewPublisher(s.Brokers, s.Topic)
 	s.closers = append(s.closers, func() { _ = s.pub.Close() })
 	s.Relay = settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}}, s.LedgerStore, s.pub, logger)
 	s.run("relay", s.Relay.Run)
 
 	metrics := gateway.NewMetrics(s.Registry)
-	s.Ledger = gateway.NewBreakerClient(ledgerTarget, s.Sequencer, opts.Breaker, metrics.BreakerChanged)
+	s.Ledger = gateway.NewBreakerClient(ledgerTarget, hostClient{s.Host}, opts.Breaker, metrics.BreakerChanged)
 	metrics.BreakerState.WithLabelValues(ledgerTarget).Set(0)
 	connsMax := opts.AccountsConnsMax
 	if connsMax == 0 {
@@ -294,10 +307,8 @@ func listen(addr string) (net.Listener, error) {
 // ready is the stack's /readyz check: the ledger shard serves and the
 // database answers.
 func (s *Stack) ready(ctx context.Context) error {
-	select {
-	case <-s.Sequencer.Ready():
-	default:
-		return errors.New("ledger shard not loaded")
+	if _, ok := s.Host.Sequencer(0); !ok {
+		return errors.New("ledger shard 0 not owned and loaded")
 	}
 	if err := s.AccountsStore.Pool().Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
@@ -333,7 +344,75 @@ func (s *Stack) run(name string, fn func(context.Context) error) {
 // StopLedger stops the ledger shard while the rest runs on: failure
 // injection for tests and demos (orders then fail fast with 503, and the
 // circuit breaker opens).
-func (s *Stack) StopLedger() error { return s.stopLedger() }
+func (s *Stack) StopLedger() error {
+	s.stopLedger()
+	<-s.ledgerDone
+	return nil
+}
+
+// LedgerSequencer returns the sequencer serving shard 0 now; false while
+// the shard is not owned (stopped, or taken by a settlement run).
+func (s *Stack) LedgerSequencer() (*ledger.Sequencer, bool) { return s.Host.Sequencer(0) }
+
+// waitLedger waits until the host owns and has loaded shard 0.
+func (s *Stack) waitLedger(ctx context.Context) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if _, ok := s.Host.Sequencer(0); ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ledger: shard 0 not loaded after %s", readyTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// hostClient is a ledger.Client on whatever sequencer serves shard 0 now.
+type hostClient struct{ h *ledger.Host }
+
+func (c hostClient) client() (ledger.Client, error) {
+	if cl, ok := c.h.Client(0); ok {
+		return cl, nil
+	}
+	return nil, ledger.ErrNoOwner
+}
+
+func (c hostClient) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CreateAccounts(ctx, as)
+}
+
+func (c hostClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CreateTransfers(ctx, ts)
+}
+
+func (c hostClient) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CloseAccounts(ctx, ids)
+}
+
+func (c hostClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.LookupAccounts(ctx, ids)
+}
 
 // Done is closed when a role fails; Err then says which and why.
 func (s *Stack) Done() <-chan struct{} { return s.done }

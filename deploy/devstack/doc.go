@@ -1,7 +1,9 @@
 // Package devstack starts every role of the fund platform in one process:
 // a private Postgres (deploy/localpg, or a given DSN), an in-process
-// Kafka-protocol broker (or given brokers), ledger shard 0 (a single-writer
-// sequencer), the outbox relay to Kafka, the accounts service behind the
+// Kafka-protocol broker (or given brokers), ledger shard 0 (owned through
+// its lease by a ledger.Host, as `fundd ledger` owns shards, so that a
+// settlement run can take the shard and give it back), the outbox relay to
+// Kafka, the accounts service behind the
 // gateway's circuit breaker, and the gateway itself (gRPC and REST/JSON on
 // loopback ports). `fundd dev`, `fundd gateway`, the end-to-end tests and
 // load generators use it.

@@ -164,11 +164,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.OrderStepsMs = map[string]int64{"acquire": os.Begin.Milliseconds(),
 		"claim": os.Claim.Milliseconds(), "apply": os.Apply.Milliseconds(), "record": os.Record.Milliseconds(),
 		"commit": os.Commit.Milliseconds()}
-	res.LedgerBatches, res.LedgerEvents = st.Sequencer.Stats()
-	res.LedgerStepsMs = map[string]int64{"lookup": st.Sequencer.PhaseTime(ledger.PhaseLookup).Milliseconds(),
-		"wait":   st.Sequencer.PhaseTime(ledger.PhaseWait).Milliseconds(),
-		"apply":  st.Sequencer.PhaseTime(ledger.PhaseApply).Milliseconds(),
-		"commit": st.Sequencer.PhaseTime(ledger.PhaseCommit).Milliseconds()}
+	if seq, ok := st.LedgerSequencer(); ok {
+		res.LedgerBatches, res.LedgerEvents = seq.Stats()
+		res.LedgerStepsMs = map[string]int64{"lookup": seq.PhaseTime(ledger.PhaseLookup).Milliseconds(),
+			"wait":   seq.PhaseTime(ledger.PhaseWait).Milliseconds(),
+			"apply":  seq.PhaseTime(ledger.PhaseApply).Milliseconds(),
+			"commit": seq.PhaseTime(ledger.PhaseCommit).Milliseconds()}
+	}
 	return res, nil
 }
 
