@@ -36,6 +36,9 @@ import (
 const (
 	grpcStopTimeout = 5 * time.Second
 	httpStopTimeout = 5 * time.Second
+	// outboxReadTimeout bounds one relay read of the outboxes, so that a
+	// database that hangs is skipped rather than waited for.
+	outboxReadTimeout = 5 * time.Second
 )
 
 // ledgerFlags are the settings of `fundd ledger`.
@@ -164,7 +167,7 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 		// A relay that gives up (a broker gone for minutes) stops the
 		// process: its leases are released and a healthier one takes over,
 		// rather than an owner piling up an outbox nobody publishes.
-		relay := settlement.NewRelay(settlement.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h}, pub, logger)
+		relay := settlement.NewRelay(settlement.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h, logger}, pub, logger)
 		sup.run("relay", relay.Run)
 		if f.group != "" {
 			client := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: f.host.Shards, Logger: logger}, dbs)
@@ -238,6 +241,7 @@ func (s *supervisor) wait() error {
 type ownedOutbox struct {
 	dbs  *postgres.Databases
 	host *ledger.Host
+	log  *slog.Logger
 }
 
 func (o ownedOutbox) OutboxPending(ctx context.Context, _ []int, limit int) ([]ledger.OutboxBatch, error) {
@@ -246,7 +250,16 @@ func (o ownedOutbox) OutboxPending(ctx context.Context, _ []int, limit int) ([]l
 		return nil, nil
 	}
 	slices.Sort(owned)
-	return o.dbs.OutboxPending(ctx, owned, limit)
+	ctx, cancel := context.WithTimeout(ctx, outboxReadTimeout)
+	defer cancel()
+	bs, err := o.dbs.OutboxPending(ctx, owned, limit)
+	if err != nil && len(bs) > 0 {
+		// One database failing must not hold back the events of the
+		// others; its shards' rows wait (and the error shows in the log).
+		o.log.Warn("outbox read in part", "err", err)
+		return bs, nil
+	}
+	return bs, err
 }
 
 func (o ownedOutbox) OutboxAck(ctx context.Context, upTo map[int]int64) error {

@@ -177,20 +177,32 @@ func (d *Databases) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error
 }
 
 // OutboxPending reads the outboxes of the given shards, each from its own
-// database (settlement.Outbox).
+// database, all databases at once (settlement.Outbox). When a database
+// fails, the batches of the others come back together with its error.
 func (d *Databases) OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error) {
-	var out []ledger.OutboxBatch
-	for i, group := range d.split(shards) {
+	groups := d.split(shards)
+	got := make([][]ledger.OutboxBatch, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, group := range groups {
 		if len(group) == 0 {
 			continue
 		}
-		bs, err := d.stores[i].OutboxPending(ctx, group, limit)
-		if err != nil {
-			return nil, err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = d.stores[i].OutboxPending(ctx, group, limit)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("database %d: %w", i+1, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	var out []ledger.OutboxBatch
+	for _, bs := range got {
 		out = append(out, bs...)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // OutboxAck acknowledges published outbox rows on their databases.
