@@ -23,6 +23,7 @@ var (
 	ErrInjected         = errors.New("settlement: injected failure")
 	ErrSnapshotMismatch = errors.New("settlement: holder snapshot differs from the one the run started with")
 	ErrPendingMissing   = errors.New("settlement: an order's pending ledger transfer is missing")
+	ErrShardCount       = errors.New("settlement: the run's shard count is not the ledger's")
 )
 
 // IncomeTotalMaxFen bounds a day's fund income given as a total, either way:

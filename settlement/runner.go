@@ -96,7 +96,8 @@ type Summary struct {
 
 // Config of a Runner.
 type Config struct {
-	// Shards is the number of logical ledger shards (fundd ledger --shards).
+	// Shards is the number of logical ledger shards (fundd ledger --shards);
+	// 0 = as many as the ledger's tables show.
 	Shards int
 	// Parallel shards settled at once; 0 = 2.
 	Parallel int
@@ -133,9 +134,6 @@ type Runner struct {
 
 // NewRunner returns a runner. events may be nil.
 func NewRunner(cfg Config, store Store, yields YieldPublisher, events EventPublisher, logger *slog.Logger) *Runner {
-	if cfg.Shards <= 0 {
-		cfg.Shards = 1
-	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 2
 	}
@@ -215,6 +213,13 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (Summary,
 	}
 	p := &lockedProgress{p: progress}
 
+	if r.cfg.Shards <= 0 {
+		n, err := r.store.Shards(ctx)
+		if err != nil {
+			return Summary{}, err
+		}
+		r.cfg.Shards = max(n, 1)
+	}
 	st, err := r.store.OpenRun(ctx, in, r.cfg.Shards)
 	if err != nil {
 		return Summary{}, err

@@ -19,6 +19,11 @@ type Store interface {
 	// state. Errors: ErrRunConflict (the date ran with another income),
 	// ErrOutOfOrder (a later date was run, or an earlier one is unfinished).
 	OpenRun(ctx context.Context, in Input, shards int) (RunState, error)
+	// Shards returns how many shards the ledger has: one more than the
+	// highest shard of any account or lease. A run over another count
+	// would look for accounts on the wrong shards, so OpenRun refuses it
+	// (ErrShardCount).
+	Shards(ctx context.Context) (int, error)
 	// TakeShard makes owner the shard's writer with a new fencing epoch.
 	// Without force it fails with ErrShardBusy while another owner holds a
 	// live lease; with force it fences that owner (whose next commit fails).

@@ -87,7 +87,7 @@ nothing twice; a finished date prints its stored summary.`,
 	f.StringVar(&income, "income", "", "the fund's distributable income for the day in CNY (2 decimals, may be negative)")
 	f.StringVar(&per10k, "income-per-10k", "", "income per 10,000 shares in CNY (4 decimals, may be negative)")
 	f.StringVar(&fileDir, "file-dir", ".", "where the custodian file is written")
-	f.IntVar(&shards, "shards", 1, "logical ledger shards (as fundd ledger --shards)")
+	f.IntVar(&shards, "shards", 0, "logical ledger shards (as fundd ledger --shards); 0 = as many as the ledger's tables show")
 	f.IntVar(&parallel, "parallel", 2, "shards settled at once")
 	f.BoolVar(&take, "take-shards", false, "fence ledger processes that still own shards instead of waiting for them")
 	f.StringVar(&brokers, "kafka", "", "Kafka brokers (host:port,...) for settlement events; empty = none")

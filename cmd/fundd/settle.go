@@ -93,7 +93,7 @@ run); with --take-shards it fences ledger processes that still own them.`,
 	f.StringVar(&incomeDir, "income-dir", ".", "directory with one file per date (YYYY-MM-DD) holding its income")
 	f.StringVar(&fileDir, "file-dir", ".", "where custodian files are written")
 	f.StringVar(&from, "from", "", "first date to settle when none was settled yet (default: yesterday)")
-	f.IntVar(&shards, "shards", 64, "logical ledger shards (as fundd ledger --shards)")
+	f.IntVar(&shards, "shards", 0, "logical ledger shards (as fundd ledger --shards); 0 = as many as the ledger's tables show")
 	f.IntVar(&parallel, "parallel", 2, "shards settled at once")
 	f.DurationVar(&delay, "delay", settleDelayDefault, "how long after a date ends its settlement starts")
 	f.DurationVar(&tick, "tick", settleTickDefault, "how often to look for a date to settle")

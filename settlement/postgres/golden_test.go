@@ -304,6 +304,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("%s changed the databases", c.in)
 		}
 	}
+	// A run over another shard count than the ledger's would look for
+	// accounts on the wrong shards.
+	two := settlement.NewRunner(settlement.Config{Shards: 2, FileDir: w.dir, Now: w.clock.Now}, w.store, w.svc, nil, nil)
+	if _, err := two.Run(ctx, total("2026-11-18", 1), nil); !isErr(err, settlement.ErrShardCount) {
+		t.Errorf("two shards: %v, want ErrShardCount", err)
+	} else if after := state(); after != before {
+		t.Errorf("the two-shard run changed the databases")
+	}
 	// 100.00 CNY of income on the 100.00 shares confirmed on the 18th is
 	// 10,000 CNY per 10,000 shares: refused once the shares are known,
 	// before any income is booked; the corrected income then runs.

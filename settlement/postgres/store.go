@@ -106,6 +106,14 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	if in.PerTenK {
 		value = in.IncomePer10k
 	}
+	if have, err := shardCount(ctx, tx); err != nil {
+		return settlement.RunState{}, err
+	} else if have != shards && have != 0 {
+		// Accounts are placed by ledger.ShardOf over the ledger's shard
+		// count; over another count the run would look for them on the
+		// wrong shards.
+		return settlement.RunState{}, fmt.Errorf("ledger has %d shards, the run %d: %w", have, shards, settlement.ErrShardCount)
+	}
 	st, ok, err := runState(ctx, tx, in.Date)
 	if err != nil {
 		return settlement.RunState{}, err
@@ -160,6 +168,21 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 		return settlement.RunState{}, fmt.Errorf("record run: %w", err)
 	}
 	return settlement.RunState{Input: in, Shards: shards}, tx.Commit(ctx)
+}
+
+// Shards implements settlement.Store.
+func (s *Store) Shards(ctx context.Context) (int, error) { return shardCount(ctx, s.pool) }
+
+func shardCount(ctx context.Context, q querier) (int, error) {
+	var n int
+	// max() over the shard index and the small leases table: two index
+	// probes, not a scan.
+	err := q.QueryRow(ctx, `SELECT greatest(coalesce((SELECT max(shard) FROM accounts), -1),
+		coalesce((SELECT max(shard) FROM ledger_shards), -1)) + 1`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count shards: %w", err)
+	}
+	return n, nil
 }
 
 // Run implements settlement.Store.
