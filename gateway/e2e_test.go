@@ -726,3 +726,26 @@ func TestEndToEndNativeGRPCAndDeadlines(t *testing.T) {
 		"Idempotency-Key", "late", "Grpc-Timeout", "1n").want(t, 504)
 	c.req("GET", "/v1/orders/late", tok, nil).want(t, 404)
 }
+
+// The REST handlers through a loopback gRPC connection answer the same.
+func TestEndToEndRESTViaLoopback(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, devstack.Options{Gateway: gateway.Config{RESTViaLoopback: true}})
+	c := newClient(t, st)
+	admin := token(t, st, 0, true)
+	alice := openCustomer(t, c, admin, "Alice", "a")
+	tok := token(t, st, alice, false)
+	c.req("POST", customerPath(alice, "/topups"), tok, map[string]any{"amount": "1"}, "Idempotency-Key", "t1").want(t, 200)
+	r := c.req("POST", customerPath(alice, "/subscriptions"), tok, map[string]any{"amount": "2"}, "Idempotency-Key", "s1").want(t, 422)
+	if r.reason() != "INSUFFICIENT_FUNDS" || r.detailOrder()["status"] != "REJECTED" {
+		t.Fatalf("rejected via loopback: %s", r.raw)
+	}
+	c.req("POST", customerPath(alice, "/subscriptions"), tok, map[string]any{"amount": "2"}, "Idempotency-Key", "s1").want(t, 422)
+	c.req("POST", customerPath(alice, "/subscriptions"), tok, map[string]any{"amount": "3"}, "Idempotency-Key", "s1").want(t, 409)
+	c.req("POST", customerPath(alice, "/subscriptions"), tok, `{"amount": "1", "x": 1}`, "Idempotency-Key", "s2").want(t, 400)
+	c.req("GET", customerPath(alice, "/holdings"), "", nil).want(t, 401)
+	c.req("GET", customerPath(alice+1, "/holdings"), tok, nil).want(t, 403)
+	if h := c.req("GET", customerPath(alice, "/holdings"), tok, nil).want(t, 200); h.str("cash") != "1.00" {
+		t.Fatalf("holdings via loopback: %s", h.raw)
+	}
+}
