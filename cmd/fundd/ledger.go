@@ -164,19 +164,19 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 	if len(f.brokers) > 0 {
 		pub := kafka.NewPublisher(f.brokers, f.topic)
 		defer pub.Close()
-		// A relay that gives up (a broker gone for minutes) stops the
-		// process: its leases are released and a healthier one takes over,
-		// rather than an owner piling up an outbox nobody publishes.
+		// Kafka being away must not stop the ledger: commits go on and
+		// events wait in the outbox, so a relay (or saga consumer) that
+		// gives up is started again after a pause (bounded: keepRunning).
 		relay := settlement.NewRelay(settlement.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h, logger}, pub, logger)
-		sup.run("relay", relay.Run)
+		sup.run("relay", keepRunning(logger, "relay", relay.Run))
 		if f.group != "" {
 			client := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: f.host.Shards, Logger: logger}, dbs)
 			defer client.Close()
 			router := xshard.NewRouter(f.host.Shards, client.ForShard)
-			sup.run("xshard", func(ctx context.Context) error {
+			sup.run("xshard", keepRunning(logger, "xshard consumer", func(ctx context.Context) error {
 				return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: f.brokers, Topic: f.topic, Group: f.group,
 					InFlightMax: 256, Logger: logger}, router.Handle)
-			})
+			}))
 		}
 	}
 	ready.Store(true)
@@ -215,6 +215,43 @@ func (s *supervisor) run(name string, part func(context.Context) error) {
 }
 
 func (s *supervisor) stop() { s.cancel(); s.wg.Wait() }
+
+// Restarts of a part that failed: a pause apart, at most restartsMax times
+// in a row (with the relay's own two minutes of retries per run, that rides
+// out an outage of more than a day) before the process gives up.
+const (
+	restartPause = 5 * time.Second
+	restartsMax  = 1000
+	healthyRun   = 10 * time.Minute // a run this long resets the count
+)
+
+// keepRunning starts part again after it fails, until ctx ends or it failed
+// restartsMax times.
+func keepRunning(log *slog.Logger, name string, part func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for restart := 0; ; restart++ {
+			began := time.Now()
+			err := part(ctx)
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			if time.Since(began) > healthyRun {
+				restart = 0 // it had recovered: count this failure afresh
+			}
+			if restart >= restartsMax {
+				return fmt.Errorf("failed %d times in a row: %w", restart+1, err)
+			}
+			log.Error(name+" failed; starting it again", "restart", restart+1, "pause", restartPause, "err", err)
+			t := time.NewTimer(restartPause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+	}
+}
 
 // serveUntil runs serve until it fails or ctx ends; then it calls stop
 // and waits for serve to return, so no goroutine outlives the part.
