@@ -191,7 +191,7 @@ func (o *reconOpts) printReport(w io.Writer, rep *recon.Report, bs []recon.Break
 			shard = strconv.Itoa(*b.Shard)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Kind, status, orDash(b.BusinessDate), shard, subject(&b),
-			optAmount(b.Journal, b.Kind), optAmount(b.Other, b.Kind), b.LastSeen.UTC().Format(time.RFC3339), b.Detail)
+			optAmount(b.Journal), optAmount(b.Other), b.LastSeen.UTC().Format(time.RFC3339), b.Detail)
 	}
 	return tw.Flush()
 }
@@ -208,14 +208,10 @@ func subject(b *recon.Break) string {
 	return "-"
 }
 
-// optAmount prints a break's figure: an amount, or for duplicates a count.
-func optAmount(v *int64, kind recon.BreakKind) string {
+// optAmount prints a break's figure.
+func optAmount(v *int64) string {
 	if v == nil {
 		return "-"
-	}
-	if kind == recon.Duplicate && *v < 100 {
-		// The journal side of a duplicate is how many times the id occurs.
-		return strconv.FormatInt(*v, 10) + "x"
 	}
 	if *v < 0 {
 		return "-" + accounts.FormatAmount(-*v)

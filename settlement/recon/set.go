@@ -38,6 +38,12 @@ func Single(store Store) *Set {
 
 func (s *Set) storeOf(shard int) Store { return s.stores[s.shards.DatabaseOf(shard)] }
 
+// knows reports whether shard is one of the set's (an event of another
+// shard means the workers and the ledger disagree on the shard count).
+func (s *Set) knows(shard int) bool {
+	return shard >= 0 && (len(s.stores) == 1 || shard < s.shards.Shards)
+}
+
 // Apply records events in the stores of their shards (one transaction per
 // database). On error some databases may have written: the retry finds
 // those events as redeliveries.

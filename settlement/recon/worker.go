@@ -208,6 +208,10 @@ func (w *Worker) Handle(ctx context.Context, e ledger.Event) error {
 	if e.Version != ledger.EventVersion {
 		return fmt.Errorf("%w: event %s has schema version %d", ledger.ErrInvariantBroke, e.ID, e.Version)
 	}
+	if !w.store.knows(e.Shard) {
+		return fmt.Errorf("%w: event %s of shard %d: not a shard of this deployment (--shards %d)",
+			ledger.ErrInvariantBroke, e.ID, e.Shard, w.store.shards.Shards)
+	}
 	if e.PendingID != "" {
 		if _, err := ledger.ParseTransferID(e.PendingID); err != nil {
 			return fmt.Errorf("%w: event %s: pending id: %v", ledger.ErrInvariantBroke, e.ID, err)

@@ -286,10 +286,8 @@ func (c *comparison) entryBreak(shard int, j, r *side, seen map[string]bool) (re
 		b.Other = &r.Amount
 		return set(recon.UnexpectedEvent, "seen on the event stream, not in the journal: "+r.String())
 	case j.Copies > 1:
-		n := int64(j.Copies)
-		one := int64(1)
-		b.Journal, b.Other = &n, &one
-		return set(recon.Duplicate, fmt.Sprintf("the journal holds this transfer id %d times", j.Copies))
+		b.Journal = &j.Amount
+		return set(recon.Duplicate, fmt.Sprintf("the journal holds this transfer id %d times: %s", j.Copies, j))
 	case r == nil:
 		b.Journal = &j.Amount
 		return set(recon.MissingEvent, "in the journal, never seen on the event stream: "+j.String())
