@@ -24,14 +24,24 @@ func customerStatus(s accounts.Status) fundv1.CustomerStatus {
 	return fundv1.CustomerStatus_CUSTOMER_STATUS_UNSPECIFIED
 }
 
-var orderKinds = map[accounts.OrderKind]fundv1.OrderKind{
-	accounts.KindTopUp:          fundv1.OrderKind_TOP_UP,
-	accounts.KindSubscribe:      fundv1.OrderKind_SUBSCRIBE,
-	accounts.KindFastRedeem:     fundv1.OrderKind_FAST_REDEEM,
-	accounts.KindStandardRedeem: fundv1.OrderKind_STANDARD_REDEEM,
-	accounts.KindTransfer:       fundv1.OrderKind_TRANSFER,
-	accounts.KindPay:            fundv1.OrderKind_PAY,
-	accounts.KindWithdraw:       fundv1.OrderKind_WITHDRAW,
+func orderKind(k accounts.OrderKind) fundv1.OrderKind {
+	switch k {
+	case accounts.KindTopUp:
+		return fundv1.OrderKind_TOP_UP
+	case accounts.KindSubscribe:
+		return fundv1.OrderKind_SUBSCRIBE
+	case accounts.KindFastRedeem:
+		return fundv1.OrderKind_FAST_REDEEM
+	case accounts.KindStandardRedeem:
+		return fundv1.OrderKind_STANDARD_REDEEM
+	case accounts.KindTransfer:
+		return fundv1.OrderKind_TRANSFER
+	case accounts.KindPay:
+		return fundv1.OrderKind_PAY
+	case accounts.KindWithdraw:
+		return fundv1.OrderKind_WITHDRAW
+	}
+	return fundv1.OrderKind_ORDER_KIND_UNSPECIFIED
 }
 
 func orderStatus(s accounts.OrderStatus) fundv1.OrderStatus {
@@ -67,7 +77,7 @@ func customerMsg(c accounts.Customer) *fundv1.Customer {
 
 func orderMsg(o accounts.Order) *fundv1.Order {
 	m := &fundv1.Order{
-		RequestId: o.RequestID, CustomerId: int64(o.CustomerID), Kind: orderKinds[o.Kind],
+		RequestId: o.RequestID, CustomerId: int64(o.CustomerID), Kind: orderKind(o.Kind),
 		Amount: accounts.FormatAmount(o.Amount), Status: orderStatus(o.Status), Reason: o.Reason,
 		TradeDate: dateString(o.TradeDate), ConfirmDate: dateString(o.ConfirmDate), CreatedAt: timestamp(o.CreatedAt),
 	}

@@ -45,7 +45,7 @@ type errorMapping struct {
 // Unavailable 503, DeadlineExceeded 504. The first row whose error matches
 // (errors.Is) wins, so the more specific rows come first. An error no row
 // matches is a bug: Internal, logged, and its text is not shown.
-var errorTable = []errorMapping{
+var errorTable = [...]errorMapping{
 	// The client's input.
 	{accounts.ErrInvalidAmount, codes.InvalidArgument, "INVALID_AMOUNT", "amount"},
 	{accounts.ErrInvalidRequestID, codes.InvalidArgument, "INVALID_REQUEST_ID", "request_id"},

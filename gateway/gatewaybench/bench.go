@@ -1,24 +1,6 @@
-// Package gatewaybench measures subscribe requests per second through the
-// gateway's REST API on loopback, end to end (HTTP, JSON, JWT, limits,
-// accounts service, order rows in Postgres, ledger batch commit): the engine
-// behind `fundctl bench gateway`.
-//
-// Two phases against one devstack: a closed loop (Clients connections each
-// sending as fast as answers come) that finds what the stack sustains, and
-// optionally an open loop at a fixed offered rate (requests start on a
-// schedule, whether or not earlier ones have been answered; latency counts
-// from the scheduled start, so a slow server cannot hide queueing) that
-// shows shedding at twice that rate.
-//
-// Back of the envelope: a subscribe is one order row claimed and finished
-// in Postgres (a transaction of a few statements, one WAL flush unless
-// group commit shares it) plus a 2-transfer chain in a ledger batch; the
-// HTTP/JSON/JWT side costs some 50-100 µs of CPU. The load generator runs
-// in the same process on the same two cores and costs about as much again.
 package gatewaybench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,14 +209,14 @@ type loader struct {
 	seq   atomic.Int64
 }
 
-var body = []byte(`{"amount":"0.01"}`)
+const body = `{"amount":"0.01"}`
 
 // one sends a subscribe for the next customer (round robin) and returns the
 // status (0 = no answer).
 func (l *loader) one(ctx context.Context) (int, error) {
 	n := l.seq.Add(1)
 	c := l.custs[int(n)%len(l.custs)]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.path, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
