@@ -234,7 +234,13 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (Summary,
 	if err != nil {
 		return Summary{}, err
 	}
-	defer stopRenew()
+	// Give the shards back however the run ends: a failed run resumes from
+	// its stored steps, and the ledger should not wait out the leases (a
+	// crashed process's leases simply expire).
+	defer func() {
+		stopRenew()
+		r.release(context.WithoutCancel(ctx), leases)
+	}()
 	if err := r.fail("closed"); err != nil {
 		return Summary{}, err
 	}
@@ -367,13 +373,23 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (Summary,
 	if err := r.store.FinishRun(ctx, sum); err != nil {
 		return Summary{}, err
 	}
-	stopRenew()
+	return sum, nil
+}
+
+// releaseTimeout bounds giving the leases back.
+const releaseTimeout = 10 * time.Second
+
+func (r *Runner) release(ctx context.Context, leases []Lease) {
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
 	for _, l := range leases {
-		if err := r.store.ReleaseShard(context.WithoutCancel(ctx), l); err != nil {
+		if l.Owner == "" {
+			continue // not taken
+		}
+		if err := r.store.ReleaseShard(ctx, l); err != nil {
 			r.log.Warn("release shard", "shard", l.Shard, "err", err)
 		}
 	}
-	return sum, nil
 }
 
 // takeShards owns every shard and keeps the leases renewed until the
@@ -389,10 +405,12 @@ func (r *Runner) takeShards(ctx context.Context) ([]Lease, func(), error) {
 				break
 			}
 			if !errors.Is(err, ErrShardBusy) || time.Now().After(deadline) {
+				r.release(context.WithoutCancel(ctx), leases)
 				return nil, nil, fmt.Errorf("take shard %d: %w", shard, err)
 			}
 			select {
 			case <-ctx.Done():
+				r.release(context.WithoutCancel(ctx), leases)
 				return nil, nil, ctx.Err()
 			case <-time.After(time.Second):
 			}

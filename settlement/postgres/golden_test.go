@@ -343,3 +343,48 @@ func digestOne(t *testing.T, w *world) string {
 	}
 	return v
 }
+
+// TestSettleFencesARunningLedger: a run with TakeShards takes the shard from
+// a sequencer that is still serving, whose latest balances are not flushed
+// yet: the run brings them up from the journal, the old writer is fenced
+// (its next commit fails), and a writer started at the new epoch carries
+// on; journal and balances agree throughout.
+func TestSettleFencesARunningLedger(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.clock.Set(cst("2026-11-17 10:00:00"))
+	a := w.open("A")
+	w.must(w.svc.TopUp(ctx, a, "t", 50000))
+	w.must(w.svc.Subscribe(ctx, a, "s", 30000))
+	w.clock.Set(cst("2026-11-18 10:00:00"))
+	w.must(w.svc.TopUp(ctx, a, "t2", 100)) // unflushed: within the checkpoint interval
+	var last, checkpoint int64
+	if err := w.pool.QueryRow(ctx, `SELECT last_timestamp, checkpoint_ts FROM ledger_shards WHERE shard = 0`).Scan(&last, &checkpoint); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("before the run: last %d, checkpoint %d (behind by %d ns)", last, checkpoint, last-checkpoint)
+
+	w.clock.Set(cst("2026-11-18 23:00:00"))
+	take := settlement.NewRunner(settlement.Config{Shards: 1, FileDir: w.dir, Now: w.clock.Now, TakeShards: true,
+		Owner: "settle-test"}, w.store, w.svc, nil, nil)
+	s, err := take.Run(ctx, total("2026-11-18", 3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.FundIncome != 3 || s.TotalShares != 30000 {
+		t.Fatalf("summary %+v", s)
+	}
+	// The old sequencer still runs but may no longer commit.
+	if _, err := w.svc.TopUp(ctx, a, "t3", 100); !isErr(err, ledger.ErrFenced) {
+		t.Fatalf("top-up through the fenced writer: %v, want ErrFenced", err)
+	}
+	_ = w.stop() // it stopped on the fence; its error is expected
+	w.stop = nil
+	w.startLedger()
+	w.must(w.svc.TopUp(ctx, a, "t3", 100))
+	cash, shares := w.account(accounts.CashAccount(a)), w.account(accounts.SharesAccount(a))
+	if bal(cash) != 20200 || bal(shares) != 30003 {
+		t.Errorf("cash %d shares %d, want 20200 30003", bal(cash), bal(shares))
+	}
+	w.verify()
+}
