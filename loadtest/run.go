@@ -76,6 +76,9 @@ type Record struct {
 	Outcome      Outcome `json:"outcome"`
 	Code         string  `json:"code"`
 	Status       string  `json:"status,omitempty"`
+	// Attempts is how many times it was sent (1 + retries after timeouts);
+	// 0 when it was dropped unsent.
+	Attempts int `json:"attempts"`
 }
 
 // Result of a run.
@@ -238,7 +241,9 @@ dispatch:
 			done := time.Now()
 			st.finished(int(done.Sub(start)/time.Second), req.op, out, code, done.Sub(due), retries)
 			if req.op.IsOrder() {
-				record(req.record(out, code, status))
+				r := req.record(out, code, status)
+				r.Attempts = retries + 1
+				record(r)
 			}
 		}()
 	}

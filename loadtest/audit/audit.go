@@ -216,12 +216,12 @@ func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.
 func pool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: parse dsn: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: parse dsn: %w", ErrAudit, err)
 	}
 	pcfg.MaxConns = 4
 	p, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connect: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: connect: %w", ErrAudit, err)
 	}
 	return p, nil
 }
@@ -296,6 +296,12 @@ func check(a *loadtest.Audit, r loadtest.Record, journal map[ledger.TransferID][
 		}
 	default: // shed or failed: not acknowledged, so all or nothing
 		switch {
+		case all && r.Outcome == loadtest.Shed && r.Attempts == 1:
+			// A 429 on the only attempt means the gateway refused to take
+			// it on; it must not have applied. (After a timed-out attempt
+			// the retry's 429 says nothing about the first one.)
+			a.Wrong++
+			problem("wrong: %s was shed on its only attempt but applied", what)
 		case all && (rowApplied || !hasRow):
 			a.UnackedApplied++
 		case none && (!hasRow || row.status == string(accounts.OrderRejected)):
@@ -329,19 +335,19 @@ func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) 
 	}
 	tx, err := p.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE audit_legs (id uuid PRIMARY KEY) ON COMMIT DROP`); err != nil {
-		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_legs"}, []string{"id"}, pgx.CopyFromRows(ids)); err != nil {
-		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	rows, err := tx.Query(ctx, `SELECT t.id::text, t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.flags
 		FROM transfers t JOIN audit_legs USING (id)`)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	out := map[ledger.TransferID][]entry{}
 	var (
@@ -360,7 +366,7 @@ func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	return out, tx.Commit(ctx)
 }
@@ -375,7 +381,7 @@ func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[
 		FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
 		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cs, keys)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read orders: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
 	}
 	out := map[string]order{}
 	var (
@@ -388,7 +394,7 @@ func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read orders: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
 	}
 	return out, nil
 }
@@ -420,7 +426,7 @@ func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected 
 	rows, err := p.Query(ctx, `SELECT id::text, user_data FROM transfers
 		WHERE user_data LIKE $1 AND flags & 12 = 0`, like)
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: scan journal: %w", ErrAudit, err)
 	}
 	var out [][2]string
 	var id, data string
@@ -435,7 +441,7 @@ func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan journal: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: scan journal: %w", ErrAudit, err)
 	}
 	// A pending leg is posted or voided at most once.
 	var pend []string
@@ -445,7 +451,7 @@ func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected 
 	rows, err = p.Query(ctx, `SELECT pending_id::text, count(*) FROM transfers
 		WHERE pending_id = ANY($1::uuid[]) AND flags & 12 <> 0 GROUP BY 1 HAVING count(*) > 1`, pend)
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan resolutions: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: scan resolutions: %w", ErrAudit, err)
 	}
 	var n int64
 	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error {
@@ -453,7 +459,7 @@ func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan resolutions: %v", ErrAudit, err)
+		return nil, fmt.Errorf("%w: scan resolutions: %w", ErrAudit, err)
 	}
 	return out, nil
 }
@@ -462,22 +468,22 @@ func strayEntries(ctx context.Context, p *pgxpool.Pool, prefix string, expected 
 func verify(ctx context.Context, dsn string, p *pgxpool.Pool, a *loadtest.Audit, problem func(string, ...any)) error {
 	rows, err := p.Query(ctx, `SELECT shard FROM ledger_shards UNION SELECT DISTINCT shard FROM accounts ORDER BY 1`)
 	if err != nil {
-		return fmt.Errorf("%w: list shards: %v", ErrAudit, err)
+		return fmt.Errorf("%w: list shards: %w", ErrAudit, err)
 	}
 	shards, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return fmt.Errorf("%w: list shards: %v", ErrAudit, err)
+		return fmt.Errorf("%w: list shards: %w", ErrAudit, err)
 	}
 	store, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: dsn, ConnsMax: 2})
 	if err != nil {
-		return fmt.Errorf("%w: open ledger store: %v", ErrAudit, err)
+		return fmt.Errorf("%w: open ledger store: %w", ErrAudit, err)
 	}
 	defer store.Close()
 	a.LedgerVerified = true
 	for _, s := range shards {
 		rep, err := store.Verify(ctx, int(s))
 		if err != nil {
-			return fmt.Errorf("%w: verify shard %d: %v", ErrAudit, s, err)
+			return fmt.Errorf("%w: verify shard %d: %w", ErrAudit, s, err)
 		}
 		a.Shards = append(a.Shards, int(s))
 		if !rep.OK() {

@@ -33,7 +33,7 @@ func books(r loadtest.Record, journal map[ledger.TransferID][]entry, rows map[st
 // database: what the books hold is built by hand for each case.
 func TestCheckClassifies(t *testing.T) {
 	rec := func(op loadtest.Op, key string, o loadtest.Outcome) loadtest.Record {
-		r := loadtest.Record{Op: op, Customer: 7, Amount: 1234, Key: key, Outcome: o}
+		r := loadtest.Record{Op: op, Customer: 7, Amount: 1234, Key: key, Outcome: o, Attempts: 1}
 		switch op {
 		case loadtest.OpTransfer:
 			r.Counterparty = 8
@@ -106,6 +106,18 @@ func TestCheckClassifies(t *testing.T) {
 			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
 				rows[rowKey(r.Customer, r.Key)] = order{kind: "transfer", amount: r.Amount, counterparty: 8, status: "completed"}
 			}, func(a *loadtest.Audit) int64 { return a.HalfApplied }},
+		{"shed on the only attempt, yet booked", rec(loadtest.OpSubscribe, "k15", loadtest.Shed),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderPending)
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+		{"shed on a retry after a timed-out attempt that applied", func() loadtest.Record {
+			r := rec(loadtest.OpSubscribe, "k16", loadtest.Shed)
+			r.Attempts = 2
+			return r
+		}(),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				books(r, j, rows, accounts.OrderPending)
+			}, func(a *loadtest.Audit) int64 { return a.UnackedApplied }},
 		{"never sent, yet booked", rec(loadtest.OpTransfer, "k14", loadtest.Dropped),
 			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
 				books(r, j, rows, accounts.OrderCompleted)

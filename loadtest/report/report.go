@@ -91,7 +91,7 @@ func charts(res *loadtest.Result) []chartData {
 	dropped := col(func(s loadtest.Second) float64 { return float64(s.Dropped) })
 	for _, v := range dropped {
 		if v > 0 {
-			errs.series = append(errs.series, series{"dropped by generator", palette[7], dropped})
+			errs.series = append(errs.series, series{"dropped (client)", palette[7], dropped})
 			break
 		}
 	}
