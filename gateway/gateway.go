@@ -41,6 +41,12 @@ type Config struct {
 	// throughput times the latency: set it to the rate the stack serves times
 	// the latency to keep (5,000/s at 100 ms = 500).
 	ConcurrencyMax int
+	// LatencyTarget, when set, makes the limit adaptive: it shrinks (down to
+	// ConcurrencyMin [16]) while more than 1% of requests take longer than
+	// this, and grows back (up to ConcurrencyMax) while they do not, so that
+	// the accepted requests' p99 stays near the target under any overload.
+	LatencyTarget  time.Duration
+	ConcurrencyMin int
 	// RatePerCustomer requests a second per customer, bursts of RateBurst
 	// [20/s, burst 40]; buckets for at most RateCustomersMax customers are
 	// kept [100,000].
@@ -75,6 +81,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.ConcurrencyMax == 0 {
 		c.ConcurrencyMax = 512
+	}
+	if c.ConcurrencyMin == 0 {
+		c.ConcurrencyMin = min(16, c.ConcurrencyMax)
 	}
 	if c.RatePerCustomer == 0 {
 		c.RatePerCustomer = 20
@@ -115,7 +124,7 @@ type Gateway struct {
 	accts    *accounts.Service
 	verifier *auth.Verifier
 	rate     *RateLimiter
-	conc     *ConcurrencyLimiter
+	conc     *AdaptiveLimiter
 	m        *Metrics
 	log      *slog.Logger
 	fund     *fundServer
@@ -130,7 +139,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Accounts == nil {
 		return nil, errors.New("gateway: no accounts service")
 	}
-	if cfg.ConcurrencyMax < 1 || cfg.RatePerCustomer <= 0 || cfg.RateBurst < 1 || cfg.RateCustomersMax < 1 || cfg.BodyBytesMax < 1 {
+	if cfg.ConcurrencyMax < 1 || cfg.ConcurrencyMin < 1 || cfg.ConcurrencyMin > cfg.ConcurrencyMax || cfg.LatencyTarget < 0 || cfg.RatePerCustomer <= 0 || cfg.RateBurst < 1 || cfg.RateCustomersMax < 1 || cfg.BodyBytesMax < 1 {
 		return nil, fmt.Errorf("gateway: limits must be positive: %+v", cfg)
 	}
 	v, err := auth.NewVerifier(cfg.JWTKey, cfg.Now)
@@ -144,7 +153,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, accts: cfg.Accounts, verifier: v, m: cfg.Metrics, log: cfg.Logger.With("role", "gateway"),
 		rate:    NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
-		conc:    NewConcurrencyLimiter(cfg.ConcurrencyMax),
+		conc:    NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
 		openapi: doc,
 	}
 	g.fund = &fundServer{g: g}
@@ -228,7 +237,7 @@ func (g *Gateway) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	if !g.conc.TryAcquire() {
 		return nil, g.shedConcurrency()
 	}
-	defer g.conc.Release()
+	defer func() { g.conc.Release(time.Since(start)) }()
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > g.cfg.RequestTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.cfg.RequestTimeout)
@@ -304,7 +313,8 @@ func (g *Gateway) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error 
 	}
 	// Shutdown: stop being ready, stop accepting, finish what is in flight.
 	g.stopping.Store(true)
-	g.log.Info("shutting down; finishing in-flight requests", "inflight", g.conc.InFlight())
+	_, inflight := g.conc.Limit()
+	g.log.Info("shutting down; finishing in-flight requests", "inflight", inflight)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

@@ -173,7 +173,8 @@ func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc 
 			g.writeError(w, g.shedConcurrency())
 			return
 		}
-		defer g.conc.Release()
+		start := time.Now()
+		defer func() { g.conc.Release(time.Since(start)) }()
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)

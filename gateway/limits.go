@@ -68,30 +68,71 @@ func (l *RateLimiter) Len() int {
 	return l.lru.Len()
 }
 
-// ConcurrencyLimiter admits at most a fixed number of requests at once and
-// refuses the rest immediately: under overload a quick "try again" beats a
-// queue whose every entry ends in a timeout.
-type ConcurrencyLimiter struct {
-	slots chan struct{}
+// AdaptiveLimiter is the gateway's global concurrency limit: it admits up
+// to limit requests at once and refuses the rest immediately (under
+// overload a quick "try again" beats a queue whose every entry ends in a
+// timeout). With a target of 0 the limit is fixed at max. With a target, it
+// follows the latency: every window of completions it lowers the limit by a tenth when more
+// than 1% of them took longer than target (multiplicative decrease), or
+// raises it by one otherwise (additive increase), within [min, max]. Under
+// overload the limit settles where the accepted requests' p99 is about the
+// target, whatever the machine can do, so that what is accepted is served
+// in time and the rest is told to retry at once. Safe for concurrent use.
+type AdaptiveLimiter struct {
+	target   time.Duration
+	min, max float64
+	window   int
+
+	mu       sync.Mutex
+	limit    float64
+	inflight int
+	n, slow  int
 }
 
-// NewConcurrencyLimiter admits up to n requests at once.
-func NewConcurrencyLimiter(n int) *ConcurrencyLimiter {
-	return &ConcurrencyLimiter{slots: make(chan struct{}, n)}
+// adaptiveWindow is how many completions each adjustment looks at.
+const adaptiveWindow = 200
+
+// NewAdaptiveLimiter starts at max and keeps the limit within [min, max];
+// target 0 keeps it at max.
+func NewAdaptiveLimiter(target time.Duration, min, max int) *AdaptiveLimiter {
+	return &AdaptiveLimiter{target: target, min: float64(min), max: float64(max), window: adaptiveWindow, limit: float64(max)}
 }
 
-// TryAcquire takes a slot if one is free; the caller must Release it.
-func (l *ConcurrencyLimiter) TryAcquire() bool {
-	select {
-	case l.slots <- struct{}{}:
-		return true
-	default:
+// TryAcquire admits a request if fewer than the limit are in flight; the
+// caller must Release it with its latency.
+func (l *AdaptiveLimiter) TryAcquire() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight >= int(l.limit) {
 		return false
 	}
+	l.inflight++
+	return true
 }
 
-// Release frees a slot taken by TryAcquire.
-func (l *ConcurrencyLimiter) Release() { <-l.slots }
+// Release ends an admitted request that took latency.
+func (l *AdaptiveLimiter) Release(latency time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	l.n++
+	if latency > l.target {
+		l.slow++
+	}
+	if l.target == 0 || l.n < l.window {
+		return
+	}
+	if l.slow*100 > l.n {
+		l.limit = max(l.min, l.limit*0.9)
+	} else {
+		l.limit = min(l.max, l.limit+1)
+	}
+	l.n, l.slow = 0, 0
+}
 
-// InFlight returns how many slots are taken.
-func (l *ConcurrencyLimiter) InFlight() int { return len(l.slots) }
+// Limit returns the current limit and how many requests are in flight.
+func (l *AdaptiveLimiter) Limit() (limit, inflight int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.limit), l.inflight
+}

@@ -45,17 +45,65 @@ func TestRateLimiterBucketsAndEviction(t *testing.T) {
 	}
 }
 
-func TestConcurrencyLimiter(t *testing.T) {
-	l := NewConcurrencyLimiter(2)
+func TestConcurrencyLimiterFixed(t *testing.T) {
+	l := NewAdaptiveLimiter(0, 1, 2)
 	if !l.TryAcquire() || !l.TryAcquire() {
 		t.Fatal("free slots refused")
 	}
 	if l.TryAcquire() {
 		t.Fatal("a third slot granted")
 	}
-	l.Release()
+	l.Release(time.Hour) // no target: slowness changes nothing
 	if !l.TryAcquire() {
 		t.Fatal("a released slot refused")
+	}
+	for range 1000 {
+		l.Release(time.Hour)
+		l.TryAcquire()
+	}
+	if limit, _ := l.Limit(); limit != 2 {
+		t.Fatalf("fixed limit moved to %d", limit)
+	}
+}
+
+func TestConcurrencyLimiterFollowsLatency(t *testing.T) {
+	l := NewAdaptiveLimiter(100*time.Millisecond, 10, 100)
+	round := func(latency time.Duration) {
+		for range adaptiveWindow {
+			if !l.TryAcquire() {
+				t.Fatal("refused with nothing in flight")
+			}
+			l.Release(latency)
+		}
+	}
+	// Slow answers shrink the limit a tenth per window, down to the floor.
+	round(time.Second)
+	if limit, _ := l.Limit(); limit != 90 {
+		t.Fatalf("limit %d after a slow window, want 90", limit)
+	}
+	for range 50 {
+		round(time.Second)
+	}
+	if limit, _ := l.Limit(); limit != 10 {
+		t.Fatalf("limit %d after many slow windows, want the floor 10", limit)
+	}
+	// Fast answers grow it back by one per window, up to the ceiling.
+	round(time.Millisecond)
+	if limit, _ := l.Limit(); limit != 11 {
+		t.Fatalf("limit %d after a fast window, want 11", limit)
+	}
+	for range 200 {
+		round(time.Millisecond)
+	}
+	if limit, _ := l.Limit(); limit != 100 {
+		t.Fatalf("limit %d, want the ceiling 100", limit)
+	}
+	// Refusal is immediate once the limit is reached.
+	for range 100 {
+		l.TryAcquire()
+	}
+	if l.TryAcquire() {
+		t.Fatal("admitted beyond the limit")
 	}
 }
 

@@ -61,6 +61,7 @@ The load generator runs in the same process, on the same cores.`,
 	f.Float64Var(&cfg.OpenRateFactor, "open-factor", 2, "open-loop phase at this multiple of the closed loop's ok/s (0 = skip)")
 	f.Float64Var(&cfg.OpenRate, "open-rate", 0, "open-loop phase at this fixed rate instead")
 	f.IntVar(&cfg.Gateway.ConcurrencyMax, "concurrency-max", 0, "gateway concurrency limit (0 = its default)")
+	f.DurationVar(&cfg.Gateway.LatencyTarget, "latency-target", 0, "gateway adaptive concurrency limit target (0 = fixed limit)")
 	f.Float64Var(&cfg.Gateway.RatePerCustomer, "rate-per-customer", 0, "gateway per-customer rate (0 = its default)")
 	f.IntVar(&cfg.OrderWriters, "order-writers", 0, "accounts store order writers (0 = its default)")
 	f.IntVar(&cfg.OrderBatchMax, "order-batch-max", 0, "accounts store orders per batch (0 = its default)")

@@ -157,6 +157,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
+// shedPause is how long a closed-loop client waits after a 429.
+const shedPause = 5 * time.Millisecond
+
 type customer struct {
 	id    int64
 	token string
@@ -311,6 +314,10 @@ func (l *loader) closed(ctx context.Context, name string, clients int, d time.Du
 				t0 := time.Now()
 				code, err := l.one(ctx)
 				t.record(code, err, time.Since(t0))
+				if code == http.StatusTooManyRequests {
+					// Told to come back: a short pause, not a spin.
+					time.Sleep(shedPause)
+				}
 			}
 		}()
 	}
