@@ -42,7 +42,7 @@ func (g *gatewayFlags) register(f *pflag.FlagSet, httpDefault, grpcDefault strin
 	f.StringVar(&g.keyFile, "jwt-key-file", "", "file holding the JWT signing key (>= 32 bytes); default $"+auth.EnvKey)
 	f.IntVar(&g.cfg.ConcurrencyMax, "concurrency-max", 512, "requests handled at once; more are refused at once with 429")
 	f.DurationVar(&g.cfg.LatencyTarget, "latency-target", 0, "adapt the concurrency limit to keep the p99 near this (0 = fixed limit)")
-	f.IntVar(&g.cfg.ConcurrencyMin, "concurrency-min", 16, "floor of the adaptive concurrency limit")
+	f.IntVar(&g.cfg.ConcurrencyMin, "concurrency-min", 0, "floor of the adaptive concurrency limit (0 = 16, or --concurrency-max if lower)")
 	f.Float64Var(&g.cfg.RatePerCustomer, "rate-per-customer", 20, "requests per second per customer")
 	f.IntVar(&g.cfg.RateBurst, "rate-burst", 40, "burst of the per-customer rate limit")
 	f.Int64Var(&g.cfg.BodyBytesMax, "body-bytes-max", 16<<10, "largest request body")
