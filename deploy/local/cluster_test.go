@@ -224,10 +224,10 @@ func probeSaysDown(f *local.Front, get func() int) bool {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 30 s")
+			t.Fatal("condition not reached in 60 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
