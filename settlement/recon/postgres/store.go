@@ -149,14 +149,41 @@ func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outco
 	}
 	defer tx.Rollback(ctx)
 
+	// One statement records the events and adds the new ones (only those:
+	// RETURNING leaves out the ids already there) to the day and account
+	// totals. Totals rows are upserted in key order, so that two writers (a
+	// group rebalance) take their row locks in the same order.
 	inserted := map[ledger.TransferID]bool{}
 	irows, err := tx.Query(ctx, `
-		INSERT INTO recon_events (id, shard, ts, business_date, debit_account_id, credit_account_id, amount,
-			pending_amount, asset, kind, flags, pending_id, user_data)
-		SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::date[], $5::bigint[], $6::bigint[], $7::bigint[],
-			$8::bigint[], $9::smallint[], $10::int[], $11::int[], $12::uuid[], $13::text[])
-		ON CONFLICT (id) DO NOTHING
-		RETURNING id`,
+		WITH ins AS (
+			INSERT INTO recon_events (id, shard, ts, business_date, debit_account_id, credit_account_id, amount,
+				pending_amount, asset, kind, flags, pending_id, user_data)
+			SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::date[], $5::bigint[], $6::bigint[], $7::bigint[],
+				$8::bigint[], $9::smallint[], $10::int[], $11::int[], $12::uuid[], $13::text[])
+			ON CONFLICT (id) DO NOTHING
+			RETURNING id, shard, business_date, debit_account_id, credit_account_id, amount, asset, flags, digest
+		), day AS (
+			INSERT INTO recon_day_totals AS t (business_date, shard, asset, entries, amount, digest)
+			SELECT business_date, shard, asset, count(*), sum(amount), sum(digest)
+			FROM ins GROUP BY business_date, shard, asset ORDER BY business_date, shard, asset
+			ON CONFLICT (business_date, shard, asset) DO UPDATE SET entries = t.entries + excluded.entries,
+				amount = t.amount + excluded.amount, digest = t.digest + excluded.digest
+		), sides AS (
+			SELECT business_date, shard, debit_account_id AS account_id, asset, 1 AS d,
+				CASE WHEN flags & 10 = 0 THEN amount ELSE 0 END AS dp, 0 AS c, 0::bigint AS cp FROM ins
+			UNION ALL
+			SELECT business_date, shard, credit_account_id, asset, 0, 0, 1,
+				CASE WHEN flags & 10 = 0 THEN amount ELSE 0 END FROM ins
+		), acct AS (
+			INSERT INTO recon_account_totals AS t (business_date, shard, account_id, asset, debits, debits_posted,
+				credits, credits_posted)
+			SELECT business_date, shard, account_id, asset, sum(d), sum(dp), sum(c), sum(cp)
+			FROM sides GROUP BY business_date, shard, account_id, asset ORDER BY business_date, shard, account_id, asset
+			ON CONFLICT (business_date, shard, account_id, asset) DO UPDATE SET
+				debits = t.debits + excluded.debits, debits_posted = t.debits_posted + excluded.debits_posted,
+				credits = t.credits + excluded.credits, credits_posted = t.credits_posted + excluded.credits_posted
+		)
+		SELECT id FROM ins`,
 		ids, shards, stamps, dates, debits, credits, amounts, released, assets, kinds, flags, pendings, userDatas)
 	if err != nil {
 		return nil, fmt.Errorf("record events: %w", err)
@@ -201,9 +228,6 @@ func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outco
 		}
 	}
 	if len(newIDs) > 0 {
-		if err := addTotals(ctx, tx, newIDs); err != nil {
-			return nil, err
-		}
 		if err := addSagas(ctx, tx, rows, outs); err != nil {
 			return nil, err
 		}
@@ -257,40 +281,6 @@ func conflictBreak(was, now *row) recon.Break {
 		Other:        &other,
 		Detail:       fmt.Sprintf("transfer id delivered again with other content: first %s; now %s", was, now),
 	}
-}
-
-// addTotals adds the newly recorded events to the day and account totals.
-// Rows are upserted in key order so that two writers (a group rebalance)
-// take their row locks in the same order.
-func addTotals(ctx context.Context, tx pgx.Tx, ids []pgtype.UUID) error {
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO recon_day_totals AS t (business_date, shard, asset, entries, amount, digest)
-		SELECT business_date, shard, asset, count(*), sum(amount), sum(digest)
-		FROM recon_events WHERE id = ANY($1)
-		GROUP BY business_date, shard, asset ORDER BY business_date, shard, asset
-		ON CONFLICT (business_date, shard, asset) DO UPDATE SET entries = t.entries + excluded.entries,
-			amount = t.amount + excluded.amount, digest = t.digest + excluded.digest`, ids); err != nil {
-		return fmt.Errorf("day totals: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `
-		WITH e AS (SELECT * FROM recon_events WHERE id = ANY($1)),
-		sides AS (
-			SELECT business_date, shard, debit_account_id AS account_id, asset, 1 AS d,
-				CASE WHEN flags & 10 = 0 THEN amount ELSE 0 END AS dp, 0 AS c, 0::bigint AS cp FROM e
-			UNION ALL
-			SELECT business_date, shard, credit_account_id, asset, 0, 0, 1,
-				CASE WHEN flags & 10 = 0 THEN amount ELSE 0 END FROM e
-		)
-		INSERT INTO recon_account_totals AS t (business_date, shard, account_id, asset, debits, debits_posted,
-			credits, credits_posted)
-		SELECT business_date, shard, account_id, asset, sum(d), sum(dp), sum(c), sum(cp)
-		FROM sides GROUP BY business_date, shard, account_id, asset ORDER BY business_date, shard, account_id, asset
-		ON CONFLICT (business_date, shard, account_id, asset) DO UPDATE SET
-			debits = t.debits + excluded.debits, debits_posted = t.debits_posted + excluded.debits_posted,
-			credits = t.credits + excluded.credits, credits_posted = t.credits_posted + excluded.credits_posted`, ids); err != nil {
-		return fmt.Errorf("account totals: %w", err)
-	}
-	return nil
 }
 
 // addSagas records leg 1 of every new cross-shard saga with the ids of the
