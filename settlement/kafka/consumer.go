@@ -63,6 +63,7 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 var errStalled = errors.New("kafka reader broke or stalled")
 
 const (
+	closeWaitMax   = 5 * time.Second
 	stallAfter     = 3 * time.Second
 	restartsMax    = 1000 // at restartBackoff apart: rides out several minutes of outage
 	restartBackoff = 500 * time.Millisecond
@@ -90,7 +91,7 @@ func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Co
 			cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(format, args...))
 		}),
 	})
-	defer r.Close()
+	defer closeBounded(r, cfg.Logger)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -222,5 +223,24 @@ func handleWithRetry(ctx context.Context, cfg ConsumerConfig, handle func(contex
 		case <-ctx.Done():
 		}
 		backoff = min(2*backoff, cfg.BackoffMax)
+	}
+}
+
+// closeBounded closes r but waits at most closeWaitMax: kafka-go's group
+// reader leaves its group on Close and can wait for a broker that is gone
+// for much longer, which held a stopping process up for 15 s and more. The
+// offsets that matter were committed after the work already; a reader whose
+// Close is abandoned loses nothing but a clean leave (the group rebalances
+// once its session times out). The abandoned goroutine ends when Close does.
+func closeBounded(r *kafkago.Reader, logger *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWaitMax):
+		logger.Warn("kafka reader did not close in time; leaving it behind", "wait", closeWaitMax)
 	}
 }
