@@ -35,15 +35,20 @@ func crashDay(t *testing.T, dir string) (*settlepg.Store, settlement.Input, sett
 		Date: date, SubscribeEvery: 7, RedeemEvery: 11, LateRedeemEvery: 13, Salt: 7}); err != nil {
 		t.Fatal(err)
 	}
-	// A losing day, -50.0000 per 10,000 shares: the customers who redeemed
-	// all their shares on the day still earn (and lose) on it, but can
-	// give up nothing, so the fund absorbs their deductions.
-	in := settlement.Input{Date: date, PerTenK: true, IncomePer10k: -50_0000}
-	// One shard at a time, so that a seed names the same failure point on
-	// every replay.
+	in, cfg := crashInput(dir)
+	return store, in, cfg
+}
+
+// crashInput is the run of the crash day: a losing day, -50.0000 per
+// 10,000 shares: the customers who redeemed all their shares on the day
+// still earn (and lose) on it, but can give up nothing, so the fund
+// absorbs their deductions. One shard at a time, so that a seed names the
+// same failure point on every replay.
+func crashInput(dir string) (settlement.Input, settlement.Config) {
+	in := settlement.Input{Date: day("2026-11-18"), PerTenK: true, IncomePer10k: -50_0000}
 	cfg := settlement.Config{Shards: 3, Parallel: 1, FileDir: dir, Owner: "crash-test", TakeShards: true,
 		Now: func() time.Time { return cst("2026-11-19 01:00:00") }}
-	return store, in, cfg
+	return in, cfg
 }
 
 // countingPoints counts failure points and fails at the k-th (k = 0:
@@ -79,7 +84,11 @@ func runWith(t *testing.T, store *settlepg.Store, dsn string, cfg settlement.Con
 		store.Failpoint = points.hit
 		defer func() { store.Failpoint = nil }()
 	}
-	return settlement.NewRunner(cfg, store, yields, nil, nil).Run(ctx, in, nil)
+	return newRunner(cfg, store, yields).Run(ctx, in, nil)
+}
+
+func newRunner(cfg settlement.Config, store *settlepg.Store, yields settlement.YieldPublisher) *settlement.Runner {
+	return settlement.NewRunner(cfg, store, yields, nil, nil)
 }
 
 // TestCrashAnywhereThenResume kills the run at random failure points
