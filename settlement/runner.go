@@ -119,6 +119,12 @@ type Config struct {
 	// Failpoint, when set, is called at named points; an error it returns
 	// aborts the run there, as a crash would (crash tests).
 	Failpoint func(point string) error
+	// Quiesce, when set, is called before the run takes the shards, to
+	// stop ledger writers living in the same process (fundd dev), and the
+	// resume it returns after the run gave the shards back, to start them
+	// again at the shards' new epochs. Without it, such writers are fenced
+	// (TakeShards) and must be restarted by their owner.
+	Quiesce func(ctx context.Context) (resume func(ctx context.Context) error, err error)
 }
 
 // Runner runs settlement for business dates.
@@ -190,7 +196,7 @@ func (r *Runner) fail(point string) error {
 // Each step is recorded in the store in the same transaction as what it
 // wrote, so a re-run after a crash anywhere skips what was done and writes
 // the rest exactly once. A finished date returns its stored summary.
-func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (Summary, error) {
+func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summary, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
@@ -230,6 +236,20 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (Summary,
 	sum := Summary{Date: in.Date.Format(time.DateOnly), Input: in.String(), Shards: r.cfg.Shards}
 
 	// 1. Close: own every shard for the run.
+	if r.cfg.Quiesce != nil {
+		resume, err := r.cfg.Quiesce(ctx)
+		if err != nil {
+			return Summary{}, fmt.Errorf("quiesce ledger writers: %w", err)
+		}
+		defer func() {
+			if rerr := resume(context.WithoutCancel(ctx)); rerr != nil {
+				r.log.Error("resume ledger writers", "err", rerr)
+				if err == nil {
+					err = fmt.Errorf("resume ledger writers: %w", rerr)
+				}
+			}
+		}()
+	}
 	leases, stopRenew, err := r.takeShards(ctx)
 	if err != nil {
 		return Summary{}, err

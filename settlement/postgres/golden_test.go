@@ -388,3 +388,34 @@ func TestSettleFencesARunningLedger(t *testing.T) {
 	}
 	w.verify()
 }
+
+// TestQuiesceHook: with Config.Quiesce a process that holds its own ledger
+// writer (fundd dev) has it stopped for the run and started again at the
+// new epoch afterwards, with no fenced writer left behind.
+func TestQuiesceHook(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.clock.Set(cst("2026-11-17 10:00:00"))
+	a := w.open("A")
+	w.must(w.svc.TopUp(ctx, a, "t", 1000))
+	w.must(w.svc.Subscribe(ctx, a, "s", 1000))
+	w.clock.Set(cst("2026-11-18 23:00:00"))
+	calls := 0
+	r := settlement.NewRunner(settlement.Config{Shards: 1, FileDir: w.dir, Now: w.clock.Now,
+		Quiesce: func(context.Context) (func(context.Context) error, error) {
+			calls++
+			w.stopLedger()
+			return func(context.Context) error { w.startLedger(); return nil }, nil
+		}}, w.store, w.svc, nil, nil)
+	if _, err := r.Run(ctx, total("2026-11-17", 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(ctx, total("2026-11-18", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.must(w.svc.TopUp(ctx, a, "t2", 100)) // the restarted writer commits
+	if calls != 2 || bal(w.account(accounts.SharesAccount(a))) != 1001 {
+		t.Errorf("quiesced %d times, shares %d", calls, bal(w.account(accounts.SharesAccount(a))))
+	}
+	w.verify()
+}
