@@ -118,6 +118,7 @@ type env struct {
 	dsns    []string
 	ledgers []*ledgerpg.Store
 	shards  int
+	smap    ledger.ShardMap
 	sagas   bool
 	clock   *clock
 	ledger  *ledgerpg.Store
@@ -148,6 +149,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.smap = smap
 	today := ledger.BusinessDate(time.Now().UnixNano())
 	var stores []recon.Store
 	for db := 0; db < smap.Databases; db++ {
@@ -381,13 +383,41 @@ func (e *env) publishAgain(events ...ledger.Event) {
 	}
 }
 
+// dbOf is the database index of an account's shard.
+func (e *env) dbOf(a ledger.AccountID) int {
+	return e.smap.DatabaseOf(ledger.ShardOf(a, e.shards))
+}
+
+// journalEvent returns the event of a journal row as the journal holds it.
+func (e *env) journalEvent(id ledger.TransferID, shard int) ledger.Event {
+	e.t.Helper()
+	var t ledger.Transfer
+	var asset int16
+	var kind, flags int32
+	err := e.ledgers[e.smap.DatabaseOf(shard)].Pool().QueryRow(context.Background(), `
+		SELECT ts, debit_account_id, credit_account_id, amount, asset, kind, flags, user_data
+		FROM transfers WHERE id = $1 LIMIT 1`, id).Scan(&t.Timestamp, &t.DebitAccountID, &t.CreditAccountID,
+		&t.Amount, &asset, &kind, &flags, &t.UserData)
+	if err != nil {
+		e.t.Fatalf("journal row %s: %v", id, err)
+	}
+	t.ID, t.Asset, t.Kind, t.Flags = id, ledger.Asset(asset), uint16(kind), ledger.TransferFlags(flags)
+	return ledger.EventOf(shard, &t)
+}
+
 // superuser runs statements as the database owner (a superuser in tests)
 // with the ledger's append-only triggers switched off for the session:
 // the only way to plant a tampered journal row.
-func (e *env) superuser(stmts ...string) {
+func (e *env) superuser(stmts ...string) { e.t.Helper(); e.superuserOn(0, stmts...) }
+
+// superuserOn is superuser on database db.
+func (e *env) superuserOn(db int, stmts ...string) {
 	e.t.Helper()
+	if len(stmts) == 0 {
+		return
+	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.dsn)
+	conn, err := pgx.Connect(ctx, e.dsns[db])
 	if err != nil {
 		e.t.Fatal(err)
 	}
