@@ -124,8 +124,11 @@ type Audit struct {
 	Acknowledged int64 `json:"acknowledged"` // accepted + rejected
 	Applied      int64 `json:"applied"`      // acknowledged orders found exactly once with their amounts
 	Lost         int64 `json:"lost"`         // acknowledged, missing or wrong in the books
-	Duplicated   int64 `json:"duplicated"`   // an entry of one of the run's orders in the journal more than once
-	HalfApplied  int64 `json:"half_applied"` // part of a chain, or an order row without its entries (or the reverse)
+	// Settled counts subscriptions confirmed and standard redemptions paid
+	// by settlement, each exactly once with the order's amount.
+	Settled     int64 `json:"settled"`
+	Duplicated  int64 `json:"duplicated"`   // an entry of one of the run's orders in the journal more than once
+	HalfApplied int64 `json:"half_applied"` // part of a chain, or an order row without its entries (or the reverse)
 	// Wrong counts orders found with other amounts or accounts than sent,
 	// refused ones whose money moved, and unsent ones in the books.
 	Wrong int64 `json:"wrong"`

@@ -42,12 +42,6 @@ type demoOpts struct {
 	mix         string
 }
 
-// demoMix leans on what a fresh platform can do: until a first settlement
-// confirms them, nobody holds confirmed shares, so payments and
-// redemptions (paid from shares) are refused with 422 and audited as
-// refused; they stay in the mix, at a smaller share.
-const demoMix = "subscribe=30,transfer=30,pay=14,fast_redeem=6,standard_redeem=5,holdings=15"
-
 // Bounds of the demo's own waits.
 const (
 	demoStopTimeout  = 2 * time.Minute
@@ -63,19 +57,24 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "The whole platform in one process under a Double-11 night, settled and audited (what make demo runs)",
 		Long: `Starts a private Postgres and every role in this process (deploy/devstack: an in-process Kafka
-broker, ledger shard 0 and its outbox relay, the accounts service, the gateway on loopback, and a
-reconciliation worker consuming the ledger's events), opens --customers customers with
-balances, runs a Double-11 profile against the REST API (fundctl loadtest), lets reconciliation
-catch up and compares its record with the journal, stops the platform, runs the settlement of
-the business date on which the night's subscriptions are confirmed (early, as a drill:
-confirmations, standard redemption payouts, the day's income to every holder, the custodian
-file), audits every order against the books (lost, duplicated, half-applied, ledger verify,
-reconciliation breaks), prints the summary and the path of the HTML report, and removes the
-private database. Fails unless nothing was lost and nothing duplicated.
+broker, ledger shard 0 owned through its lease with its outbox relay, the accounts service, the
+gateway on loopback, and a reconciliation worker consuming the ledger's events), then:
 
-The customers are opened through the accounts service in-process (--setup direct, the same
-calls the gateway makes, without HTTP in between: the fast bulk path), or through the REST
-API (--setup api).`,
+  1. opens --customers customers, each topped up with 1000.00 of which --subscribe is
+     subscribed into the fund;
+  2. settles the date those subscriptions are confirmed on (early, as a drill), so the night's
+     customers hold confirmed shares to pay and redeem with, and earn a first day's income;
+  3. runs a Double-11 profile against the REST API (fundctl loadtest: open loop, live progress);
+  4. settles the next day: confirms the night's subscriptions, pays its standard redemptions,
+     distributes the day's income to every holder, writes the custodian file;
+  5. lets reconciliation consume every event and compares its record with the journal;
+  6. stops the platform and audits every order against the books (lost, duplicated,
+     half-applied, ledger verify, reconciliation breaks);
+  7. prints the summary and where the HTML report is, and removes the private database.
+
+Fails unless nothing was lost and nothing duplicated. Customers are opened through the
+accounts service in-process (--setup direct: the calls the gateway makes, without HTTP in
+between; the fast bulk path) or through the REST API (--setup api).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), d, cmd.ErrOrStderr(), cmd.OutOrStdout())
 		},
@@ -89,8 +88,9 @@ API (--setup api).`,
 	f.BoolVar(&d.verbose, "verbose", false, "log the platform's own messages to stderr")
 	f.StringVar(&d.setup, "setup", "direct", "how customers are opened: direct (the accounts service in-process) or api (REST)")
 	f.IntVar(&d.parallelism, "setup-parallelism", 64, "setup calls at once")
-	f.StringVar(&d.subscribe, "subscribe", "0", "part of each balance subscribed during setup")
-	f.StringVar(&d.mix, "mix", demoMix, "operation weights")
+	f.StringVar(&d.subscribe, "subscribe", "500.00",
+		"part of each balance subscribed during setup, confirmed by a settlement before the night (0 = none, no settlement before)")
+	f.StringVar(&d.mix, "mix", loadtest.DefaultMix().String(), "operation weights")
 	return cmd
 }
 
@@ -181,13 +181,57 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	settler, closeSettler, err := newDemoSettler(ctx, st, d.out, logger)
+	if err != nil {
+		return err
+	}
+	defer closeSettler()
+
+	// The setup's subscriptions are confirmed by the settlement of their
+	// confirm date. Run it now (early, as a drill), so that tonight's
+	// customers hold confirmed shares to pay and redeem with. It fences the
+	// stack's ledger writer; the stack's host takes shard 0 back at a new
+	// epoch.
+	cal := st.Accounts.Calendar()
+	day1 := cal.ConfirmDate(cal.TradeDate(time.Now()))
+	day2 := day1.AddDate(0, 0, 1)
+	var settled []string
+	if plan.subscribe > 0 {
+		step("settling %s: confirms the setup's subscriptions, pays the day's income...", day1.Format(time.DateOnly))
+		line, err := settler.settle(ctx, day1, d.income)
+		if err != nil {
+			return fmt.Errorf("settle %s: %w", day1.Format(time.DateOnly), err)
+		}
+		step("settlement: %s", line)
+		settled = append(settled, day1.Format(time.DateOnly)+": "+line)
+		if err := waitLedger(ctx, st); err != nil {
+			return err
+		}
+		step("ledger shard 0 served again at its new epoch")
+	} else {
+		day2 = day1
+	}
+
 	res, err := plan.run(ctx, customers, merchants, progress)
 	if err != nil {
 		return err
 	}
-	confirmDate := st.Accounts.Calendar().ConfirmDate(st.Accounts.Calendar().TradeDate(time.Now()))
 
-	step("waiting for reconciliation to consume every event, then comparing it with the journal...")
+	// The night's subscriptions and standard redemptions fall due on day1;
+	// with day1 settled, day2 (the next natural day) confirms and pays them.
+	step("settling %s: confirms the night's subscriptions, pays its standard redemptions and the day's income...",
+		day2.Format(time.DateOnly))
+	line, err := settler.settle(ctx, day2, d.income)
+	if err != nil {
+		line = "failed: " + err.Error()
+	}
+	step("settlement: %s", line)
+	settled = append(settled, day2.Format(time.DateOnly)+": "+line)
+	if err := waitLedger(ctx, st); err != nil {
+		return err
+	}
+
+	step("waiting for reconciliation to consume every event (the night's and settlement's), then comparing with the journal...")
 	reconSummary, reconBreaks, reconErr := rw.catchUpAndCompare(ctx)
 	if reconErr != nil {
 		reconSummary = "failed: " + reconErr.Error()
@@ -198,23 +242,46 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	if err := stopStack(); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-
-	step("settling %s, the day tonight's subscriptions are confirmed (early, as a drill)...", confirmDate.Format(time.DateOnly))
-	settled, err := settleDemo(ctx, dsn, confirmDate, d.income, d.out, logger)
-	if err != nil {
-		settled = "failed: " + err.Error()
+	res.Notes = append(res.Notes, "Reconciliation after the run: "+reconSummary)
+	for _, l := range settled {
+		res.Notes = append(res.Notes, "Settlement of "+l)
 	}
-	step("settlement: %s", settled)
-	res.Notes = append(res.Notes, "Reconciliation after the run: "+reconSummary,
-		"Settlement of "+confirmDate.Format(time.DateOnly)+" after the run: "+settled)
-
 	if err := auditAndReport(ctx, o, res, progress, out, func(context.Context) (string, int64, error) {
 		return reconSummary, reconBreaks, reconErr
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "settlement         %s\n", settled)
+	for _, l := range settled {
+		fmt.Fprintf(out, "settlement         %s\n", l)
+	}
 	return nil
+}
+
+// ledgerWaitMax bounds the wait for the stack's host to serve shard 0
+// again after a settlement run fenced it.
+const ledgerWaitMax = time.Minute
+
+// waitLedger waits until shard 0 answers a lookup again.
+func waitLedger(ctx context.Context, st *devstack.Stack) error {
+	deadline := time.Now().Add(ledgerWaitMax)
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := st.Ledger.LookupAccounts(lctx, []ledger.AccountID{accounts.BankSettlement})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ledger shard 0 not served %s after settlement: %w", ledgerWaitMax, err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // reconHandle runs a reconciliation worker inside the stack and keeps hold
@@ -298,35 +365,38 @@ func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, err
 		st.Applied, rep.BusinessDate, entries, len(rep.Breaks), openN), max(int64(len(rep.Breaks)), openN), nil
 }
 
-// settleDemo runs settlement for date on the stopped platform's database
-// and sums it up in one line.
-func settleDemo(ctx context.Context, dsn string, date time.Time, per10k, fileDir string, logger *slog.Logger) (string, error) {
+// demoSettler runs settlement on the stack's database, taking the ledger
+// shards from the stack's host for the run (as `fundd dev`'s settlement
+// role does), dates allowed early (a drill).
+type demoSettler struct{ runner *settlement.Runner }
+
+func newDemoSettler(ctx context.Context, st *devstack.Stack, fileDir string, logger *slog.Logger) (*demoSettler, func(), error) {
+	if err := os.MkdirAll(fileDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	store, err := settlepg.Open(ctx, settlepg.Config{DSN: st.DSN, ConnsMax: 4})
+	if err != nil {
+		return nil, nil, err
+	}
+	runner := settlement.NewRunner(settlement.Config{Shards: 1, Parallel: 1, FileDir: fileDir, TakeShards: true,
+		AllowEarly: true}, store, st.Accounts, nil, logger)
+	return &demoSettler{runner: runner}, store.Close, nil
+}
+
+// settle runs date and sums it up in one line.
+func (s *demoSettler) settle(ctx context.Context, date time.Time, per10k string) (string, error) {
 	in, err := settlement.ParseInput(date.Format(time.DateOnly), "", per10k)
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(fileDir, 0o755); err != nil {
-		return "", err
-	}
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: dsn})
+	sum, err := s.runner.Run(ctx, in, nil)
 	if err != nil {
 		return "", err
 	}
-	defer store.Close()
-	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, dsn)
-	if err != nil {
-		return "", err
-	}
-	defer closeYields()
-	runner := settlement.NewRunner(settlement.Config{Shards: 1, Parallel: 1, FileDir: fileDir, AllowEarly: true},
-		store, yields, nil, logger)
-	sum, err := runner.Run(ctx, in, nil)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, custodian file %s (%.1fs)",
+	return fmt.Sprintf("%d customers' subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, 7-day yield %q, custodian file %s (%.1fs)",
 		sum.Subscriptions, accounts.FormatAmount(sum.SubscribedShares), sum.Redemptions, accounts.FormatAmount(sum.RedeemedCash),
-		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), sum.File, sum.Took.Seconds()), nil
+		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), sum.SevenDayYield,
+		sum.File, sum.Took.Seconds()), nil
 }
 
 // directSetup is the demo's bulk path for opening customers: the accounts

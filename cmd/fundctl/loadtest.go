@@ -273,6 +273,7 @@ func printSummary(w io.Writer, res *loadtest.Result, written report.Written) {
 		fmt.Fprintf(w, "lost               %8d\n", a.Lost)
 		fmt.Fprintf(w, "duplicated         %8d\n", a.Duplicated)
 		fmt.Fprintf(w, "half-applied       %8d   (wrong %d; unacknowledged but applied whole %d)\n", a.HalfApplied, a.Wrong, a.UnackedApplied)
+		fmt.Fprintf(w, "settled once       %8d   (subscriptions confirmed, standard redemptions paid)\n", a.Settled)
 		fmt.Fprintf(w, "ledger verify      %8v   (shards %v)\n", a.LedgerVerified, a.Shards)
 		switch {
 		case a.ReconRan:

@@ -55,9 +55,9 @@ func TestLoadtestCommand(t *testing.T) {
 }
 
 // TestDemoSmall runs `fundctl demo` end to end at a small scale: stack up,
-// customers (each subscribing during setup), a Double-11 profile,
-// reconciliation, settlement of the confirmation date (every customer's
-// setup subscription and the night's confirmed), audit, report, stack down.
+// customers (each subscribing during setup), settlement of the day those
+// are confirmed, a Double-11 profile, settlement of the next day (the
+// night's orders), reconciliation, audit, report, stack down.
 func TestDemoSmall(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "demo")
 	text, err := fundctl(t, "demo", "--customers", "40", "--duration", "4s", "--peak-rps", "40", "--out", out,
@@ -67,7 +67,8 @@ func TestDemoSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, re := range []string{`lost\s+0\n`, `duplicated\s+0\n`, `report\s+\S+report\.html`, `\] done in`,
-		`settlement\s+4\d subscriptions confirmed`, `reconciliation\s+0 breaks \(\d+ events consumed`} {
+		`settlement\s+\S+: 40 customers' subscriptions confirmed`, `settlement\s+\S+: \d+ customers' subscriptions confirmed`,
+		`settled once\s+\d+`, `reconciliation\s+0 breaks \(\d+ events consumed`} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Fatalf("demo output lacks %q", re)
 		}

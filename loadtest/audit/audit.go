@@ -15,6 +15,7 @@ import (
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/loadtest"
+	"github.com/fundplatform/fund/settlement"
 )
 
 // Limits of an audit.
@@ -106,6 +107,46 @@ func LegID(c int64, requestID string, n int) ledger.TransferID {
 	return ledger.DeriveTransferID("accounts/order/"+strconv.FormatInt(c, 10), requestID, strconv.Itoa(n))
 }
 
+// pendingLeg is the leg of an order that settlement posts later: the
+// shares awaiting confirmation of a subscription (leg 1), the shares held
+// by a standard redemption (leg 0); -1 for orders that complete at once.
+func pendingLeg(op loadtest.Op) int {
+	switch op {
+	case loadtest.OpSubscribe:
+		return 1
+	case loadtest.OpStandardRedeem:
+		return 0
+	}
+	return -1
+}
+
+// followUps are the ids of the entries settlement writes for an order
+// (package settlement derives them from the pending leg): the post of the
+// pending leg and, for a standard redemption, the cash paid out.
+func followUps(r loadtest.Record) (post, cash ledger.TransferID, ok bool) {
+	n := pendingLeg(r.Op)
+	if n < 0 {
+		return post, cash, false
+	}
+	p := LegID(r.Customer, r.Key, n)
+	return settlement.ConfirmTransferID(p), settlement.RedeemCashTransferID(p), true
+}
+
+// allIDs lists every journal id the audit looks for on behalf of r.
+func allIDs(r loadtest.Record) []ledger.TransferID {
+	var ids []ledger.TransferID
+	for i := range chains[r.Op] {
+		ids = append(ids, LegID(r.Customer, r.Key, i))
+	}
+	if post, cash, ok := followUps(r); ok {
+		ids = append(ids, post)
+		if r.Op == loadtest.OpStandardRedeem {
+			ids = append(ids, cash)
+		}
+	}
+	return ids
+}
+
 // entry is one journal row.
 type entry struct {
 	debit, credit ledger.AccountID
@@ -158,8 +199,8 @@ func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.
 	}
 	expected := map[ledger.TransferID]bool{}
 	for _, r := range orders {
-		for i := range chains[r.Op] {
-			expected[LegID(r.Customer, r.Key, i)] = true
+		for _, id := range allIDs(r) {
+			expected[id] = true
 		}
 	}
 	journal, err := journalEntries(ctx, lpool, orders)
@@ -264,6 +305,34 @@ func check(a *loadtest.Audit, r loadtest.Record, journal map[ledger.TransferID][
 		problem("duplicated: %s has a journal entry more than once", what)
 		return
 	}
+	if postID, cashID, ok := followUps(r); ok {
+		posts, paid := journal[postID], journal[cashID]
+		if r.Op != loadtest.OpStandardRedeem {
+			paid = nil
+		}
+		switch {
+		case len(posts) > 1 || len(paid) > 1:
+			a.Duplicated++
+			problem("duplicated: %s was settled more than once (%d posts, %d payouts)", what, len(posts), len(paid))
+			return
+		case len(posts) == 0 && len(paid) == 0:
+			// not settled (yet)
+		case !all:
+			a.Wrong++
+			problem("wrong: %s was settled but its own legs are not all in the journal", what)
+			return
+		case r.Op == loadtest.OpStandardRedeem && len(posts) != len(paid):
+			a.HalfApplied++
+			problem("half-applied: %s: settlement posted the held shares %d times and paid the cash %d times", what, len(posts), len(paid))
+			return
+		case posts[0].amount != r.Amount || (len(paid) == 1 && (paid[0].amount != r.Amount || paid[0].credit != cash(r))):
+			a.Wrong++
+			problem("wrong: %s was settled with other amounts or accounts", what)
+			return
+		default:
+			a.Settled++
+		}
+	}
 	if r.Outcome == loadtest.Accepted {
 		switch {
 		case all && rowApplied && rowMatches && len(wrong) == 0:
@@ -328,8 +397,7 @@ func rowKey(c int64, key string) string { return strconv.FormatInt(c, 10) + "/" 
 func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[ledger.TransferID][]entry, error) {
 	var ids [][]any
 	for _, r := range rs {
-		for i := range chains[r.Op] {
-			id := LegID(r.Customer, r.Key, i)
+		for _, id := range allIDs(r) {
 			ids = append(ids, []any{id[:]})
 		}
 	}

@@ -29,6 +29,21 @@ func books(r loadtest.Record, journal map[ledger.TransferID][]entry, rows map[st
 	rows[rowKey(r.Customer, r.Key)] = order{kind: string(orderKinds[r.Op]), amount: r.Amount, counterparty: r.Counterparty, status: string(status)}
 }
 
+// settle adds what settlement books for a pending order: the post of its
+// pending leg and, for a standard redemption, payouts cash entries of
+// amount paid.
+func settle(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order, paid int64, payouts int) {
+	books(r, j, rows, accounts.OrderCompleted)
+	post, cash, _ := followUps(r)
+	j[post] = append(j[post], entry{amount: r.Amount, flags: ledger.PostPending})
+	if r.Op == loadtest.OpStandardRedeem {
+		for range payouts {
+			j[cash] = append(j[cash], entry{debit: accounts.FundOmnibusCash, credit: accounts.CashAccount(accounts.CustomerID(r.Customer)),
+				amount: paid, asset: ledger.AssetCNY})
+		}
+	}
+}
+
 // TestCheckClassifies runs every kind of finding through check, without a
 // database: what the books hold is built by hand for each case.
 func TestCheckClassifies(t *testing.T) {
@@ -118,6 +133,26 @@ func TestCheckClassifies(t *testing.T) {
 			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
 				books(r, j, rows, accounts.OrderPending)
 			}, func(a *loadtest.Audit) int64 { return a.UnackedApplied }},
+		{"subscription confirmed once", rec(loadtest.OpSubscribe, "s1", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				settle(r, j, rows, r.Amount, 1)
+			}, func(a *loadtest.Audit) int64 { return a.Settled }},
+		{"redemption paid once", rec(loadtest.OpStandardRedeem, "s2", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				settle(r, j, rows, r.Amount, 1)
+			}, func(a *loadtest.Audit) int64 { return a.Settled }},
+		{"redemption paid twice", rec(loadtest.OpStandardRedeem, "s3", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				settle(r, j, rows, r.Amount, 2)
+			}, func(a *loadtest.Audit) int64 { return a.Duplicated }},
+		{"redemption's shares posted, cash never paid", rec(loadtest.OpStandardRedeem, "s4", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				settle(r, j, rows, r.Amount, 0)
+			}, func(a *loadtest.Audit) int64 { return a.HalfApplied }},
+		{"redemption paid another amount", rec(loadtest.OpStandardRedeem, "s5", loadtest.Accepted),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				settle(r, j, rows, r.Amount+1, 1)
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
 		{"never sent, yet booked", rec(loadtest.OpTransfer, "k14", loadtest.Dropped),
 			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
 				books(r, j, rows, accounts.OrderCompleted)

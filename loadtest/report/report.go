@@ -277,6 +277,7 @@ p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.
 <tr><td>half-applied</td><td>{{.HalfApplied}}</td></tr>
 <tr><td>wrong (other amounts or accounts, refused but moved, unsent but booked)</td><td>{{.Wrong}}</td></tr>
 <tr><td>not acknowledged but applied whole (allowed)</td><td>{{.UnackedApplied}}</td></tr>
+<tr><td>settled exactly once (subscriptions confirmed, standard redemptions paid)</td><td>{{.Settled}}</td></tr>
 <tr><td>ledger verify, shards {{.Shards}}</td><td>{{if .LedgerVerified}}holds{{else}}FAILED{{end}}</td></tr>
 <tr><td>reconciliation</td><td>{{if .ReconRan}}{{.ReconBreaks}} breaks: {{.Recon}}{{else if .Recon}}not checked: {{.Recon}}{{else}}not run{{end}}</td></tr>
 <tr><td>verdict</td><td>{{if .OK}}OK{{else}}FAILED{{end}}</td></tr></table>
