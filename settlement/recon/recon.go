@@ -110,6 +110,14 @@ type CompareOptions struct {
 	// Deep compares entry by entry and account by account on every shard,
 	// not only where the totals differ.
 	Deep bool
+	// From, after a comparison up to From found the day clean: compare the
+	// totals of the entries after From only, and the whole day so far only
+	// if they differ. This keeps the periodic comparison of the open day
+	// proportional to the traffic since the last one, not to the day; a row
+	// rewritten before From is then found by the next whole-day comparison
+	// (the one after the day closes, or fundctl recon report --compare).
+	// Ignored with Deep.
+	From time.Time
 	// BreaksMax bounds the breaks one comparison lists per shard and check;
 	// 0 = 10,000.
 	BreaksMax int
@@ -129,6 +137,7 @@ type ShardDay struct {
 // Report is the result of one comparison.
 type Report struct {
 	BusinessDate string     `json:"business_date"`
+	From         *time.Time `json:"from,omitempty"` // set when only the window after it was compared (and was clean)
 	Cutoff       time.Time  `json:"cutoff"`
 	Shards       []ShardDay `json:"shards"`
 	Breaks       []Break    `json:"breaks"` // found by this run

@@ -91,6 +91,9 @@ func (s *Set) Compare(ctx context.Context, day time.Time, opts CompareOptions) (
 			rep = r
 			continue
 		}
+		if r.From == nil {
+			rep.From = nil // some database compared the whole day
+		}
 		rep.Shards = append(rep.Shards, r.Shards...)
 		rep.Breaks = append(rep.Breaks, r.Breaks...)
 		rep.Resolved += r.Resolved

@@ -94,6 +94,9 @@ type Worker struct {
 	// grace passed): nothing new can land on them, so the timer leaves
 	// them alone; fundctl recon report --compare rechecks on demand.
 	pastDone map[time.Time]bool
+	// cleanTo holds, per day, the cutoff of the last comparison that found
+	// the day clean: the next one looks at the window after it.
+	cleanTo map[time.Time]time.Time
 }
 
 // Stats are a worker's counters since it started.
@@ -134,7 +137,7 @@ func NewWorker(cfg WorkerConfig, store *Set, logger *slog.Logger) (*Worker, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{cfg: cfg, store: store, log: logger.With("role", "recon"), queue: make(chan *pending, cfg.QueueMax), m: newMetrics(),
-		pastDone: map[time.Time]bool{}}
+		pastDone: map[time.Time]bool{}, cleanTo: map[time.Time]time.Time{}}
 	if cfg.Registerer != nil {
 		if err := w.m.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("recon metrics: %w", err)
@@ -343,20 +346,47 @@ func (w *Worker) compareRecent(ctx context.Context) {
 			delete(w.pastDone, day) // bounded by DaysBack+1 entries
 		}
 	}
+	for day := range w.cleanTo {
+		if day.Before(oldest) {
+			delete(w.cleanTo, day)
+		}
+	}
 	for day := oldest; !day.After(today); day = day.AddDate(0, 0, 1) {
 		if cutoff.Before(DayStart(day)) || w.pastDone[day] {
 			continue
 		}
-		if _, err := w.Compare(ctx, day, CompareOptions{Cutoff: cutoff}); err != nil {
+		closed := !cutoff.Before(DayStart(day).AddDate(0, 0, 1))
+		opts := CompareOptions{Cutoff: cutoff}
+		if !closed {
+			opts.From = w.cleanTo[day] // the day's last comparison, once the day closed, is whole
+		}
+		rep, err := w.Compare(ctx, day, opts)
+		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Error("comparison failed", "date", day.Format(time.DateOnly), "err", err)
 			}
 			continue
 		}
-		if !cutoff.Before(DayStart(day).AddDate(0, 0, 1)) {
+		if dayClean(rep) {
+			w.cleanTo[day] = cutoff
+		} else {
+			delete(w.cleanTo, day)
+		}
+		if closed {
 			w.pastDone[day] = true
 		}
 	}
+}
+
+// dayClean reports whether a comparison found nothing wrong with the day's
+// entries (open sagas are not the day's: they are checked every time).
+func dayClean(rep *Report) bool {
+	for _, b := range rep.Breaks {
+		if b.Kind != InTransitNotZero {
+			return false
+		}
+	}
+	return true
 }
 
 // Compare runs one comparison now and updates the metrics.

@@ -19,6 +19,7 @@ type fakeStore struct {
 	batches  []int
 	fail     error
 	compared map[string]int
+	froms    map[string][]time.Time
 }
 
 func (f *fakeStore) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outcome, error) {
@@ -49,6 +50,10 @@ func (f *fakeStore) Compare(_ context.Context, day time.Time, opts recon.Compare
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.compared[day.Format(time.DateOnly)]++
+	if f.froms == nil {
+		f.froms = map[string][]time.Time{}
+	}
+	f.froms[day.Format(time.DateOnly)] = append(f.froms[day.Format(time.DateOnly)], opts.From)
 	return &recon.Report{BusinessDate: day.Format(time.DateOnly), Cutoff: opts.Cutoff, InTransit: map[string]int64{}}, nil
 }
 
@@ -173,7 +178,8 @@ func TestWorkerErrors(t *testing.T) {
 }
 
 // The timer compares today and the open past days; a past day is compared
-// once after it closed, not on every tick.
+// once after it closed (the whole day), not on every tick; after a clean
+// comparison of today the next looks at the window after its cutoff.
 func TestWorkerComparesPastDaysOnce(t *testing.T) {
 	store := &fakeStore{compared: map[string]int{}}
 	feed, results := make(chan ledger.Event), make(chan error, 1)
@@ -197,5 +203,17 @@ func TestWorkerComparesPastDaysOnce(t *testing.T) {
 	}
 	if store.compared["2026-11-10"] != 1 || store.compared["2026-11-09"] != 1 || store.compared["2026-11-08"] != 0 {
 		t.Fatalf("compared %v: want each of the two past days once", store.compared)
+	}
+	cutoff := noon.Add(-time.Minute)
+	for day, froms := range store.froms {
+		for i, from := range froms {
+			want := time.Time{}
+			if day == "2026-11-11" && i > 0 {
+				want = cutoff
+			}
+			if !from.Equal(want) {
+				t.Fatalf("%s comparison %d from %s, want %s", day, i, from, want)
+			}
+		}
 	}
 }

@@ -458,3 +458,48 @@ func TestInjectedBreaksRandomised(t *testing.T) {
 		t.Fatalf("resolved %d, want %d", rep.Resolved, len(want)-len(after))
 	}
 }
+
+// The periodic comparison of the open day looks only at the window after
+// the last clean one: clean, it says so without a whole-day scan (and a row
+// rewritten before the window waits for the next whole-day comparison);
+// a lost event inside the window sends it back to the whole day, which then
+// finds the lost event and the rewritten row.
+func TestWindowCompare(t *testing.T) {
+	seed := testSeed(t)
+	rng := newRand(seed)
+	lost := ledger.NewTransferID()
+	e := newEnv(t, envConfig{shards: 2, dbs: 2, drop: []ledger.TransferID{lost}})
+	users := [][]ledger.AccountID{e.accountsOn(0, 1000, 4), e.accountsOn(1, 1000, 4)}
+	e.createAccounts(append(users[0], users[1]...)...)
+	today := daysAgo(0)
+
+	early := traffic(t, e, rng, users, 20+rng.IntN(20))
+	for len(early) == 0 {
+		early = traffic(t, e, rng, users, 10)
+	}
+	e.waitRecorded(0)
+	t1 := e.clock.Now()
+	requireClean(t, e.compare(today, recon.CompareOptions{Cutoff: t1}))
+
+	// A row before t1 rewritten; clean traffic after t1.
+	victim := early[rng.IntN(len(early))]
+	e.superuserOn(e.dbOf(victim.DebitAccountID), fmt.Sprintf(`UPDATE transfers SET amount = amount + 3 WHERE id = '%s'`, victim.ID))
+	traffic(t, e, rng, users, 10+rng.IntN(10))
+	e.waitRecorded(0)
+	t2 := e.clock.Now()
+	rep := e.compare(today, recon.CompareOptions{Cutoff: t2, From: t1})
+	if rep.From == nil || !rep.From.Equal(t1) || len(rep.Breaks) != 0 {
+		t.Fatalf("window after t1: from %v, %d breaks:%s; want a clean window", rep.From, len(rep.Breaks), describe(rep.Breaks))
+	}
+
+	// A lost event after t2: the window differs, the whole day is compared.
+	s := rng.IntN(2)
+	e.transfer(ledger.Transfer{ID: lost, DebitAccountID: users[s][0], CreditAccountID: users[s][1], Amount: 42,
+		Asset: ledger.AssetCNY, Kind: 1})
+	e.waitRecorded(1)
+	rep = e.compare(today, recon.CompareOptions{Cutoff: e.clock.Now(), From: t2})
+	found := breakSet(rep.Breaks)
+	if rep.From != nil || !found["missing_event/"+lost.String()] || !found["amount_mismatch/"+victim.ID.String()] {
+		t.Fatalf("window with a lost event: from %v, breaks %v; want the whole day: the lost event and the rewritten row", rep.From, found)
+	}
+}
