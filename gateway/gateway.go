@@ -122,7 +122,7 @@ func (c *Config) setDefaults() {
 type Gateway struct {
 	cfg      Config
 	accts    *accounts.Service
-	verifier *auth.Verifier
+	verifier *auth.CachedVerifier
 	rate     *RateLimiter
 	conc     *AdaptiveLimiter
 	m        *Metrics
@@ -151,7 +151,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: openapi: %w", err)
 	}
 	g := &Gateway{
-		cfg: cfg, accts: cfg.Accounts, verifier: v, m: cfg.Metrics, log: cfg.Logger.With("role", "gateway"),
+		cfg: cfg, accts: cfg.Accounts, verifier: auth.NewCachedVerifier(v, tokenCacheMax, cfg.Now), m: cfg.Metrics, log: cfg.Logger.With("role", "gateway"),
 		rate:    NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
 		conc:    NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
 		openapi: doc,
@@ -163,6 +163,10 @@ func New(cfg Config) (*Gateway, error) {
 
 // Metrics returns the gateway's collectors.
 func (g *Gateway) Metrics() *Metrics { return g.m }
+
+// tokenCacheMax bounds the verified tokens the gateway remembers (a few
+// hundred bytes each).
+const tokenCacheMax = 100_000
 
 // retryAfterSecondsMax caps the Retry-After the gateway asks for.
 const retryAfterSecondsMax = 60
