@@ -331,8 +331,18 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 		return res, err
 	}
 	defer tx.Rollback(ctx)
+	// Progress counts accounts: half for the journal rows written, half
+	// for the customer income rows (the two long COPYs of the step).
+	var sent int64
+	report := func(n int64) {
+		if progress != nil && n > 0 {
+			sent += n
+			progress(n)
+		}
+	}
+	half := func(n int64) { report(n / 2) }
 	if len(entries) > 0 {
-		if err := s.writeEntries(ctx, tx, l, entries, progress); err != nil {
+		if err := s.writeEntries(ctx, tx, l, entries, half); err != nil {
 			return res, err
 		}
 	}
@@ -340,9 +350,10 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 	// customer_income, whose rows are written once, never changed).
 	tr := s.tracer(l.Shard, len(b.Entries))
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"customer_income"}, []string{"customer_id", "date", "amount"},
-		&incomeRows{entries: b.Entries, date: date}); err != nil {
+		&incomeRows{entries: b.Entries, date: date, progress: report}); err != nil {
 		return res, fmt.Errorf("record customer income: %w", err)
 	}
+	report(int64(len(b.Entries)) - sent) // what the halves left out
 	tr("customer income")
 	if err := markStep(ctx, tx, date, l.Shard, "income", res); err != nil {
 		return res, err
@@ -355,12 +366,19 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 }
 
 type incomeRows struct {
-	entries []settlement.IncomeEntry
-	date    time.Time
-	i       int
+	entries  []settlement.IncomeEntry
+	date     time.Time
+	i        int
+	progress func(int64)
 }
 
-func (r *incomeRows) Next() bool { r.i++; return r.i <= len(r.entries) }
+func (r *incomeRows) Next() bool {
+	r.i++
+	if r.i <= len(r.entries) && r.i%progressEvery == 0 {
+		r.progress(progressEvery / 2)
+	}
+	return r.i <= len(r.entries)
+}
 func (r *incomeRows) Values() ([]any, error) {
 	e := r.entries[r.i-1]
 	return []any{int64(e.Account >> 4), r.date, e.Amount}, nil
