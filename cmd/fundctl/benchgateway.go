@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,12 @@ with per-customer tokens and Idempotency-Keys: a closed loop of --clients connec
 times that rate (429 shedding, p99 of the accepted requests from their scheduled start).
 The load generator runs in the same process, on the same cores.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The whole stack runs in this process; collect garbage a
+			// quarter as often as by default (as fundd can with GOGC=400):
+			// about a tenth less CPU per request for some more memory.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(400)
+			}
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
@@ -44,6 +51,8 @@ The load generator runs in the same process, on the same cores.`,
 			for _, p := range res.Phases {
 				fmt.Fprintf(out, "%-22s ok/s %8.0f  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  max %7.2f ms | ok %d  429 %d (p99 %.2f ms)  422 %d  errors %d  not sent %d\n",
 					p.Name, p.OKPerSec, p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, p.OK, p.Shed, p.ShedP99Ms, p.Rejected, p.Errors, p.NotSent)
+				fmt.Fprintf(out, "%-22s CPU per request: %.0f µs in this process (gateway, accounts, ledger writer, load generator), %.0f µs in Postgres\n",
+					"", p.GoCPUMicros, p.PGCPUMicros)
 				if p.FirstError != "" {
 					fmt.Fprintf(out, "  first error: %s\n", p.FirstError)
 				}

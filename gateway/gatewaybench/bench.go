@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -57,7 +59,12 @@ type Phase struct {
 	P999Ms        float64 `json:"ok_p999_ms"`
 	MaxMs         float64 `json:"ok_max_ms"`
 	ShedP99Ms     float64 `json:"shed_p99_ms"`
-	FirstError    string  `json:"first_error,omitempty"`
+	// CPU per request answered (any status) in this process (gateway,
+	// accounts, ledger writer and the load generator itself) and in the
+	// private Postgres (postmaster and its children; 0 with --dsn).
+	GoCPUMicros float64 `json:"go_cpu_us_per_req"`
+	PGCPUMicros float64 `json:"pg_cpu_us_per_req"`
+	FirstError  string  `json:"first_error,omitempty"`
 }
 
 // Result of Run.
@@ -115,18 +122,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	conns := max(cfg.Clients, 512)
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		IdleConnTimeout:     time.Minute,
+	host := strings.TrimPrefix(st.HTTPURL, "http://")
+	pool := newWirePool(host, max(cfg.Clients, cfg.OpenInFlightMax))
+	defer pool.close()
+	l := &loader{wire: &wireLoader{pool: pool, timeout: 30 * time.Second}, custs: custs}
+	for i := range l.custs {
+		c := &l.custs[i]
+		c.req = newRequest(host, strings.TrimPrefix(c.path, st.HTTPURL), c.token, body)
 	}
-	defer tr.CloseIdleConnections()
-	l := &loader{url: st.HTTPURL, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, custs: custs}
 
+	if st.Postgres != nil {
+		l.pgDataDir = st.Postgres.DataDir()
+	}
 	res := Result{Customers: cfg.Customers, Clients: cfg.Clients, Loopback: cfg.Loopback}
 	// A short warm-up: connections, pools, JIT-free but cache-warm.
 	l.closed(ctx, "warm-up", cfg.Clients, min(2*time.Second, cfg.Duration), io.Discard)
@@ -164,6 +171,7 @@ type customer struct {
 	id    int64
 	token string
 	path  string
+	req   request
 }
 
 // setup opens and funds the customers directly through the service (what
@@ -206,10 +214,10 @@ func setup(ctx context.Context, st *devstack.Stack, n int) ([]customer, error) {
 }
 
 type loader struct {
-	url   string
-	http  *http.Client
-	custs []customer
-	seq   atomic.Int64
+	pgDataDir string
+	wire      *wireLoader
+	custs     []customer
+	seq       atomic.Int64
 }
 
 const body = `{"amount":"0.01"}`
@@ -218,21 +226,8 @@ const body = `{"amount":"0.01"}`
 // status (0 = no answer).
 func (l *loader) one(ctx context.Context) (int, error) {
 	n := l.seq.Add(1)
-	c := l.custs[int(n)%len(l.custs)]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.path, strings.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", c.token)
-	req.Header.Set("Idempotency-Key", "b"+strconv.FormatInt(n, 36))
-	resp, err := l.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	c := &l.custs[int(n)%len(l.custs)]
+	return l.wire.send(ctx, c.req, "b"+strconv.FormatInt(n, 36))
 }
 
 // tally counts one phase's answers.
@@ -299,6 +294,7 @@ func (t *tally) progress(w io.Writer, name string, start time.Time, stop <-chan 
 // closed runs clients loops for d.
 func (l *loader) closed(ctx context.Context, name string, clients int, d time.Duration, progress io.Writer) Phase {
 	t := newTally()
+	cpu := l.cpuStart()
 	start := time.Now()
 	end := start.Add(d)
 	stop := make(chan struct{})
@@ -324,13 +320,14 @@ func (l *loader) closed(ctx context.Context, name string, clients int, d time.Du
 	wg.Wait()
 	close(stop)
 	pw.Wait()
-	return t.phase(name, time.Since(start).Seconds(), 0)
+	return cpu.done(t.phase(name, time.Since(start).Seconds(), 0))
 }
 
 // open offers rate requests/s for d on a fixed schedule.
 func (l *loader) open(ctx context.Context, rate float64, d time.Duration, inFlightMax int, progress io.Writer) Phase {
 	name := fmt.Sprintf("open loop %.0f/s", rate)
 	t := newTally()
+	cpu := l.cpuStart()
 	start := time.Now()
 	stop := make(chan struct{})
 	var pw sync.WaitGroup
@@ -370,5 +367,87 @@ func (l *loader) open(ctx context.Context, rate float64, d time.Duration, inFlig
 	wg.Wait()
 	close(stop)
 	pw.Wait()
-	return t.phase(name, d.Seconds(), rate)
+	return cpu.done(t.phase(name, d.Seconds(), rate))
+}
+
+// cpuMark is the CPU time used at a phase's start.
+type cpuMark struct {
+	l       *loader
+	self    time.Duration
+	pg      time.Duration
+	pgKnown bool
+}
+
+func (l *loader) cpuStart() cpuMark {
+	pg, ok := postgresCPU(l.pgDataDir)
+	return cpuMark{l: l, self: selfCPU(), pg: pg, pgKnown: ok}
+}
+
+func (m cpuMark) done(p Phase) Phase {
+	n := p.OK + p.Shed + p.Rejected + p.Errors
+	if n == 0 {
+		return p
+	}
+	p.GoCPUMicros = float64((selfCPU() - m.self).Microseconds()) / float64(n)
+	if pg, ok := postgresCPU(m.l.pgDataDir); ok && m.pgKnown {
+		p.PGCPUMicros = float64((pg - m.pg).Microseconds()) / float64(n)
+	}
+	return p
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// postgresCPU sums the CPU time of the server whose data directory is
+// dir: its postmaster (first line of postmaster.pid) and the processes it
+// started, from /proc (Linux; ok is false elsewhere or without a dir).
+func postgresCPU(dir string) (time.Duration, bool) {
+	if dir == "" {
+		return 0, false
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	if err != nil {
+		return 0, false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	var ticks int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and may
+		// hold spaces: state ppid ... utime(14) stime(15).
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if pid != master && ppid != master {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		sy, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + sy
+	}
+	return time.Duration(ticks) * time.Second / ticksPerSecond, true
 }
