@@ -169,10 +169,10 @@ func (o *reconOpts) printReport(w io.Writer, rep *recon.Report, bs []recon.Break
 		fmt.Fprintln(tw, "SHARD\tASSET\tJOURNAL ENTRIES\tSTREAM ENTRIES\tJOURNAL AMOUNT\tSTREAM AMOUNT\tEQUAL")
 		for _, sd := range rep.Shards {
 			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%v\n", sd.Shard, sd.Asset, sd.JournalEntries, sd.StreamEntries,
-				minorUnits(sd.JournalAmount), minorUnits(sd.StreamAmount), sd.Equal)
+				sd.JournalAmount, sd.StreamAmount, sd.Equal)
 		}
 		for asset, v := range rep.InTransit {
-			fmt.Fprintf(tw, "in transit %s: %s\n", asset, accounts.FormatAmount(v))
+			fmt.Fprintf(tw, "in transit %s: %s\n", asset, accounts.FormatAmount(int64(v)))
 		}
 		fmt.Fprintln(tw)
 	}
@@ -209,23 +209,11 @@ func subject(b *recon.Break) string {
 }
 
 // optAmount prints a break's figure.
-func optAmount(v *int64) string {
+func optAmount(v *recon.Amount) string {
 	if v == nil {
 		return "-"
 	}
-	if *v < 0 {
-		return "-" + accounts.FormatAmount(-*v)
-	}
-	return accounts.FormatAmount(*v)
-}
-
-// minorUnits formats an exact sum of minor units (a numeric string).
-func minorUnits(s string) string {
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
-		return s + " (minor units)"
-	}
-	return accounts.FormatAmount(v)
+	return accounts.FormatAmount(int64(*v))
 }
 
 func orDash(s string) string {

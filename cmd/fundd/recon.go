@@ -36,6 +36,7 @@ type reconFlags struct {
 	inFlightMax  int
 	batchMax     int
 	compareEvery time.Duration
+	fullEvery    time.Duration
 	grace        time.Duration
 	daysBack     int
 	readyWait    time.Duration
@@ -51,8 +52,9 @@ func newReconCmd() *cobra.Command {
 		Long: `A member of a Kafka consumer group on the ledger's events. It records every event once in
 its own tables (redeliveries are ignored; the same id with other content is a break), keeps totals per
 business day, shard and account, and commits offsets only after its writes. Every --compare-every it
-compares today and --days-back days before with the journal, up to --grace ago, and stores the breaks
-(fundctl recon report lists them). Metrics: fund_recon_breaks{kind}, fund_recon_consumer_lag_messages,
+compares today with the journal up to --grace ago (only what came since the last clean comparison,
+the whole day every --full-every), and each of the --days-back days before once after it closed; it
+stores the breaks (fundctl recon report lists them). Metrics: fund_recon_breaks{kind}, fund_recon_consumer_lag_messages,
 fund_recon_events_total{result}.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRecon(cmd.Context(), f) },
 	}
@@ -67,6 +69,7 @@ fund_recon_events_total{result}.`,
 	fl.IntVar(&f.inFlightMax, "inflight-max", 4096, "events handled at once (they wait together for one write per batch)")
 	fl.IntVar(&f.batchMax, "batch-max", 1024, "events per database write")
 	fl.DurationVar(&f.compareEvery, "compare-every", time.Minute, "how often to compare with the journal (0: never)")
+	fl.DurationVar(&f.fullEvery, "full-every", time.Hour, "how often today is compared whole (in between: only what came since the last clean comparison)")
 	fl.DurationVar(&f.grace, "grace", 2*time.Minute, "entries newer than this are not compared yet (still on their way)")
 	fl.IntVar(&f.daysBack, "days-back", 1, "business days before today each comparison covers")
 	fl.DurationVar(&f.readyWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
@@ -100,6 +103,7 @@ func runRecon(ctx context.Context, f reconFlags) error {
 		Lag:          reconkafka.NewLagProbe(f.brokers, f.topic, f.group).Lag,
 		BatchMax:     f.batchMax,
 		CompareEvery: compareEvery,
+		FullEvery:    f.fullEvery,
 		Grace:        f.grace,
 		DaysBack:     f.daysBack,
 		Registerer:   reg,
@@ -180,7 +184,8 @@ func reconConsumer(brokers []string, topic, group string, inFlightMax int, logge
 // reconDevWorker runs a reconciliation worker inside `fundd dev` on the
 // stack's database and broker, its metrics on the stack's /metrics, and
 // answers the admin API's GET /v1/admin/recon/report. It compares every
-// 30 s, up to 10 s ago (a dev stack's pipeline takes milliseconds).
+// 30 s, up to 10 s ago (a dev stack's pipeline takes milliseconds), the
+// whole day every 5 minutes.
 func reconDevWorker() devstack.Worker {
 	return devstack.Worker{Name: "recon", Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
 		store, err := reconpg.Open(ctx, reconpg.Config{DSN: s.DSN})
@@ -192,6 +197,7 @@ func reconDevWorker() devstack.Worker {
 			Consume:      reconConsumer(s.Brokers, s.Topic, "fund-recon", 4096, s.Logger),
 			Lag:          lag,
 			CompareEvery: 30 * time.Second,
+			FullEvery:    5 * time.Minute,
 			Grace:        10 * time.Second,
 			Registerer:   s.Registry,
 		}, recon.Single(store), s.Logger)
@@ -271,11 +277,11 @@ func breakSubject(b *recon.Break) string {
 func breakAmount(b *recon.Break) int64 {
 	switch {
 	case b.Journal != nil && b.Other != nil:
-		return *b.Journal - *b.Other
+		return int64(*b.Journal - *b.Other)
 	case b.Journal != nil:
-		return *b.Journal
+		return int64(*b.Journal)
 	case b.Other != nil:
-		return -*b.Other
+		return -int64(*b.Other)
 	}
 	return 0
 }

@@ -93,7 +93,7 @@ func TestReconProcess(t *testing.T) {
 
 	addr := freePort(t)
 	cmd := startFundd(t, "recon", "--dsn", dsn, "--kafka-brokers", strings.Join(broker.Addrs(), ","), "--shards", "1",
-		"--http-addr", addr, "--grace", "1ms", "--compare-every", "200ms")
+		"--http-addr", addr, "--grace", "1ms", "--compare-every", "200ms", "--full-every", "1s")
 	page := func() string {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {

@@ -3,8 +3,13 @@ package recon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
+	"github.com/shopspring/decimal"
+
+	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/ledger"
 )
 
@@ -72,13 +77,37 @@ type Break struct {
 	AccountID    *ledger.AccountID  `json:"account_id,omitempty,string"`
 	Asset        string             `json:"asset,omitempty"`
 	Reference    string             `json:"reference,omitempty"`
-	Journal      *int64             `json:"journal,omitempty"`
-	Other        *int64             `json:"other,omitempty"`
+	Journal      *Amount            `json:"journal,omitempty"`
+	Other        *Amount            `json:"other,omitempty"`
 	Detail       string             `json:"detail"`
 	FirstSeen    time.Time          `json:"first_seen"`
 	LastSeen     time.Time          `json:"last_seen"`
 	ResolvedAt   *time.Time         `json:"resolved_at,omitempty"`
 }
+
+// Amount is money in minor units (fen, 0.01 share) that reads as a
+// decimal string in JSON ("12.30", "-0.07"), as every amount at the edge.
+type Amount int64
+
+// MarshalText writes two decimals.
+func (a Amount) MarshalText() ([]byte, error) { return []byte(accounts.FormatAmount(int64(a))), nil }
+
+// UnmarshalText reads a decimal with at most two places.
+func (a *Amount) UnmarshalText(b []byte) error {
+	d, err := decimal.NewFromString(string(b))
+	if err != nil || !d.Equal(d.Truncate(2)) {
+		return fmt.Errorf("amount %q: want a decimal with at most two places", b)
+	}
+	m := d.Shift(2)
+	if m.Abs().GreaterThan(decimal.NewFromInt(math.MaxInt64)) {
+		return fmt.Errorf("amount %q: out of range", b)
+	}
+	*a = Amount(m.IntPart())
+	return nil
+}
+
+// Ptr returns a pointer to a copy of a, for optional fields.
+func (a Amount) Ptr() *Amount { return &a }
 
 // Outcome is what applying one event did.
 type Outcome uint8
@@ -115,7 +144,8 @@ type CompareOptions struct {
 	// if they differ. This keeps the periodic comparison of the open day
 	// proportional to the traffic since the last one, not to the day; a row
 	// rewritten before From is then found by the next whole-day comparison
-	// (the one after the day closes, or fundctl recon report --compare).
+	// (the worker's every WorkerConfig.FullEvery, the one after the day
+	// closes, or fundctl recon report --compare).
 	// Ignored with Deep.
 	From time.Time
 	// BreaksMax bounds the breaks one comparison lists per shard and check;
@@ -129,7 +159,7 @@ type ShardDay struct {
 	Asset          string `json:"asset"`
 	JournalEntries int64  `json:"journal_entries"`
 	StreamEntries  int64  `json:"stream_entries"`
-	JournalAmount  string `json:"journal_amount"` // sum of minor units, exact
+	JournalAmount  string `json:"journal_amount"` // exact sum, decimal
 	StreamAmount   string `json:"stream_amount"`
 	Equal          bool   `json:"equal"` // entries, amounts and digests agree
 }
@@ -143,10 +173,10 @@ type Report struct {
 	Breaks       []Break    `json:"breaks"` // found by this run
 	// InTransit is, per asset, the money the stream saw go into transit and
 	// not come out (open sagas up to the cutoff): zero when all is well.
-	InTransit map[string]int64 `json:"in_transit"`
-	OpenSagas int              `json:"open_sagas"`
-	Resolved  int64            `json:"resolved"` // breaks of earlier runs not found again
-	Took      time.Duration    `json:"took_ns"`
+	InTransit map[string]Amount `json:"in_transit"`
+	OpenSagas int               `json:"open_sagas"`
+	Resolved  int64             `json:"resolved"` // breaks of earlier runs not found again
+	Took      time.Duration     `json:"took_ns"`
 }
 
 // BreakFilter selects breaks to list.

@@ -144,14 +144,14 @@ func (s *Set) checkSagas(ctx context.Context, rep *Report) error {
 			shard, id, amount := g.Shard, g.Leg1, g.Amount
 			b := Break{Key: SagaBreakKey(g.Leg1), Kind: InTransitNotZero, Source: SourceCompare, Shard: &shard,
 				BusinessDate: ledger.BusinessDate(g.Timestamp.UnixNano()).Format(time.DateOnly), TransferID: &id,
-				Asset: g.Asset.String(), Other: &amount}
+				Asset: g.Asset.String(), Other: Amount(amount).Ptr()}
 			if !leg2 {
 				rep.OpenSagas++
-				rep.InTransit[g.Asset.String()] += g.Amount
+				rep.InTransit[g.Asset.String()] += Amount(g.Amount)
 				b.Detail = fmt.Sprintf("leg 1 put %s %s in transit at %s; neither leg 2 nor the refund was seen",
 					accounts.FormatAmount(g.Amount), g.Asset, g.Timestamp.Format(time.RFC3339Nano))
 			} else {
-				rep.InTransit[g.Asset.String()] -= g.Amount
+				rep.InTransit[g.Asset.String()] -= Amount(g.Amount)
 				b.Detail = fmt.Sprintf("%s %s left transit twice: both leg 2 and the refund were seen",
 					accounts.FormatAmount(g.Amount), g.Asset)
 			}

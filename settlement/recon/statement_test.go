@@ -1,6 +1,7 @@
 package recon_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -257,5 +258,25 @@ func TestReferenceOf(t *testing.T) {
 	}
 	if got := recon.ReferenceOf(60001, "x:12345:1:req:with:colons"); got != "req:with:colons" {
 		t.Errorf("saga leg 1: %q", got)
+	}
+}
+
+func TestAmountJSON(t *testing.T) {
+	for _, v := range []recon.Amount{0, 7, -7, 1230, -123456789} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back recon.Amount
+		if err := json.Unmarshal(b, &back); err != nil || back != v {
+			t.Fatalf("%d -> %s -> %d (%v)", v, b, back, err)
+		}
+	}
+	if b, _ := json.Marshal(recon.Amount(-7)); string(b) != `"-0.07"` {
+		t.Fatalf("got %s", b)
+	}
+	var a recon.Amount
+	if err := json.Unmarshal([]byte(`"1.234"`), &a); err == nil {
+		t.Fatal("three decimals accepted")
 	}
 }

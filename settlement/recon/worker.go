@@ -31,6 +31,10 @@ type WorkerConfig struct {
 	// CompareEvery is how often the worker compares with the journal;
 	// 0 = every minute, < 0 = never (compare with fundctl recon report --compare).
 	CompareEvery time.Duration
+	// FullEvery is how often the open day is compared whole; in between,
+	// only the window after the last clean comparison is (see
+	// CompareOptions.From). 0 = every hour.
+	FullEvery time.Duration
 	// Grace is how long an entry may take from commit to this worker
 	// (outbox, relay, broker); newer entries are not compared yet. 0 = 2 min.
 	Grace time.Duration
@@ -56,6 +60,9 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.CompareEvery == 0 {
 		c.CompareEvery = time.Minute
+	}
+	if c.FullEvery <= 0 {
+		c.FullEvery = time.Hour
 	}
 	if c.Grace <= 0 {
 		c.Grace = 2 * time.Minute
@@ -97,6 +104,8 @@ type Worker struct {
 	// cleanTo holds, per day, the cutoff of the last comparison that found
 	// the day clean: the next one looks at the window after it.
 	cleanTo map[time.Time]time.Time
+	// lastFull holds, per day, when it was last compared whole.
+	lastFull map[time.Time]time.Time
 }
 
 // Stats are a worker's counters since it started.
@@ -137,7 +146,7 @@ func NewWorker(cfg WorkerConfig, store *Set, logger *slog.Logger) (*Worker, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{cfg: cfg, store: store, log: logger.With("role", "recon"), queue: make(chan *pending, cfg.QueueMax), m: newMetrics(),
-		pastDone: map[time.Time]bool{}, cleanTo: map[time.Time]time.Time{}}
+		pastDone: map[time.Time]bool{}, cleanTo: map[time.Time]time.Time{}, lastFull: map[time.Time]time.Time{}}
 	if cfg.Registerer != nil {
 		if err := w.m.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("recon metrics: %w", err)
@@ -351,14 +360,21 @@ func (w *Worker) compareRecent(ctx context.Context) {
 			delete(w.cleanTo, day)
 		}
 	}
+	for day := range w.lastFull {
+		if day.Before(oldest) {
+			delete(w.lastFull, day)
+		}
+	}
 	for day := oldest; !day.After(today); day = day.AddDate(0, 0, 1) {
 		if cutoff.Before(DayStart(day)) || w.pastDone[day] {
 			continue
 		}
 		closed := !cutoff.Before(DayStart(day).AddDate(0, 0, 1))
 		opts := CompareOptions{Cutoff: cutoff}
-		if !closed {
-			opts.From = w.cleanTo[day] // the day's last comparison, once the day closed, is whole
+		if !closed && now.Sub(w.lastFull[day]) < w.cfg.FullEvery {
+			// The day's last comparison, once it closed, is whole; so is one
+			// every FullEvery.
+			opts.From = w.cleanTo[day]
 		}
 		rep, err := w.Compare(ctx, day, opts)
 		if err != nil {
@@ -366,6 +382,9 @@ func (w *Worker) compareRecent(ctx context.Context) {
 				w.log.Error("comparison failed", "date", day.Format(time.DateOnly), "err", err)
 			}
 			continue
+		}
+		if rep.From == nil {
+			w.lastFull[day] = now
 		}
 		if dayClean(rep) {
 			w.cleanTo[day] = cutoff

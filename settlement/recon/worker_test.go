@@ -54,7 +54,7 @@ func (f *fakeStore) Compare(_ context.Context, day time.Time, opts recon.Compare
 		f.froms = map[string][]time.Time{}
 	}
 	f.froms[day.Format(time.DateOnly)] = append(f.froms[day.Format(time.DateOnly)], opts.From)
-	return &recon.Report{BusinessDate: day.Format(time.DateOnly), Cutoff: opts.Cutoff, InTransit: map[string]int64{}}, nil
+	return &recon.Report{BusinessDate: day.Format(time.DateOnly), Cutoff: opts.Cutoff, InTransit: map[string]recon.Amount{}}, nil
 }
 
 func (f *fakeStore) OpenSagas(context.Context, time.Time, int) ([]recon.Saga, error) { return nil, nil }

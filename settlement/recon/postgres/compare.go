@@ -71,7 +71,7 @@ func (s *Store) Compare(ctx context.Context, day time.Time, opts recon.CompareOp
 		from: dayStart.UnixNano() - 1, cutoff: cutoff.UnixNano(), whole: whole, limit: breaksMax,
 	}
 	rep := &recon.Report{BusinessDate: c.dateText, Cutoff: cutoff, Shards: []recon.ShardDay{}, Breaks: []recon.Break{},
-		InTransit: map[string]int64{}}
+		InTransit: map[string]recon.Amount{}}
 
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -182,7 +182,7 @@ func (c *comparison) shardDays(ctx context.Context, tx pgx.Tx, rep *recon.Report
 			FROM transfers WHERE business_date = $1 AND ts <= $2 AND ts > $3 GROUP BY shard, asset
 		), r AS (`+c.streamDaySQL()+`)
 		SELECT coalesce(j.shard, r.shard), coalesce(j.asset, r.asset), coalesce(j.n, 0), coalesce(r.n, 0),
-			coalesce(j.amount, 0)::text, coalesce(r.amount, 0)::text,
+			round(coalesce(j.amount, 0) / 100, 2)::text, round(coalesce(r.amount, 0) / 100, 2)::text,
 			coalesce(j.n = r.n AND j.amount = r.amount AND j.digest = r.digest, false)
 		FROM j FULL JOIN r ON j.shard = r.shard AND j.asset = r.asset
 		ORDER BY 1, 2`, c.date, c.cutoff, c.from)
@@ -301,16 +301,16 @@ func (c *comparison) entryBreak(shard int, j, r *side, seen map[string]bool) (re
 	}
 	switch {
 	case j == nil:
-		b.Other = &r.Amount
+		b.Other = recon.Amount(r.Amount).Ptr()
 		return set(recon.UnexpectedEvent, "seen on the event stream, not in the journal: "+r.String())
 	case j.Copies > 1:
-		b.Journal = &j.Amount
+		b.Journal = recon.Amount(j.Amount).Ptr()
 		return set(recon.Duplicate, fmt.Sprintf("the journal holds this transfer id %d times: %s", j.Copies, j))
 	case r == nil:
-		b.Journal = &j.Amount
+		b.Journal = recon.Amount(j.Amount).Ptr()
 		return set(recon.MissingEvent, "in the journal, never seen on the event stream: "+j.String())
 	}
-	b.Journal, b.Other = &j.Amount, &r.Amount
+	b.Journal, b.Other = recon.Amount(j.Amount).Ptr(), recon.Amount(r.Amount).Ptr()
 	diffs := j.diff(r)
 	if j.Amount != r.Amount || j.PendingAmount != r.PendingAmount {
 		return set(recon.AmountMismatch, "journal and event differ: "+diffs)
@@ -400,7 +400,7 @@ func (c *comparison) accounts(ctx context.Context, tx pgx.Tx, shard int, rep *re
 		rep.Breaks = append(rep.Breaks, recon.Break{
 			Key:  fmt.Sprintf("%s/%s/%d/%d", recon.AccountMismatch, c.dateText, acct, asset),
 			Kind: recon.AccountMismatch, Source: recon.SourceCompare, Shard: &sh, BusinessDate: c.dateText,
-			AccountID: &id, Asset: ledger.Asset(asset).String(), Journal: &jnet, Other: &rnet,
+			AccountID: &id, Asset: ledger.Asset(asset).String(), Journal: recon.Amount(jnet).Ptr(), Other: recon.Amount(rnet).Ptr(),
 			Detail: fmt.Sprintf("journal: %d debits posting %s, %d credits posting %s; stream: %d debits posting %s, %d credits posting %s",
 				jd, accounts.FormatAmount(jdp), jc, accounts.FormatAmount(jcp), rd, accounts.FormatAmount(rdp), rc, accounts.FormatAmount(rcp)),
 		})

@@ -110,7 +110,7 @@ func (s *Store) SaveStatement(ctx context.Context, imp recon.StatementImport) er
 		}
 		breaks = append(breaks, recon.Break{
 			Key: fmt.Sprintf("%s/%d", base, occurrence[base]), Kind: recon.UnmatchedStatementLine, Source: recon.SourceStatement,
-			BusinessDate: date, AccountID: &acct, Asset: ledger.AssetCNY.String(), Reference: u.Reference, Other: &amt, Detail: detail,
+			BusinessDate: date, AccountID: &acct, Asset: ledger.AssetCNY.String(), Reference: u.Reference, Other: recon.Amount(amt).Ptr(), Detail: detail,
 		})
 	}
 	for _, u := range res.UnmatchedLedger {
@@ -123,7 +123,7 @@ func (s *Store) SaveStatement(ctx context.Context, imp recon.StatementImport) er
 		breaks = append(breaks, recon.Break{
 			Key: prefix + "ledger/" + u.TransferID.String(), Kind: recon.UnmatchedLedgerMovement, Source: recon.SourceStatement,
 			Shard: &shard, BusinessDate: date, TransferID: &id, AccountID: &acct, Asset: ledger.AssetCNY.String(),
-			Reference: u.Reference, Journal: &amt, Detail: detail,
+			Reference: u.Reference, Journal: recon.Amount(amt).Ptr(), Detail: detail,
 		})
 	}
 	tx, err := s.pool.Begin(ctx)

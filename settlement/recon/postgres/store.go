@@ -278,7 +278,7 @@ func conflictBreak(was, now *row) recon.Break {
 		BusinessDate: ledger.BusinessDate(was.ts).Format(time.DateOnly),
 		TransferID:   &id,
 		Asset:        ledger.Asset(now.asset).String(),
-		Other:        &other,
+		Other:        recon.Amount(other).Ptr(),
 		Detail:       fmt.Sprintf("transfer id delivered again with other content: first %s; now %s", was, now),
 	}
 }
@@ -349,12 +349,20 @@ func upsertBreaks(ctx context.Context, tx pgx.Tx, bs []recon.Break) error {
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 			ON CONFLICT (key) DO UPDATE SET last_seen = now(), resolved_at = NULL, detail = excluded.detail,
 				journal = excluded.journal, other = excluded.other`,
-			b.Key, string(b.Kind), b.Source, b.Shard, date, tid, b.AccountID, asset, ref, b.Journal, b.Other, b.Detail)
+			b.Key, string(b.Kind), b.Source, b.Shard, date, tid, b.AccountID, asset, ref, minorOrNil(b.Journal), minorOrNil(b.Other), b.Detail)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return fmt.Errorf("store breaks: %w", err)
 	}
 	return nil
+}
+
+func minorOrNil(a *recon.Amount) *int64 {
+	if a == nil {
+		return nil
+	}
+	v := int64(*a)
+	return &v
 }
 
 func assetCode(name string) int16 {
@@ -395,9 +403,11 @@ func (s *Store) Breaks(ctx context.Context, f recon.BreakFilter) ([]recon.Break,
 		tid   pgtype.UUID
 		acct  *int64
 		asset *int16
+		jour  *int64
+		other *int64
 	)
 	_, err = pgx.ForEachRow(rs, []any{&b.ID, &b.Key, &kind, &b.Source, &shard, &bd, &tid, &acct, &asset, &b.Reference,
-		&b.Journal, &b.Other, &b.Detail, &b.FirstSeen, &b.LastSeen, &b.ResolvedAt}, func() error {
+		&jour, &other, &b.Detail, &b.FirstSeen, &b.LastSeen, &b.ResolvedAt}, func() error {
 		c := b
 		c.Kind = recon.BreakKind(kind)
 		if shard != nil {
@@ -418,13 +428,11 @@ func (s *Store) Breaks(ctx context.Context, f recon.BreakFilter) ([]recon.Break,
 		if asset != nil {
 			c.Asset = ledger.Asset(*asset).String()
 		}
-		if b.Journal != nil {
-			v := *b.Journal
-			c.Journal = &v
+		if jour != nil {
+			c.Journal = recon.Amount(*jour).Ptr()
 		}
-		if b.Other != nil {
-			v := *b.Other
-			c.Other = &v
+		if other != nil {
+			c.Other = recon.Amount(*other).Ptr()
 		}
 		if b.ResolvedAt != nil {
 			v := *b.ResolvedAt
