@@ -32,7 +32,9 @@ CREATE TABLE recon_events (
         asset::text || '|' || kind::text || '|' || flags::text || '|' || coalesce(pending_id::text, '') || '|' ||
         user_data, 0)) STORED
 );
-CREATE INDEX recon_events_day ON recon_events (business_date, shard, ts);
+-- Comparisons read a day up to a cutoff, or a window of it: by time. A
+-- shard's entries (the rarer drill-down) are filtered from that range.
+CREATE INDEX recon_events_day ON recon_events (business_date, ts);
 
 -- Totals per business day, shard and asset: entries, sum of amounts, sum of
 -- digests. A day whose totals equal the journal's needs no closer look.
