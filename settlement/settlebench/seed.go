@@ -74,9 +74,9 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ls *ledgerpg.Store, cfg SeedC
 	if redEvery <= 0 {
 		redEvery = n + 1
 	}
-	lateEvery := cfg.LateRedeemEvery
+	lateEvery, lateStart := cfg.LateRedeemEvery, int64(2)
 	if lateEvery <= 0 {
-		lateEvery = n + 1
+		lateEvery, lateStart = 1, n+1 // none
 	}
 	lateCreated := time.Date(cfg.Date.Year(), cfg.Date.Month(), cfg.Date.Day(), 10, 0, 0, 0, ledger.BusinessZone()).UTC()
 	// Shares between 0.01 and 10,000.00, spread by a hash of the id.
@@ -130,8 +130,8 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, ls *ledgerpg.Store, cfg SeedC
 		{"late redemptions", fmt.Sprintf(`INSERT INTO orders (customer_id, request_id, kind, amount, trade_date, confirm_date, status, created_at)
 			SELECT g, 'seed-late', 'standard_redeem', a, $3, $4, 'pending', $5 FROM (
 				SELECT g, CASE WHEN g %% $6 = 0 THEN %[1]s - greatest(%[1]s / 2, 1) ELSE %[1]s END AS a
-				FROM generate_series(2, $1::bigint, $2::bigint) g) x
-			WHERE a > 0`, shares), []any{n, lateEvery, cfg.Date, cfg.Date.AddDate(0, 0, 1), lateCreated, redEvery}},
+				FROM generate_series($7::bigint, $1::bigint, $2::bigint) g) x
+			WHERE a > 0`, shares), []any{n, lateEvery, cfg.Date, cfg.Date.AddDate(0, 0, 1), lateCreated, redEvery, lateStart}},
 		{"redeemers' cash accounts", fmt.Sprintf(`INSERT INTO accounts (id, shard, asset, code, flags, created_ts, balance_ts)
 			SELECT DISTINCT customer_id * 16 + 1, %s, 1, 1, 1, $1::bigint, $1::bigint FROM orders WHERE kind = 'standard_redeem'`,
 			shard("(customer_id * 16 + 1)")), []any{t0}},
