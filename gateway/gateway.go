@@ -130,6 +130,9 @@ type Gateway struct {
 	fund     *fundServer
 	adm      *adminServer
 	openapi  []byte
+	// shedBody is the 429 answer of the concurrency limit, encoded once:
+	// under overload, refusing must cost as little as possible.
+	shedBody []byte
 	stopping atomic.Bool
 }
 
@@ -156,6 +159,11 @@ func New(cfg Config) (*Gateway, error) {
 		conc:    NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
 		openapi: doc,
 	}
+	shed, err := marshaler().Marshal(status.Convert(exhausted("OVERLOADED", shedMessage, time.Second)).Proto())
+	if err != nil {
+		return nil, fmt.Errorf("gateway: encode the shed answer: %w", err)
+	}
+	g.shedBody = shed
 	g.fund = &fundServer{g: g}
 	g.adm = &adminServer{g: g}
 	return g, nil
@@ -192,9 +200,11 @@ func (g *Gateway) rateLimit(c int64) error {
 	return exhausted("RATE_LIMITED", "too many requests for this customer; retry later", wait)
 }
 
+const shedMessage = "the gateway is at capacity; retry shortly"
+
 func (g *Gateway) shedConcurrency() error {
 	g.m.Shed.WithLabelValues("concurrency").Inc()
-	return exhausted("OVERLOADED", "the gateway is at capacity; retry shortly", time.Second)
+	return exhausted("OVERLOADED", shedMessage, time.Second)
 }
 
 func retryAfter(st *status.Status) string {

@@ -170,7 +170,12 @@ func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc 
 			}
 		}
 		if !g.conc.TryAcquire() {
-			g.writeError(w, g.shedConcurrency())
+			g.m.Shed.WithLabelValues("concurrency").Inc()
+			h := w.Header()
+			h.Set("Retry-After", "1")
+			h.Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write(g.shedBody)
 			return
 		}
 		start := time.Now()
@@ -253,11 +258,6 @@ func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 		c = codes.InvalidArgument
 	}
 	writeStatus(w, code, status.New(c, http.StatusText(code)))
-}
-
-func (g *Gateway) writeError(w http.ResponseWriter, err error) {
-	st := status.Convert(err)
-	writeStatus(w, httpStatus(st.Code()), st)
 }
 
 func writeStatus(w http.ResponseWriter, code int, st *status.Status) {
