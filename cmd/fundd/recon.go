@@ -85,7 +85,7 @@ func runRecon(ctx context.Context, f reconFlags) error {
 		return errors.New("--kafka-brokers is required")
 	}
 	octx, cancel := context.WithTimeout(ctx, f.readyWait)
-	set, closeStores, err := openReconSet(octx, f.dsns, f.shards)
+	set, first, closeStores, err := openReconSet(octx, f.dsns, f.shards)
 	cancel()
 	if err != nil {
 		return err
@@ -106,7 +106,10 @@ func runRecon(ctx context.Context, f reconFlags) error {
 		FullEvery:    f.fullEvery,
 		Grace:        f.grace,
 		DaysBack:     f.daysBack,
-		Registerer:   reg,
+		// One worker of the group compares at a time (the lock lives in
+		// the first database).
+		CompareLock: first.CompareLock,
+		Registerer:  reg,
 	}, set, logger)
 	if err != nil {
 		return err
@@ -144,11 +147,12 @@ func runRecon(ctx context.Context, f reconFlags) error {
 	return err
 }
 
-// openReconSet opens reconciliation's store on every ledger database.
-func openReconSet(ctx context.Context, dsns []string, shards int) (*recon.Set, func(), error) {
+// openReconSet opens reconciliation's store on every ledger database; it
+// also returns the first database's store.
+func openReconSet(ctx context.Context, dsns []string, shards int) (*recon.Set, *reconpg.Store, func(), error) {
 	smap, err := ledger.NewShardMap(shards, len(dsns))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var stores []recon.Store
 	var opened []*reconpg.Store
@@ -161,16 +165,16 @@ func openReconSet(ctx context.Context, dsns []string, shards int) (*recon.Set, f
 		s, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("database %d: %w", i, err)
+			return nil, nil, nil, fmt.Errorf("database %d: %w", i, err)
 		}
 		opened, stores = append(opened, s), append(stores, s)
 	}
 	set, err := recon.NewSet(smap, stores...)
 	if err != nil {
 		closeAll()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return set, closeAll, nil
+	return set, opened[0], closeAll, nil
 }
 
 // reconConsumer is the worker's consumer group runner.

@@ -43,6 +43,11 @@ type WorkerConfig struct {
 	DaysBack       int
 	CompareTimeout time.Duration // 0 = 10 min
 	LagEvery       time.Duration // 0 = 5 s
+	// CompareLock, when set, is taken around each round of comparisons
+	// (ok false: another worker holds it; this round is skipped), so that
+	// many workers in a group do not all compare the same days. The
+	// Postgres store's CompareLock is an advisory lock.
+	CompareLock func(ctx context.Context) (unlock func(), ok bool, err error)
 	// Registerer receives the worker's metrics; nil = not registered.
 	Registerer prometheus.Registerer
 	Now        func() time.Time // clock; tests replace it
@@ -346,6 +351,19 @@ func (w *Worker) pollLag(ctx context.Context) {
 // compareRecent compares today and DaysBack days before, up to now less
 // the grace period.
 func (w *Worker) compareRecent(ctx context.Context) {
+	if w.cfg.CompareLock != nil {
+		unlock, ok, err := w.cfg.CompareLock(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("compare lock", "err", err)
+			}
+			return
+		}
+		if !ok {
+			return // another worker compares this round
+		}
+		defer unlock()
+	}
 	now := w.cfg.Now()
 	cutoff := now.Add(-w.cfg.Grace)
 	today := ledger.BusinessDate(now.UnixNano())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,5 +216,38 @@ func TestWorkerComparesPastDaysOnce(t *testing.T) {
 				t.Fatalf("%s comparison %d from %s, want %s", day, i, from, want)
 			}
 		}
+	}
+}
+
+// A worker that does not get the compare lock skips the round.
+func TestWorkerCompareLock(t *testing.T) {
+	store := &fakeStore{compared: map[string]int{}}
+	var tries atomic.Int64
+	w, err := recon.NewWorker(recon.WorkerConfig{
+		Consume: func(ctx context.Context, _ func(context.Context, ledger.Event) error) error {
+			<-ctx.Done()
+			return nil
+		},
+		CompareEvery: 5 * time.Millisecond,
+		CompareLock: func(context.Context) (func(), bool, error) {
+			tries.Add(1)
+			return nil, false, nil
+		},
+	}, recon.Single(store), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	for tries.Load() < 3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(store.compared) != 0 {
+		t.Fatalf("compared %v without the lock", store.compared)
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/settlement/recon"
+	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
 )
 
 // traffic applies n random operations: plain transfers within a shard,
@@ -503,4 +505,33 @@ func TestWindowCompare(t *testing.T) {
 	if rep.From != nil || !found["missing_event/"+lost.String()] || !found["amount_mismatch/"+victim.ID.String()] {
 		t.Fatalf("window with a lost event: from %v, breaks %v; want the whole day: the lost event and the rewritten row", rep.From, found)
 	}
+}
+
+// One worker of a group compares at a time.
+func TestCompareLock(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	a, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	unlock, ok, err := a.CompareLock(ctx)
+	if err != nil || !ok {
+		t.Fatalf("first lock: %v %v", ok, err)
+	}
+	if _, ok, err := b.CompareLock(ctx); err != nil || ok {
+		t.Fatalf("second lock while held: %v %v", ok, err)
+	}
+	unlock()
+	unlock2, ok, err := b.CompareLock(ctx)
+	if err != nil || !ok {
+		t.Fatalf("lock after unlock: %v %v", ok, err)
+	}
+	unlock2()
 }

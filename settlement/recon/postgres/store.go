@@ -68,6 +68,37 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
+// compareLockID is the advisory lock CompareLock takes.
+const compareLockID = 0x7265636f6e02
+
+// CompareLock takes a session advisory lock on this database without
+// waiting, for recon.WorkerConfig.CompareLock: ok is false when another
+// worker holds it. The lock holds one connection until unlock; a worker
+// that dies loses it with its session.
+func (s *Store) CompareLock(ctx context.Context) (unlock func(), ok bool, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("compare lock: %w", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(compareLockID)).Scan(&ok); err != nil || !ok {
+		conn.Release()
+		if err != nil {
+			return nil, false, fmt.Errorf("compare lock: %w", err)
+		}
+		return nil, false, nil
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, int64(compareLockID)); err != nil {
+			// The session may still hold the lock: close it rather than
+			// hand it back to the pool.
+			_ = conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, true, nil
+}
+
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
