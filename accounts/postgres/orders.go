@@ -245,9 +245,10 @@ func (s *Store) placeBatch(batch []*placeRequest) {
 // placeTx runs the batch's transaction, filling results (index-aligned with
 // rs, whose keys are distinct and sorted). An error fails the whole batch.
 //
-// The transaction takes two round trips: BEGIN, the party locks, the claim
-// and the read of keys already stored go as one pipeline; the outcomes, the
-// removal of failed orders and COMMIT as another. Under load, every round
+// The transaction takes two round trips: BEGIN, the party locks and the
+// claim go as one pipeline (a third reads the orders of keys already
+// stored, when a batch has retries); the outcomes, the removal of failed
+// orders and COMMIT as another. Under load, every round
 // trip is a wait for both processes to be scheduled, so it is worth more
 // than the statements it carries.
 func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) (err error) {
@@ -324,18 +325,41 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 		ON CONFLICT (customer_id, request_id) DO NOTHING
 		RETURNING id, customer_id, request_id`,
 		cust, req, kind, amount, counter, trade, confirm, created, recipient)
-	// The keys stored before: only outcomes are ever committed, so
-	// 'placing' rows are this transaction's own.
-	b.Queue(`SELECT `+orderColumns+` FROM orders
-		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND status <> 'placing'`, cust, req)
 	inTx = true
 	br := conn.SendBatch(ctx, b)
-	byID, newID, old, err := readClaim(br)
+	byID, newID, err := readClaim(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("claim orders: %w", cerr)
 	}
 	if err != nil {
 		return err
+	}
+	// The keys that were not claimed are stored already (retries): one more
+	// round trip, only when there are any.
+	var oldCust []int64
+	var oldReq []string
+	for i, r := range rs {
+		if _, isNew := newID[orderKey{r.o.CustomerID, r.o.RequestID}]; !isNew {
+			oldCust, oldReq = append(oldCust, cust[i]), append(oldReq, req[i])
+		}
+	}
+	old := map[orderKey]accounts.Order{}
+	if len(oldCust) > 0 {
+		// Only outcomes are ever committed, so 'placing' rows are this
+		// transaction's own.
+		rows, err := conn.Query(ctx, `SELECT `+orderColumns+` FROM orders
+			WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND status <> 'placing'`,
+			oldCust, oldReq)
+		if err != nil {
+			return fmt.Errorf("read stored orders: %w", err)
+		}
+		stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+		if err != nil {
+			return fmt.Errorf("read stored orders: %w", err)
+		}
+		for _, o := range stored {
+			old[orderKey{o.CustomerID, o.RequestID}] = o
+		}
 	}
 	lap(&st.claim)
 
@@ -432,19 +456,19 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	return nil
 }
 
-// readClaim reads the results of the claim pipeline: the locked customers,
-// the ids of the orders inserted, and the orders stored before.
-func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, map[orderKey]int64, map[orderKey]accounts.Order, error) {
+// readClaim reads the results of the claim pipeline: the locked customers
+// and the ids of the orders inserted.
+func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, map[orderKey]int64, error) {
 	if _, err := br.Exec(); err != nil {
-		return nil, nil, nil, fmt.Errorf("begin orders: %w", err)
+		return nil, nil, fmt.Errorf("begin orders: %w", err)
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("lock customers: %w", err)
+		return nil, nil, fmt.Errorf("lock customers: %w", err)
 	}
 	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("lock customers: %w", err)
+		return nil, nil, fmt.Errorf("lock customers: %w", err)
 	}
 	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
 	for _, c := range locked {
@@ -452,7 +476,7 @@ func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, 
 	}
 	rows, err = br.Query()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("insert orders: %w", err)
+		return nil, nil, fmt.Errorf("insert orders: %w", err)
 	}
 	newID := map[orderKey]int64{}
 	var (
@@ -463,19 +487,7 @@ func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, 
 		newID[orderKey{accounts.CustomerID(c), rid}] = id
 		return nil
 	}); err != nil {
-		return nil, nil, nil, fmt.Errorf("insert orders: %w", err)
+		return nil, nil, fmt.Errorf("insert orders: %w", err)
 	}
-	rows, err = br.Query()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read stored orders: %w", err)
-	}
-	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read stored orders: %w", err)
-	}
-	old := make(map[orderKey]accounts.Order, len(stored))
-	for _, o := range stored {
-		old[orderKey{o.CustomerID, o.RequestID}] = o
-	}
-	return byID, newID, old, nil
+	return byID, newID, nil
 }
