@@ -2,6 +2,7 @@ package settlement
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -390,6 +392,9 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 		return Summary{}, err
 	}
 	sum.Took = time.Since(start)
+	if err := r.writeSummary(sum); err != nil {
+		return Summary{}, err
+	}
 	if err := r.store.FinishRun(ctx, sum); err != nil {
 		return Summary{}, err
 	}
@@ -650,6 +655,22 @@ func (r *Runner) writeFile(ctx context.Context, in Input, sum *Summary, holders 
 		return fmt.Errorf("%w: custodian file digest %s, a previous attempt wrote %s", ErrSnapshotMismatch, digest, prev.Detail)
 	}
 	return r.store.MarkStep(ctx, in.Date, "file", StepResult{Count: totals.Customers, Amount: totals.Income, Detail: digest})
+}
+
+// writeSummary puts the summary beside the custodian file, as JSON.
+func (r *Runner) writeSummary(sum Summary) error {
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	name := strings.TrimSuffix(sum.File, ".csv") + ".summary.json"
+	if err := os.WriteFile(name+".tmp", append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("summary file: %w", err)
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		return fmt.Errorf("summary file: %w", err)
+	}
+	return nil
 }
 
 func (r *Runner) publish(ctx context.Context, date time.Time, books []IncomeBook, sum *Summary) error {

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,6 +157,11 @@ func TestSettlementGolden(t *testing.T) {
 	tampered := strings.Replace(f, "-0.31", "-0.30", 1)
 	if _, err := settlement.VerifyCustodianFile(strings.NewReader(tampered)); !isErr(err, settlement.ErrBadChecksum) {
 		t.Errorf("tampered file: %v, want ErrBadChecksum", err)
+	}
+
+	if b, err := os.ReadFile(filepath.Join(w.dir, "settlement-20261120.summary.json")); err != nil ||
+		!strings.Contains(string(b), `"fund_income": -50`) {
+		t.Errorf("summary file: %v\n%s", err, b)
 	}
 
 	// Re-running a finished date writes nothing and returns its summary;
