@@ -71,7 +71,7 @@ fund_recon_events_total{result}.`,
 	fl.DurationVar(&f.compareEvery, "compare-every", time.Minute, "how often to compare with the journal (0: never)")
 	fl.DurationVar(&f.fullEvery, "full-every", time.Hour, "how often today is compared whole (in between: only what came since the last clean comparison)")
 	fl.DurationVar(&f.grace, "grace", 2*time.Minute, "entries newer than this are not compared yet (still on their way)")
-	fl.IntVar(&f.daysBack, "days-back", 1, "business days before today each comparison covers")
+	fl.IntVar(&f.daysBack, "days-back", 1, "past business days compared (each once, whole, after it closed and the grace passed)")
 	fl.DurationVar(&f.readyWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
 	return cmd
 }
