@@ -127,6 +127,10 @@ type Config struct {
 	// again at the shards' new epochs. Without it, such writers are fenced
 	// (TakeShards) and must be restarted by their owner.
 	Quiesce func(ctx context.Context) (resume func(ctx context.Context) error, err error)
+	// Observe, when set, is told the summary of every run that finished
+	// (metrics: fund_settlement_last_success_timestamp_seconds,
+	// fund_settlement_accounts_total).
+	Observe func(Summary)
 }
 
 // Runner runs settlement for business dates.
@@ -397,6 +401,9 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 	}
 	if err := r.store.FinishRun(ctx, sum); err != nil {
 		return Summary{}, err
+	}
+	if r.cfg.Observe != nil {
+		r.cfg.Observe(sum)
 	}
 	return sum, nil
 }

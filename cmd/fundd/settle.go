@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/accounts"
@@ -33,10 +38,10 @@ const (
 // newSettleCmd is `fundd settle`: the nightly settlement on a schedule.
 func newSettleCmd() *cobra.Command {
 	var (
-		dsn, incomeDir, fileDir, brokers, topic, from string
-		shards, parallel                              int
-		delay, tick                                   time.Duration
-		take                                          bool
+		dsn, incomeDir, fileDir, brokers, topic, from, httpAddr string
+		shards, parallel                                        int
+		delay, tick                                             time.Duration
+		take                                                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "settle",
@@ -81,8 +86,18 @@ run); with --take-shards it fences ledger processes that still own them.`,
 				defer pub.Close()
 				events = pub
 			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := newSettleMetrics(reg)
 			runner := settlement.NewRunner(settlement.Config{Shards: shards, Parallel: parallel, FileDir: fileDir,
-				TakeShards: take}, store, yields, events, logger)
+				TakeShards: take, Observe: metrics.observe}, store, yields, events, logger)
+			if httpAddr != "" {
+				stop, err := serveMetrics(httpAddr, reg, logger)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			s := &schedule{runner: runner, store: store, incomeDir: incomeDir, first: first, delay: delay, log: logger,
 				now: time.Now}
 			return s.run(ctx, tick)
@@ -100,7 +115,58 @@ run); with --take-shards it fences ledger processes that still own them.`,
 	f.BoolVar(&take, "take-shards", false, "fence ledger processes that still own shards")
 	f.StringVar(&brokers, "kafka", "", "Kafka brokers for settlement events; empty = none")
 	f.StringVar(&topic, "topic", settlekafka.TopicDefault, "Kafka topic of settlement events")
+	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:9104", "where /metrics is served; empty = nowhere")
 	return cmd
+}
+
+// settleMetrics are the settlement's Prometheus metrics (names from the
+// contract).
+type settleMetrics struct {
+	lastSuccess prometheus.Gauge
+	accounts    prometheus.Counter
+}
+
+func newSettleMetrics(reg prometheus.Registerer) *settleMetrics {
+	m := &settleMetrics{
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fund_settlement_last_success_timestamp_seconds",
+			Help: "When the last settlement run finished successfully (Unix seconds)."}),
+		accounts: prometheus.NewCounter(prometheus.CounterOpts{Name: "fund_settlement_accounts_total",
+			Help: "Holders whose income the settlement runs distributed."}),
+	}
+	reg.MustRegister(m.lastSuccess, m.accounts)
+	return m
+}
+
+func (m *settleMetrics) observe(s settlement.Summary) {
+	m.lastSuccess.SetToCurrentTime()
+	m.accounts.Add(float64(s.Holders))
+}
+
+// metricsShutdownTimeout bounds the metrics server's shutdown.
+const metricsShutdownTimeout = 5 * time.Second
+
+// serveMetrics serves /metrics until the returned stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, logger *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 // schedule settles dates one after another as they become due.
@@ -300,8 +366,9 @@ func newSettleWorker(fileDir string) devstack.Worker {
 		if err != nil {
 			return devstack.Role{}, err
 		}
-		runner := settlement.NewRunner(settlement.Config{Shards: 1, FileDir: fileDir, TakeShards: true}, store,
-			s.Accounts, nil, s.Logger)
+		metrics := newSettleMetrics(s.Registry)
+		runner := settlement.NewRunner(settlement.Config{Shards: 1, FileDir: fileDir, TakeShards: true,
+			Observe: metrics.observe}, store, s.Accounts, nil, s.Logger)
 		return devstack.Role{Settler: gatewaySettler{runner}, Close: store.Close}, nil
 	}}
 }

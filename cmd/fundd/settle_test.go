@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/settlement"
 )
@@ -103,5 +105,33 @@ func TestGatewayErrMapsSettlementErrors(t *testing.T) {
 		if !errors.Is(got, c.want) || !errors.Is(got, c.err) {
 			t.Errorf("%v: %v", c.err, got)
 		}
+	}
+}
+
+func TestSettleMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newSettleMetrics(reg)
+	m.observe(settlement.Summary{Holders: 7})
+	m.observe(settlement.Summary{Holders: 5})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			switch {
+			case mm.GetCounter() != nil:
+				got[mf.GetName()] = mm.GetCounter().GetValue()
+			case mm.GetGauge() != nil:
+				got[mf.GetName()] = mm.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["fund_settlement_accounts_total"] != 12 {
+		t.Errorf("fund_settlement_accounts_total %v, want 12", got["fund_settlement_accounts_total"])
+	}
+	if v := got["fund_settlement_last_success_timestamp_seconds"]; v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("fund_settlement_last_success_timestamp_seconds %v", v)
 	}
 }
