@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,9 +244,9 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 
 	// 1. Close: own every shard for the run.
 	if r.cfg.Quiesce != nil {
-		resume, err := r.cfg.Quiesce(ctx)
-		if err != nil {
-			return Summary{}, fmt.Errorf("quiesce ledger writers: %w", err)
+		resume, qerr := r.cfg.Quiesce(ctx)
+		if qerr != nil {
+			return Summary{}, fmt.Errorf("quiesce ledger writers: %w", qerr)
 		}
 		defer func() {
 			if rerr := resume(context.WithoutCancel(ctx)); rerr != nil {
@@ -317,7 +318,10 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 		if h.Eligible > 0 {
 			sum.Holders++
 		}
-		totalShares += h.Eligible // Allocate checks the sum for overflow below
+		if totalShares > math.MaxInt64-h.Eligible {
+			return Summary{}, fmt.Errorf("account %d: %w", h.Account, ErrSharesOverflow)
+		}
+		totalShares += h.Eligible
 	}
 	fundIncome, per10k := in.IncomeTotal, in.IncomePer10k
 	if in.PerTenK {
