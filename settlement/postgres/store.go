@@ -163,6 +163,18 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 				latest.Format(time.DateOnly), next.Format(time.DateOnly), in.Date.Format(time.DateOnly), settlement.ErrOutOfOrder)
 		}
 	}
+	// The fund's published yields must be able to take this date when the
+	// run gets there (accounts.Service.PublishFundYield refuses gaps):
+	// check now, before anything is booked.
+	var lastYield *time.Time
+	if err := tx.QueryRow(ctx, `SELECT max(date) FROM fund_yields`).Scan(&lastYield); err != nil {
+		return settlement.RunState{}, fmt.Errorf("check published yields: %w", err)
+	}
+	if lastYield != nil && in.Date.After(lastYield.AddDate(0, 0, 1)) {
+		return settlement.RunState{}, fmt.Errorf("the fund's yields are published up to %s, so %s cannot be settled before %s: %w",
+			lastYield.Format(time.DateOnly), in.Date.Format(time.DateOnly), lastYield.AddDate(0, 0, 1).Format(time.DateOnly),
+			settlement.ErrOutOfOrder)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO settlement_runs (date, per_10k, income_value, shards) VALUES ($1, $2, $3, $4)`,
 		in.Date, in.PerTenK, value, shards); err != nil {
 		return settlement.RunState{}, fmt.Errorf("record run: %w", err)
