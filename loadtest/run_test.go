@@ -286,7 +286,7 @@ func TestSetupOpensCustomersWithRetries(t *testing.T) {
 	})
 	cs, ms, err := Setup(context.Background(), SetupConfig{
 		Target: srv.URL, AdminToken: "a", Tokens: fixedTokens{}, Customers: 40, Balance: 100_000,
-		Subscribe: 50_000, Merchants: 3, Parallelism: 4, RunID: "s1",
+		Subscribe: 50_000, Subscribers: 30, Merchants: 3, Parallelism: 4, RunID: "s1",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -305,5 +305,8 @@ func TestSetupOpensCustomersWithRetries(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.keys["s1-c0-t"] != 2 || f.keys["s1-c0-s"] != 1 {
 		t.Fatalf("top-up attempts %d, subscription attempts %d", f.keys["s1-c0-t"], f.keys["s1-c0-s"])
+	}
+	if f.keys["s1-c29-s"] != 1 || f.keys["s1-c30-s"] != 0 || f.keys["s1-c39-t"] != 2 {
+		t.Fatalf("only the first 30 of 40 subscribe: %d %d %d", f.keys["s1-c29-s"], f.keys["s1-c30-s"], f.keys["s1-c39-t"])
 	}
 }

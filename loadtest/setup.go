@@ -33,11 +33,14 @@ type SetupConfig struct {
 	Tokens interface {
 		Customer(int64) (string, error)
 	}
-	Customers   int   // how many to open
-	Balance     int64 // fen topped up into each one's cash; 0 = none
-	Subscribe   int64 // fen of that subscribed into fund shares; 0 = none
-	Merchants   int   // merchants 1..Merchants registered
-	Parallelism int   // calls at once; 0 = SetupParallelismDefault
+	Customers int   // how many to open
+	Balance   int64 // fen topped up into each one's cash; 0 = none
+	Subscribe int64 // fen of that subscribed into fund shares; 0 = none
+	// Subscribers is how many customers subscribe (the first ones, which
+	// the Zipf draw makes the busiest); 0 = all of them.
+	Subscribers int
+	Merchants   int // merchants 1..Merchants registered
+	Parallelism int // calls at once; 0 = SetupParallelismDefault
 	// RunID makes the idempotency keys: running the setup again with the
 	// same RunID opens no new customer.
 	RunID    string
@@ -73,6 +76,9 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 	}
 	if cfg.Parallelism < 1 || cfg.Parallelism > SetupParallelismMax {
 		return nil, nil, fmt.Errorf("setup parallelism %d: want 1..%d", cfg.Parallelism, SetupParallelismMax)
+	}
+	if cfg.Subscribers < 0 {
+		return nil, nil, fmt.Errorf("subscribers %d: want >= 0", cfg.Subscribers)
 	}
 	if cfg.Subscribe > cfg.Balance || cfg.Balance < 0 || cfg.Subscribe < 0 {
 		return nil, nil, fmt.Errorf("balance %d, subscribe %d: want 0 <= subscribe <= balance", cfg.Balance, cfg.Subscribe)
@@ -159,7 +165,7 @@ func openOne(ctx context.Context, be Backend, cfg SetupConfig, i int) (int64, er
 			return 0, fmt.Errorf("top up customer %d: %w", id, err)
 		}
 	}
-	if cfg.Subscribe > 0 {
+	if cfg.Subscribe > 0 && (cfg.Subscribers == 0 || i < cfg.Subscribers) {
 		if err := be.Subscribe(ctx, id, key+"-s", cfg.Subscribe); err != nil {
 			return 0, fmt.Errorf("subscribe for customer %d: %w", id, err)
 		}

@@ -42,6 +42,7 @@ type loadtestOpts struct {
 	reconWait                          time.Duration
 	// setupBackend, when set, opens the customers instead of the API.
 	setupBackend loadtest.Backend
+	subscribers  int
 }
 
 const (
@@ -88,6 +89,7 @@ then decay), constant, ramp (peak/10 to peak), or a .json/.csv file of seconds,r
 	f.IntVar(&o.customers, "customers", 1000, "customers to open (through POST /v1/customers)")
 	f.StringVar(&o.balance, "balance", "1000.00", "cash each customer is topped up with")
 	f.StringVar(&o.subscribe, "subscribe", "200.00", "part of it subscribed into fund shares during setup")
+	f.IntVar(&o.subscribers, "subscribers", 0, "how many customers subscribe during setup (the busiest first); 0 = all")
 	f.IntVar(&o.merchants, "merchants", 20, "merchants to register")
 	f.IntVar(&o.hotMerchants, "hot-merchants", loadtest.HotMerchantsDefault, "merchants that get 80% of payments")
 	f.Float64Var(&o.zipf, "zipf", loadtest.ZipfSkewDefault, "Zipf skew s (>1) of the customer choice")
@@ -206,7 +208,7 @@ func (p *loadPlan) setup(ctx context.Context, progress io.Writer) (customers, me
 	start := time.Now()
 	customers, merchants, err = loadtest.Setup(ctx, loadtest.SetupConfig{
 		Target: o.target, AdminToken: p.tokens.Admin(), Tokens: p.tokens, Customers: o.customers, Balance: p.balance,
-		Subscribe: p.subscribe, Merchants: o.merchants, Parallelism: o.setupParallelism, RunID: o.runID + "s",
+		Subscribe: p.subscribe, Subscribers: o.subscribers, Merchants: o.merchants, Parallelism: o.setupParallelism, RunID: o.runID + "s",
 		Progress: progress, Backend: o.setupBackend,
 	})
 	if err != nil {
