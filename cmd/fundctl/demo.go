@@ -416,9 +416,13 @@ func (s *demoSettler) settle(ctx context.Context, date time.Time, per10k string)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d customers' subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, 7-day yield %q, custodian file %s (%.1fs)",
+	yield := sum.SevenDayYield + "%"
+	if sum.SevenDayYield == "" {
+		yield = "none yet (the fund is younger than 7 days)"
+	}
+	return fmt.Sprintf("%d customers' subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, 7-day yield %s, custodian file %s (%.1fs)",
 		sum.Subscriptions, accounts.FormatAmount(sum.SubscribedShares), sum.Redemptions, accounts.FormatAmount(sum.RedeemedCash),
-		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), sum.SevenDayYield,
+		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), yield,
 		sum.File, sum.Took.Seconds()), nil
 }
 
