@@ -12,6 +12,12 @@ import (
 	"github.com/fundplatform/fund/ledger"
 )
 
+// batchBytesMax keeps every produce batch under the broker's default
+// message.max.bytes (1 MiB, in Kafka and in kfake alike): a bigger batch is
+// refused whole, and the relay would retry the same round until it gave up.
+// kafka-go splits a larger WriteMessages call into batches of this size.
+const batchBytesMax = 1_000_000
+
 // Publisher writes ledger events to a topic, one message per event, JSON
 // with the event's schema version inside.
 type Publisher struct {
@@ -28,7 +34,7 @@ func NewPublisher(brokers []string, topic string) *Publisher {
 		Balancer:     &kafkago.Hash{},
 		RequiredAcks: kafkago.RequireAll,
 		BatchSize:    5000,
-		BatchBytes:   16 << 20,
+		BatchBytes:   batchBytesMax,
 		BatchTimeout: 500 * time.Microsecond,
 		MaxAttempts:  3,
 		WriteTimeout: 10 * time.Second,
