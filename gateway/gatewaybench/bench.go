@@ -34,8 +34,13 @@ type Config struct {
 	OpenRate        float64
 	OpenRateFactor  float64
 	OpenInFlightMax int // open loop: requests outstanding at most; more are counted as not sent
-	Gateway         gateway.Config
-	Loopback        bool // REST through a loopback gRPC connection
+	// ConnsMax bounds the generator's connections (a request waits for a
+	// free one, and that wait counts in its latency); 0 = 1024, or Clients
+	// if more. Unbounded, an overloaded open loop would dial until it ran
+	// out of file descriptors.
+	ConnsMax int
+	Gateway  gateway.Config
+	Loopback bool // REST through a loopback gRPC connection
 	// OrderWriters and OrderBatchMax tune the accounts store (0 = defaults).
 	OrderWriters, OrderBatchMax int
 	PGSettings                  map[string]string
@@ -96,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.OpenInFlightMax == 0 {
 		c.OpenInFlightMax = 20_000
 	}
+	if c.ConnsMax == 0 {
+		c.ConnsMax = max(1024, c.Clients)
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -123,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	host := strings.TrimPrefix(st.HTTPURL, "http://")
-	pool := newWirePool(host, max(cfg.Clients, cfg.OpenInFlightMax))
+	pool := newWirePool(host, max(cfg.Clients, cfg.ConnsMax))
 	defer pool.close()
 	l := &loader{wire: &wireLoader{pool: pool, timeout: 30 * time.Second}, custs: custs}
 	for i := range l.custs {
