@@ -23,6 +23,11 @@ import (
 // accountsReadyTimeout bounds loading the ledger shard before a command.
 const accountsReadyTimeout = time.Minute
 
+// accountsLeaseTTL is the lease a command holds on the ledger shard. It is
+// not renewed: a command that outlives it may be fenced, which fails its
+// writes safely; a command that dies holds the shard up for at most this.
+const accountsLeaseTTL = 2 * time.Minute
+
 // accountsOpts are the flags every accounts subcommand shares.
 type accountsOpts struct {
 	dsn        string
@@ -76,7 +81,26 @@ func (o *accountsOpts) withService(ctx context.Context, fn func(*accounts.Servic
 	}
 	defer astore.Close()
 
-	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, lstore, nil)
+	// The command is the shard's owner for its duration, through a lease
+	// like any owner: it writes at a fresh fencing epoch (after a
+	// settlement run took the shard, epoch 0 would be refused), and it
+	// refuses to start beside a live owner such as a running fundd.
+	owner := fmt.Sprintf("fundctl-accounts-%d", os.Getpid())
+	epoch, ok, err := lstore.AcquireLease(ctx, 0, owner, "", accountsLeaseTTL)
+	if err != nil {
+		return fmt.Errorf("ledger shard lease: %w", err)
+	}
+	if !ok {
+		return errors.New("ledger shard 0 is owned by another process (a running fundd?); use the gateway, or stop it first")
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := lstore.ReleaseLease(rctx, 0, owner, epoch); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: 0, Epoch: epoch}, lstore, nil)
 	stop, err := seq.Start(ctx, accountsReadyTimeout)
 	if err != nil {
 		return fmt.Errorf("ledger shard: %w", err)

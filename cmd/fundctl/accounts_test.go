@@ -12,6 +12,7 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/ledger/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -230,5 +231,40 @@ func TestAccountsJSONAmounts(t *testing.T) {
 	run("open", "Wes", "--request-id", "open-wes")
 	if out := run("history", "3", "--json"); !strings.Contains(out, `"orders": []`) {
 		t.Errorf("empty history: %s", out)
+	}
+}
+
+// TestAccountsCommandsFollowLeases: the commands own the ledger shard
+// through its lease. After another owner (a settlement run) took the shard
+// at a higher epoch and let it go, they still write; while a live owner
+// holds it, they refuse to start and change nothing.
+func TestAccountsCommandsFollowLeases(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	if out, err := fundctl(t, "accounts", "--dsn", dsn, "open", "Alice", "--request-id", "o1"); err != nil {
+		t.Fatalf("open: %v\n%s", err, out)
+	}
+	lstore, err := postgres.Open(ctx, postgres.Config{DSN: dsn, ConnsMax: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lstore.Close()
+	epoch, ok, err := lstore.AcquireLease(ctx, 0, "settlement-run", "", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("take the shard: ok=%v %v", ok, err)
+	}
+	if out, err := fundctl(t, "accounts", "--dsn", dsn, "top-up", "1", "10.00", "--request-id", "t1"); err == nil ||
+		!strings.Contains(err.Error(), "owned by another process") {
+		t.Fatalf("top-up beside a live owner: %v\n%s", err, out)
+	}
+	if err := lstore.ReleaseLease(ctx, 0, "settlement-run", epoch); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := fundctl(t, "accounts", "--dsn", dsn, "top-up", "1", "10.00", "--request-id", "t1"); err != nil {
+		t.Fatalf("top-up after the takeover: %v\n%s", err, out)
+	}
+	out, err := fundctl(t, "accounts", "--dsn", dsn, "holdings", "1", "--json")
+	if err != nil || !strings.Contains(out, `"10.00"`) {
+		t.Fatalf("holdings: %v\n%s", err, out)
 	}
 }
