@@ -160,14 +160,24 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 }
 
 // routeMiddleware runs after the mux matched a route, before the body is
-// decoded: it names the route for the metrics, sheds when the gateway is
-// at its concurrency limit, sets the deadline and checks the body.
+// decoded: it names the route for the metrics, checks the body, sheds when
+// the gateway is at its concurrency limit and sets the deadline.
 func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if info, ok := r.Context().Value(routeKey{}).(*routeInfo); ok {
 			if p, ok := runtime.HTTPPattern(r.Context()); ok {
 				info.route = r.Method + " " + p.String()
 			}
+		}
+		// The body first (bounded, and by the server's read timeout): a
+		// client that sends it slowly must not hold a concurrency slot.
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			body, code, err := g.readBody(r)
+			if err != nil {
+				writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		if !g.conc.TryAcquire() {
 			g.m.Shed.WithLabelValues("concurrency").Inc()
@@ -183,14 +193,6 @@ func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc 
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
-		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-			body, code, err := g.readBody(r)
-			if err != nil {
-				writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
 		next(w, r, params)
 	}
 }
