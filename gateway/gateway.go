@@ -232,9 +232,10 @@ func (g *Gateway) Ready(ctx context.Context) error {
 }
 
 // GRPCServer returns a gRPC server with both services and the gateway's
-// interceptor (concurrency limit, deadline, metrics).
+// interceptor (concurrency limit, deadline, metrics); a message may be as
+// large as a REST body.
 func (g *Gateway) GRPCServer() *grpc.Server {
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(g.unaryInterceptor))
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(g.unaryInterceptor), grpc.MaxRecvMsgSize(int(g.cfg.BodyBytesMax)))
 	fundv1.RegisterFundServiceServer(s, g.fund)
 	fundv1.RegisterAdminServiceServer(s, g.adm)
 	return s
