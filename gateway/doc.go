@@ -6,11 +6,13 @@
 //
 // How a REST request flows: apiMiddleware (metrics, access log, panic
 // guard) -> grpc-gateway's mux matches the route -> routeMiddleware (route
-// label, global concurrency limit that sheds at once with 429 and
-// Retry-After, the request deadline, body rules: application/json, size
-// limit, well-formed JSON) -> protojson decoding (unknown fields refused) ->
-// the server method, called in-process -> authentication and authorisation
-// (bearer JWT from gateway/auth; customer tokens act on their own customer,
+// label, body rules: application/json, size limit, well-formed JSON; then
+// the global concurrency limit that sheds at once with 429 and Retry-After,
+// fixed or following a latency target; the request deadline) -> protojson
+// decoding (unknown fields refused) -> the server method, called
+// in-process (measured cheaper than a loopback gRPC hop: BenchmarkRESTPath)
+// -> authentication and authorisation (bearer JWT from gateway/auth, the
+// verified tokens remembered; customer tokens act on their own customer,
 // admin calls need the admin scope), the per-customer rate limit,
 // validation -> accounts.Service -> the ledger through a BreakerClient per
 // shard owner. Native gRPC calls take the same path from the server method
