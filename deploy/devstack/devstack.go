@@ -84,6 +84,10 @@ type Options struct {
 	Gateway gateway.Config
 	// Accounts tunes the service (fast-redemption cap, clock).
 	Accounts accounts.Config
+	// Sequencer is the template of the ledger shard's sequencer (batch
+	// limits, BatchObserver for ledger metrics); Shard, Shards and Epoch
+	// are set by the host.
+	Sequencer ledger.SequencerConfig
 	// Breaker tunes the circuit breaker in front of the ledger shard.
 	Breaker gateway.BreakerConfig
 	// AccountsConnsMax is the accounts store's pool size; 0 = 64. Every
@@ -222,8 +226,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.closers = append(s.closers, s.LedgerStore.Close)
 	s.Host = ledger.NewHost(ledger.HostConfig{
 		Owner:    fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
-		Shards:   1,
-		LeaseTTL: leaseTTL,
+		Shards:    1,
+		LeaseTTL:  leaseTTL,
+		Sequencer: opts.Sequencer,
 	}, s.LedgerStore, s.LedgerStore, logger.With("role", "ledger"))
 	hctx, stopHost := context.WithCancel(context.Background())
 	s.stopLedger, s.ledgerDone = stopHost, make(chan struct{})
