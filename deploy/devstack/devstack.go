@@ -225,7 +225,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.closers = append(s.closers, s.LedgerStore.Close)
 	s.Host = ledger.NewHost(ledger.HostConfig{
-		Owner:    fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
+		Owner:     fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
 		Shards:    1,
 		LeaseTTL:  leaseTTL,
 		Sequencer: opts.Sequencer,
