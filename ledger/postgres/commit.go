@@ -21,66 +21,119 @@ const fencedCode = "LF001"
 // statement per transfer) that runs as one implicit transaction: one round
 // trip and one WAL flush per batch, whatever its size. Any failing statement
 // (the fence above all) aborts everything.
+//
+// Batches of several shards of this database that are committed at the
+// same time are merged into one such transaction (group commit, see
+// groupCommitter): each keeps its own fence check, so a stale shard still
+// cannot write, and each is answered only once that transaction committed.
 func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	if err := s.ensureBatchPartitions(ctx, b); err != nil {
 		return err
 	}
+	_, err := s.commits.do(ctx, b, s.commitGroup)
+	return err
+}
+
+// Bounds of one merged commit.
+const (
+	commitBatchesMax   = 64    // batches (hence shards) in one transaction
+	commitTransfersMax = 65536 // journal entries in one transaction, unless one batch alone holds more
+)
+
+// commitGroup writes the batches of one group in one transaction. When the
+// server refuses it (a stale epoch, say), nothing of it was written and its
+// batches are committed one by one again, so that each shard gets its own
+// answer and a fenced shard cannot fail the others.
+func (s *Store) commitGroup(ctx context.Context, calls []*groupCall[*ledger.Batch, struct{}]) {
+	bs := make([]*ledger.Batch, len(calls))
+	for i, c := range calls {
+		bs[i] = c.in
+	}
+	refused, err := s.commitBatches(ctx, bs)
+	if err != nil && refused && len(calls) > 1 {
+		for _, c := range calls {
+			_, err := s.commitBatches(ctx, []*ledger.Batch{c.in})
+			c.done <- groupResult[struct{}]{err: err}
+		}
+		return
+	}
+	for _, c := range calls {
+		c.done <- groupResult[struct{}]{err: err}
+	}
+}
+
+// commitBatches writes batches of distinct shards in one implicit
+// transaction. refused reports that the server refused a statement, so
+// that the transaction rolled back and nothing of it was written.
+func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused bool, err error) {
 	var q pgx.Batch
-	q.Queue(`SELECT ledger_fence($1, $2, $3, $4)`, b.Shard, b.Epoch, b.LastTimestamp, b.CheckpointTS)
-	if len(b.NewAccounts) > 0 {
-		queueNewAccounts(&q, b)
+	queueFences(&q, bs)
+	for _, b := range bs {
+		if len(b.NewAccounts) > 0 {
+			queueNewAccounts(&q, b)
+		}
 	}
-	if len(b.Transfers) > 0 {
-		queueTransfers(&q, b)
+	if n := transfersIn(bs); n > 0 {
+		queueTransfers(&q, bs, n)
 		if !s.noOutbox {
-			q.Queue(`INSERT INTO ledger_outbox (shard, last_ts, events, payload) VALUES ($1, $2, $3, $4)`,
-				b.Shard, b.LastTimestamp, len(b.Transfers), ledger.EncodeEntries(b.Transfers))
+			queueOutbox(&q, bs)
 		}
 	}
-	if len(b.Accounts) > 0 {
-		queueFlush(&q, b.Accounts, b.LastTimestamp)
-	}
-	if len(b.Closed) > 0 {
-		ids := make([]int64, len(b.Closed))
-		for i, id := range b.Closed {
-			ids[i] = int64(id)
+	queueFlush(&q, bs)
+	for _, b := range bs {
+		if len(b.Closed) > 0 {
+			ids := make([]int64, len(b.Closed))
+			for i, id := range b.Closed {
+				ids[i] = int64(id)
+			}
+			q.Queue(`UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids)
 		}
-		q.Queue(`UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids)
-	}
-	if len(b.PendingNew) > 0 {
-		queuePendingNew(&q, b)
-	}
-	if len(b.PendingResolved) > 0 {
-		ids := make([]pgtype.UUID, len(b.PendingResolved))
-		states := make([]int16, len(b.PendingResolved))
-		for i := range b.PendingResolved {
-			ids[i] = pgtype.UUID{Bytes: b.PendingResolved[i].ID, Valid: true}
-			states[i] = int16(b.PendingResolved[i].State)
+		if len(b.PendingNew) > 0 {
+			queuePendingNew(&q, b)
 		}
-		q.Queue(`UPDATE pending_transfers p SET state = u.state
-			FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states)
+		if len(b.PendingResolved) > 0 {
+			ids := make([]pgtype.UUID, len(b.PendingResolved))
+			states := make([]int16, len(b.PendingResolved))
+			for i := range b.PendingResolved {
+				ids[i] = pgtype.UUID{Bytes: b.PendingResolved[i].ID, Valid: true}
+				states[i] = int16(b.PendingResolved[i].State)
+			}
+			q.Queue(`UPDATE pending_transfers p SET state = u.state
+				FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states)
+		}
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
+		return false, fmt.Errorf("acquire: %w", err)
 	}
 	defer conn.Release()
 	if err := conn.SendBatch(ctx, &q).Close(); err != nil {
 		var pe *pgconn.PgError
-		switch {
-		case errors.As(err, &pe) && pe.Code == fencedCode:
-			return fmt.Errorf("shard %d epoch %d: %w", b.Shard, b.Epoch, ledger.ErrFenced)
-		case errors.As(err, &pe) && pe.ConstraintName == "transfer_ids_pkey":
-			return fmt.Errorf("%w: transfer id written twice: %v", ledger.ErrInvariantBroke, err)
-		}
-		// A broken connection may leave the outcome unknown; the pool must
-		// not hand it out again.
 		if !errors.As(err, &pe) {
+			// A broken connection may leave the outcome unknown; the pool
+			// must not hand it out again.
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			return false, fmt.Errorf("commit batch: %w", err)
 		}
-		return fmt.Errorf("commit batch: %w", err)
+		if len(bs) == 1 {
+			switch {
+			case pe.Code == fencedCode:
+				return true, fmt.Errorf("shard %d epoch %d: %w", bs[0].Shard, bs[0].Epoch, ledger.ErrFenced)
+			case pe.ConstraintName == "transfer_ids_pkey":
+				return true, fmt.Errorf("%w: transfer id written twice: %v", ledger.ErrInvariantBroke, err)
+			}
+		}
+		return true, fmt.Errorf("commit batch: %w", err)
 	}
-	return nil
+	return false, nil
+}
+
+func transfersIn(bs []*ledger.Batch) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b.Transfers)
+	}
+	return n
 }
 
 func queueNewAccounts(q *pgx.Batch, b *ledger.Batch) {
@@ -99,10 +152,12 @@ func queueNewAccounts(q *pgx.Batch, b *ledger.Batch) {
 		b.Shard, ids, assets, codes, flags, ts)
 }
 
-func queueTransfers(q *pgx.Batch, b *ledger.Batch) {
-	ts := b.Transfers
-	n := len(ts)
+// queueTransfers writes the journal entries and ids of every batch in two
+// statements, whatever the number of batches: each row carries its shard.
+func queueTransfers(q *pgx.Batch, bs []*ledger.Batch, n int) {
 	var (
+		shards           = make([]int32, 0, n)
+		fps              = make([]int64, 0, n)
 		ids              = make([]pgtype.UUID, n)
 		pendingIDs       = make([]pgtype.UUID, n)
 		stamps           = make([]int64, n)
@@ -119,48 +174,104 @@ func queueTransfers(q *pgx.Batch, b *ledger.Batch) {
 		prevDay    int64 = -1
 		prevDate   pgtype.Date
 	)
-	for i := range ts {
-		t := &ts[i]
-		// Dates change at most once or twice per batch; skip the calendar
-		// arithmetic for the other rows.
-		if day := (t.Timestamp + 8*int64(time.Hour)) / int64(24*time.Hour); day != prevDay {
-			prevDay, prevDate = day, pgtype.Date{Time: ledger.BusinessDate(t.Timestamp), Valid: true}
+	i := -1
+	for _, b := range bs {
+		shards = append(shards, repeat(int32(b.Shard), len(b.Transfers))...)
+		fps = append(fps, b.Fingerprints...)
+		for j := range b.Transfers {
+			i++
+			t := &b.Transfers[j]
+			// Dates change at most once or twice per batch; skip the calendar
+			// arithmetic for the other rows.
+			if day := (t.Timestamp + 8*int64(time.Hour)) / int64(24*time.Hour); day != prevDay {
+				prevDay, prevDate = day, pgtype.Date{Time: ledger.BusinessDate(t.Timestamp), Valid: true}
+			}
+			ids[i] = pgtype.UUID{Bytes: t.ID, Valid: true}
+			pendingIDs[i] = pgtype.UUID{Bytes: t.PendingID, Valid: !t.PendingID.IsZero()}
+			stamps[i], dates[i] = t.Timestamp, prevDate
+			debits[i], credits[i], amounts[i], released[i] = int64(t.DebitAccountID), int64(t.CreditAccountID), t.Amount, t.PendingAmount
+			assets[i], kinds[i], flags[i], timeouts[i], userData[i] = int16(t.Asset), int32(t.Kind), int32(t.Flags), int64(t.Timeout), t.UserData
 		}
-		ids[i] = pgtype.UUID{Bytes: t.ID, Valid: true}
-		pendingIDs[i] = pgtype.UUID{Bytes: t.PendingID, Valid: !t.PendingID.IsZero()}
-		stamps[i], dates[i] = t.Timestamp, prevDate
-		debits[i], credits[i], amounts[i], released[i] = int64(t.DebitAccountID), int64(t.CreditAccountID), t.Amount, t.PendingAmount
-		assets[i], kinds[i], flags[i], timeouts[i], userData[i] = int16(t.Asset), int32(t.Kind), int32(t.Flags), int64(t.Timeout), t.UserData
 	}
 	q.Queue(`INSERT INTO transfers (id, shard, ts, business_date, debit_account_id, credit_account_id, amount,
 			pending_amount, asset, kind, flags, pending_id, timeout_ns, user_data)
-		SELECT u.id, $1, u.ts, u.d, u.dr, u.cr, u.amount, u.released, u.asset, u.kind, u.flags, u.pid, u.timeout, u.ud
-		FROM unnest($2::uuid[], $3::bigint[], $4::date[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+		SELECT u.id, u.shard, u.ts, u.d, u.dr, u.cr, u.amount, u.released, u.asset, u.kind, u.flags, u.pid, u.timeout, u.ud
+		FROM unnest($1::int[], $2::uuid[], $3::bigint[], $4::date[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
 			$9::smallint[], $10::int[], $11::int[], $12::uuid[], $13::bigint[], $14::text[])
-			AS u(id, ts, d, dr, cr, amount, released, asset, kind, flags, pid, timeout, ud)`,
-		b.Shard, ids, stamps, dates, debits, credits, amounts, released, assets, kinds, flags, pendingIDs, timeouts, userData)
+			AS u(shard, id, ts, d, dr, cr, amount, released, asset, kind, flags, pid, timeout, ud)`,
+		shards, ids, stamps, dates, debits, credits, amounts, released, assets, kinds, flags, pendingIDs, timeouts, userData)
 	q.Queue(`INSERT INTO transfer_ids (id, shard, business_date, fingerprint)
-		SELECT u.id, $1, u.d, u.fp FROM unnest($2::uuid[], $3::date[], $4::bigint[]) AS u(id, d, fp)`,
-		b.Shard, ids, dates, b.Fingerprints)
+		SELECT u.id, u.shard, u.d, u.fp FROM unnest($1::int[], $2::uuid[], $3::date[], $4::bigint[]) AS u(shard, id, d, fp)`,
+		shards, ids, dates, fps)
 }
 
-// queueFlush stores balances as of the batch's last timestamp. Absolute
-// values, not increments: the writer owns the shard, so its in-memory
-// balances are the truth being made durable.
-func queueFlush(q *pgx.Batch, accts []ledger.Account, asOf int64) {
-	n := len(accts)
-	ids := make([]int64, n)
-	dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	for i := range accts {
-		a := &accts[i]
-		ids[i], dpend[i], dpost[i], cpend[i], cpost[i] =
-			int64(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
+func repeat(v int32, n int) []int32 {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// queueFences checks every batch's epoch in one statement: ledger_fence
+// raises for the first stale one, which aborts the whole transaction.
+func queueFences(q *pgx.Batch, bs []*ledger.Batch) {
+	n := len(bs)
+	shards, epochs, lasts, checkpoints := make([]int32, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, b := range bs {
+		shards[i], epochs[i], lasts[i], checkpoints[i] = int32(b.Shard), b.Epoch, b.LastTimestamp, b.CheckpointTS
+	}
+	q.Queue(`SELECT ledger_fence(u.shard, u.epoch, u.last, u.checkpoint)
+		FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(shard, epoch, last, checkpoint)`,
+		shards, epochs, lasts, checkpoints)
+}
+
+// queueOutbox writes one outbox row per batch with transfers (its events
+// packed), in one statement.
+func queueOutbox(q *pgx.Batch, bs []*ledger.Batch) {
+	var (
+		shards   []int32
+		lasts    []int64
+		events   []int32
+		payloads [][]byte
+	)
+	for _, b := range bs {
+		if len(b.Transfers) > 0 {
+			shards, lasts = append(shards, int32(b.Shard)), append(lasts, b.LastTimestamp)
+			events, payloads = append(events, int32(len(b.Transfers))), append(payloads, ledger.EncodeEntries(b.Transfers))
+		}
+	}
+	q.Queue(`INSERT INTO ledger_outbox (shard, last_ts, events, payload)
+		SELECT * FROM unnest($1::int[], $2::bigint[], $3::int[], $4::bytea[])`, shards, lasts, events, payloads)
+}
+
+// queueFlush stores balances, each as of its batch's last timestamp, in one
+// statement. Absolute values, not increments: the writer owns the shard, so
+// its in-memory balances are the truth being made durable. An account
+// belongs to one shard, so it appears at most once.
+func queueFlush(q *pgx.Batch, bs []*ledger.Batch) {
+	n := 0
+	for _, b := range bs {
+		n += len(b.Accounts)
+	}
+	if n == 0 {
+		return
+	}
+	ids, asOf := make([]int64, 0, n), make([]int64, 0, n)
+	dpend, dpost, cpend, cpost := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+	for _, b := range bs {
+		for i := range b.Accounts {
+			a := &b.Accounts[i]
+			ids, asOf = append(ids, int64(a.ID)), append(asOf, b.LastTimestamp)
+			dpend, dpost = append(dpend, a.DebitsPending), append(dpost, a.DebitsPosted)
+			cpend, cpost = append(cpend, a.CreditsPending), append(cpost, a.CreditsPosted)
+		}
 	}
 	q.Queue(`
 		UPDATE accounts a SET debits_pending = u.dpend, debits_posted = u.dpost,
-			credits_pending = u.cpend, credits_posted = u.cpost, balance_ts = $6
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-			AS u(id, dpend, dpost, cpend, cpost)
+			credits_pending = u.cpend, credits_posted = u.cpost, balance_ts = u.asof
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+			AS u(id, dpend, dpost, cpend, cpost, asof)
 		WHERE a.id = u.id`, ids, dpend, dpost, cpend, cpost, asOf).Exec(func(tag pgconn.CommandTag) error {
 		if int(tag.RowsAffected()) != n {
 			return fmt.Errorf("%w: flush updated %d of %d accounts", ledger.ErrInvariantBroke, tag.RowsAffected(), n)

@@ -26,6 +26,8 @@ type Store struct {
 	pool *pgxpool.Pool
 
 	noOutbox bool
+	commits  *group[*ledger.Batch, struct{}]
+	lookups  *group[lookupCall, *ledger.Known]
 
 	mu         sync.Mutex
 	partitions map[time.Time]bool // journal partitions known to exist
@@ -45,6 +47,10 @@ type Config struct {
 	// NoOutbox stops commits from writing the transactional outbox: for
 	// benchmarks of the bare ledger only; nothing is then published.
 	NoOutbox bool
+	// CommitsInFlightMax bounds the batch transactions (and, apart, the id
+	// lookups) running at once; those of other shards that arrive meanwhile
+	// are merged into the next one (group commit). 0 = 2.
+	CommitsInFlightMax int
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -60,12 +66,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.PartitionsAhead == 0 {
 		cfg.PartitionsAhead = partitionsAhead
 	}
+	if cfg.CommitsInFlightMax == 0 {
+		cfg.CommitsInFlightMax = 2
+	}
 	pcfg.MaxConns = cfg.ConnsMax
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox}
+	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox,
+		commits: newGroup[*ledger.Batch, struct{}](cfg.CommitsInFlightMax, commitBatchesMax, commitTransfersMax,
+			func(b *ledger.Batch) int { return len(b.Transfers) }),
+		lookups: newGroup[lookupCall, *ledger.Known](cfg.CommitsInFlightMax, lookupCallsMax, lookupIDsMax,
+			func(l lookupCall) int { return len(l.ids) + len(l.pendingIDs) }),
+	}
 	if err := Migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
@@ -262,25 +276,56 @@ func replay(ctx context.Context, tx pgx.Tx, shard int, after int64, accts []ledg
 	return changed, nil
 }
 
-// Lookup implements ledger.Store: one round trip for both kinds of id.
+// Lookup implements ledger.Store: one round trip for both kinds of id,
+// shared with the lookups of other shards made at the same time.
 func (s *Store) Lookup(ctx context.Context, shard int, ids, pendingIDs []ledger.TransferID) (*ledger.Known, error) {
-	k := &ledger.Known{Fingerprints: make(map[ledger.TransferID]int64)}
-	var b pgx.Batch
-	if len(ids) > 0 {
-		b.Queue(`SELECT id, fingerprint FROM transfer_ids WHERE id = ANY($1)`, uuids(ids)).Query(
+	return s.lookups.do(ctx, lookupCall{shard: shard, ids: ids, pendingIDs: pendingIDs}, s.lookupGroup)
+}
+
+type lookupCall struct {
+	shard           int
+	ids, pendingIDs []ledger.TransferID
+}
+
+// Bounds of one merged lookup.
+const (
+	lookupCallsMax = 64
+	lookupIDsMax   = 65536 // unless one call alone asks for more
+)
+
+// lookupGroup answers the lookups of several shards in one round trip: one
+// query for all their transfer ids (transfer_ids is keyed by id alone), one
+// per shard for pending transfers.
+func (s *Store) lookupGroup(ctx context.Context, calls []*groupCall[lookupCall, *ledger.Known]) {
+	var (
+		b     pgx.Batch
+		all   []ledger.TransferID
+		found = make(map[ledger.TransferID]int64)
+		known = make([]*ledger.Known, len(calls))
+	)
+	for i, c := range calls {
+		all = append(all, c.in.ids...)
+		known[i] = &ledger.Known{Fingerprints: make(map[ledger.TransferID]int64)}
+	}
+	if len(all) > 0 {
+		b.Queue(`SELECT id, fingerprint FROM transfer_ids WHERE id = ANY($1)`, uuids(all)).Query(
 			func(rows pgx.Rows) error {
 				var id pgtype.UUID
 				var fp int64
 				_, err := pgx.ForEachRow(rows, []any{&id, &fp}, func() error {
-					k.Fingerprints[id.Bytes] = fp
+					found[id.Bytes] = fp
 					return nil
 				})
 				return err
 			})
 	}
-	if len(pendingIDs) > 0 {
+	for i, c := range calls {
+		if len(c.in.pendingIDs) == 0 {
+			continue
+		}
+		k := known[i]
 		b.Queue(`SELECT id, debit_account_id, credit_account_id, amount, asset, expires_at, state
-			FROM pending_transfers WHERE id = ANY($1) AND shard = $2`, uuids(pendingIDs), shard).Query(
+			FROM pending_transfers WHERE id = ANY($1) AND shard = $2`, uuids(c.in.pendingIDs), c.in.shard).Query(
 			func(rows pgx.Rows) error {
 				var p ledger.PendingTransfer
 				var id pgtype.UUID
@@ -293,13 +338,24 @@ func (s *Store) Lookup(ctx context.Context, shard int, ids, pendingIDs []ledger.
 				return err
 			})
 	}
-	if b.Len() == 0 {
-		return k, nil
+	var err error
+	if b.Len() > 0 {
+		if err = s.pool.SendBatch(ctx, &b).Close(); err != nil {
+			err = fmt.Errorf("lookup ids: %w", err)
+		}
 	}
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("lookup ids: %w", err)
+	for i, c := range calls {
+		if err != nil {
+			c.done <- groupResult[*ledger.Known]{err: err}
+			continue
+		}
+		for _, id := range c.in.ids {
+			if fp, ok := found[id]; ok {
+				known[i].Fingerprints[id] = fp
+			}
+		}
+		c.done <- groupResult[*ledger.Known]{out: known[i]}
 	}
-	return k, nil
 }
 
 func uuids(ids []ledger.TransferID) []pgtype.UUID {
