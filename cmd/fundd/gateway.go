@@ -73,6 +73,10 @@ func (g *gatewayFlags) accountsConfig() (accounts.Config, error) {
 
 // newGatewayCmd is `fundd gateway`: the API in front of ledger shards
 // served by `fundd ledger` processes, found through the lease tables.
+// envLedgerDSN names the ledger databases (a comma list in shard-map
+// order) from the environment, so that no credential sits on a command line.
+const envLedgerDSN = "FUND_LEDGER_DSN"
+
 func newGatewayCmd() *cobra.Command {
 	var (
 		gf          gatewayFlags
@@ -157,7 +161,8 @@ circuit breaker. A shard without an owner fails fast with 503; retry with the sa
 	f := cmd.Flags()
 	gf.register(f, "127.0.0.1:8080", "127.0.0.1:9090")
 	f.StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database")
-	f.StringSliceVar(&ledgerDSNs, "ledger-dsn", nil, "the ledger databases in shard-map order, as given to fundd ledger (default: --dsn)")
+	f.StringSliceVar(&ledgerDSNs, "ledger-dsn", dsnList(os.Getenv(envLedgerDSN)),
+		"the ledger databases in shard-map order, as given to fundd ledger (default: $"+envLedgerDSN+", else --dsn)")
 	f.IntVar(&shards, "shards", 1, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")
 	f.IntVar(&attempts, "ledger-attempts", 3, "attempts of one ledger call before answering 503 (small: fail fast, the client retries)")
 	f.DurationVar(&attemptWait, "ledger-attempt-timeout", 2*time.Second, "timeout of one ledger attempt")

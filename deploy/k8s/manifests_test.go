@@ -459,9 +459,7 @@ var secretNames = regexp.MustCompile(`(?i)(DSN|PASSWORD|SECRET|TOKEN|JWT|_KEY$)`
 // argCredentials are the arguments (workload name, argument) allowed to
 // carry a credential by reference, with the reason. Keep it short: each
 // entry is a flag that should read the environment instead.
-var argCredentials = map[string]string{
-	"gateway --ledger-dsn=$(FUND_LEDGER_DSN)": "fundd gateway's --ledger-dsn has no environment default yet",
-}
+var argCredentials = map[string]string{}
 
 // onlyRefs matches a value made only of $(VAR) references and separators.
 var onlyRefs = regexp.MustCompile(`^(\$\([A-Z0-9_]+\)[,;\s]*)+$`)
