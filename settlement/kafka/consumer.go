@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,7 +168,7 @@ func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Co
 			return fmt.Errorf("%w: fetch: %v", errStalled, err)
 		}
 		var e ledger.Event
-		if err := json.Unmarshal(m.Value, &e); err != nil {
+		if err := decodeEvent(m.Value, &e); err != nil {
 			return fmt.Errorf("event at %d/%d: %w", m.Partition, m.Offset, err)
 		}
 		if e.Version != ledger.EventVersion {

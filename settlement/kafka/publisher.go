@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -47,11 +46,7 @@ func NewPublisher(brokers []string, topic string) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, events []ledger.Event) error {
 	msgs := make([]kafkago.Message, len(events))
 	for i := range events {
-		v, err := json.Marshal(&events[i])
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
-		}
-		msgs[i] = kafkago.Message{Key: []byte(strconv.Itoa(events[i].Shard)), Value: v}
+		msgs[i] = kafkago.Message{Key: []byte(strconv.Itoa(events[i].Shard)), Value: appendEventJSON(make([]byte, 0, eventJSONSize(&events[i])), &events[i])}
 	}
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d events: %w", len(msgs), err)
