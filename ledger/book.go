@@ -160,7 +160,7 @@ func (b *Book) Begin(now int64) {
 			PendingID:       p.ID,
 			Timestamp:       b.nextTS(),
 		}
-		fp := t.fingerprint()
+		fp := t.Fingerprint()
 		b.ids.put(t.ID, fp)
 		b.appendEntry(t, fp)
 	}
@@ -436,7 +436,7 @@ func (b *Book) createTransfer(in *Transfer) Result {
 	case len(in.UserData) > MaxUserDataLen:
 		return ResultUserDataTooLong
 	}
-	fp := in.fingerprint()
+	fp := in.Fingerprint()
 	if old, ok := b.ids.get(in.ID); ok {
 		if old == fp {
 			return ResultExists

@@ -208,10 +208,12 @@ type Transfer struct {
 	PendingAmount int64 // for post and void: the pending amount released
 }
 
-// fingerprint summarises the client-chosen fields, so that a retry with the
+// Fingerprint summarises the client-chosen fields, so that a retry with the
 // same id can be told apart from a conflicting reuse of the id without
-// keeping the whole original forever.
-func (t *Transfer) fingerprint() int64 {
+// keeping the whole original forever. It is stored with every id; writers
+// other than the sequencer (the settlement's set-based booking) store it
+// too, so that a later request repeating their entry answers "exists".
+func (t *Transfer) Fingerprint() int64 {
 	h := fnv.New64a()
 	var b [8 * 8]byte
 	put := func(i int, v uint64) {

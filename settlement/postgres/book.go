@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -553,33 +551,9 @@ type idRows struct {
 func (r *idRows) Next() bool { r.i++; return r.i <= len(r.order) }
 func (r *idRows) Values() ([]any, error) {
 	t := &r.entries[r.order[r.i-1]]
-	return []any{pgtype.UUID{Bytes: t.ID, Valid: true}, r.shard, ledger.BusinessDate(t.Timestamp), fingerprint(t)}, nil
+	return []any{pgtype.UUID{Bytes: t.ID, Valid: true}, r.shard, ledger.BusinessDate(t.Timestamp), t.Fingerprint()}, nil
 }
 func (r *idRows) Err() error { return nil }
-
-// fingerprint is ledger.Transfer's idempotency fingerprint (unexported in
-// package ledger), so that the ledger answers "exists" to a sequencer
-// request repeating one of these entries. TestFingerprintMatchesLedger
-// checks it against what a real sequencer stores.
-func fingerprint(t *ledger.Transfer) int64 {
-	h := fnv.New64a()
-	var b [8 * 8]byte
-	put := func(i int, v uint64) {
-		for j := 0; j < 8; j++ {
-			b[i*8+j] = byte(v >> (8 * j))
-		}
-	}
-	put(0, uint64(t.DebitAccountID))
-	put(1, uint64(t.CreditAccountID))
-	put(2, uint64(t.Amount))
-	put(3, uint64(t.Asset)|uint64(t.Kind)<<16|uint64(t.Flags)<<32)
-	put(4, uint64(t.Timeout))
-	put(5, uint64(len(t.UserData)))
-	copy(b[48:], t.PendingID[:])
-	h.Write(b[:])
-	h.Write([]byte(t.UserData))
-	return int64(h.Sum64() & math.MaxInt64)
-}
 
 // tracer returns a function that writes how long each stage of a booking
 // took to s.Trace (nothing when it is nil).

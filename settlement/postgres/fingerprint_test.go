@@ -9,7 +9,6 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
-	settlepg "github.com/fundplatform/fund/settlement/postgres"
 )
 
 // TestFingerprintMatchesLedger: the idempotency fingerprints the run
@@ -50,7 +49,7 @@ func TestFingerprintMatchesLedger(t *testing.T) {
 			pgtype.UUID{Bytes: ts[i].ID, Valid: true}).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
-		if got := settlepg.Fingerprint(&ts[i]); got != stored {
+		if got := ts[i].Fingerprint(); got != stored {
 			t.Errorf("transfer %d: fingerprint %d, the ledger stored %d", i, got, stored)
 		}
 	}

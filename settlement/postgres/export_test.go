@@ -1,4 +1,0 @@
-package postgres
-
-// Fingerprint exposes fingerprint to the external tests.
-var Fingerprint = fingerprint
