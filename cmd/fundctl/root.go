@@ -196,6 +196,7 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.IntVar(&cfg.Shards, "shards", 1, "shards, each with its own sequencer, on the same database")
 	f.Float64Var(&cfg.CrossShard, "cross-shard", 0, "with --shards: fraction of transfers between shards (sagas through Kafka)")
 	f.BoolVar(&cfg.NoOutbox, "no-outbox", false, "leave the transactional outbox out of the commits (bare ledger)")
+	f.StringVar(&cfg.Fill, "fill", "auto", "sequencers fill the next batch until the one in flight committed: on, off, auto (on with --shards > 1)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
 	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")

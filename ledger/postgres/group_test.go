@@ -48,7 +48,7 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	}
 	seqs := make([]*runningSeq, shards)
 	for s := range seqs {
-		seqs[s] = startSeq(t, store, ledger.SequencerConfig{Shard: s, Shards: shards})
+		seqs[s] = startSeq(t, store, ledger.SequencerConfig{Shard: s, Shards: shards, FillWhileCommitting: true})
 		rs, err := seqs[s].CreateAccounts(ctx, []ledger.Account{{ID: accts[s][0], Asset: ledger.AssetCNY}, {ID: accts[s][1], Asset: ledger.AssetCNY}})
 		if err != nil || !rs[0].Result.Applied() || !rs[1].Result.Applied() {
 			t.Fatalf("shard %d accounts: %v %v", s, rs, err)

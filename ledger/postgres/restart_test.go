@@ -827,6 +827,17 @@ func (s *flakyStore) Commit(ctx context.Context, b *ledger.Batch) error {
 // exists is applied exactly once, and the balances are the sum of those.
 func TestFlakyCommitsExactlyOnce(t *testing.T) {
 	t.Parallel()
+	flakyCommitsExactlyOnce(t, false)
+}
+
+// The same with a sequencer that fills its next batch until the one in
+// flight committed (ledger.SequencerConfig.FillWhileCommitting).
+func TestFlakyCommitsExactlyOnceFilling(t *testing.T) {
+	t.Parallel()
+	flakyCommitsExactlyOnce(t, true)
+}
+
+func flakyCommitsExactlyOnce(t *testing.T, fill bool) {
 	seed := testSeed(t)
 	store := &flakyStore{Store: openStore(t), rng: newRand(seed)}
 	pool := store.Pool()
@@ -837,7 +848,7 @@ func TestFlakyCommitsExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	seq := startSeq(t, store, ledger.SequencerConfig{ReloadBackoffMax: 100 * time.Millisecond})
+	seq := startSeq(t, store, ledger.SequencerConfig{ReloadBackoffMax: 100 * time.Millisecond, FillWhileCommitting: fill})
 	const clients, requests, attemptsMax = 8, 40, 50
 	w := newWorkload()
 	var n atomic.Int64
