@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // group merges the round trips of the shards of one database that arrive
@@ -16,6 +17,10 @@ import (
 // (with whatever else is queued); only calls that arrive while every slot
 // is busy are merged. Each call is answered only with the outcome of the
 // round trip that carried it.
+// roundTripMax bounds one merged round trip (as CommitTimeout bounds a
+// sequencer's commit by default).
+const roundTripMax = 30 * time.Second
+
 type group[In, Out any] struct {
 	slots     chan struct{} // round trips in flight
 	callsMax  int           // calls in one round trip
@@ -58,7 +63,7 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 		g.mu.Unlock()
 		if taken {
 			// In a leader's round trip: only its outcome is the truth, and
-			// the leader's own deadline bounds the wait.
+			// roundTripMax bounds the wait.
 			r := <-c.done
 			return r.out, r.err
 		}
@@ -66,8 +71,16 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 		case r := <-c.done:
 			return r.out, r.err
 		case g.slots <- struct{}{}:
-			if calls := g.take(); len(calls) > 0 {
-				run(ctx, calls)
+			switch calls := g.take(); {
+			case len(calls) == 1 && calls[0] == c:
+				run(ctx, calls) // alone: the caller's context rules, as without grouping
+			case len(calls) > 0:
+				// The round trip carries other callers' work: the leader's
+				// cancellation or short deadline must not fail it; a bound
+				// does.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundTripMax)
+				run(rctx, calls)
+				cancel()
 			}
 			<-g.slots
 			// c was in the round trip just made (answered), or another
@@ -82,7 +95,7 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 			}
 			g.mu.Unlock()
 			// Sent in a leader's round trip: only its outcome is the truth,
-			// and the leader's own deadline bounds the wait.
+			// and roundTripMax bounds the wait.
 			r := <-c.done
 			return r.out, r.err
 		}
