@@ -162,23 +162,10 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 		return serveUntil(ctx, func() error { return srv.Serve(lis) }, func() { stopGRPC(srv) })
 	})
 	if f.httpAddr != "" {
-		hs, err := httpServer(f.httpAddr, reg, &ready)
-		if err != nil {
+		if err := sup.runHTTP(f.httpAddr, reg, &ready); err != nil {
 			sup.stop()
 			return err
 		}
-		sup.run("http", func(ctx context.Context) error {
-			return serveUntil(ctx, func() error {
-				if err := hs.srv.Serve(hs.lis); !errors.Is(err, http.ErrServerClosed) {
-					return err
-				}
-				return nil
-			}, func() {
-				c, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
-				defer cancel()
-				_ = hs.srv.Shutdown(c)
-			})
-		})
 	}
 	// The host stops before the gRPC server (the supervisor cancels all at
 	// once, but Serve keeps answering until GracefulStop): its sequencers
@@ -333,6 +320,28 @@ func allShards(n int) []int {
 		out[i] = i
 	}
 	return out
+}
+
+// runHTTP binds addr and serves the metrics and probes (httpServer) as one
+// of the supervised parts, shut down gracefully when the parts stop.
+func (s *supervisor) runHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool) error {
+	hs, err := httpServer(addr, reg, ready)
+	if err != nil {
+		return err
+	}
+	s.run("http", func(ctx context.Context) error {
+		return serveUntil(ctx, func() error {
+			if err := hs.srv.Serve(hs.lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func() {
+			c, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
+			defer cancel()
+			_ = hs.srv.Shutdown(c)
+		})
+	})
+	return nil
 }
 
 type boundHTTP struct {

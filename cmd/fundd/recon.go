@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -120,23 +119,10 @@ func runRecon(ctx context.Context, f reconFlags) error {
 	var sup supervisor
 	sctx := sup.start(ctx)
 	if f.httpAddr != "" {
-		hs, err := httpServer(f.httpAddr, reg, &ready)
-		if err != nil {
+		if err := sup.runHTTP(f.httpAddr, reg, &ready); err != nil {
 			sup.stop()
 			return err
 		}
-		sup.run("http", func(ctx context.Context) error {
-			return serveUntil(ctx, func() error {
-				if err := hs.srv.Serve(hs.lis); !errors.Is(err, http.ErrServerClosed) {
-					return err
-				}
-				return nil
-			}, func() {
-				c, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
-				defer cancel()
-				_ = hs.srv.Shutdown(c)
-			})
-		})
 	}
 	sup.run("worker", w.Run)
 	ready.Store(true)
