@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -29,11 +30,8 @@ the shard map puts it on (give the same --dsn list, in the same order, as to fun
 reports each difference, checks that no shard's rows sit on another database, and sums the
 in-transit accounts of cross-shard sagas over all databases: zero when no saga is in flight.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(dsns) == 0 {
-				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
-			}
 			ctx := cmd.Context()
-			dbs, err := postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: dsns, Shards: shards, ConnsMax: 2})
+			dbs, err := openLedgerDatabases(ctx, dsns, shards)
 			if err != nil {
 				return err
 			}
@@ -107,11 +105,8 @@ func newLedgerOwnersCmd() *cobra.Command {
 		Use:   "owners",
 		Short: "List each shard's database, owner, advertised address and fencing epoch",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(dsns) == 0 {
-				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
-			}
 			ctx := cmd.Context()
-			dbs, err := postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: dsns, Shards: shards, ConnsMax: 2})
+			dbs, err := openLedgerDatabases(ctx, dsns, shards)
 			if err != nil {
 				return err
 			}
@@ -139,4 +134,13 @@ func newLedgerOwnersCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
 	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
 	return cmd
+}
+
+// openLedgerDatabases opens the ledger databases of the shard map, as
+// fundd ledger is given them (same list, same order).
+func openLedgerDatabases(ctx context.Context, dsns []string, shards int) (*postgres.Databases, error) {
+	if len(dsns) == 0 {
+		return nil, fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
+	}
+	return postgres.OpenDatabases(ctx, postgres.DatabasesConfig{DSNs: dsns, Shards: shards, ConnsMax: 2})
 }
