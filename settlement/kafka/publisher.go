@@ -28,11 +28,17 @@ type Publisher struct {
 
 // NewPublisher returns a publisher to brokers (host:port) for topic.
 func NewPublisher(brokers []string, topic string) *Publisher {
-	return &Publisher{w: &kafkago.Writer{
-		Addr:  kafkago.TCP(brokers...),
-		Topic: topic,
-		// Hash of the key (the shard) picks the partition: one shard's
-		// events stay in order.
+	return &Publisher{w: NewWriter(brokers, topic)}
+}
+
+// NewWriter returns the kafka-go writer every publisher of the platform
+// uses: acknowledged by all in-sync replicas, partitioned by a hash of the
+// key (one key's messages stay in order), produce batches the broker
+// accepts.
+func NewWriter(brokers []string, topic string) *kafkago.Writer {
+	return &kafkago.Writer{
+		Addr:         kafkago.TCP(brokers...),
+		Topic:        topic,
 		Balancer:     &kafkago.Hash{},
 		RequiredAcks: kafkago.RequireAll,
 		// kafka-go allocates (and zeroes) room for BatchSize messages for
@@ -47,7 +53,7 @@ func NewPublisher(brokers []string, topic string) *Publisher {
 		MaxAttempts:  3,
 		WriteTimeout: 10 * time.Second,
 		ReadTimeout:  10 * time.Second,
-	}}
+	}
 }
 
 // Publish implements settlement.Publisher: it returns nil only once every

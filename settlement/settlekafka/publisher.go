@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fundplatform/fund/settlement"
+	fundkafka "github.com/fundplatform/fund/settlement/kafka"
 )
 
 // TopicDefault is the topic settlement events go to.
@@ -21,20 +21,14 @@ type Publisher struct {
 	w *kafkago.Writer
 }
 
-// NewPublisher returns a publisher to brokers for topic.
+// NewPublisher returns a publisher to brokers for topic: the platform's
+// writer (settlement/kafka.NewWriter), creating the topic if the cluster
+// allows it.
 func NewPublisher(brokers []string, topic string) *Publisher {
-	return &Publisher{w: &kafkago.Writer{
-		Addr:                   kafkago.TCP(brokers...),
-		Topic:                  topic,
-		Balancer:               &kafkago.Hash{},
-		RequiredAcks:           kafkago.RequireAll,
-		AllowAutoTopicCreation: true,
-		BatchSize:              1000,
-		BatchTimeout:           time.Millisecond,
-		MaxAttempts:            5,
-		WriteTimeout:           10 * time.Second,
-		ReadTimeout:            10 * time.Second,
-	}}
+	w := fundkafka.NewWriter(brokers, topic)
+	w.AllowAutoTopicCreation = true
+	w.MaxAttempts = 5
+	return &Publisher{w: w}
 }
 
 // PublishSettlement implements settlement.EventPublisher.
