@@ -27,6 +27,33 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	bench := &cobra.Command{Use: "bench", Short: "Benchmarks against a private Postgres or --dsn"}
+	// Every bench can write a Go CPU profile of its whole run: the hooks
+	// start it before the subcommand and stop it after.
+	var cpuProf string
+	var cpuFile *os.File
+	bench.PersistentFlags().StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
+	bench.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProf == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		cpuFile = f
+		return nil
+	}
+	bench.PersistentPostRunE = func(*cobra.Command, []string) error {
+		if cpuFile == nil {
+			return nil
+		}
+		pprof.StopCPUProfile()
+		return cpuFile.Close()
+	}
 	bench.AddCommand(newBenchLedgerCmd())
 	bench.AddCommand(newBenchGatewayCmd())
 	bench.AddCommand(newBenchSettleCmd())
@@ -101,7 +128,6 @@ func newBenchLedgerCmd() *cobra.Command {
 		asJSON      bool
 		sharedB     string
 		pgSet       map[string]string
-		cpuProf     string
 		withPgbench bool
 	)
 	cmd := &cobra.Command{
@@ -141,17 +167,6 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			}
 			fmt.Fprintf(progress, "bench ledger: %d accounts, %d clients, batch %d, skew %s, %d shards (%.0f%% cross-shard), %s, seed %d\n",
 				cfg.Accounts, cfg.Clients, cfg.Batch, cfg.Skew, max(cfg.Shards, 1), 100*cfg.CrossShard, cfg.Duration, cfg.Seed)
-			if cpuProf != "" {
-				f, err := os.Create(cpuProf)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
 			res, err := ledgerbench.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -199,7 +214,6 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.StringVar(&cfg.Fill, "fill", "auto", "sequencers fill the next batch until the one in flight committed: on, off, auto (on with --shards > 1)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
 	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")
-	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	f.StringToStringVar(&pgSet, "pg-set", nil, "extra settings of the private Postgres, name=value")
 	return cmd
 }
