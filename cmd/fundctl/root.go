@@ -162,6 +162,9 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 			}
 			cfg.DSN = db
 			cfg.Progress = progress
+			if srv != nil {
+				cfg.PGDataDir = srv.DataDir()
+			}
 			if cfg.Seed == 0 {
 				cfg.Seed = uint64(time.Now().UnixNano())
 			}
@@ -184,6 +187,8 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 				fmt.Fprintf(out, "requests/s      %12.0f\n", res.RequestsPerSec)
 				fmt.Fprintf(out, "latency ms      p50 %.2f  p99 %.2f  p999 %.2f  max %.2f\n", res.P50Ms, res.P99Ms, res.P999Ms, res.MaxMs)
 				fmt.Fprintf(out, "batch mean      %12.1f   (%d batches)\n", res.BatchMean, res.Batches)
+				fmt.Fprintf(out, "CPU per transfer  Go %.1f us, Postgres %.1f us   (relay, broker, consumer running: %v)\n",
+					res.GoCPUMicros, res.PGCPUMicros, res.Pipeline)
 				if res.Shards > 1 {
 					fmt.Fprintf(out, "in-transit net  %12d   (after every saga ended)\n", res.InTransitNet)
 				}
@@ -211,6 +216,7 @@ concurrent clients, then verifies that journal and balances agree. Fails if they
 	f.IntVar(&cfg.Shards, "shards", 1, "shards, each with its own sequencer, on the same database")
 	f.Float64Var(&cfg.CrossShard, "cross-shard", 0, "with --shards: fraction of transfers between shards (sagas through Kafka)")
 	f.BoolVar(&cfg.NoOutbox, "no-outbox", false, "leave the transactional outbox out of the commits (bare ledger)")
+	f.BoolVar(&cfg.NoPipeline, "no-pipeline", false, "one shard: leave out the outbox relay, broker and consumer that fundd ledger runs beside its shards")
 	f.StringVar(&cfg.Fill, "fill", "auto", "sequencers fill the next batch until the one in flight committed: on, off, auto (on with --shards > 1)")
 	f.StringVar(&sharedB, "shared-buffers", "1GB", "shared_buffers of the private Postgres")
 	f.BoolVar(&withPgbench, "pgbench", false, "first measure pgbench's TPC-B-like TPS (scale 10, 32 clients) on the same Postgres")

@@ -186,7 +186,7 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 			router := xshard.NewRouter(f.host.Shards, client.ForShard)
 			sup.run("xshard", keepRunning(logger, "xshard consumer", func(ctx context.Context) error {
 				return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: f.brokers, Topic: f.topic, Group: f.group,
-					InFlightMax: 256, Logger: logger}, router.Handle)
+					InFlightMax: 256, Wants: router.Wants, Logger: logger}, router.Handle)
 			}))
 		}
 	}

@@ -281,7 +281,7 @@ func startRoutedSagas(t *testing.T, dbs *postgres.Databases, router *xshard.Rout
 	go func() { defer wg.Done(); errs <- relay.Run(ctx) }()
 	go func() {
 		defer wg.Done()
-		errs <- kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "routed-xshard", InFlightMax: 64}, router.Handle)
+		errs <- kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "routed-xshard", InFlightMax: 64, Wants: router.Wants}, router.Handle)
 	}()
 	var once sync.Once
 	return func() {

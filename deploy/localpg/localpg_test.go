@@ -61,6 +61,14 @@ func TestStartCreateDatabasesStop(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err != nil {
 		t.Fatalf("data dir: %v", err)
 	}
+	// The server's processes are found: the postmaster alone has run
+	// initdb's checkpoint and its startup by now, so its CPU is counted.
+	if cpu, ok := srv.CPUTime(); !ok || cpu < 0 {
+		t.Errorf("CPUTime() = %v, %v; want a count", cpu, ok)
+	}
+	if _, ok := localpg.ProcessCPU(t.TempDir()); ok {
+		t.Error("ProcessCPU of a directory with no postmaster.pid claims a count")
+	}
 
 	// Two databases hold separate data.
 	for i, name := range []string{"alpha", "beta"} {

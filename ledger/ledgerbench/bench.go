@@ -18,10 +18,12 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
@@ -56,6 +58,14 @@ type Config struct {
 	// vs 58k transfers/s on the 2-core machine; 8 shards, 50% cross: 18-20k
 	// without, 27-30k with).
 	Fill string
+	// NoPipeline leaves out, with one shard, what `fundd ledger
+	// --kafka-brokers` runs beside every shard: the outbox relay publishing
+	// to a Kafka-protocol broker and the cross-shard consumer group. With
+	// several shards the pipeline always runs (the sagas need it).
+	NoPipeline bool
+	// PGDataDir, when the database is a private server's, lets the result
+	// split CPU time between this process and Postgres.
+	PGDataDir string
 }
 
 // Result is what a run measured.
@@ -83,6 +93,13 @@ type Result struct {
 	Shards          int     `json:"shards,omitempty"`
 	CrossShard      float64 `json:"cross_shard,omitempty"`
 	InTransitNet    int64   `json:"in_transit_net,omitempty"`
+	// Pipeline: the relay, broker and consumer ran during the load.
+	Pipeline bool `json:"pipeline"`
+	// CPU per transfer during the load: this process (clients,
+	// sequencers, relay, in-process broker, consumer) and Postgres (0 when
+	// not known: --dsn).
+	GoCPUMicros float64 `json:"go_cpu_us_per_transfer"`
+	PGCPUMicros float64 `json:"pg_cpu_us_per_transfer,omitempty"`
 }
 
 const (
@@ -148,30 +165,45 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := setup(ctx, seqs, cfg); err != nil {
 		return nil, err
 	}
-	var t *target
-	var router *xshard.Router
-	if cfg.Shards == 1 {
-		t = singleShard(seqs[0])
-	} else {
-		router = xshard.NewRouter(cfg.Shards, func(s int) ledger.Client { return seqs[s] })
+	router := xshard.NewRouter(cfg.Shards, func(s int) ledger.Client { return seqs[s] })
+	pipeline := cfg.Shards > 1 || !(cfg.NoPipeline || cfg.NoOutbox)
+	if pipeline {
 		if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
 			return nil, err
 		}
-		stopSagas, err := startSagas(ctx, store, router, cfg.Shards)
+		p, err := startPipeline(ctx, store, router, cfg.Shards)
 		if err != nil {
 			return nil, err
 		}
-		defer stopSagas()
-		if err := warmUp(ctx, router, cfg.Shards); err != nil {
+		defer p.stop()
+		// The setup's funding transfers (one event each) must be relayed
+		// and consumed before the clock starts, or the measured seconds
+		// carry that backlog.
+		if err := p.drain(ctx, store, cfg.Shards); err != nil {
 			return nil, err
 		}
+		if cfg.Shards > 1 {
+			if err := warmUp(ctx, router, cfg.Shards); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t := singleShard(seqs[0])
+	if cfg.Shards > 1 {
 		t = sharded(seqs, router, cfg)
 	}
+	goCPU0, pgCPU0 := selfCPU(), pgCPU(cfg.PGDataDir)
 	res, err := load(ctx, t, cfg)
 	if err != nil {
 		return nil, err
 	}
-	res.Shards, res.CrossShard = cfg.Shards, cfg.CrossShard
+	if n := res.Transfers + res.Rejected; n > 0 {
+		res.GoCPUMicros = float64((selfCPU() - goCPU0).Microseconds()) / float64(n)
+		if pgCPU0 >= 0 {
+			res.PGCPUMicros = float64((pgCPU(cfg.PGDataDir) - pgCPU0).Microseconds()) / float64(n)
+		}
+	}
+	res.Shards, res.CrossShard, res.Pipeline = cfg.Shards, cfg.CrossShard, pipeline
 	if cfg.Progress != nil {
 		// Where the writers' time went: a writer waiting for its commit is
 		// Postgres-bound; one busy applying is CPU-bound on the Go side.
@@ -185,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		fmt.Fprintf(cfg.Progress, "  writers' time (all shards): id lookups %s, waiting for commits %s, applying %s; commits took %s\n",
 			lookup.Round(time.Millisecond), wait.Round(time.Millisecond), apply.Round(time.Millisecond), commit.Round(time.Millisecond))
 	}
-	if router != nil {
+	if cfg.Shards > 1 {
 		// Every saga must end: wait (bounded) for in-transit to net to zero.
 		end := time.Now().Add(2 * time.Minute)
 		for {
@@ -326,9 +358,16 @@ func warmUp(ctx context.Context, router *xshard.Router, shards int) error {
 	return first
 }
 
-// startSagas runs the saga pipeline in-process: the outbox relay of every
-// shard, a Kafka-protocol broker, and a consumer group applying leg 2.
-func startSagas(ctx context.Context, store *postgres.Store, router *xshard.Router, shards int) (stop func(), err error) {
+// pipeline is what runs beside the shards in `fundd ledger
+// --kafka-brokers`, here in-process: the outbox relay of every shard, a
+// Kafka-protocol broker, and a consumer group applying second legs.
+type pipeline struct {
+	relay    *settlement.Relay
+	consumed atomic.Int64 // events the consumer handled
+	stop     func()
+}
+
+func startPipeline(ctx context.Context, store *postgres.Store, router *xshard.Router, shards int) (*pipeline, error) {
 	const topic = "ledger-events"
 	broker, err := kafka.StartBroker(0, shards, topic)
 	if err != nil {
@@ -339,22 +378,88 @@ func startSagas(ctx context.Context, store *postgres.Store, router *xshard.Route
 	for i := range all {
 		all[i] = i
 	}
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: time.Millisecond, BatchesMax: 256}, store, pub, nil)
+	p := &pipeline{}
+	p.relay = settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: time.Millisecond, BatchesMax: 256}, store, pub, nil)
+	handle := func(ctx context.Context, e ledger.Event) error {
+		if err := router.Handle(ctx, e); err != nil {
+			return err
+		}
+		p.consumed.Add(1)
+		return nil
+	}
+	// Events of kinds the router does not act on are passed over
+	// undecoded (as in fundd ledger); they count as consumed all the same.
+	wants := func(kind uint16) bool {
+		if router.Wants(kind) {
+			return true
+		}
+		p.consumed.Add(1)
+		return false
+	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = relay.Run(sctx) }()
+	go func() { defer wg.Done(); _ = p.relay.Run(sctx) }()
 	go func() {
 		defer wg.Done()
 		_ = kafka.Consume(sctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "bench-xshard",
-			InFlightMax: 4096}, router.Handle)
+			InFlightMax: 4096, Wants: wants}, handle)
 	}()
-	return func() {
+	p.stop = func() {
 		cancel()
 		wg.Wait()
 		_ = pub.Close()
 		broker.Close()
-	}, nil
+	}
+	return p, nil
+}
+
+// drainWaitMax bounds drain: 100,000 setup events take a few seconds.
+const drainWaitMax = 2 * time.Minute
+
+// drain waits until every shard's outbox is empty and the consumer has
+// handled every event the relay published (a handled event may come
+// again after a rebalance, so "at least as many").
+func (p *pipeline) drain(ctx context.Context, store *postgres.Store, shards int) error {
+	end := time.Now().Add(drainWaitMax)
+	for {
+		var waiting int64
+		for shard := range shards {
+			_, events, err := store.OutboxLag(ctx, shard)
+			if err != nil {
+				return err
+			}
+			waiting += events
+		}
+		published, _ := p.relay.Published()
+		if waiting == 0 && p.consumed.Load() >= published {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("bench: setup events not relayed and consumed after %s (%d in the outbox, %d of %d consumed)",
+				drainWaitMax, waiting, p.consumed.Load(), published)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pgCPU is the private Postgres's CPU time so far, or -1 when unknown.
+func pgCPU(dataDir string) time.Duration {
+	if d, ok := localpg.ProcessCPU(dataDir); ok {
+		return d
+	}
+	return -1
 }
 
 func userID(i int) ledger.AccountID { return firstUser + ledger.AccountID(i) }

@@ -164,6 +164,10 @@ func (r *Router) Transfer(ctx context.Context, t ledger.Transfer, wait time.Dura
 	}
 }
 
+// Wants reports whether Handle acts on events of kind: only leg 1 of a
+// saga. A consumer can pass over every other kind undecoded.
+func (r *Router) Wants(kind uint16) bool { return kind == KindOut }
+
 // Handle is the consumer's work for one ledger event: for a leg 1 it
 // applies leg 2 (or the compensation). Idempotent: a redelivered event
 // finds its legs existing. An error means "retry later" (a shard was

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,29 @@ type ConsumerConfig struct {
 	// order) and offsets are still committed only up to the last event
 	// whose predecessors are all done.
 	InFlightMax int
-	Logger      *slog.Logger
+	// Wants, when set, says which event kinds handle needs. An event whose
+	// KindHeader names another kind is counted as handled without being
+	// decoded: a consumer that acts on one kind in three (the saga's second
+	// legs) then spends nothing on the rest. Events without the header are
+	// decoded and handed over as before.
+	Wants  func(kind uint16) bool
+	Logger *slog.Logger
+}
+
+// KindHeader is the Kafka header in which the publisher repeats an event's
+// kind, so that consumers can pass over kinds they do not handle without
+// decoding them.
+const KindHeader = "ledger-kind"
+
+// headerKind returns the kind named by m's KindHeader.
+func headerKind(m *kafkago.Message) (uint16, bool) {
+	for _, h := range m.Headers {
+		if h.Key == KindHeader {
+			k, err := strconv.ParseUint(string(h.Value), 10, 16)
+			return uint16(k), err == nil
+		}
+	}
+	return 0, false
 }
 
 // Consume reads ledger events as a member of a consumer group and hands
@@ -166,6 +189,18 @@ func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Co
 			// The connection broke (an outage): a new reader rejoins the
 			// group once the broker is back.
 			return fmt.Errorf("%w: fetch: %v", errStalled, err)
+		}
+		if cfg.Wants != nil {
+			if k, ok := headerKind(&m); ok && !cfg.Wants(k) {
+				mu.Lock()
+				order[m.Partition] = append(order[m.Partition], &work{msg: m, done: true})
+				mu.Unlock()
+				select {
+				case commits <- struct{}{}:
+				default:
+				}
+				continue
+			}
 		}
 		var e ledger.Event
 		if err := decodeEvent(m.Value, &e); err != nil {

@@ -61,7 +61,9 @@ func NewWriter(brokers []string, topic string) *kafkago.Writer {
 func (p *Publisher) Publish(ctx context.Context, events []ledger.Event) error {
 	msgs := make([]kafkago.Message, len(events))
 	for i := range events {
-		msgs[i] = kafkago.Message{Key: []byte(strconv.Itoa(events[i].Shard)), Value: appendEventJSON(make([]byte, 0, eventJSONSize(&events[i])), &events[i])}
+		e := &events[i]
+		msgs[i] = kafkago.Message{Key: []byte(strconv.Itoa(e.Shard)), Value: appendEventJSON(make([]byte, 0, eventJSONSize(e)), e),
+			Headers: []kafkago.Header{{Key: KindHeader, Value: strconv.AppendUint(nil, uint64(e.Kind), 10)}}}
 	}
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d events: %w", len(msgs), err)

@@ -81,7 +81,7 @@ func testSaga(t *testing.T, outage bool) {
 	consumeErr := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		consumeErr <- kafka.Consume(rctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "xshard", InFlightMax: 64}, router.Handle)
+		consumeErr <- kafka.Consume(rctx, kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "xshard", InFlightMax: 64, Wants: router.Wants}, router.Handle)
 	}()
 
 	bank := accountOn(100, 0, shards, 1)
