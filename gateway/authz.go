@@ -17,9 +17,11 @@ const (
 	mdIdempotencyKey = "idempotency-key"
 )
 
+// firstMD is the first value of the incoming metadata key (lower case).
+// ValueFromIncomingContext copies only that key's values, not the whole
+// metadata as FromIncomingContext does.
 func firstMD(ctx context.Context, key string) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(key); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""

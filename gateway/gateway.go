@@ -130,6 +130,8 @@ type Gateway struct {
 	fund     *fundServer
 	adm      *adminServer
 	openapi  []byte
+	codec    *codec
+	routes   *routeSet
 	// shedBody is the 429 answer of the concurrency limit, encoded once:
 	// under overload, refusing must cost as little as possible.
 	shedBody []byte
@@ -158,8 +160,10 @@ func New(cfg Config) (*Gateway, error) {
 		rate:    NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
 		conc:    NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
 		openapi: doc,
+		codec:   newCodec(),
+		routes:  newRouteSet(cfg.Metrics),
 	}
-	shed, err := marshaler().Marshal(status.Convert(exhausted("OVERLOADED", shedMessage, time.Second)).Proto())
+	shed, err := g.codec.Marshal(status.Convert(exhausted("OVERLOADED", shedMessage, time.Second)).Proto())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: encode the shed answer: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -19,28 +19,20 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
 )
 
-// marshaler is the REST JSON codec: snake_case names as in the .proto,
-// every field present, unknown fields refused (protojson's default).
-func marshaler() *runtime.JSONPb {
-	return &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
-}
-
 // headerMatcher forwards the Idempotency-Key header as metadata
-// "idempotency-key", and what grpc-gateway forwards by default (the
-// Authorization header is always forwarded as "authorization").
+// "idempotency-key", and no other header: the services read nothing else
+// (grpc-gateway always forwards the Authorization header as
+// "authorization"), and each forwarded header costs a key, a value and a
+// lower-casing per request.
 func headerMatcher(key string) (string, bool) {
-	if http.CanonicalHeaderKey(key) == "Idempotency-Key" {
+	if key == "Idempotency-Key" || http.CanonicalHeaderKey(key) == "Idempotency-Key" {
 		return mdIdempotencyKey, true
 	}
-	return runtime.DefaultHeaderMatcher(key)
+	return "", false
 }
 
 func dialLoopback(addr string) (*grpc.ClientConn, error) {
@@ -56,10 +48,10 @@ func dialLoopback(addr string) (*grpc.ClientConn, error) {
 // not nil) and the operational endpoints.
 func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler()),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, g.codec),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(g.httpError),
-		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithRoutingErrorHandler(g.routingError),
 		runtime.WithMiddlewares(g.routeMiddleware),
 	)
 	var err error
@@ -97,16 +89,16 @@ func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.
 	return top, nil
 }
 
-type routeKey struct{}
-
-// routeInfo carries the matched route out of the mux to the metrics.
-type routeInfo struct{ route string }
-
-// statusRecorder remembers the status written.
+// statusRecorder remembers the status written and, once the mux matched
+// one, the route's metrics. It is the only per-request state of the
+// middleware: routeMiddleware finds it as its ResponseWriter (grpc-gateway
+// passes the writer through as it got it), so no context value and no copy
+// of the request carry the route out.
 type statusRecorder struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	route *routeMetrics
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -123,6 +115,9 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // apiMiddleware wraps the REST API: in-flight gauge, request metrics by
 // route and status, access log, and a recovered panic answered with 500.
 func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
@@ -130,19 +125,20 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 		start := time.Now()
 		g.m.InFlight.Inc()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		info := &routeInfo{route: "unmatched"}
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, info))
 		defer func() {
 			if p := recover(); p != nil {
 				g.log.Error("panic serving request", "panic", fmt.Sprint(p), "method", r.Method, "path", r.URL.Path)
 				if !rec.wrote {
-					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
+					g.writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
 				}
 			}
 			g.m.InFlight.Dec()
 			elapsed := time.Since(start)
-			g.m.Requests.WithLabelValues(info.route, strconv.Itoa(rec.code)).Inc()
-			g.m.Duration.WithLabelValues(info.route).Observe(elapsed.Seconds())
+			route := rec.route
+			if route == nil {
+				route = g.routes.unmatched
+			}
+			route.observe(rec.code, elapsed)
 			level := slog.LevelDebug // successes and sheds: too many to log at the peak
 			switch {
 			case rec.code >= 500:
@@ -151,7 +147,7 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 				level = slog.LevelInfo
 			}
 			if g.log.Enabled(r.Context(), level) {
-				g.log.Log(r.Context(), level, "request", "method", r.Method, "route", info.route, "path", r.URL.Path,
+				g.log.Log(r.Context(), level, "request", "method", r.Method, "route", route.name, "path", r.URL.Path,
 					"status", rec.code, "duration_ms", float64(elapsed.Microseconds())/1000)
 			}
 		}()
@@ -161,23 +157,34 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 
 // routeMiddleware runs after the mux matched a route, before the body is
 // decoded: it names the route for the metrics, checks the body, sheds when
-// the gateway is at its concurrency limit and sets the deadline.
+// the gateway is at its concurrency limit and sets the deadline. The mux
+// wraps each route's handler once, so the route's metrics are looked up on
+// its first request and kept here.
 func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
+	var cached atomic.Pointer[routeMetrics]
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		if info, ok := r.Context().Value(routeKey{}).(*routeInfo); ok {
-			if p, ok := runtime.HTTPPattern(r.Context()); ok {
-				info.route = r.Method + " " + p.String()
+		if rec, ok := w.(*statusRecorder); ok {
+			rm := cached.Load()
+			if rm == nil || rm.method != r.Method {
+				// The first request, or one the mux let through under
+				// another method (POST for GET with X-HTTP-Method-Override).
+				rm = g.routes.unmatched
+				if p, ok := runtime.HTTPPattern(r.Context()); ok {
+					rm = g.routes.get(r.Method, p.String())
+					cached.CompareAndSwap(nil, rm)
+				}
 			}
+			rec.route = rm
 		}
 		// The body first (bounded, and by the server's read timeout): a
 		// client that sends it slowly must not hold a concurrency slot.
 		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 			body, code, err := g.readBody(r)
 			if err != nil {
-				writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
+				g.writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = newRequestBody(body)
 		}
 		if !g.conc.TryAcquire() {
 			g.m.Shed.WithLabelValues("concurrency").Inc()
@@ -192,8 +199,7 @@ func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc 
 		defer func() { g.conc.Release(time.Since(start)) }()
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 		defer cancel()
-		r = r.WithContext(ctx)
-		next(w, r, params)
+		next(w, r.WithContext(ctx), params)
 	}
 }
 
@@ -204,19 +210,32 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, int, error) {
 	if r.ContentLength > g.cfg.BodyBytesMax {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes exceeds the limit of %d", r.ContentLength, g.cfg.BodyBytesMax)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.BodyBytesMax+1))
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
-	}
-	if int64(len(body)) > g.cfg.BodyBytesMax {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds the limit of %d bytes", g.cfg.BodyBytesMax)
+	var body []byte
+	if r.ContentLength >= 0 {
+		// The length is known (and net/http delivers exactly that many
+		// bytes or an error): one allocation of the right size.
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+		}
+	} else {
+		b, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.BodyBytesMax+1))
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+		}
+		if int64(len(b)) > g.cfg.BodyBytesMax {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds the limit of %d bytes", g.cfg.BodyBytesMax)
+		}
+		body = b
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return body, 0, nil
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct)
+		}
 	}
 	if !json.Valid(body) {
 		return nil, http.StatusBadRequest, errors.New("malformed JSON body")
@@ -246,12 +265,12 @@ func (g *Gateway) httpError(_ context.Context, _ *runtime.ServeMux, _ runtime.Ma
 	if code == 0 {
 		code = httpStatus(st.Code())
 	}
-	writeStatus(w, code, st)
+	g.writeStatus(w, code, st)
 }
 
 // routingError answers a request no route matched with the routing status
 // itself (404, 405, 400), as a google.rpc.Status.
-func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, code int) {
+func (g *Gateway) routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, code int) {
 	c := codes.NotFound
 	switch code {
 	case http.StatusMethodNotAllowed:
@@ -259,11 +278,11 @@ func routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 	case http.StatusBadRequest:
 		c = codes.InvalidArgument
 	}
-	writeStatus(w, code, status.New(c, http.StatusText(code)))
+	g.writeStatus(w, code, status.New(c, http.StatusText(code)))
 }
 
-func writeStatus(w http.ResponseWriter, code int, st *status.Status) {
-	body, err := marshaler().Marshal(st.Proto())
+func (g *Gateway) writeStatus(w http.ResponseWriter, code int, st *status.Status) {
+	body, err := g.codec.Marshal(st.Proto())
 	if err != nil {
 		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
 		code = http.StatusInternalServerError

@@ -1,6 +1,11 @@
 package gateway
 
 import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
@@ -59,4 +64,73 @@ func breakerValue(s gobreaker.State) float64 {
 		return 2
 	}
 	return 0
+}
+
+// routeMetrics are one route's series: the duration histogram and the
+// request counters by status, looked up once (the first request with a
+// status) instead of hashing the label values on every request. The
+// children stay valid because nothing deletes or resets the gateway's
+// series.
+type routeMetrics struct {
+	m        *Metrics
+	name     string // the route label: method and pattern
+	method   string
+	duration prometheus.Observer
+	byCode   [statusCodeMax - statusCodeMin]atomic.Pointer[counterRef]
+}
+
+// HTTP statuses whose counters are kept in routeMetrics.byCode; others are
+// looked up every time.
+const (
+	statusCodeMin = 100
+	statusCodeMax = 600
+)
+
+type counterRef struct{ c prometheus.Counter }
+
+func (rm *routeMetrics) observe(code int, elapsed time.Duration) {
+	rm.duration.Observe(elapsed.Seconds())
+	if code < statusCodeMin || code >= statusCodeMax {
+		rm.m.Requests.WithLabelValues(rm.name, strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &rm.byCode[code-statusCodeMin]
+	ref := slot.Load()
+	if ref == nil {
+		ref = &counterRef{c: rm.m.Requests.WithLabelValues(rm.name, strconv.Itoa(code))}
+		slot.Store(ref) // a racing request stores the same child
+	}
+	ref.c.Inc()
+}
+
+// routeSet holds the routes' metrics by route label.
+type routeSet struct {
+	m         *Metrics
+	unmatched *routeMetrics // requests no route matched
+
+	mu     sync.Mutex
+	routes map[string]*routeMetrics
+}
+
+func newRouteSet(m *Metrics) *routeSet {
+	s := &routeSet{m: m, routes: make(map[string]*routeMetrics)}
+	s.unmatched = s.newRoute("unmatched", "")
+	return s
+}
+
+func (s *routeSet) newRoute(name, method string) *routeMetrics {
+	return &routeMetrics{m: s.m, name: name, method: method, duration: s.m.Duration.WithLabelValues(name)}
+}
+
+// get returns the metrics of the route of method and pattern.
+func (s *routeSet) get(method, pattern string) *routeMetrics {
+	name := method + " " + pattern
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rm, ok := s.routes[name]
+	if !ok {
+		rm = s.newRoute(name, method)
+		s.routes[name] = rm
+	}
+	return rm
 }

@@ -1,0 +1,434 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
+)
+
+// codec is the REST JSON codec: grpc-gateway's JSONPb (protojson, proto
+// names, every field present, unknown fields refused) with two shortcuts on
+// the hot path, each producing exactly what JSONPb would:
+//
+//   - Marshal writes the API's most frequent answers (Order, Customer,
+//     Holdings) with a hand-laid encoder instead of protojson's reflection,
+//     which ranges, sorts and boxes every field of every answer. The output
+//     is byte for byte protojson's (TestCodecMatchesProtojson compares them
+//     on random messages); anything else, and any value the encoder does
+//     not handle the way protojson does (invalid UTF-8, a timestamp out of
+//     range, a nil message), goes to protojson.
+//   - NewDecoder, given the body readBody already read and checked (one
+//     well-formed JSON value), hands those bytes to protojson directly
+//     instead of scanning them again through encoding/json.
+type codec struct {
+	*runtime.JSONPb
+	// Encoders of the hot messages; nil when the message's descriptor is
+	// not the one the encoder was written for (see newCodec).
+	order    *msgEncoder[fundv1.Order]
+	customer *msgEncoder[fundv1.Customer]
+	holdings *msgEncoder[fundv1.Holdings]
+}
+
+var _ runtime.Marshaler = (*codec)(nil)
+
+// jsonPb is the protojson configuration of the REST API.
+func jsonPb() *runtime.JSONPb {
+	return &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
+}
+
+// newCodec builds the codec. Each fast encoder is checked against the
+// message's descriptor and against protojson on a sample; one that does not
+// match is left out, and its message goes through protojson.
+func newCodec() *codec {
+	c := &codec{JSONPb: jsonPb()}
+	c.order = checkedEncoder(c.JSONPb, orderFields(), sampleOrder())
+	c.customer = checkedEncoder(c.JSONPb, customerFields(), sampleCustomer())
+	c.holdings = checkedEncoder(c.JSONPb, holdingsFields(), sampleHoldings())
+	return c
+}
+
+// Marshal implements runtime.Marshaler.
+func (c *codec) Marshal(v any) ([]byte, error) {
+	switch m := v.(type) {
+	case *fundv1.Order:
+		if b, ok := c.order.encode(m); ok {
+			return b, nil
+		}
+	case *fundv1.Customer:
+		if b, ok := c.customer.encode(m); ok {
+			return b, nil
+		}
+	case *fundv1.Holdings:
+		if b, ok := c.holdings.encode(m); ok {
+			return b, nil
+		}
+	}
+	return c.JSONPb.Marshal(v)
+}
+
+// NewDecoder implements runtime.Marshaler.
+func (c *codec) NewDecoder(r io.Reader) runtime.Decoder {
+	if rb, ok := r.(*requestBody); ok {
+		return &bodyDecoder{c: c, body: rb}
+	}
+	return c.JSONPb.NewDecoder(r)
+}
+
+// requestBody is a request body read and checked by readBody: empty (only
+// white space) or one well-formed JSON value.
+type requestBody struct {
+	bytes.Reader
+	raw []byte
+}
+
+func newRequestBody(b []byte) *requestBody {
+	rb := &requestBody{raw: b}
+	rb.Reset(b)
+	return rb
+}
+
+// Close implements io.Closer.
+func (*requestBody) Close() error { return nil }
+
+// bodyDecoder decodes a requestBody: what JSONPb's decoder does with it
+// (encoding/json takes the one JSON value, protojson unmarshals it; no
+// value is io.EOF), without the encoding/json pass.
+type bodyDecoder struct {
+	c    *codec
+	body *requestBody
+}
+
+func (d *bodyDecoder) Decode(v any) error {
+	p, ok := v.(proto.Message)
+	if !ok || d.body.Len() != len(d.body.raw) {
+		return d.c.JSONPb.NewDecoder(d.body).Decode(v)
+	}
+	// encoding/json hands protojson the value without the white space
+	// around it (which shows in the positions of protojson's errors).
+	raw := trimJSONSpace(d.body.raw)
+	d.body.Reset(nil) // consumed, as encoding/json would have it
+	if len(raw) == 0 {
+		return io.EOF
+	}
+	if !json.Valid(raw) {
+		// Not what readBody lets through (such as a body of only Unicode
+		// white space): encoding/json's answer, whatever it is.
+		return d.c.JSONPb.NewDecoder(bytes.NewReader(d.body.raw)).Decode(v)
+	}
+	return d.c.UnmarshalOptions.Unmarshal(raw, p)
+}
+
+// trimJSONSpace cuts JSON's white space (space, tab, CR, LF) off both ends.
+func trimJSONSpace(b []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// field is one field of a message M as its fast encoder writes it.
+type field[M any] struct {
+	name string                // proto (text) name
+	kind protoreflect.Kind     // for the descriptor check
+	msg  protoreflect.FullName // message fields: the message type
+	// put appends the value; false = cannot match protojson, fall back.
+	put func(b []byte, m *M) ([]byte, bool)
+}
+
+// msgEncoder writes one message type the way protojson does with
+// UseProtoNames and EmitUnpopulated, for messages of singular scalar,
+// string, enum and Timestamp fields without oneofs.
+type msgEncoder[M any] struct {
+	fields []field[M]
+	keys   [][]byte // `"name":` after the separator, per field
+	size   int      // initial buffer size
+}
+
+func (e *msgEncoder[M]) encode(m *M) ([]byte, bool) {
+	if e == nil || m == nil {
+		return nil, false
+	}
+	b := make([]byte, 0, e.size)
+	b = append(b, '{')
+	var ok bool
+	for i := range e.fields {
+		b = append(b, e.keys[i]...)
+		if b, ok = e.fields[i].put(b, m); !ok {
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// checkedEncoder returns the encoder of fields if they are exactly the
+// message's fields in declaration order (protojson's order) and if it
+// writes sample as protojson does; nil otherwise. protojson puts, in some
+// builds, a space after each comma (to keep callers from depending on its
+// output); which separator this build uses is learnt from the sample.
+func checkedEncoder[M any, PM interface {
+	*M
+	proto.Message
+}](j *runtime.JSONPb, fields []field[M], sample PM) *msgEncoder[M] {
+	fds := sample.ProtoReflect().Descriptor().Fields()
+	if fds.Len() != len(fields) {
+		return nil
+	}
+	for i, f := range fields {
+		fd := fds.Get(i)
+		if string(fd.TextName()) != f.name || fd.Kind() != f.kind || fd.Cardinality() == protoreflect.Repeated ||
+			fd.ContainingOneof() != nil || fd.IsExtension() {
+			return nil
+		}
+		if f.kind == protoreflect.MessageKind && fd.Message().FullName() != f.msg {
+			return nil
+		}
+	}
+	want, err := j.Marshal(sample)
+	if err != nil {
+		return nil
+	}
+	for _, sep := range []string{",", ", "} {
+		e := &msgEncoder[M]{fields: fields, keys: make([][]byte, len(fields)), size: len(want) + 64}
+		for i, f := range fields {
+			k := `"` + f.name + `":`
+			if i > 0 {
+				k = sep + k
+			}
+			e.keys[i] = []byte(k)
+		}
+		if got, ok := e.encode((*M)(sample)); ok && bytes.Equal(got, want) {
+			return e
+		}
+	}
+	return nil
+}
+
+// Field writers. Each appends what protojson's encoder appends for the
+// value, or reports false where protojson would do something else.
+
+func putString(b []byte, s string) ([]byte, bool) {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return nil, false // protojson refuses invalid UTF-8
+			}
+			i += n
+			continue
+		}
+		if c >= ' ' && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"'), true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// putInt64 writes a 64-bit integer as protojson does: a JSON string.
+func putInt64(b []byte, v int64) ([]byte, bool) {
+	b = append(b, '"')
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '"'), true
+}
+
+func putBool(b []byte, v bool) ([]byte, bool) {
+	if v {
+		return append(b, "true"...), true
+	}
+	return append(b, "false"...), true
+}
+
+// enumNames are an enum's value names by number, for the numbers 0..n-1
+// the enum declares.
+type enumNames []string
+
+func namesOf(d protoreflect.EnumDescriptor) enumNames {
+	var names enumNames
+	for n := protoreflect.EnumNumber(0); ; n++ {
+		v := d.Values().ByNumber(n)
+		if v == nil {
+			return names
+		}
+		names = append(names, string(v.Name()))
+	}
+}
+
+// put writes an enum as protojson does: its name as a string, or the bare
+// number when the enum declares no value of that number.
+func (names enumNames) put(b []byte, n protoreflect.EnumNumber, d protoreflect.EnumDescriptor) ([]byte, bool) {
+	if n >= 0 && int(n) < len(names) {
+		b = append(b, '"')
+		b = append(b, names[n]...)
+		return append(b, '"'), true
+	}
+	if v := d.Values().ByNumber(n); v != nil {
+		b = append(b, '"')
+		b = append(b, v.Name()...)
+		return append(b, '"'), true
+	}
+	return strconv.AppendInt(b, int64(n), 10), true
+}
+
+// Timestamp limits of protojson: 0001-01-01T00:00:00Z to
+// 9999-12-31T23:59:59Z.
+const (
+	timestampSecondsMin = -62135596800
+	timestampSecondsMax = 253402300799
+)
+
+// putTimestamp writes a Timestamp as protojson does: null when absent,
+// else RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits. Out of range is
+// protojson's to refuse.
+func putTimestamp(b []byte, ts *timestamppb.Timestamp) ([]byte, bool) {
+	if ts == nil {
+		return append(b, "null"...), true
+	}
+	secs, nanos := ts.GetSeconds(), ts.GetNanos()
+	if secs < timestampSecondsMin || secs > timestampSecondsMax || nanos < 0 || nanos >= 1e9 {
+		return nil, false
+	}
+	var buf [40]byte
+	x := time.Unix(secs, int64(nanos)).UTC().AppendFormat(buf[:0], "2006-01-02T15:04:05.000000000")
+	x = bytes.TrimSuffix(x, []byte("000"))
+	x = bytes.TrimSuffix(x, []byte("000"))
+	x = bytes.TrimSuffix(x, []byte(".000"))
+	b = append(b, '"')
+	b = append(b, x...)
+	return append(b, 'Z', '"'), true
+}
+
+const timestampName protoreflect.FullName = "google.protobuf.Timestamp"
+
+func orderFields() []field[fundv1.Order] {
+	kinds, statuses := fundv1.OrderKind(0).Descriptor(), fundv1.OrderStatus(0).Descriptor()
+	kindNames, statusNames := namesOf(kinds), namesOf(statuses)
+	type o = fundv1.Order
+	return []field[o]{
+		{name: "request_id", kind: protoreflect.StringKind, put: func(b []byte, m *o) ([]byte, bool) { return putString(b, m.RequestId) }},
+		{name: "customer_id", kind: protoreflect.Int64Kind, put: func(b []byte, m *o) ([]byte, bool) { return putInt64(b, m.CustomerId) }},
+		{name: "kind", kind: protoreflect.EnumKind, put: func(b []byte, m *o) ([]byte, bool) {
+			return kindNames.put(b, protoreflect.EnumNumber(m.Kind), kinds)
+		}},
+		{name: "amount", kind: protoreflect.StringKind, put: func(b []byte, m *o) ([]byte, bool) { return putString(b, m.Amount) }},
+		{name: "status", kind: protoreflect.EnumKind, put: func(b []byte, m *o) ([]byte, bool) {
+			return statusNames.put(b, protoreflect.EnumNumber(m.Status), statuses)
+		}},
+		{name: "reason", kind: protoreflect.StringKind, put: func(b []byte, m *o) ([]byte, bool) { return putString(b, m.Reason) }},
+		{name: "trade_date", kind: protoreflect.StringKind, put: func(b []byte, m *o) ([]byte, bool) { return putString(b, m.TradeDate) }},
+		{name: "confirm_date", kind: protoreflect.StringKind, put: func(b []byte, m *o) ([]byte, bool) { return putString(b, m.ConfirmDate) }},
+		{name: "created_at", kind: protoreflect.MessageKind, msg: timestampName, put: func(b []byte, m *o) ([]byte, bool) { return putTimestamp(b, m.CreatedAt) }},
+		{name: "to_customer_id", kind: protoreflect.Int64Kind, put: func(b []byte, m *o) ([]byte, bool) { return putInt64(b, m.ToCustomerId) }},
+		{name: "merchant_id", kind: protoreflect.Int64Kind, put: func(b []byte, m *o) ([]byte, bool) { return putInt64(b, m.MerchantId) }},
+		{name: "incoming", kind: protoreflect.BoolKind, put: func(b []byte, m *o) ([]byte, bool) { return putBool(b, m.Incoming) }},
+	}
+}
+
+func customerFields() []field[fundv1.Customer] {
+	statuses := fundv1.CustomerStatus(0).Descriptor()
+	statusNames := namesOf(statuses)
+	type c = fundv1.Customer
+	return []field[c]{
+		{name: "id", kind: protoreflect.Int64Kind, put: func(b []byte, m *c) ([]byte, bool) { return putInt64(b, m.Id) }},
+		{name: "request_id", kind: protoreflect.StringKind, put: func(b []byte, m *c) ([]byte, bool) { return putString(b, m.RequestId) }},
+		{name: "name", kind: protoreflect.StringKind, put: func(b []byte, m *c) ([]byte, bool) { return putString(b, m.Name) }},
+		{name: "status", kind: protoreflect.EnumKind, put: func(b []byte, m *c) ([]byte, bool) {
+			return statusNames.put(b, protoreflect.EnumNumber(m.Status), statuses)
+		}},
+		{name: "created_at", kind: protoreflect.MessageKind, msg: timestampName, put: func(b []byte, m *c) ([]byte, bool) { return putTimestamp(b, m.CreatedAt) }},
+	}
+}
+
+func holdingsFields() []field[fundv1.Holdings] {
+	statuses := fundv1.CustomerStatus(0).Descriptor()
+	statusNames := namesOf(statuses)
+	type h = fundv1.Holdings
+	str := func(name string, get func(*h) string) field[h] {
+		return field[h]{name: name, kind: protoreflect.StringKind, put: func(b []byte, m *h) ([]byte, bool) { return putString(b, get(m)) }}
+	}
+	return []field[h]{
+		{name: "customer_id", kind: protoreflect.Int64Kind, put: func(b []byte, m *h) ([]byte, bool) { return putInt64(b, m.CustomerId) }},
+		{name: "status", kind: protoreflect.EnumKind, put: func(b []byte, m *h) ([]byte, bool) {
+			return statusNames.put(b, protoreflect.EnumNumber(m.Status), statuses)
+		}},
+		str("cash", func(m *h) string { return m.Cash }),
+		str("shares", func(m *h) string { return m.Shares }),
+		str("shares_pending", func(m *h) string { return m.SharesPending }),
+		str("shares_redeeming", func(m *h) string { return m.SharesRedeeming }),
+		str("frozen_cash", func(m *h) string { return m.FrozenCash }),
+		str("frozen_shares", func(m *h) string { return m.FrozenShares }),
+		str("fast_redeem_left_today", func(m *h) string { return m.FastRedeemLeftToday }),
+		str("yesterday_income", func(m *h) string { return m.YesterdayIncome }),
+		str("cumulative_income", func(m *h) string { return m.CumulativeIncome }),
+		str("seven_day_yield", func(m *h) string { return m.SevenDayYield }),
+		str("seven_day_yield_date", func(m *h) string { return m.SevenDayYieldDate }),
+	}
+}
+
+// Samples for the start-up check: every field set, so that a field the
+// encoder writes in the wrong place or form shows.
+func sampleOrder() *fundv1.Order {
+	return &fundv1.Order{RequestId: "r-1", CustomerId: 42, Kind: fundv1.OrderKind_SUBSCRIBE, Amount: "12.34",
+		Status: fundv1.OrderStatus_PENDING, Reason: "x \"y\"\n", TradeDate: "2026-01-02", ConfirmDate: "2026-01-05",
+		CreatedAt: &timestamppb.Timestamp{Seconds: 1_700_000_000, Nanos: 123_000_000}, ToCustomerId: 7, MerchantId: 9, Incoming: true}
+}
+
+func sampleCustomer() *fundv1.Customer {
+	return &fundv1.Customer{Id: 42, RequestId: "r-1", Name: "Zhang Wei 张伟", Status: fundv1.CustomerStatus_FROZEN,
+		CreatedAt: &timestamppb.Timestamp{Seconds: 1_700_000_000, Nanos: 123_456_000}}
+}
+
+func sampleHoldings() *fundv1.Holdings {
+	return &fundv1.Holdings{CustomerId: 42, Status: fundv1.CustomerStatus_ACTIVE, Cash: "1.00", Shares: "2.00",
+		SharesPending: "3.00", SharesRedeeming: "4.00", FrozenCash: "5.00", FrozenShares: "6.00",
+		FastRedeemLeftToday: "7.00", YesterdayIncome: "0.01", CumulativeIncome: "0.02", SevenDayYield: "2.398",
+		SevenDayYieldDate: "2026-01-02"}
+}
+
+// fastEncoders reports which fast encoders are on, for the tests.
+func (c *codec) fastEncoders() string {
+	return fmt.Sprintf("order=%t customer=%t holdings=%t", c.order != nil, c.customer != nil, c.holdings != nil)
+}
