@@ -16,3 +16,16 @@ type Client interface {
 }
 
 var _ Client = (*Sequencer)(nil)
+
+// TransferLookup is implemented by clients that can tell which transfers a
+// shard has committed (*Sequencer, the gRPC client's per-shard clients).
+// It is apart from Client because only the saga's status query needs it.
+type TransferLookup interface {
+	// TransfersCommitted reports, for each id in order, whether a transfer
+	// with that id is durably committed in the shard's database (ids are
+	// unique across shards). A transfer applied in a batch that has not
+	// committed yet is not.
+	TransfersCommitted(ctx context.Context, ids []TransferID) ([]bool, error)
+}
+
+var _ TransferLookup = (*Sequencer)(nil)

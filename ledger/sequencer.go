@@ -207,6 +207,27 @@ func (s *Sequencer) LookupAccounts(ctx context.Context, ids []AccountID) ([]Acco
 	return r.found, nil
 }
 
+// TransfersCommitted implements TransferLookup. It reads the store, not
+// the writer's memory: only what a commit made durable counts, and the
+// writer is not held up by status queries.
+func (s *Sequencer) TransfersCommitted(ctx context.Context, ids []TransferID) ([]bool, error) {
+	if len(ids) == 0 {
+		return nil, ErrEmptyRequest
+	}
+	if len(ids) > s.cfg.RequestEventsMax {
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyEvents, len(ids), s.cfg.RequestEventsMax)
+	}
+	known, err := s.store.Lookup(ctx, s.cfg.Shard, ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ids))
+	for i, id := range ids {
+		_, out[i] = known.Fingerprints[id]
+	}
+	return out, nil
+}
+
 func (s *Sequencer) submit(ctx context.Context, r *request) error {
 	n := r.events()
 	if n == 0 {

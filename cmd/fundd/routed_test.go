@@ -168,6 +168,16 @@ func TestRoutedLoadSurvivesOwnerKill(t *testing.T) {
 
 	// Every saga ends: in-transit nets to zero across all databases.
 	net := waitInTransitZero(ctx, t, dbs)
+	// A caller asks the owners (over gRPC, after the move) how its saga
+	// ended: every acknowledged one completed (no payee here is closed).
+	for _, s := range log {
+		if !s.acked || !s.cross {
+			continue
+		}
+		if o, err := router.Status(ctx, s.t); err != nil || o.State != xshard.Completed {
+			t.Errorf("status of saga %s: %+v %v, want completed", s.t.ID, o, err)
+		}
+	}
 	stopSagas()
 	// A clean stop checkpoints every balance and releases the leases.
 	for _, p := range []*exec.Cmd{b, c} {

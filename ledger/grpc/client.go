@@ -273,6 +273,29 @@ func (s *shardClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID
 	return out, nil
 }
 
+// TransfersCommitted implements ledger.TransferLookup for the shard.
+func (s *shardClient) TransfersCommitted(ctx context.Context, ids []ledger.TransferID) ([]bool, error) {
+	if len(ids) == 0 {
+		return nil, ledger.ErrEmptyRequest
+	}
+	req := &ledgerpb.TransfersCommittedRequest{Target: s.target(), Ids: make([][]byte, len(ids))}
+	for i := range ids {
+		req.Ids[i] = ids[i][:]
+	}
+	var resp *ledgerpb.TransfersCommittedResponse
+	err := s.c.call(ctx, s.shard, func(ctx context.Context, stub ledgerpb.LedgerShardClient) (err error) {
+		resp, err = stub.TransfersCommitted(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Committed) != len(ids) {
+		return nil, fmt.Errorf("ledger/grpc: %d answers for %d transfer ids", len(resp.Committed), len(ids))
+	}
+	return resp.Committed, nil
+}
+
 func accountResults(rs []*ledgerpb.AccountResult, n int) ([]ledger.AccountResult, error) {
 	if len(rs) != n {
 		return nil, fmt.Errorf("ledger/grpc: %d results for %d accounts", len(rs), n)

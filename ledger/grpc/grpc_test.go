@@ -293,6 +293,18 @@ func TestClientRoutesAndFollowsMoves(t *testing.T) {
 			t.Fatalf("shard %d lookup: %+v %v", s, as, err)
 		}
 	}
+	// Which transfers each shard committed, asked of its owner over the
+	// wire: the ids paid on it, not a new one.
+	for s := 0; s < shards; s++ {
+		tl, ok := c.ForShard(s).(ledger.TransferLookup)
+		if !ok {
+			t.Fatal("the per-shard client does not look up transfers")
+		}
+		got, err := tl.TransfersCommitted(ctx, []ledger.TransferID{ids[s], ledger.NewTransferID()})
+		if err != nil || len(got) != 2 || !got[0] || got[1] {
+			t.Fatalf("shard %d: committed %v %v, want [true false]", s, got, err)
+		}
+	}
 	if _, err := c.CloseAccounts(ctx, []ledger.AccountID{user[1]}); err != nil {
 		t.Fatal(err)
 	}

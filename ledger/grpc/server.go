@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/grpc/ledgerpb"
@@ -160,6 +162,32 @@ func (s *Server) LookupAccounts(ctx context.Context, req *ledgerpb.LookupAccount
 		out.Accounts[i] = accountToPB(&as[i])
 	}
 	return out, nil
+}
+
+// TransfersCommitted implements ledgerpb.LedgerShardServer. It names no
+// account: the target shard is taken as given, and its owner answers.
+func (s *Server) TransfersCommitted(ctx context.Context, req *ledgerpb.TransfersCommittedRequest) (*ledgerpb.TransfersCommittedResponse, error) {
+	ids := make([]ledger.TransferID, len(req.Ids))
+	for i, b := range req.Ids {
+		id, err := transferID("ids", b)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("id %d: %w", i, err))
+		}
+		ids[i] = id
+	}
+	c, err := s.shard(req.Target, func() (int, error) { return 0, ledger.ErrShardUnknown })
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	tl, ok := c.(ledger.TransferLookup)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this shard's client cannot look up transfers")
+	}
+	found, err := tl.TransfersCommitted(ctx, ids)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &ledgerpb.TransfersCommittedResponse{Committed: found}, nil
 }
 
 func accountResultsPB(rs []ledger.AccountResult) []*ledgerpb.AccountResult {

@@ -116,7 +116,8 @@ func parseUserData(s string) (payee ledger.AccountID, kind uint16, data string, 
 
 // Transfer applies a plain transfer: directly when both accounts share a
 // shard, else as a saga, waiting up to wait for its outcome (after which it
-// answers InFlight; the saga still completes).
+// answers InFlight; the saga still completes, and Status tells how it
+// ended).
 func (r *Router) Transfer(ctx context.Context, t ledger.Transfer, wait time.Duration) (Outcome, error) {
 	src, dst := ledger.ShardOf(t.DebitAccountID, r.shards), ledger.ShardOf(t.CreditAccountID, r.shards)
 	if src == dst {
@@ -164,6 +165,70 @@ func (r *Router) Transfer(ctx context.Context, t ledger.Transfer, wait time.Dura
 	}
 }
 
+// ErrUnknownTransfer is Status's answer for a transfer no shard committed:
+// it was never applied (or refused at once), so sending it again is safe.
+var ErrUnknownTransfer = errors.New("xshard: transfer not committed")
+
+// Status tells where a transfer sent through Transfer stands, from what
+// the shards committed: the caller that was told InFlight asks again with
+// the same transfer (its id and accounts). A saga is Completed once leg 2
+// is committed on the payee's shard, Refunded once the compensation is
+// committed on the payer's, and InFlight while only leg 1 is. For a
+// refund the reason the payee's shard gave is not kept (Result is
+// ResultOK then); the refund itself is what the caller acts on.
+func (r *Router) Status(ctx context.Context, t ledger.Transfer) (Outcome, error) {
+	src, dst := ledger.ShardOf(t.DebitAccountID, r.shards), ledger.ShardOf(t.CreditAccountID, r.shards)
+	srcIDs := []ledger.TransferID{t.ID}
+	if src != dst {
+		srcIDs = append(srcIDs, backID(t.ID))
+	}
+	got, err := r.committed(ctx, src, srcIDs)
+	if err != nil {
+		return Outcome{}, err
+	}
+	switch {
+	case !got[0]:
+		return Outcome{}, fmt.Errorf("transfer %s: %w", t.ID, ErrUnknownTransfer)
+	case src == dst:
+		return Outcome{State: Completed, Result: ledger.ResultOK}, nil
+	case got[1]:
+		return Outcome{State: Refunded, Result: ledger.ResultOK}, nil
+	}
+	in, err := r.committed(ctx, dst, []ledger.TransferID{inID(t.ID)})
+	if err != nil {
+		return Outcome{}, err
+	}
+	if in[0] {
+		return Outcome{State: Completed, Result: ledger.ResultOK}, nil
+	}
+	return Outcome{State: InFlight, Result: ledger.ResultOK}, nil
+}
+
+func (r *Router) committed(ctx context.Context, shard int, ids []ledger.TransferID) ([]bool, error) {
+	tl, ok := r.client(shard).(ledger.TransferLookup)
+	if !ok {
+		return nil, fmt.Errorf("xshard: the client of shard %d cannot look up transfers", shard)
+	}
+	got, err := tl.TransfersCommitted(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("transfer status on shard %d: %w", shard, err)
+	}
+	if len(got) != len(ids) {
+		return nil, fmt.Errorf("xshard: %d answers for %d ids from shard %d", len(got), len(ids), shard)
+	}
+	return got, nil
+}
+
+// inID and backID are the ids of a saga's leg 2 and compensation, derived
+// from leg 1's so that every attempt (and Status) computes the same ones.
+func inID(leg1 ledger.TransferID) ledger.TransferID {
+	return ledger.DeriveTransferID("xshard.in", leg1.String())
+}
+
+func backID(leg1 ledger.TransferID) ledger.TransferID {
+	return ledger.DeriveTransferID("xshard.back", leg1.String())
+}
+
 // Wants reports whether Handle acts on events of kind: only leg 1 of a
 // saga. A consumer can pass over every other kind undecoded.
 func (r *Router) Wants(kind uint16) bool { return kind == KindOut }
@@ -182,7 +247,7 @@ func (r *Router) Handle(ctx context.Context, e ledger.Event) error {
 	}
 	dst := ledger.ShardOf(payee, r.shards)
 	leg2 := ledger.Transfer{
-		ID:             ledger.DeriveTransferID("xshard.in", e.ID.String()),
+		ID:             inID(e.ID),
 		DebitAccountID: InTransitAccount(dst, e.Shard, r.shards, e.Asset), CreditAccountID: payee,
 		Amount: e.Amount, Asset: e.Asset, Kind: kind, UserData: data,
 	}
@@ -195,7 +260,7 @@ func (r *Router) Handle(ctx context.Context, e ledger.Event) error {
 		return nil
 	}
 	back := ledger.Transfer{
-		ID:             ledger.DeriveTransferID("xshard.back", e.ID.String()),
+		ID:             backID(e.ID),
 		DebitAccountID: e.CreditAccountID, CreditAccountID: e.DebitAccountID,
 		Amount: e.Amount, Asset: e.Asset, Kind: KindBack,
 	}

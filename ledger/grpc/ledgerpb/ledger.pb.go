@@ -788,6 +788,102 @@ func (x *LookupAccountsResponse) GetAccounts() []*Account {
 	return nil
 }
 
+type TransfersCommittedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Ids           [][]byte               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"` // 16 bytes each
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransfersCommittedRequest) Reset() {
+	*x = TransfersCommittedRequest{}
+	mi := &file_ledger_grpc_ledgerpb_ledger_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransfersCommittedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransfersCommittedRequest) ProtoMessage() {}
+
+func (x *TransfersCommittedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_grpc_ledgerpb_ledger_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransfersCommittedRequest.ProtoReflect.Descriptor instead.
+func (*TransfersCommittedRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_grpc_ledgerpb_ledger_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransfersCommittedRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *TransfersCommittedRequest) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type TransfersCommittedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Committed     []bool                 `protobuf:"varint,1,rep,packed,name=committed,proto3" json:"committed,omitempty"` // in the order asked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransfersCommittedResponse) Reset() {
+	*x = TransfersCommittedResponse{}
+	mi := &file_ledger_grpc_ledgerpb_ledger_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransfersCommittedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransfersCommittedResponse) ProtoMessage() {}
+
+func (x *TransfersCommittedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_grpc_ledgerpb_ledger_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransfersCommittedResponse.ProtoReflect.Descriptor instead.
+func (*TransfersCommittedResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_grpc_ledgerpb_ledger_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TransfersCommittedResponse) GetCommitted() []bool {
+	if x != nil {
+		return x.Committed
+	}
+	return nil
+}
+
 var File_ledger_grpc_ledgerpb_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_grpc_ledgerpb_ledger_proto_rawDesc = "" +
@@ -846,12 +942,18 @@ const file_ledger_grpc_ledgerpb_ledger_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x16.fund.ledger.v1.TargetR\x06target\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\x03R\x03ids\"M\n" +
 	"\x16LookupAccountsResponse\x123\n" +
-	"\baccounts\x18\x01 \x03(\v2\x17.fund.ledger.v1.AccountR\baccounts2\x91\x03\n" +
+	"\baccounts\x18\x01 \x03(\v2\x17.fund.ledger.v1.AccountR\baccounts\"]\n" +
+	"\x19TransfersCommittedRequest\x12.\n" +
+	"\x06target\x18\x01 \x01(\v2\x16.fund.ledger.v1.TargetR\x06target\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\fR\x03ids\":\n" +
+	"\x1aTransfersCommittedResponse\x12\x1c\n" +
+	"\tcommitted\x18\x01 \x03(\bR\tcommitted2\xfe\x03\n" +
 	"\vLedgerShard\x12_\n" +
 	"\x0eCreateAccounts\x12%.fund.ledger.v1.CreateAccountsRequest\x1a&.fund.ledger.v1.CreateAccountsResponse\x12b\n" +
 	"\x0fCreateTransfers\x12&.fund.ledger.v1.CreateTransfersRequest\x1a'.fund.ledger.v1.CreateTransfersResponse\x12\\\n" +
 	"\rCloseAccounts\x12$.fund.ledger.v1.CloseAccountsRequest\x1a%.fund.ledger.v1.CloseAccountsResponse\x12_\n" +
-	"\x0eLookupAccounts\x12%.fund.ledger.v1.LookupAccountsRequest\x1a&.fund.ledger.v1.LookupAccountsResponseB3Z1github.com/fundplatform/fund/ledger/grpc/ledgerpbb\x06proto3"
+	"\x0eLookupAccounts\x12%.fund.ledger.v1.LookupAccountsRequest\x1a&.fund.ledger.v1.LookupAccountsResponse\x12k\n" +
+	"\x12TransfersCommitted\x12).fund.ledger.v1.TransfersCommittedRequest\x1a*.fund.ledger.v1.TransfersCommittedResponseB3Z1github.com/fundplatform/fund/ledger/grpc/ledgerpbb\x06proto3"
 
 var (
 	file_ledger_grpc_ledgerpb_ledger_proto_rawDescOnce sync.Once
@@ -865,21 +967,23 @@ func file_ledger_grpc_ledgerpb_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_grpc_ledgerpb_ledger_proto_rawDescData
 }
 
-var file_ledger_grpc_ledgerpb_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ledger_grpc_ledgerpb_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_ledger_grpc_ledgerpb_ledger_proto_goTypes = []any{
-	(*Target)(nil),                  // 0: fund.ledger.v1.Target
-	(*Account)(nil),                 // 1: fund.ledger.v1.Account
-	(*Transfer)(nil),                // 2: fund.ledger.v1.Transfer
-	(*TransferResult)(nil),          // 3: fund.ledger.v1.TransferResult
-	(*AccountResult)(nil),           // 4: fund.ledger.v1.AccountResult
-	(*CreateAccountsRequest)(nil),   // 5: fund.ledger.v1.CreateAccountsRequest
-	(*CreateAccountsResponse)(nil),  // 6: fund.ledger.v1.CreateAccountsResponse
-	(*CreateTransfersRequest)(nil),  // 7: fund.ledger.v1.CreateTransfersRequest
-	(*CreateTransfersResponse)(nil), // 8: fund.ledger.v1.CreateTransfersResponse
-	(*CloseAccountsRequest)(nil),    // 9: fund.ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),   // 10: fund.ledger.v1.CloseAccountsResponse
-	(*LookupAccountsRequest)(nil),   // 11: fund.ledger.v1.LookupAccountsRequest
-	(*LookupAccountsResponse)(nil),  // 12: fund.ledger.v1.LookupAccountsResponse
+	(*Target)(nil),                     // 0: fund.ledger.v1.Target
+	(*Account)(nil),                    // 1: fund.ledger.v1.Account
+	(*Transfer)(nil),                   // 2: fund.ledger.v1.Transfer
+	(*TransferResult)(nil),             // 3: fund.ledger.v1.TransferResult
+	(*AccountResult)(nil),              // 4: fund.ledger.v1.AccountResult
+	(*CreateAccountsRequest)(nil),      // 5: fund.ledger.v1.CreateAccountsRequest
+	(*CreateAccountsResponse)(nil),     // 6: fund.ledger.v1.CreateAccountsResponse
+	(*CreateTransfersRequest)(nil),     // 7: fund.ledger.v1.CreateTransfersRequest
+	(*CreateTransfersResponse)(nil),    // 8: fund.ledger.v1.CreateTransfersResponse
+	(*CloseAccountsRequest)(nil),       // 9: fund.ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),      // 10: fund.ledger.v1.CloseAccountsResponse
+	(*LookupAccountsRequest)(nil),      // 11: fund.ledger.v1.LookupAccountsRequest
+	(*LookupAccountsResponse)(nil),     // 12: fund.ledger.v1.LookupAccountsResponse
+	(*TransfersCommittedRequest)(nil),  // 13: fund.ledger.v1.TransfersCommittedRequest
+	(*TransfersCommittedResponse)(nil), // 14: fund.ledger.v1.TransfersCommittedResponse
 }
 var file_ledger_grpc_ledgerpb_ledger_proto_depIdxs = []int32{
 	0,  // 0: fund.ledger.v1.CreateAccountsRequest.target:type_name -> fund.ledger.v1.Target
@@ -892,19 +996,22 @@ var file_ledger_grpc_ledgerpb_ledger_proto_depIdxs = []int32{
 	4,  // 7: fund.ledger.v1.CloseAccountsResponse.results:type_name -> fund.ledger.v1.AccountResult
 	0,  // 8: fund.ledger.v1.LookupAccountsRequest.target:type_name -> fund.ledger.v1.Target
 	1,  // 9: fund.ledger.v1.LookupAccountsResponse.accounts:type_name -> fund.ledger.v1.Account
-	5,  // 10: fund.ledger.v1.LedgerShard.CreateAccounts:input_type -> fund.ledger.v1.CreateAccountsRequest
-	7,  // 11: fund.ledger.v1.LedgerShard.CreateTransfers:input_type -> fund.ledger.v1.CreateTransfersRequest
-	9,  // 12: fund.ledger.v1.LedgerShard.CloseAccounts:input_type -> fund.ledger.v1.CloseAccountsRequest
-	11, // 13: fund.ledger.v1.LedgerShard.LookupAccounts:input_type -> fund.ledger.v1.LookupAccountsRequest
-	6,  // 14: fund.ledger.v1.LedgerShard.CreateAccounts:output_type -> fund.ledger.v1.CreateAccountsResponse
-	8,  // 15: fund.ledger.v1.LedgerShard.CreateTransfers:output_type -> fund.ledger.v1.CreateTransfersResponse
-	10, // 16: fund.ledger.v1.LedgerShard.CloseAccounts:output_type -> fund.ledger.v1.CloseAccountsResponse
-	12, // 17: fund.ledger.v1.LedgerShard.LookupAccounts:output_type -> fund.ledger.v1.LookupAccountsResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 10: fund.ledger.v1.TransfersCommittedRequest.target:type_name -> fund.ledger.v1.Target
+	5,  // 11: fund.ledger.v1.LedgerShard.CreateAccounts:input_type -> fund.ledger.v1.CreateAccountsRequest
+	7,  // 12: fund.ledger.v1.LedgerShard.CreateTransfers:input_type -> fund.ledger.v1.CreateTransfersRequest
+	9,  // 13: fund.ledger.v1.LedgerShard.CloseAccounts:input_type -> fund.ledger.v1.CloseAccountsRequest
+	11, // 14: fund.ledger.v1.LedgerShard.LookupAccounts:input_type -> fund.ledger.v1.LookupAccountsRequest
+	13, // 15: fund.ledger.v1.LedgerShard.TransfersCommitted:input_type -> fund.ledger.v1.TransfersCommittedRequest
+	6,  // 16: fund.ledger.v1.LedgerShard.CreateAccounts:output_type -> fund.ledger.v1.CreateAccountsResponse
+	8,  // 17: fund.ledger.v1.LedgerShard.CreateTransfers:output_type -> fund.ledger.v1.CreateTransfersResponse
+	10, // 18: fund.ledger.v1.LedgerShard.CloseAccounts:output_type -> fund.ledger.v1.CloseAccountsResponse
+	12, // 19: fund.ledger.v1.LedgerShard.LookupAccounts:output_type -> fund.ledger.v1.LookupAccountsResponse
+	14, // 20: fund.ledger.v1.LedgerShard.TransfersCommitted:output_type -> fund.ledger.v1.TransfersCommittedResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_ledger_grpc_ledgerpb_ledger_proto_init() }
@@ -918,7 +1025,7 @@ func file_ledger_grpc_ledgerpb_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_grpc_ledgerpb_ledger_proto_rawDesc), len(file_ledger_grpc_ledgerpb_ledger_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	LedgerShard_CreateAccounts_FullMethodName  = "/fund.ledger.v1.LedgerShard/CreateAccounts"
-	LedgerShard_CreateTransfers_FullMethodName = "/fund.ledger.v1.LedgerShard/CreateTransfers"
-	LedgerShard_CloseAccounts_FullMethodName   = "/fund.ledger.v1.LedgerShard/CloseAccounts"
-	LedgerShard_LookupAccounts_FullMethodName  = "/fund.ledger.v1.LedgerShard/LookupAccounts"
+	LedgerShard_CreateAccounts_FullMethodName     = "/fund.ledger.v1.LedgerShard/CreateAccounts"
+	LedgerShard_CreateTransfers_FullMethodName    = "/fund.ledger.v1.LedgerShard/CreateTransfers"
+	LedgerShard_CloseAccounts_FullMethodName      = "/fund.ledger.v1.LedgerShard/CloseAccounts"
+	LedgerShard_LookupAccounts_FullMethodName     = "/fund.ledger.v1.LedgerShard/LookupAccounts"
+	LedgerShard_TransfersCommitted_FullMethodName = "/fund.ledger.v1.LedgerShard/TransfersCommitted"
 )
 
 // LedgerShardClient is the client API for LedgerShard service.
@@ -44,6 +45,10 @@ type LedgerShardClient interface {
 	CloseAccounts(ctx context.Context, in *CloseAccountsRequest, opts ...grpc.CallOption) (*CloseAccountsResponse, error)
 	// LookupAccounts returns the accounts found, in the order asked.
 	LookupAccounts(ctx context.Context, in *LookupAccountsRequest, opts ...grpc.CallOption) (*LookupAccountsResponse, error)
+	// TransfersCommitted tells, for each id, whether the shard has committed
+	// a transfer with that id: what a saga's caller asks once it was told
+	// "in flight".
+	TransfersCommitted(ctx context.Context, in *TransfersCommittedRequest, opts ...grpc.CallOption) (*TransfersCommittedResponse, error)
 }
 
 type ledgerShardClient struct {
@@ -94,6 +99,16 @@ func (c *ledgerShardClient) LookupAccounts(ctx context.Context, in *LookupAccoun
 	return out, nil
 }
 
+func (c *ledgerShardClient) TransfersCommitted(ctx context.Context, in *TransfersCommittedRequest, opts ...grpc.CallOption) (*TransfersCommittedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransfersCommittedResponse)
+	err := c.cc.Invoke(ctx, LedgerShard_TransfersCommitted_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerShardServer is the server API for LedgerShard service.
 // All implementations must embed UnimplementedLedgerShardServer
 // for forward compatibility.
@@ -113,6 +128,10 @@ type LedgerShardServer interface {
 	CloseAccounts(context.Context, *CloseAccountsRequest) (*CloseAccountsResponse, error)
 	// LookupAccounts returns the accounts found, in the order asked.
 	LookupAccounts(context.Context, *LookupAccountsRequest) (*LookupAccountsResponse, error)
+	// TransfersCommitted tells, for each id, whether the shard has committed
+	// a transfer with that id: what a saga's caller asks once it was told
+	// "in flight".
+	TransfersCommitted(context.Context, *TransfersCommittedRequest) (*TransfersCommittedResponse, error)
 	mustEmbedUnimplementedLedgerShardServer()
 }
 
@@ -134,6 +153,9 @@ func (UnimplementedLedgerShardServer) CloseAccounts(context.Context, *CloseAccou
 }
 func (UnimplementedLedgerShardServer) LookupAccounts(context.Context, *LookupAccountsRequest) (*LookupAccountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupAccounts not implemented")
+}
+func (UnimplementedLedgerShardServer) TransfersCommitted(context.Context, *TransfersCommittedRequest) (*TransfersCommittedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransfersCommitted not implemented")
 }
 func (UnimplementedLedgerShardServer) mustEmbedUnimplementedLedgerShardServer() {}
 func (UnimplementedLedgerShardServer) testEmbeddedByValue()                     {}
@@ -228,6 +250,24 @@ func _LedgerShard_LookupAccounts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerShard_TransfersCommitted_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransfersCommittedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerShardServer).TransfersCommitted(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerShard_TransfersCommitted_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerShardServer).TransfersCommitted(ctx, req.(*TransfersCommittedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerShard_ServiceDesc is the grpc.ServiceDesc for LedgerShard service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -250,6 +290,10 @@ var LedgerShard_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LookupAccounts",
 			Handler:    _LedgerShard_LookupAccounts_Handler,
+		},
+		{
+			MethodName: "TransfersCommitted",
+			Handler:    _LedgerShard_TransfersCommitted_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
