@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/ledger"
+	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
 )
@@ -133,6 +135,59 @@ func newLedgerOwnersCmd() *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
 	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	return cmd
+}
+
+// newLedgerTransferCmd is `fundctl ledger transfer`: where a transfer sent
+// through the router stands, asked of the shards' owners over gRPC; what a
+// caller told "in flight" runs to learn how its saga ended.
+func newLedgerTransferCmd() *cobra.Command {
+	var (
+		dsns     []string
+		shards   int
+		from, to int64
+	)
+	cmd := &cobra.Command{
+		Use:   "transfer ID --from ACCOUNT --to ACCOUNT",
+		Short: "Tell whether a transfer (or cross-shard saga) is completed, in flight, refunded, or not committed",
+		Long: `Asks the owners of the payer's and payee's shards (found in the lease tables, reached over
+gRPC, as fundd gateway does) which of the transfer's legs they committed: completed (leg 2 on
+the payee's shard, or a same-shard transfer), refunded (the compensation on the payer's shard),
+in flight (leg 1 only), or not committed at all (exit status 1; sending it again is safe).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			id, err := ledger.ParseTransferID(args[0])
+			if err != nil {
+				return err
+			}
+			if from <= 0 || to <= 0 || from == to {
+				return fmt.Errorf("--from and --to must be two different account ids")
+			}
+			dbs, err := openLedgerDatabases(ctx, dsns, shards)
+			if err != nil {
+				return err
+			}
+			defer dbs.Close()
+			client := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: shards}, dbs)
+			defer client.Close()
+			router := xshard.NewRouter(shards, client.ForShard)
+			o, err := router.Status(ctx, ledger.Transfer{ID: id, DebitAccountID: ledger.AccountID(from), CreditAccountID: ledger.AccountID(to)})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), o.State)
+			return nil
+		},
+	}
+	var env []string
+	if v := os.Getenv(localpg.EnvDSN); v != "" {
+		env = strings.Split(v, ",")
+	}
+	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
+	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	cmd.Flags().Int64Var(&from, "from", 0, "the debit (payer's) account id")
+	cmd.Flags().Int64Var(&to, "to", 0, "the credit (payee's) account id")
 	return cmd
 }
 

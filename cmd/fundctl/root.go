@@ -58,7 +58,7 @@ func newRootCmd() *cobra.Command {
 	bench.AddCommand(newBenchGatewayCmd())
 	bench.AddCommand(newBenchSettleCmd())
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
-	ledgerCmd.AddCommand(newLedgerVerifyCmd(), newLedgerOwnersCmd())
+	ledgerCmd.AddCommand(newLedgerVerifyCmd(), newLedgerOwnersCmd(), newLedgerTransferCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
 	root.AddCommand(newLoadtestCmd(), newDemoCmd())
 	root.AddCommand(newTokenCmd())
