@@ -66,6 +66,10 @@ type Config struct {
 	// `fundctl bench gateway --rest-via-loopback`): no second protobuf
 	// serialisation and no HTTP/2 hop.
 	RESTViaLoopback bool
+	// RESTMuxOnly serves the order calls through grpc-gateway's mux too,
+	// instead of the direct path that does the same for less (see
+	// orderPath); for comparison.
+	RESTMuxOnly bool
 	// Ready checks for /readyz, e.g. that the ledger shard is loaded.
 	Ready []func(context.Context) error
 

@@ -54,15 +54,23 @@ func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.
 		runtime.WithRoutingErrorHandler(g.routingError),
 		runtime.WithMiddlewares(g.routeMiddleware),
 	)
+	// The mux tries a method's routes newest first: the admin service is
+	// registered first so that the customers' calls, most of the traffic,
+	// are tried first (no pattern of one service matches a path of the
+	// other).
 	var err error
 	if conn != nil {
-		err = errors.Join(fundv1.RegisterFundServiceHandler(ctx, mux, conn), fundv1.RegisterAdminServiceHandler(ctx, mux, conn))
+		err = errors.Join(fundv1.RegisterAdminServiceHandler(ctx, mux, conn), fundv1.RegisterFundServiceHandler(ctx, mux, conn))
 	} else {
-		err = errors.Join(fundv1.RegisterFundServiceHandlerServer(ctx, mux, g.fund),
-			fundv1.RegisterAdminServiceHandlerServer(ctx, mux, g.adm))
+		err = errors.Join(fundv1.RegisterAdminServiceHandlerServer(ctx, mux, g.adm),
+			fundv1.RegisterFundServiceHandlerServer(ctx, mux, g.fund))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("register rest handlers: %w", err)
+	}
+	var api http.Handler = mux
+	if conn == nil && !g.cfg.RESTMuxOnly {
+		api = g.newOrderPath(mux)
 	}
 	top := http.NewServeMux()
 	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -85,7 +93,7 @@ func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(g.openapi)
 	})
-	top.Handle("/", g.apiMiddleware(mux))
+	top.Handle("/", g.apiMiddleware(api))
 	return top, nil
 }
 
@@ -156,8 +164,7 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 }
 
 // routeMiddleware runs after the mux matched a route, before the body is
-// decoded: it names the route for the metrics, checks the body, sheds when
-// the gateway is at its concurrency limit and sets the deadline. The mux
+// decoded: it names the route for the metrics and runs serveRoute. The mux
 // wraps each route's handler once, so the route's metrics are looked up on
 // its first request and kept here.
 func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
@@ -176,31 +183,42 @@ func (g *Gateway) routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc 
 			}
 			rec.route = rm
 		}
-		// The body first (bounded, and by the server's read timeout): a
-		// client that sends it slowly must not hold a concurrency slot.
-		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-			body, code, err := g.readBody(r)
-			if err != nil {
-				g.writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
-				return
-			}
-			r.Body = newRequestBody(body)
-		}
-		if !g.conc.TryAcquire() {
-			g.m.Shed.WithLabelValues("concurrency").Inc()
-			h := w.Header()
-			h.Set("Retry-After", "1")
-			h.Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write(g.shedBody)
+		g.serveRoute(w, r, func(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+			next(w, r.WithContext(ctx), params)
+		})
+	}
+}
+
+// serveRoute does what every route does before its handler: it checks the
+// body, sheds when the gateway is at its concurrency limit and sets the
+// deadline, the context handle gets (with the request, whose own context is
+// its parent: copying the request to carry it is for handle to do if it
+// must).
+func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, handle func(context.Context, http.ResponseWriter, *http.Request)) {
+	// The body first (bounded, and by the server's read timeout): a
+	// client that sends it slowly must not hold a concurrency slot.
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		body, code, err := g.readBody(r)
+		if err != nil {
+			g.writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
 			return
 		}
-		start := time.Now()
-		defer func() { g.conc.Release(time.Since(start)) }()
-		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
-		defer cancel()
-		next(w, r.WithContext(ctx), params)
+		r.Body = newRequestBody(body)
 	}
+	if !g.conc.TryAcquire() {
+		g.m.Shed.WithLabelValues("concurrency").Inc()
+		h := w.Header()
+		h.Set("Retry-After", "1")
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write(g.shedBody)
+		return
+	}
+	start := time.Now()
+	defer func() { g.conc.Release(time.Since(start)) }()
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
+	defer cancel()
+	handle(ctx, w, r)
 }
 
 // readBody enforces the JSON rules of a request body: application/json,
