@@ -17,6 +17,7 @@ func newDevCmd() *cobra.Command {
 		dir  string
 		port int
 		db   string
+		set  map[string]string
 	)
 	pg := &cobra.Command{
 		Use:   "postgres",
@@ -26,7 +27,7 @@ temporary directory, a free loopback port, as the postgres user when run as root
 creates --database, prints its DSN, and stops the server cleanly on Ctrl-C.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			srv, err := localpg.Start(ctx, localpg.Options{Dir: dir, Port: port})
+			srv, err := localpg.Start(ctx, localpg.Options{Dir: dir, Port: port, Settings: set})
 			if err != nil {
 				return err
 			}
@@ -50,6 +51,7 @@ creates --database, prints its DSN, and stops the server cleanly on Ctrl-C.`,
 	pg.Flags().StringVar(&dir, "dir", "", "data directory parent (kept); empty = a temporary one, removed on exit")
 	pg.Flags().IntVar(&port, "port", 0, "port (0 = a free one)")
 	pg.Flags().StringVar(&db, "database", "fund", "database to create")
+	pg.Flags().StringToStringVar(&set, "pg-set", nil, "settings of the server, name=value (e.g. shared_preload_libraries=pg_stat_statements)")
 	dev.AddCommand(pg)
 	return dev
 }
