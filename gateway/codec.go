@@ -31,7 +31,9 @@ import (
 //     range, a nil message), goes to protojson.
 //   - NewDecoder, given the body readBody already read and checked (one
 //     well-formed JSON value), hands those bytes to protojson directly
-//     instead of scanning them again through encoding/json.
+//     instead of scanning them again through encoding/json, and decodes
+//     the usual order body ({"amount": "...", "request_id": "..."}) itself
+//     (decodeOrderFields; TestBodyDecoderMatchesJSONPb compares).
 type codec struct {
 	*runtime.JSONPb
 	// Encoders of the hot messages; nil when the message's descriptor is
@@ -130,16 +132,124 @@ func (d *bodyDecoder) Decode(v any) error {
 		// white space): encoding/json's answer, whatever it is.
 		return d.c.JSONPb.NewDecoder(bytes.NewReader(d.body.raw)).Decode(v)
 	}
+	if decodeOrderFields(raw, p) {
+		return nil
+	}
 	return d.c.UnmarshalOptions.Unmarshal(raw, p)
+}
+
+// decodeOrderFields decodes, without protojson, the usual body of an order
+// call: an object of its string fields amount and request_id, each at most
+// once, with values that need no unescaping. For such a body it sets p as
+// protojson would (it clears the message first, as protojson does) and
+// returns true; for any other body, or another message, it returns false
+// and leaves p alone, for protojson to decode or refuse.
+func decodeOrderFields(raw []byte, p proto.Message) bool {
+	var amount, requestID *string
+	switch m := p.(type) {
+	case *fundv1.OrderRequest:
+		amount, requestID = &m.Amount, &m.RequestId
+	case *fundv1.RedeemRequest:
+		amount, requestID = &m.Amount, &m.RequestId
+	case *fundv1.TransferRequest:
+		amount, requestID = &m.Amount, &m.RequestId
+	case *fundv1.PayRequest:
+		amount, requestID = &m.Amount, &m.RequestId
+	default:
+		return false
+	}
+	var vals [2]string // amount, request_id
+	var seen [2]bool
+	b := skipJSONSpace(raw)
+	if len(b) == 0 || b[0] != '{' {
+		return false
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) > 0 && b[0] == '}' {
+		b = b[1:]
+	} else {
+		for {
+			key, rest, ok := plainJSONString(b)
+			if !ok {
+				return false
+			}
+			i := -1
+			switch key {
+			case "amount":
+				i = 0
+			case "request_id":
+				i = 1
+			}
+			if i < 0 || seen[i] {
+				return false // another field, or a duplicate: protojson's to judge
+			}
+			b = skipJSONSpace(rest)
+			if len(b) == 0 || b[0] != ':' {
+				return false
+			}
+			val, rest, ok := plainJSONString(skipJSONSpace(b[1:]))
+			if !ok {
+				return false
+			}
+			vals[i], seen[i] = val, true
+			b = skipJSONSpace(rest)
+			if len(b) == 0 {
+				return false
+			}
+			if b[0] == '}' {
+				b = b[1:]
+				break
+			}
+			if b[0] != ',' {
+				return false
+			}
+			b = skipJSONSpace(b[1:])
+		}
+	}
+	if len(skipJSONSpace(b)) != 0 {
+		return false
+	}
+	proto.Reset(p)
+	*amount, *requestID = vals[0], vals[1]
+	return true
+}
+
+// plainJSONString reads a JSON string at the start of b that needs no
+// unescaping: no backslash, no control character, valid UTF-8. It returns
+// the string and what follows it.
+func plainJSONString(b []byte) (string, []byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", nil, false
+	}
+	ascii := true
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			s := b[1:i]
+			if !ascii && !utf8.Valid(s) {
+				return "", nil, false
+			}
+			return string(s), b[i+1:], true
+		case c == '\\' || c < ' ':
+			return "", nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", nil, false
+}
+
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
 }
 
 // trimJSONSpace cuts JSON's white space (space, tab, CR, LF) off both ends.
 func trimJSONSpace(b []byte) []byte {
-	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-	for len(b) > 0 && isSpace(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isSpace(b[len(b)-1]) {
+	b = skipJSONSpace(b)
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
 		b = b[:len(b)-1]
 	}
 	return b

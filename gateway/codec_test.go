@@ -174,30 +174,54 @@ func TestCodecMatchesProtojson(t *testing.T) {
 
 // TestBodyDecoderMatchesJSONPb: the decoder of a checked body decodes as
 // JSONPb's (encoding/json, then protojson) does: same message, same error
-// text, io.EOF for an empty body.
+// text, io.EOF for an empty body; bodies of the shape decodeOrderFields
+// takes on itself are frequent.
 func TestBodyDecoderMatchesJSONPb(t *testing.T) {
 	r := rand.New(rand.NewPCG(codecSeed(t), 0))
 	c := newCodec()
-	values := []string{`"1.00"`, `"x"`, `1`, `-5`, `"42"`, `null`, `true`, `[]`, `{}`, `"\u00e9"`, `1e3`, `"FAST"`, `2`, `"\ud800"`}
-	keys := []string{"amount", "request_id", "customer_id", "mode", "unknown", "requestId", "customerId", "to_customer_id"}
-	for i := range 5000 {
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	ws := func() string {
+		if r.IntN(3) != 0 {
+			return ""
+		}
+		return pick(" ", "\n", "\t", "\r\n", "  ")
+	}
+	value := func() string {
+		if r.IntN(4) == 0 {
+			return pick(`1`, `-5`, `null`, `true`, `[]`, `{}`, `1e3`, `"FAST"`, `2`, `"\ud800"`, `"a\"b"`, `"\u00e9"`,
+				`"\n"`, `"a\\b"`, `"\/"`, "\"\xff\"", "\"\xe9\"", "\"a\x7fb\"")
+		}
+		return strconv.Quote(pick("1.00", "0.01", "", "k1", "x y", "张伟", "é", "9999999999.99", "-1", "1e2", "FAST", "2"))
+	}
+	keys := []string{"amount", "request_id", "amount", "request_id", "customer_id", "mode", "to_customer_id",
+		"merchant_id", "unknown", "requestId", "Amount", "amount\u0000", "a\\mount"}
+	var checked, direct int
+	defer func() { t.Logf("%d bodies, %d decoded without protojson", checked, direct) }()
+	for i := range 20_000 {
 		var body string
-		switch r.IntN(10) {
+		switch r.IntN(12) {
 		case 0:
-			body = []string{"", " ", "\n\t", "null", "[]", `"x"`, "1", "\u00a0", " \u0085 ", "\r\n"}[r.IntN(10)]
+			body = pick("", " ", "\n\t", "null", "[]", `"x"`, "1", "\u00a0", " \u0085 ", "\r\n", "{}", " { } ", "{,}", `{"amount"}`)
 		default:
 			var fs []string
 			for n := r.IntN(4); n > 0; n-- {
-				fs = append(fs, strconv.Quote(keys[r.IntN(len(keys))])+":"+values[r.IntN(len(values))])
+				fs = append(fs, ws()+`"`+pick(keys...)+`"`+ws()+":"+ws()+value()+ws())
 			}
-			body = " {" + strings.Join(fs, ",") + "}\n"
+			body = ws() + "{" + strings.Join(fs, ",") + ws() + "}" + ws()
 		}
 		if !json.Valid([]byte(body)) && strings.TrimSpace(body) != "" {
 			continue // readBody refuses it before any decoder sees it
 		}
+		checked++
+		if decodeOrderFields(trimJSONSpace([]byte(body)), &fundv1.OrderRequest{}) {
+			direct++
+		}
 		for _, newMsg := range []func() proto.Message{
 			func() proto.Message { return &fundv1.OrderRequest{} },
 			func() proto.Message { return &fundv1.RedeemRequest{} },
+			func() proto.Message { return &fundv1.TransferRequest{} },
+			func() proto.Message { return &fundv1.PayRequest{} },
+			func() proto.Message { return &fundv1.GetOrderRequest{} },
 		} {
 			want, got := newMsg(), newMsg()
 			werr := c.JSONPb.NewDecoder(bytes.NewReader([]byte(body))).Decode(want)
@@ -207,6 +231,27 @@ func TestBodyDecoderMatchesJSONPb(t *testing.T) {
 				t.Fatalf("body %d %q into %T: got %v (%v), want %v (%v)", i, body, want, got, gerr, want, werr)
 			}
 		}
+	}
+}
+
+func BenchmarkCodecDecodeOrder(b *testing.B) {
+	c := newCodec()
+	body := []byte(`{"amount":"0.01","request_id":"k1"}`)
+	for _, bc := range []struct {
+		name   string
+		decode func(proto.Message) error
+	}{
+		{"jsonpb", func(m proto.Message) error { return c.JSONPb.NewDecoder(bytes.NewReader(body)).Decode(m) }},
+		{"codec", func(m proto.Message) error { return c.NewDecoder(newRequestBody(body)).Decode(m) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.decode(&fundv1.OrderRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
