@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fundplatform/fund/deploy/devstack"
+	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/ledger"
 )
@@ -409,53 +408,6 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// postgresCPU sums the CPU time of the server whose data directory is
-// dir: its postmaster (first line of postmaster.pid) and the processes it
-// started, from /proc (Linux; ok is false elsewhere or without a dir).
-func postgresCPU(dir string) (time.Duration, bool) {
-	if dir == "" {
-		return 0, false
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
-		return 0, false
-	}
-	master, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
-	if err != nil {
-		return 0, false
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, false
-	}
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	var ticks int64
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name, which is in parentheses and may
-		// hold spaces: state ppid ... utime(14) stime(15).
-		rest := string(stat)
-		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-			rest = rest[i+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		if pid != master && ppid != master {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		sy, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + sy
-	}
-	return time.Duration(ticks) * time.Second / ticksPerSecond, true
-}
+// postgresCPU is the CPU time of the private Postgres whose data
+// directory is dir (ok is false without one, or off Linux).
+func postgresCPU(dir string) (time.Duration, bool) { return localpg.ProcessCPU(dir) }
