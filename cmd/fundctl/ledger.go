@@ -87,12 +87,7 @@ in-transit accounts of cross-shard sagas over all databases: zero when no saga i
 			return nil
 		},
 	}
-	var env []string
-	if v := os.Getenv(localpg.EnvDSN); v != "" {
-		env = strings.Split(v, ",")
-	}
-	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
-	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	shardMapFlags(cmd, &dsns, &shards)
 	return cmd
 }
 
@@ -129,12 +124,7 @@ func newLedgerOwnersCmd() *cobra.Command {
 			return nil
 		},
 	}
-	var env []string
-	if v := os.Getenv(localpg.EnvDSN); v != "" {
-		env = strings.Split(v, ",")
-	}
-	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
-	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
+	shardMapFlags(cmd, &dsns, &shards)
 	return cmd
 }
 
@@ -180,15 +170,21 @@ in flight (leg 1 only), or not committed at all (exit status 1; sending it again
 			return nil
 		},
 	}
+	shardMapFlags(cmd, &dsns, &shards)
+	cmd.Flags().Int64Var(&from, "from", 0, "the debit (payer's) account id")
+	cmd.Flags().Int64Var(&to, "to", 0, "the credit (payee's) account id")
+	return cmd
+}
+
+// shardMapFlags adds the flags naming the shard map: the ledger databases
+// (default: the comma list in FUND_PG_DSN) and the number of shards.
+func shardMapFlags(cmd *cobra.Command, dsns *[]string, shards *int) {
 	var env []string
 	if v := os.Getenv(localpg.EnvDSN); v != "" {
 		env = strings.Split(v, ",")
 	}
-	cmd.Flags().StringSliceVar(&dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
-	cmd.Flags().IntVar(&shards, "shards", 1, "number of logical shards")
-	cmd.Flags().Int64Var(&from, "from", 0, "the debit (payer's) account id")
-	cmd.Flags().Int64Var(&to, "to", 0, "the credit (payee's) account id")
-	return cmd
+	cmd.Flags().StringSliceVar(dsns, "dsn", env, "Postgres DSN of a ledger database; repeat (or a comma list) for several, in shard-map order")
+	cmd.Flags().IntVar(shards, "shards", 1, "number of logical shards")
 }
 
 // openLedgerDatabases opens the ledger databases of the shard map, as

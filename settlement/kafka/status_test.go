@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/settlement"
 	"github.com/fundplatform/fund/settlement/kafka"
@@ -24,35 +22,12 @@ func TestSagaStatusAfterInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const shards = 2
-	store, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	seqs := make([]*ledger.Sequencer, shards)
-	for s := range seqs {
-		seqs[s] = ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shards}, store, nil)
-		stop, err := seqs[s].Start(ctx, 30*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop()
-	}
-	router := xshard.NewRouter(shards, func(s int) ledger.Client { return seqs[s] })
-	if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
-		t.Fatal(err)
-	}
-	broker, err := kafka.StartBroker(0, shards, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	pub := kafka.NewPublisher(broker.Addrs(), topic)
-	defer pub.Close()
+	rig := newSagaRig(t, ctx, shards)
+	seqs, router, broker := rig.seqs, rig.router, rig.broker
 	rctx, stopAll := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopAll(); wg.Wait() }()
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, store, pub, nil)
+	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, rig.store, rig.pub, nil)
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = relay.Run(rctx) }()
 

@@ -43,36 +43,53 @@ func TestCrossShardSagaBrokerOutage(t *testing.T) {
 	testSaga(t, true)
 }
 
-func testSaga(t *testing.T, outage bool) {
-	ctx := context.Background()
-	const shards = 2
+// sagaRig is the in-process saga setup: shards in one database, each with
+// its sequencer, a router over them with its in-transit accounts, a
+// Kafka-protocol broker and a publisher. Everything stops at the test's
+// end.
+type sagaRig struct {
+	store  *postgres.Store
+	seqs   []*ledger.Sequencer
+	router *xshard.Router
+	broker *kafka.Broker
+	pub    *kafka.Publisher
+}
+
+func newSagaRig(t *testing.T, ctx context.Context, shards int) *sagaRig {
+	t.Helper()
 	store, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.NewDatabase(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	seqs := make([]*ledger.Sequencer, shards)
-	for s := range seqs {
-		seqs[s] = ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shards}, store, nil)
-		stop, err := seqs[s].Start(ctx, 30*time.Second)
+	t.Cleanup(store.Close)
+	r := &sagaRig{store: store, seqs: make([]*ledger.Sequencer, shards)}
+	for s := range r.seqs {
+		r.seqs[s] = ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shards}, store, nil)
+		stop, err := r.seqs[s].Start(ctx, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer stop()
+		t.Cleanup(func() { _ = stop() })
 	}
-	router := xshard.NewRouter(shards, func(s int) ledger.Client { return seqs[s] })
-	if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
+	r.router = xshard.NewRouter(shards, func(s int) ledger.Client { return r.seqs[s] })
+	if err := r.router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
 		t.Fatal(err)
 	}
+	if r.broker, err = kafka.StartBroker(0, shards, topic); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.broker.Close)
+	r.pub = kafka.NewPublisher(r.broker.Addrs(), topic)
+	t.Cleanup(func() { _ = r.pub.Close() })
+	return r
+}
 
-	broker, err := kafka.StartBroker(0, 2, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	pub := kafka.NewPublisher(broker.Addrs(), topic)
-	defer pub.Close()
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, store, pub, nil)
+func testSaga(t *testing.T, outage bool) {
+	ctx := context.Background()
+	const shards = 2
+	rig := newSagaRig(t, ctx, shards)
+	store, seqs, router, broker := rig.store, rig.seqs, rig.router, rig.broker
+	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, store, rig.pub, nil)
 	rctx, stopRelay := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopRelay(); wg.Wait() }()
