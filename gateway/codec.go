@@ -441,14 +441,47 @@ func putTimestamp(b []byte, ts *timestamppb.Timestamp) ([]byte, bool) {
 	if secs < timestampSecondsMin || secs > timestampSecondsMax || nanos < 0 || nanos >= 1e9 {
 		return nil, false
 	}
-	var buf [40]byte
-	x := time.Unix(secs, int64(nanos)).UTC().AppendFormat(buf[:0], "2006-01-02T15:04:05.000000000")
-	x = bytes.TrimSuffix(x, []byte("000"))
-	x = bytes.TrimSuffix(x, []byte("000"))
-	x = bytes.TrimSuffix(x, []byte(".000"))
+	// protojson formats "2006-01-02T15:04:05.000000000" and trims "000",
+	// "000" and ".000" off the end: the same, laid out by hand.
+	t := time.Unix(secs, 0).UTC()
+	year, month, day := t.Date()
+	hour, minute, second := t.Clock()
 	b = append(b, '"')
-	b = append(b, x...)
+	b = append4(b, year)
+	b = append(b, '-')
+	b = append2(b, int(month))
+	b = append(b, '-')
+	b = append2(b, day)
+	b = append(b, 'T')
+	b = append2(b, hour)
+	b = append(b, ':')
+	b = append2(b, minute)
+	b = append(b, ':')
+	b = append2(b, second)
+	if nanos != 0 {
+		var frac [9]byte
+		for i, n := 8, nanos; i >= 0; i, n = i-1, n/10 {
+			frac[i] = '0' + byte(n%10)
+		}
+		digits := 9
+		switch {
+		case nanos%1e6 == 0:
+			digits = 3
+		case nanos%1e3 == 0:
+			digits = 6
+		}
+		b = append(b, '.')
+		b = append(b, frac[:digits]...)
+	}
 	return append(b, 'Z', '"'), true
+}
+
+// append2 and append4 write 0 <= v < 100 and 0 <= v < 10000 with leading
+// zeros.
+func append2(b []byte, v int) []byte { return append(b, '0'+byte(v/10), '0'+byte(v%10)) }
+
+func append4(b []byte, v int) []byte {
+	return append(b, '0'+byte(v/1000), '0'+byte(v/100%10), '0'+byte(v/10%10), '0'+byte(v%10))
 }
 
 const timestampName protoreflect.FullName = "google.protobuf.Timestamp"
