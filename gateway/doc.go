@@ -6,12 +6,18 @@
 //
 // How a REST request flows: apiMiddleware (metrics, access log, panic
 // guard) -> grpc-gateway's mux matches the route -> routeMiddleware (route
-// label, body rules: application/json, size limit, well-formed JSON; then
-// the global concurrency limit that sheds at once with 429 and Retry-After,
-// fixed or following a latency target; the request deadline) -> protojson
-// decoding (unknown fields refused) -> the server method, called
-// in-process (measured cheaper than a loopback gRPC hop: BenchmarkRESTPath)
-// -> authentication and authorisation (bearer JWT from gateway/auth, the
+// label) -> serveRoute (body rules: application/json, size limit,
+// well-formed JSON; then the global concurrency limit that sheds at once
+// with 429 and Retry-After, fixed or following a latency target; the
+// request deadline) -> protojson decoding (unknown fields refused) -> the
+// server method, called in-process (measured cheaper than a loopback gRPC
+// hop: BenchmarkRESTPath). The order calls (POST
+// /v1/customers/{id}/subscriptions and the like), most of the traffic,
+// skip the mux and the generated handlers: orderPath does the same for them
+// for less (BenchmarkHandlerOrder; TestFastPathMatchesMux compares the
+// two), and the codec writes the hot answers and reads the usual order body
+// by hand, byte for byte as protojson would (TestCodecMatchesProtojson,
+// TestBodyDecoderMatchesJSONPb). Then -> authentication and authorisation (bearer JWT from gateway/auth, the
 // verified tokens remembered; customer tokens act on their own customer,
 // admin calls need the admin scope), the per-customer rate limit,
 // validation -> accounts.Service -> the ledger through a BreakerClient per
