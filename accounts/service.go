@@ -173,7 +173,7 @@ func (s *Service) Close(ctx context.Context, id CustomerID) (Customer, error) {
 			return ErrCustomerFrozen
 		}
 		ids := []ledger.AccountID{CashAccount(c.ID), SharesAccount(c.ID)}
-		// The customer row is locked, so no order of this customer can
+		// The customer is locked (UpdateCustomer), so no order of it can
 		// change these balances before the accounts are closed.
 		accts, err := s.lookup(ctx, ids)
 		if err != nil {
@@ -359,7 +359,7 @@ type operation struct {
 	kind         OrderKind
 	amount       int64
 	counterparty int64
-	recipient    CustomerID // a second party whose row is locked; 0 = none
+	recipient    CustomerID // a second party, locked for share; 0 = none
 	allowFrozen  bool       // money only comes in
 	confirm      bool       // has a confirm date
 	pending      bool       // ends pending, not completed

@@ -20,16 +20,17 @@ type Store interface {
 		setup func(context.Context, Customer) error) (stored Customer, existed bool, err error)
 	// Customer returns one customer or ErrCustomerNotFound.
 	Customer(ctx context.Context, id CustomerID) (Customer, error)
-	// UpdateCustomer locks the customer's row, waiting for every order in
-	// flight on it, calls change with it and stores the status change set.
+	// UpdateCustomer locks the customer exclusively, waiting for every order
+	// in flight on it (and holding off new ones until it ends), calls change
+	// with it and stores the status change set.
 	// When change fails nothing is stored. Errors: ErrCustomerNotFound,
 	// change's error.
 	UpdateCustomer(ctx context.Context, id CustomerID, change func(context.Context, *Customer) error) (Customer, error)
 
 	// PlaceOrder places o once per (CustomerID, RequestID), forever. When an
 	// order with that key is stored it returns it and existed = true without
-	// calling apply. Otherwise, in one transaction, it locks the parties'
-	// rows for share (so no status change can happen until it ends), claims
+	// calling apply. Otherwise, in one transaction, it locks the parties
+	// for share (so no status change can happen until it ends), claims
 	// the key (a concurrent placement of the same key waits and then sees
 	// this one), calls apply with the parties in the order given, and stores
 	// o with the Status and Reason apply set. When apply fails nothing is

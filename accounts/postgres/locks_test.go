@@ -88,13 +88,21 @@ func place(t *testing.T, st *postgres.Store, c accounts.CustomerID, req string, 
 }
 
 // gate is an apply callback that says when it started and finishes when
-// released.
+// opened. A failing test opens it too (Cleanup), or closing the store would
+// wait for the apply forever.
 type gate struct {
 	entered, release chan struct{}
+	once             sync.Once
 	status           accounts.Status // the first party's, as apply saw it
 }
 
-func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+func newGate(t *testing.T) *gate {
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
 
 func (g *gate) apply(o *accounts.Order, ps []accounts.Customer) error {
 	g.status = ps[0].Status
@@ -122,7 +130,7 @@ func TestSameKeyTwoStores(t *testing.T) {
 	b := openSecondStore(t, e)
 	c := e.open("Quinn")
 
-	g := newGate()
+	g := newGate(t)
 	first := make(chan placed, 1)
 	go func() { first <- place(t, e.store, c, "k1", nil, g.apply) }()
 	waitClosed(t, g.entered, "first apply")
@@ -135,7 +143,7 @@ func TestSameKeyTwoStores(t *testing.T) {
 		t.Fatalf("second placement answered while the first was applying: %+v", p)
 	default:
 	}
-	close(g.release)
+	g.open()
 	p1, p2 := <-first, <-second
 	if p1.err != nil || p1.existed || p1.o.Status != accounts.OrderPending || p1.o.ID == 0 {
 		t.Fatalf("first: %+v", p1)
@@ -174,7 +182,7 @@ func TestStatusChangeWaitsForOrders(t *testing.T) {
 	}
 
 	for round, target := range []accounts.CustomerID{payer, payee} {
-		g := newGate()
+		g := newGate(t)
 		order := make(chan placed, 1)
 		go func() {
 			order <- place(t, e.store, payer, fmt.Sprintf("r%d", round), []accounts.CustomerID{payer, payee}, g.apply)
@@ -188,7 +196,7 @@ func TestStatusChangeWaitsForOrders(t *testing.T) {
 			t.Fatalf("round %d: freeze returned (%v) while an order was applying", round, err)
 		default:
 		}
-		close(g.release)
+		g.open()
 		if p := <-order; p.err != nil || g.status != accounts.StatusActive {
 			t.Fatalf("round %d: order %+v, saw %s", round, p, g.status)
 		}
@@ -201,18 +209,18 @@ func TestStatusChangeWaitsForOrders(t *testing.T) {
 	}
 
 	// The other way round: the order waits for the status change.
-	entered, release := make(chan struct{}), make(chan struct{})
+	g := newGate(t)
 	frozen := make(chan error, 1)
 	go func() {
 		_, err := b.UpdateCustomer(ctx, payer, func(_ context.Context, cu *accounts.Customer) error {
-			close(entered)
-			<-release
+			close(g.entered)
+			<-g.release
 			cu.Status = accounts.StatusFrozen
 			return nil
 		})
 		frozen <- err
 	}()
-	waitClosed(t, entered, "status change")
+	waitClosed(t, g.entered, "status change")
 	var saw accounts.Status
 	order := make(chan placed, 1)
 	go func() {
@@ -231,7 +239,7 @@ func TestStatusChangeWaitsForOrders(t *testing.T) {
 		t.Fatalf("order answered while a status change was in progress: %+v", p)
 	default:
 	}
-	close(release)
+	g.open()
 	if err := <-frozen; err != nil {
 		t.Fatal(err)
 	}

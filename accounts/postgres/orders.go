@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,27 +11,29 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/accounts"
 )
 
 // Orders are placed in batches. A request waits in a bounded queue; one of
 // a few writers takes what has queued up (up to OrderBatchMax) and places
-// the whole batch in one transaction: it locks the parties' rows for share
-// with one statement, claims every key with one INSERT ... ON CONFLICT DO
-// NOTHING, reads the orders that already existed with one SELECT, runs the
-// new orders' apply callbacks concurrently (so that their ledger calls
-// share the ledger's batches too), stores their outcomes with one UPDATE,
-// removes the rows of those whose apply failed with one DELETE, and
-// commits once. A placed order costs a few statements and one WAL flush
-// per batch instead of six round trips and a flush per order; under load
-// that is the difference between hundreds and thousands of orders a second.
+// the whole batch in one transaction: it takes advisory locks on the
+// parties (shared) and on the keys (exclusive) with one statement, reads
+// the parties and the orders already stored under those keys, runs the new
+// orders' apply callbacks concurrently (so that their ledger calls share
+// the ledger's batches too), inserts the outcomes with one INSERT and
+// commits once. A placed order costs a share of a few statements, one row
+// written once, and one WAL flush per batch, instead of six round trips and
+// a flush per order; under load that is the difference between hundreds and
+// thousands of orders a second.
 //
 // What a caller sees is what PlaceOrder promised one order at a time: an
 // order is stored only with its outcome, only if its apply succeeded, and
 // is acknowledged only after the commit; a stored key answers its stored
-// order; a key given twice at once is placed once (the second waits for
-// the first and gets it as existing).
+// order; a key given twice at once, to one writer or to two processes, is
+// placed once (the second waits for the first's key lock, then finds its
+// row and answers it as existing). See locks.go for the locks.
 
 // Defaults of the order writers.
 const (
@@ -216,11 +217,6 @@ func (s *Store) placeBatch(batch []*placeRequest) {
 		seen[k] = true
 		firsts = append(firsts, r)
 	}
-	// Claim keys in one order in every batch, so that two writers claiming
-	// overlapping keys cannot deadlock.
-	slices.SortFunc(firsts, func(a, b *placeRequest) int {
-		return cmp.Or(cmp.Compare(a.o.CustomerID, b.o.CustomerID), cmp.Compare(a.o.RequestID, b.o.RequestID))
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), orderBatchTimeout)
 	defer cancel()
 	results := make([]placeResult, len(firsts))
@@ -243,14 +239,19 @@ func (s *Store) placeBatch(batch []*placeRequest) {
 }
 
 // placeTx runs the batch's transaction, filling results (index-aligned with
-// rs, whose keys are distinct and sorted). An error fails the whole batch.
+// rs, whose keys are distinct). An error fails the whole batch.
 //
-// The transaction takes two round trips: BEGIN, the party locks and the
-// claim go as one pipeline (a third reads the orders of keys already
-// stored, when a batch has retries); the outcomes, the removal of failed
-// orders and COMMIT as another. Under load, every round
-// trip is a wait for both processes to be scheduled, so it is worth more
-// than the statements it carries.
+// The transaction takes two round trips: BEGIN, the locks, and the reads
+// of the parties and of the keys already stored go as one pipeline; the
+// outcomes and COMMIT as another. Under load, every round trip is a wait
+// for both processes to be scheduled, so it is worth more than the
+// statements it carries.
+//
+// Each order row is written once, with its outcome: the key is claimed by
+// an advisory lock instead of a placeholder row that an UPDATE would then
+// rewrite (a second tuple and a second set of index entries per order).
+// The parties are held by shared advisory locks instead of row locks, which
+// would write every customer tuple (and its WAL) once per batch.
 func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) (err error) {
 	st := &s.orders.stats
 	st.batches.Add(1)
@@ -263,26 +264,24 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	}
 
 	n := len(rs)
-	var (
-		ids                              []int64
-		cust, amount, counter, recipient = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		req, kind                        = make([]string, n), make([]string, n)
-		trade, confirm                   = make([]pgtype.Date, n), make([]pgtype.Date, n)
-		created                          = make([]time.Time, n)
-	)
+	var ids []int64
+	cust, req := make([]int64, n), make([]string, n)
 	for i, r := range rs {
-		o := r.o
 		for _, p := range r.parties {
 			ids = append(ids, int64(p))
 		}
-		if len(r.parties) > 1 {
-			recipient[i] = int64(r.parties[1])
-		}
-		cust[i], req[i], kind[i], amount[i], counter[i] = int64(o.CustomerID), o.RequestID, string(o.Kind), o.Amount, o.Counterparty
-		trade[i], confirm[i], created[i] = dateOrNull(o.TradeDate), dateOrNull(o.ConfirmDate), o.CreatedAt
+		cust[i], req[i] = int64(r.o.CustomerID), r.o.RequestID
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	locks := make([]advisoryLock, 0, len(ids)+n)
+	for _, id := range ids {
+		locks = append(locks, advisoryLock{key: customerLockKey(accounts.CustomerID(id)), shared: true})
+	}
+	for _, r := range rs {
+		locks = append(locks, advisoryLock{key: orderLockKey(s.keyHash(r.o.CustomerID, r.o.RequestID))})
+	}
+	lockA, lockB, lockShared := lockArgs(locks)
 
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -305,61 +304,26 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	// Lock every party for share, in id order: orders never block each
-	// other, but a freeze or close waits for the batch (and it for them).
-	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1) ORDER BY id FOR SHARE`, ids)
-	// Claim the keys of the orders whose parties exist (the rows are
-	// locked above). A concurrent placement of one of these keys (another
-	// writer, another process) makes this insert wait for its transaction,
-	// then skip the key.
-	b.Queue(`
-		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, created_at)
-		SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, 'placing', created_at
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[],
-			$8::timestamptz[], $9::bigint[])
-			WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, created_at,
-				recipient, n)
-		WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = t.customer_id)
-			AND (t.recipient = 0 OR EXISTS (SELECT 1 FROM customers c WHERE c.id = t.recipient))
-		ORDER BY n
-		ON CONFLICT (customer_id, request_id) DO NOTHING
-		RETURNING id, customer_id, request_id`,
-		cust, req, kind, amount, counter, trade, confirm, created, recipient)
+	// Shared locks on the parties (orders never block each other, but a
+	// status change, which takes the exclusive one, waits for the batch
+	// and the batch for it) and exclusive ones on the keys (a concurrent
+	// placement of one of these keys, by another writer or process, waits
+	// here for this transaction and then finds its row).
+	b.Queue(lockSQL, lockA, lockB, lockShared)
+	// The reads are statements of their own, after the locks: each takes
+	// its snapshot when it starts, so they see what the transactions they
+	// waited for committed.
+	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1)`, ids)
+	b.Queue(`SELECT `+orderColumns+` FROM orders
+		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`, cust, req)
 	inTx = true
 	br := conn.SendBatch(ctx, b)
-	byID, newID, err := readClaim(br)
+	byID, old, err := readClaim(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("claim orders: %w", cerr)
 	}
 	if err != nil {
 		return err
-	}
-	// The keys that were not claimed are stored already (retries): one more
-	// round trip, only when there are any.
-	var oldCust []int64
-	var oldReq []string
-	for i, r := range rs {
-		if _, isNew := newID[orderKey{r.o.CustomerID, r.o.RequestID}]; !isNew {
-			oldCust, oldReq = append(oldCust, cust[i]), append(oldReq, req[i])
-		}
-	}
-	old := map[orderKey]accounts.Order{}
-	if len(oldCust) > 0 {
-		// Only outcomes are ever committed, so 'placing' rows are this
-		// transaction's own.
-		rows, err := conn.Query(ctx, `SELECT `+orderColumns+` FROM orders
-			WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND status <> 'placing'`,
-			oldCust, oldReq)
-		if err != nil {
-			return fmt.Errorf("read stored orders: %w", err)
-		}
-		stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
-		if err != nil {
-			return fmt.Errorf("read stored orders: %w", err)
-		}
-		for _, o := range stored {
-			old[orderKey{o.CustomerID, o.RequestID}] = o
-		}
 	}
 	lap(&st.claim)
 
@@ -367,6 +331,10 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	parties := make([][]accounts.Customer, n)
 	var placed []int
 	for i, r := range rs {
+		if stored, ok := old[orderKey{r.o.CustomerID, r.o.RequestID}]; ok {
+			results[i] = placeResult{stored: stored, existed: true}
+			continue
+		}
 		ps := make([]accounts.Customer, len(r.parties))
 		missing := false
 		for j, id := range r.parties {
@@ -382,18 +350,9 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 			}
 			ps[j] = c
 		}
-		if missing {
-			continue
-		}
-		k := orderKey{r.o.CustomerID, r.o.RequestID}
-		if id, ok := newID[k]; ok {
-			r.o.ID = id
+		if !missing {
 			parties[i] = ps
 			placed = append(placed, i)
-		} else if stored, ok := old[k]; ok {
-			results[i] = placeResult{stored: stored, existed: true}
-		} else {
-			return fmt.Errorf("order %d/%s neither inserted nor found", r.o.CustomerID, r.o.RequestID)
 		}
 	}
 
@@ -412,73 +371,159 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	lap(&st.apply)
 
 	var (
-		doneIDs, failedIDs []int64
-		statuses, reasons  []string
+		done                          []int
+		icust, amount, counter        []int64
+		ireq, kind, statuses, reasons []string
+		trade, confirm                []pgtype.Date
+		created                       []time.Time
 	)
 	for _, i := range placed {
 		o := rs[i].o
 		err := applied[i]
-		if err == nil && (o.Status == "" || o.Status == "placing") {
-			err = fmt.Errorf("order %s: apply set no outcome", o.RequestID)
+		if err == nil && !validOutcome(o.Status) {
+			err = fmt.Errorf("order %s: apply set no outcome (status %q)", o.RequestID, o.Status)
 		}
 		if err != nil {
-			failedIDs = append(failedIDs, o.ID)
 			results[i] = placeResult{err: err}
 			continue
 		}
-		doneIDs = append(doneIDs, o.ID)
-		statuses = append(statuses, string(o.Status))
-		reasons = append(reasons, o.Reason)
+		done = append(done, i)
+		icust, ireq, kind = append(icust, int64(o.CustomerID)), append(ireq, o.RequestID), append(kind, string(o.Kind))
+		amount, counter = append(amount, o.Amount), append(counter, o.Counterparty)
+		trade, confirm = append(trade, dateOrNull(o.TradeDate)), append(confirm, dateOrNull(o.ConfirmDate))
+		statuses, reasons, created = append(statuses, string(o.Status)), append(reasons, o.Reason), append(created, o.CreatedAt)
 	}
 	b = &pgx.Batch{}
-	if len(doneIDs) > 0 {
-		b.Queue(`UPDATE orders SET status = u.status, reason = u.reason
-			FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, status, reason) WHERE orders.id = u.id`,
-			doneIDs, statuses, reasons)
-	}
-	if len(failedIDs) > 0 {
-		// Rows of this transaction that were never committed: removing
-		// them is not rewriting history.
-		b.Queue(`DELETE FROM orders WHERE id = ANY($1)`, failedIDs)
+	if len(done) > 0 {
+		// The keys are locked, so nobody else inserts them; DO NOTHING
+		// only matters if a writer that takes no key lock (a version of
+		// this store from before the locks) placed one meanwhile: its row
+		// stands, and is answered below.
+		b.Queue(`
+			INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
+				reason, created_at)
+			SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, reason, created_at
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[],
+				$8::text[], $9::text[], $10::timestamptz[])
+				WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
+					reason, created_at, n)
+			ORDER BY n
+			ON CONFLICT (customer_id, request_id) DO NOTHING
+			RETURNING id, customer_id, request_id`,
+			icust, ireq, kind, amount, counter, trade, confirm, statuses, reasons, created)
 	}
 	b.Queue("COMMIT")
 	lap(&st.record)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("record and commit orders: %w", err)
+	newID := map[orderKey]int64{}
+	br = conn.SendBatch(ctx, b)
+	if len(done) > 0 {
+		err = readInserted(br, newID)
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("record and commit orders: %w", cerr)
+	}
+	if err != nil {
+		return err
 	}
 	inTx = false
 	lap(&st.commit)
-	for _, i := range placed {
-		if results[i].err == nil {
-			results[i] = placeResult{stored: *rs[i].o}
+	var lost []int
+	for _, i := range done {
+		o := rs[i].o
+		id, ok := newID[orderKey{o.CustomerID, o.RequestID}]
+		if !ok {
+			lost = append(lost, i)
+			continue
 		}
+		o.ID = id
+		results[i] = placeResult{stored: *o}
+	}
+	if len(lost) > 0 {
+		return s.answerStored(ctx, conn, rs, lost, results)
 	}
 	return nil
 }
 
-// readClaim reads the results of the claim pipeline: the locked customers
-// and the ids of the orders inserted.
-func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, map[orderKey]int64, error) {
+// answerStored answers the orders at idx, whose keys another writer stored
+// while this batch applied them, with the stored orders.
+func (s *Store) answerStored(ctx context.Context, conn *pgxpool.Conn, rs []*placeRequest, idx []int, results []placeResult) error {
+	cust, req := make([]int64, len(idx)), make([]string, len(idx))
+	for j, i := range idx {
+		cust[j], req[j] = int64(rs[i].o.CustomerID), rs[i].o.RequestID
+	}
+	rows, err := conn.Query(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`, cust, req)
+	if err != nil {
+		return fmt.Errorf("read concurrent orders: %w", err)
+	}
+	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return fmt.Errorf("read concurrent orders: %w", err)
+	}
+	byKey := make(map[orderKey]accounts.Order, len(stored))
+	for _, o := range stored {
+		byKey[orderKey{o.CustomerID, o.RequestID}] = o
+	}
+	for _, i := range idx {
+		o, ok := byKey[orderKey{rs[i].o.CustomerID, rs[i].o.RequestID}]
+		if !ok {
+			return fmt.Errorf("order %d/%s neither inserted nor found", rs[i].o.CustomerID, rs[i].o.RequestID)
+		}
+		results[i] = placeResult{stored: o, existed: true}
+	}
+	return nil
+}
+
+func validOutcome(s accounts.OrderStatus) bool {
+	switch s {
+	case accounts.OrderCompleted, accounts.OrderPending, accounts.OrderRejected:
+		return true
+	}
+	return false
+}
+
+// readClaim reads the results of the claim pipeline: the parties and the
+// orders already stored.
+func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, map[orderKey]accounts.Order, error) {
 	if _, err := br.Exec(); err != nil {
 		return nil, nil, fmt.Errorf("begin orders: %w", err)
 	}
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, fmt.Errorf("lock orders: %w", err)
+	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock customers: %w", err)
+		return nil, nil, fmt.Errorf("read customers: %w", err)
 	}
-	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
+	cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Customer, error) { return scanCustomer(r) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock customers: %w", err)
+		return nil, nil, fmt.Errorf("read customers: %w", err)
 	}
-	byID := make(map[accounts.CustomerID]accounts.Customer, len(locked))
-	for _, c := range locked {
+	byID := make(map[accounts.CustomerID]accounts.Customer, len(cs))
+	for _, c := range cs {
 		byID[c.ID] = c
 	}
 	rows, err = br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("insert orders: %w", err)
+		return nil, nil, fmt.Errorf("read stored orders: %w", err)
 	}
-	newID := map[orderKey]int64{}
+	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("read stored orders: %w", err)
+	}
+	old := make(map[orderKey]accounts.Order, len(stored))
+	for _, o := range stored {
+		old[orderKey{o.CustomerID, o.RequestID}] = o
+	}
+	return byID, old, nil
+}
+
+// readInserted reads the ids of the orders inserted.
+func readInserted(br pgx.BatchResults, newID map[orderKey]int64) error {
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
 	var (
 		id, c int64
 		rid   string
@@ -487,7 +532,7 @@ func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, 
 		newID[orderKey{accounts.CustomerID(c), rid}] = id
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("insert orders: %w", err)
+		return fmt.Errorf("insert orders: %w", err)
 	}
-	return byID, newID, nil
+	return nil
 }
