@@ -2,13 +2,17 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 )
@@ -46,5 +50,24 @@ func TestMigrateKeepsCustomers(t *testing.T) {
 	c, err := st.Customer(ctx, 1)
 	if err != nil || c.Name != "Old" || c.RequestID != "legacy 1" {
 		t.Fatalf("customer after migration: %+v, %v", c, err)
+	}
+}
+
+// TestCustomersNeverDeleted: orders refer to customers without a foreign
+// key, so the database refuses to delete or truncate customers.
+func TestCustomersNeverDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, accounts.Config{})
+	c := e.fund("Wes", yuan, 0)
+	ctx := context.Background()
+	for _, sql := range []string{`DELETE FROM customers WHERE id = ` + strconv.FormatInt(int64(c), 10), `TRUNCATE customers CASCADE`} {
+		_, err := e.pool.Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23001" { // restrict_violation
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	if _, err := e.svc.Customer(ctx, c); err != nil {
+		t.Fatal(err)
 	}
 }
