@@ -341,3 +341,58 @@ func TestRandomisedSameKeysTwoStores(t *testing.T) {
 	}
 	t.Logf("%d keys placed, %d left unplaced by failing applies", len(stored), keys-len(stored))
 }
+
+// TestKeyStoredByLocklessWriter: a writer that takes no key lock (this
+// store before the locks, during a rolling upgrade) stores a key while a
+// batch applies it: the batch keeps that row, stores its other orders and
+// answers the key with the stored order.
+func TestKeyStoredByLocklessWriter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, accounts.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	// One writer: both orders below are applying at once only if they are
+	// in one batch.
+	st, err := postgres.Open(ctx, postgres.Config{DSN: e.dsn, ConnsMax: 2, OrderWriters: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	c := e.open("Xena")
+	// Hold the writer with a first order, queue two more, let it go: they
+	// are one batch.
+	g0, g1, g2 := newGate(t), newGate(t), newGate(t)
+	p0, p1, p2 := make(chan placed, 1), make(chan placed, 1), make(chan placed, 1)
+	go func() { p0 <- place(t, st, c, "k0", nil, g0.apply) }()
+	waitClosed(t, g0.entered, "apply k0")
+	go func() { p1 <- place(t, st, c, "k1", nil, g1.apply) }()
+	go func() { p2 <- place(t, st, c, "k2", nil, g2.apply) }()
+	for deadline := time.Now().Add(waitTimeout); st.OrderStats().Queued < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d orders queued after %v", st.OrderStats().Queued, waitTimeout)
+		}
+	}
+	g0.open()
+	if r := <-p0; r.err != nil {
+		t.Fatal(r.err)
+	}
+	waitClosed(t, g1.entered, "apply k1")
+	waitClosed(t, g2.entered, "apply k2")
+	var id int64
+	if err := e.pool.QueryRow(ctx, `INSERT INTO orders (customer_id, request_id, kind, amount, trade_date, status, created_at)
+		VALUES ($1, 'k1', 'subscribe', 100, '2026-11-18', 'completed', now()) RETURNING id`, c).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	g1.open()
+	g2.open()
+	r1, r2 := <-p1, <-p2
+	if r1.err != nil || !r1.existed || r1.o.ID != id || r1.o.Status != accounts.OrderCompleted {
+		t.Fatalf("k1: %+v, want the row stored meanwhile (id %d)", r1, id)
+	}
+	if r2.err != nil || r2.existed || r2.o.Status != accounts.OrderPending {
+		t.Fatalf("k2: %+v", r2)
+	}
+	if o, err := st.Order(ctx, c, "k2"); err != nil || o != r2.o {
+		t.Fatalf("k2 stored %+v, %v; answered %+v", o, err, r2.o)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -49,6 +50,8 @@ const (
 // OrderStats say where the order writers' time went, since Open.
 type OrderStats struct {
 	Batches, Orders int64
+	// Queued is how many orders wait for a writer now.
+	Queued int
 	// Time summed over batches in each step: acquiring a connection (Begin),
 	// the claim pipeline, the applies, building the outcome pipeline, and
 	// sending it with COMMIT.
@@ -64,7 +67,7 @@ type orderStats struct {
 func (s *Store) OrderStats() OrderStats {
 	st := &s.orders.stats
 	d := func(a *atomic.Int64) time.Duration { return time.Duration(a.Load()) }
-	return OrderStats{Batches: st.batches.Load(), Orders: st.orders.Load(), Begin: d(&st.begin),
+	return OrderStats{Batches: st.batches.Load(), Orders: st.orders.Load(), Queued: len(s.orders.queue), Begin: d(&st.begin),
 		Claim: d(&st.claim), Apply: d(&st.apply), Record: d(&st.record), Commit: d(&st.commit)}
 }
 
@@ -314,8 +317,8 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	// its snapshot when it starts, so they see what the transactions they
 	// waited for committed.
 	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1)`, ids)
-	b.Queue(`SELECT `+orderColumns+` FROM orders
-		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`, cust, req)
+	b.Queue(`SELECT `+orderColumnsO+` FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
+		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cust, req)
 	inTx = true
 	br := conn.SendBatch(ctx, b)
 	byID, old, err := readClaim(br)
@@ -370,13 +373,8 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	wg.Wait()
 	lap(&st.apply)
 
-	var (
-		done                          []int
-		icust, amount, counter        []int64
-		ireq, kind, statuses, reasons []string
-		trade, confirm                []pgtype.Date
-		created                       []time.Time
-	)
+	var done []int
+	var rows orderRows
 	for _, i := range placed {
 		o := rs[i].o
 		err := applied[i]
@@ -388,39 +386,30 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 			continue
 		}
 		done = append(done, i)
-		icust, ireq, kind = append(icust, int64(o.CustomerID)), append(ireq, o.RequestID), append(kind, string(o.Kind))
-		amount, counter = append(amount, o.Amount), append(counter, o.Counterparty)
-		trade, confirm = append(trade, dateOrNull(o.TradeDate)), append(confirm, dateOrNull(o.ConfirmDate))
-		statuses, reasons, created = append(statuses, string(o.Status)), append(reasons, o.Reason), append(created, o.CreatedAt)
+		rows.add(o)
 	}
 	b = &pgx.Batch{}
 	if len(done) > 0 {
-		// The keys are locked, so nobody else inserts them; DO NOTHING
-		// only matters if a writer that takes no key lock (a version of
-		// this store from before the locks) placed one meanwhile: its row
-		// stands, and is answered below.
-		b.Queue(`
-			INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
-				reason, created_at)
-			SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, reason, created_at
-			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[],
-				$8::text[], $9::text[], $10::timestamptz[])
-				WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
-					reason, created_at, n)
-			ORDER BY n
-			ON CONFLICT (customer_id, request_id) DO NOTHING
-			RETURNING id, customer_id, request_id`,
-			icust, ireq, kind, amount, counter, trade, confirm, statuses, reasons, created)
+		rows.queueInsert(b, false)
 	}
 	b.Queue("COMMIT")
 	lap(&st.record)
-	newID := map[orderKey]int64{}
-	br = conn.SendBatch(ctx, b)
-	if len(done) > 0 {
-		err = readInserted(br, newID)
-	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("record and commit orders: %w", cerr)
+	newID, err := sendRecord(ctx, conn, b, 0, len(done) > 0)
+	if isKeyConflict(err) {
+		// The keys are locked, so no writer that takes the locks can have
+		// stored one of them; one that does not (this store from before
+		// the locks, during a rolling upgrade) can. Store the outcomes in a
+		// new transaction under the same locks, skipping the keys stored
+		// meanwhile, which are answered with what is stored.
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return fmt.Errorf("roll back orders after a key conflict: %w", err)
+		}
+		b = &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(lockSQL, lockA, lockB, lockShared)
+		rows.queueInsert(b, true)
+		b.Queue("COMMIT")
+		newID, err = sendRecord(ctx, conn, b, 2, true)
 	}
 	if err != nil {
 		return err
@@ -444,6 +433,71 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	return nil
 }
 
+// orderRows are the columns of the orders a batch inserts.
+type orderRows struct {
+	cust, amount, counter        []int64
+	req, kind, statuses, reasons []string
+	trade, confirm               []pgtype.Date
+	created                      []time.Time
+}
+
+func (r *orderRows) add(o *accounts.Order) {
+	r.cust, r.req, r.kind = append(r.cust, int64(o.CustomerID)), append(r.req, o.RequestID), append(r.kind, string(o.Kind))
+	r.amount, r.counter = append(r.amount, o.Amount), append(r.counter, o.Counterparty)
+	r.trade, r.confirm = append(r.trade, dateOrNull(o.TradeDate)), append(r.confirm, dateOrNull(o.ConfirmDate))
+	r.statuses, r.reasons = append(r.statuses, string(o.Status)), append(r.reasons, o.Reason)
+	r.created = append(r.created, o.CreatedAt)
+}
+
+// queueInsert queues the INSERT of the rows, returning their ids. A plain
+// INSERT unless skipStored: the speculative insertion behind ON CONFLICT DO
+// NOTHING probes the unique index once more and writes one more WAL record
+// per row, against conflicts that the key locks rule out.
+func (r *orderRows) queueInsert(b *pgx.Batch, skipStored bool) {
+	conflict := ""
+	if skipStored {
+		conflict = "ON CONFLICT (customer_id, request_id) DO NOTHING"
+	}
+	b.Queue(`
+		INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
+			reason, created_at)
+		SELECT customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status, reason, created_at
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::date[], $7::date[],
+			$8::text[], $9::text[], $10::timestamptz[])
+			WITH ORDINALITY AS t(customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date, status,
+				reason, created_at, n)
+		ORDER BY n `+conflict+`
+		RETURNING id, customer_id, request_id`,
+		r.cust, r.req, r.kind, r.amount, r.counter, r.trade, r.confirm, r.statuses, r.reasons, r.created)
+}
+
+// sendRecord sends a batch of lead statements, the INSERT (when insert)
+// and COMMIT, and returns the ids of the orders inserted.
+func sendRecord(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, lead int, insert bool) (map[orderKey]int64, error) {
+	newID := map[orderKey]int64{}
+	br := conn.SendBatch(ctx, b)
+	var err error
+	for range lead {
+		if _, err = br.Exec(); err != nil {
+			err = fmt.Errorf("lock orders: %w", err)
+			break
+		}
+	}
+	if err == nil && insert {
+		err = readInserted(br, newID)
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("record and commit orders: %w", cerr)
+	}
+	return newID, err
+}
+
+// isKeyConflict tells whether err is a violation of the orders' key.
+func isKeyConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "orders_request"
+}
+
 // answerStored answers the orders at idx, whose keys another writer stored
 // while this batch applied them, with the stored orders.
 func (s *Store) answerStored(ctx context.Context, conn *pgxpool.Conn, rs []*placeRequest, idx []int, results []placeResult) error {
@@ -451,8 +505,8 @@ func (s *Store) answerStored(ctx context.Context, conn *pgxpool.Conn, rs []*plac
 	for j, i := range idx {
 		cust[j], req[j] = int64(rs[i].o.CustomerID), rs[i].o.RequestID
 	}
-	rows, err := conn.Query(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE (customer_id, request_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`, cust, req)
+	rows, err := conn.Query(ctx, `SELECT `+orderColumnsO+` FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
+		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cust, req)
 	if err != nil {
 		return fmt.Errorf("read concurrent orders: %w", err)
 	}

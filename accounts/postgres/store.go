@@ -212,6 +212,10 @@ func (s *Store) UpdateCustomer(ctx context.Context, id accounts.CustomerID,
 const orderColumns = `id, customer_id, request_id, kind, amount, counterparty, trade_date, confirm_date,
 	status, reason, created_at`
 
+// orderColumnsO is orderColumns of the table aliased o.
+const orderColumnsO = `o.id, o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.trade_date,
+	o.confirm_date, o.status, o.reason, o.created_at`
+
 func scanOrder(row pgx.Row) (accounts.Order, error) {
 	var o accounts.Order
 	var confirm pgtype.Date
