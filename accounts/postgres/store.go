@@ -44,7 +44,7 @@ type Config struct {
 	ConnsMax int32 // pool size; 0 = 16
 	// OrderWriters place orders in batches of at most OrderBatchMax, each
 	// writer one transaction at a time; at most OrderQueueMax orders wait
-	// (callers then wait for room until their context ends). 0 = 8, 256
+	// (callers then wait for room until their context ends). 0 = 3, 256
 	// and 8192.
 	OrderWriters  int
 	OrderBatchMax int
