@@ -40,11 +40,11 @@ import (
 const (
 	orderBatchMaxDefault = 256
 	// Three writers: fewer, bigger batches cost Postgres less per order
-	// (BenchmarkPlaceOrders, store alone: about 30 µs with 2 writers and
-	// batches of ~78, 49 µs with 8 and batches of ~18), and the gateway
-	// bench's p99 did not tell 2, 3, 4 and 8 apart; the third keeps a
-	// batch filling and one committing while another waits for a slow
-	// apply.
+	// (BenchmarkPlaceOrders, store alone, on a shared machine: 27-34 µs
+	// with 2 writers and batches of ~78, 37 µs with 3 and ~50, 47-50 µs
+	// with 8 and ~18), and the gateway bench's p99 did not tell 2, 3, 4
+	// and 8 apart; the third keeps a batch filling and one committing
+	// while another waits for a slow apply.
 	orderWritersDefault  = 3
 	orderQueueMaxDefault = 8192
 	// orderBatchTimeout bounds a batch's transaction: the applies have
