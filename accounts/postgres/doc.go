@@ -5,6 +5,15 @@
 // tracked in their own goose table (accounts_goose_db_version) under their
 // own advisory lock.
 //
+// Orders are placed in batches (orders.go): per batch one transaction takes
+// advisory locks on the parties (shared) and the order keys (exclusive),
+// reads the parties and the keys already stored, runs the applies, inserts
+// each new order once with its outcome, and commits. Status changes take
+// the customer's lock exclusively, so they wait for orders in flight and
+// orders wait for them. The locks use the two-int4 advisory key space with
+// first keys 0x6163xxxx (locks.go); nothing else in the repository uses
+// that form.
+//
 //	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
 //	defer store.Close()
 //	svc, err := accounts.NewService(ctx, accounts.Config{}, store, ledgerClient, logger)
