@@ -17,8 +17,9 @@ import (
 // BenchmarkPlaceOrders places subscriptions through the store alone, from
 // 256 concurrent callers over 4,000 customers (the gateway bench's shape),
 // with an apply that stands in for the ledger by pausing 2 ms, and reports
-// orders/s and the Postgres CPU per order (pg-µs/order: the whole server,
-// so run it on a quiet machine and compare runs, not absolute values).
+// orders/s, the Postgres CPU per order (pg-µs/order: the whole server, so
+// run it on a quiet machine and compare runs, not absolute values) and the
+// WAL bytes per order (the server's, from its insert position).
 //
 // Estimate: a batch costs a few statements (BEGIN, locks, two reads,
 // INSERT, COMMIT: ~0.2 ms of fixed work and a WAL flush) plus, per order,
@@ -89,6 +90,14 @@ func benchPlace(b *testing.B, writers int) {
 	run(2000) // warm-up: connections, caches
 	seq.Store(0)
 	before := st.OrderStats()
+	walBytes := func() int64 {
+		var n int64
+		if err := st.Pool().QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	wal0 := walBytes()
 	cpu0, ok := localpg.ProcessCPU(dataDir)
 	b.ResetTimer()
 	start := time.Now()
@@ -96,6 +105,7 @@ func benchPlace(b *testing.B, writers int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cpu1, _ := localpg.ProcessCPU(dataDir)
+	b.ReportMetric(float64(walBytes()-wal0)/float64(b.N), "wal-B/order")
 	after := st.OrderStats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "orders/s")
 	if batches := after.Batches - before.Batches; batches > 0 {
