@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -109,7 +110,20 @@ func allDigits(s string) bool {
 	return true
 }
 
-// FormatAmount prints minor units with exactly two decimals: 1230 -> "12.30".
+// FormatAmount prints minor units with exactly two decimals: 1230 -> "12.30",
+// -5 -> "-0.05". Integer arithmetic: every answer formats amounts, and
+// going through decimal (a big.Int each) cost more than the rest of the
+// answer's encoding.
 func FormatAmount(fen int64) string {
-	return decimal.New(fen, -2).StringFixed(2)
+	u := uint64(fen)
+	var b []byte
+	if fen < 0 {
+		u = -u // two's complement: right for math.MinInt64 too
+		b = append(make([]byte, 0, 24), '-')
+	} else {
+		b = make([]byte, 0, 24)
+	}
+	b = strconv.AppendUint(b, u/100, 10)
+	cents := u % 100
+	return string(append(b, '.', byte('0'+cents/10), byte('0'+cents%10)))
 }

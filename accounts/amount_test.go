@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/fundplatform/fund/accounts"
 )
 
@@ -88,5 +90,30 @@ func TestAmountRoundTrip(t *testing.T) {
 		if err != nil || got != fen {
 			t.Fatalf("round trip of %d: %d, %v", fen, got, err)
 		}
+	}
+}
+
+// FormatAmount agrees with decimal's fixed-point formatting everywhere:
+// the edges of int64, small values of both signs, and random ones.
+func TestFormatAmountMatchesDecimal(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	check := func(fen int64) {
+		if got, want := accounts.FormatAmount(fen), decimal.New(fen, -2).StringFixed(2); got != want {
+			t.Fatalf("FormatAmount(%d) = %q, decimal says %q (seed %d)", fen, got, want, seed)
+		}
+	}
+	for _, fen := range []int64{0, 1, -1, 9, -9, 10, -10, 99, -99, 100, -100, 101, math.MaxInt64, math.MinInt64,
+		math.MaxInt64 - 1, math.MinInt64 + 1, accounts.AmountMaxFen, -accounts.AmountMaxFen} {
+		check(fen)
+	}
+	for range 100_000 {
+		fen := rng.Int64() >> rng.IntN(63)
+		if rng.IntN(2) == 0 {
+			fen = -fen
+		}
+		check(fen)
 	}
 }
