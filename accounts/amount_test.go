@@ -9,6 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/testseed"
 )
 
 func TestParseAmount(t *testing.T) {
@@ -82,7 +83,7 @@ func TestFormatAmount(t *testing.T) {
 // TestAmountRoundTrip: every valid amount survives Format then Parse.
 func TestAmountRoundTrip(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := rand.New(rand.NewPCG(seed, seed))
 	for i := 0; i < 10_000; i++ {
 		fen := 1 + r.Int64N(accounts.AmountMaxFen)

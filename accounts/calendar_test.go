@@ -2,30 +2,13 @@ package accounts_test
 
 import (
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 )
-
-// testSeed returns the seed of a randomised test: FUND_TEST_SEED when set
-// (to replay a failure), the clock otherwise. It is logged first thing.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run '^%s$' ./accounts)", seed, seed, t.Name())
-	return seed
-}
 
 func day(s string) time.Time {
 	d, err := time.Parse(time.DateOnly, s)
@@ -91,7 +74,7 @@ func TestTradeDate(t *testing.T) {
 // day lies between (a trading day before 15:00 is taken itself).
 func TestTradeDateProperties(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := rand.New(rand.NewPCG(seed, seed))
 	cal := testCalendar()
 	start := cst("2026-01-01 00:00:00")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/deploy/testseed"
 )
 
 // These tests drive the store directly, with apply callbacks the test
@@ -259,7 +260,7 @@ func TestStatusChangeWaitsForOrders(t *testing.T) {
 // holds exactly the keys with a successful apply.
 func TestRandomisedSameKeysTwoStores(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := newRand(seed)
 	e := newEnv(t, accounts.Config{})
 	stores := []*postgres.Store{e.store, openSecondStore(t, e)}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/testseed"
 )
 
 // model is the reference the randomised test compares the service with.
@@ -37,7 +38,7 @@ type modelOrder struct {
 // a small model, comparing every outcome and, at the end, every holding.
 func TestRandomisedAgainstModel(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := newRand(seed)
 	const (
 		customers = 4

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 )
 
@@ -286,7 +287,7 @@ func TestQuotaIsNotMoney(t *testing.T) {
 // order the ledger applied them in.
 func TestFastRedeemConcurrentCap(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := newRand(seed)
 	e := newEnv(t, accounts.Config{})
 	ctx := context.Background()

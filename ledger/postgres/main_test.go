@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,22 +25,6 @@ const (
 	readyTimeout = 30 * time.Second // load of a small shard
 	stopTimeout  = 30 * time.Second // Run returns after its in-flight commit
 )
-
-// testSeed returns the seed of a randomised test: FUND_TEST_SEED when set
-// (to replay a failure), the clock otherwise. It is logged first thing.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run '^%s$' ./ledger/postgres)", seed, seed, t.Name())
-	return seed
-}
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x5851F42D4C957F2D)) }
 

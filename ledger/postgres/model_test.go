@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 )
@@ -462,7 +463,7 @@ func TestModelAcrossMidnight(t *testing.T) {
 }
 
 func runModel(t *testing.T, cfg modelConfig) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	r := &modelRun{
 		t: t, cfg: cfg, rng: newRand(seed),
 		clock: newFakeClock(cfg.start),

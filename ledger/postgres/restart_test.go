@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 )
@@ -220,7 +221,7 @@ func setupCrashAccounts(t *testing.T, seq *ledger.Sequencer) {
 // what was not answered.
 func TestKillBetweenBatches(t *testing.T) {
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	store := openStore(t)
 	pool := store.Pool()
@@ -838,7 +839,7 @@ func TestFlakyCommitsExactlyOnceFilling(t *testing.T) {
 }
 
 func flakyCommitsExactlyOnce(t *testing.T, fill bool) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	store := &flakyStore{Store: openStore(t), rng: newRand(seed)}
 	pool := store.Pool()
 	{
@@ -1005,7 +1006,7 @@ func TestKillProcess(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	dsn := pgtest.NewDatabase(t)
 	store := openStoreDSN(t, dsn)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement/kafka"
 )
@@ -21,15 +20,7 @@ import (
 // the events it passes over still move the group's offsets, so nothing is
 // redelivered.
 func TestConsumerPassesOverUnwantedKinds(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run TestConsumerPassesOverUnwantedKinds ./settlement/kafka)", seed, seed)
+	seed := testseed.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	broker, err := kafka.StartBroker(0, 2, topic)
 	if err != nil {

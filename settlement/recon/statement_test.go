@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement/recon"
 )
@@ -163,25 +163,11 @@ func TestMatchByHand(t *testing.T) {
 	}
 }
 
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run '^%s$' ./settlement/recon)", seed, seed, t.Name())
-	return seed
-}
-
 // Random statements against random movements: the matching is one to one,
 // pairs only equal keys, and is maximal (per key, min(lines, movements)
 // pairs: the reference model).
 func TestMatchRandomised(t *testing.T) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5851F42D4C957F2D))
 	for round := 0; round < 200; round++ {
 		refs := 1 + rng.IntN(20)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,20 +30,6 @@ const (
 	readyTimeout = 30 * time.Second
 	waitMax      = 60 * time.Second // the pipeline catches up within this
 )
-
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FUND_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run '^%s$' ./settlement/recon/postgres)", seed, seed, t.Name())
-	return seed
-}
 
 // clock is the ledger's clock: real time moved by an offset the test sets,
 // so that entries land on the business day the test wants.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/deploy/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/settlement/recon"
@@ -90,7 +91,7 @@ func requireClean(t *testing.T, rep *recon.Report) {
 // comparison is clean, the shallow one and the deep one; then a random
 // part of the events is delivered again and nothing changes.
 func TestCleanRunsAndRedeliveries(t *testing.T) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	e := newEnv(t, envConfig{shards: 3, dbs: 2, sagas: true, day: 2})
 	var users [][]ledger.AccountID
@@ -159,7 +160,7 @@ func TestCleanRunsAndRedeliveries(t *testing.T) {
 // on one still open; then the lost event is replayed and the saga closed,
 // and their breaks are resolved.
 func TestCatchesInjectedBreaks(t *testing.T) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	ctx := context.Background()
 	lost := ledger.NewTransferID()
@@ -331,7 +332,7 @@ func breakSet(bs []recon.Break) map[string]bool {
 // adds to the journal's side, so none can cancel another). Replaying the
 // lost events resolves exactly their breaks.
 func TestInjectedBreaksRandomised(t *testing.T) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	ctx := context.Background()
 	lost := make([]ledger.TransferID, 1+rng.IntN(3))
@@ -467,7 +468,7 @@ func TestInjectedBreaksRandomised(t *testing.T) {
 // a lost event inside the window sends it back to the whole day, which then
 // finds the lost event and the rewritten row.
 func TestWindowCompare(t *testing.T) {
-	seed := testSeed(t)
+	seed := testseed.Seed(t)
 	rng := newRand(seed)
 	lost := ledger.NewTransferID()
 	e := newEnv(t, envConfig{shards: 2, dbs: 2, drop: []ledger.TransferID{lost}})
