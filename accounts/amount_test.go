@@ -98,8 +98,7 @@ func TestAmountRoundTrip(t *testing.T) {
 // the edges of int64, small values of both signs, and random ones.
 func TestFormatAmountMatchesDecimal(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := testseed.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	check := func(fen int64) {
 		if got, want := accounts.FormatAmount(fen), decimal.New(fen, -2).StringFixed(2); got != want {
