@@ -73,6 +73,7 @@ The load generator runs in the same process, on the same cores.`,
 	f.DurationVar(&cfg.Gateway.LatencyTarget, "latency-target", 0, "gateway adaptive concurrency limit target (0 = fixed limit)")
 	f.Float64Var(&cfg.Gateway.RatePerCustomer, "rate-per-customer", 0, "gateway per-customer rate (0 = its default)")
 	f.IntVar(&cfg.OrderWriters, "order-writers", 0, "accounts store order writers (0 = its default)")
+	f.BoolVar(&cfg.Fill, "fill", false, "the ledger's sequencer fills its next batch while one commits")
 	f.IntVar(&cfg.OrderBatchMax, "order-batch-max", 0, "accounts store orders per batch (0 = its default)")
 	f.BoolVar(&cfg.Loopback, "rest-via-loopback", false, "REST through a loopback gRPC connection")
 	f.StringToStringVar(&cfg.PGSettings, "pg-set", nil, "settings of the private Postgres, name=value")

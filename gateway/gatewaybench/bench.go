@@ -42,9 +42,12 @@ type Config struct {
 	Loopback bool // REST through a loopback gRPC connection
 	// OrderWriters and OrderBatchMax tune the accounts store (0 = defaults).
 	OrderWriters, OrderBatchMax int
-	PGSettings                  map[string]string
-	Progress                    io.Writer
-	Logger                      *slog.Logger
+	// Fill makes the ledger's sequencer fill its next batch while one
+	// commits (ledger.SequencerConfig.FillWhileCommitting).
+	Fill       bool
+	PGSettings map[string]string
+	Progress   io.Writer
+	Logger     *slog.Logger
 }
 
 // Phase is one phase's figures.
@@ -115,6 +118,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	gcfg := cfg.Gateway
 	gcfg.RESTViaLoopback = cfg.Loopback
 	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger,
+		Sequencer:    ledger.SequencerConfig{FillWhileCommitting: cfg.Fill},
 		OrderWriters: cfg.OrderWriters, OrderBatchMax: cfg.OrderBatchMax})
 	if err != nil {
 		return Result{}, err
