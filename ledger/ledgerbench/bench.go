@@ -326,13 +326,9 @@ func sharded(seqs []*ledger.Sequencer, router *xshard.Router, cfg Config) *targe
 	}
 }
 
-// warmUp runs one saga from every shard before the clock starts. The
-// consumer group takes a moment to join, and the setup's funding transfers
-// (one event each, 100,000 by default) sit in the outbox and the topic ahead
-// of the load: each shard's saga completes only once its partition's backlog
-// was relayed and consumed. One saga (the previous warm-up) left the other
-// partitions' backlog to be consumed during the measured seconds, work the
-// single-shard run never does.
+// warmUp runs one saga from every shard before the clock starts, after the
+// pipeline drained the setup's events: the consumer group has joined and
+// every partition has carried a saga end to end.
 func warmUp(ctx context.Context, router *xshard.Router, shards int) error {
 	errs := make(chan error, shards)
 	for s := 0; s < shards; s++ {
