@@ -12,4 +12,14 @@
 // redelivered event never applies twice. While a saga is in flight its money
 // is visible in the in-transit accounts; once all are done, the in-transit
 // balances of all shards net to zero (InTransitNet).
+//
+// Transfer waits for the saga's end up to a bound and otherwise answers
+// InFlight; Status later tells how it ended from what the shards committed
+// (leg 2, the compensation, or leg 1 only), through clients that implement
+// ledger.TransferLookup (the sequencer, the gRPC shard client):
+//
+//	o, err := router.Transfer(ctx, t, 2*time.Second)
+//	if err == nil && o.State == xshard.InFlight {
+//		o, err = router.Status(ctx, t) // again later, with the same transfer
+//	}
 package xshard
