@@ -51,16 +51,11 @@ nothing twice; a finished date prints its stored summary.`,
 			if dsn == "" {
 				return fmt.Errorf("no database: give --dsn or set %s", localpg.EnvDSN)
 			}
-			store, err := settlepg.Open(ctx, settlepg.Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2))})
+			store, yields, closeStore, err := settlepg.OpenForRunner(ctx, dsn, parallel)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, dsn)
-			if err != nil {
-				return err
-			}
-			defer closeYields()
+			defer closeStore()
 			var events settlement.EventPublisher
 			if brokers != "" {
 				pub := settlekafka.NewPublisher(strings.Split(brokers, ","), topic)

@@ -70,16 +70,11 @@ run); with --take-shards it fences ledger processes that still own them.`,
 				first = d
 			}
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("role", "settle")
-			store, err := settlepg.Open(ctx, settlepg.Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2))})
+			store, yields, closeStore, err := settlepg.OpenForRunner(ctx, dsn, parallel)
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, dsn)
-			if err != nil {
-				return err
-			}
-			defer closeYields()
+			defer closeStore()
 			var events settlement.EventPublisher
 			if brokers != "" {
 				pub := settlekafka.NewPublisher(strings.Split(brokers, ","), topic)

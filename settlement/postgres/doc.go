@@ -7,7 +7,7 @@
 // one transaction per shard and step. It needs the ledger's and the
 // accounts' tables in the same database.
 //
-//	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
-//	yields, closeYields, err := postgres.OpenYieldPublisher(ctx, dsn)
+//	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsn, 2)
+//	defer closeStore()
 //	runner := settlement.NewRunner(settlement.Config{Shards: 8}, store, yields, nil, logger)
 package postgres

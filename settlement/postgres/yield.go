@@ -55,3 +55,20 @@ func (noMoney) CloseAccounts(context.Context, []ledger.AccountID) ([]ledger.Acco
 func (noMoney) LookupAccounts(context.Context, []ledger.AccountID) ([]ledger.Account, error) {
 	return nil, errNoMoney
 }
+
+// OpenForRunner opens what a settlement.Runner needs from the database at
+// dsn: the store, with connections for parallel shards settled at once (two
+// each, plus a few for the run's own steps), and the yield publisher. release
+// releases both.
+func OpenForRunner(ctx context.Context, dsn string, parallel int) (store *Store, yields *accounts.Service, release func(), err error) {
+	store, err = Open(ctx, Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2))})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	yields, closeYields, err := OpenYieldPublisher(ctx, dsn)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return store, yields, func() { closeYields(); store.Close() }, nil
+}

@@ -50,11 +50,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	res := Result{Accounts: cfg.Accounts, Shards: max(cfg.Shards, 1)}
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: int32(4 + 2*max(cfg.Parallel, 2))})
+	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, cfg.DSN, cfg.Parallel)
 	if err != nil {
 		return res, err
 	}
-	defer store.Close()
+	defer closeStore()
 	store.Trace = cfg.Trace
 	// Settle yesterday: its cut-off has passed.
 	date := accounts.NaturalDay(time.Now()).AddDate(0, 0, -1)
@@ -66,11 +66,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.SeedSeconds = seeded.Took.Seconds()
 	logf("seeded in %.1fs: %d subscriptions and %d standard redemptions due", res.SeedSeconds, seeded.Subscriptions, seeded.Redemptions)
-	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, cfg.DSN)
-	if err != nil {
-		return res, err
-	}
-	defer closeYields()
 	runner := settlement.NewRunner(settlement.Config{Shards: res.Shards, Parallel: cfg.Parallel, FileDir: cfg.FileDir,
 		TakeShards: true}, store, yields, nil, nil)
 	start := time.Now()
