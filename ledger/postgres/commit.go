@@ -18,9 +18,12 @@ const fencedCode = "LF001"
 
 // Commit implements ledger.Store. The whole batch goes to Postgres as one
 // pipeline of set-based statements (arrays unnested server-side, never a
-// statement per transfer) that runs as one implicit transaction: one round
-// trip and one WAL flush per batch, whatever its size. Any failing statement
-// (the fence above all) aborts everything.
+// statement per transfer) between BEGIN and COMMIT: one round trip and one
+// WAL flush per batch, whatever its size. Any failing statement (the fence
+// above all) aborts everything. The transaction is explicit, not the implicit
+// one a pipeline gets anyway, because SET LOCAL (see queueFlush) only takes
+// effect inside a transaction block: in an implicit one Postgres ignores it
+// with a warning.
 //
 // Batches of several shards of this database that are committed at the
 // same time are merged into one such transaction (group commit, see
@@ -62,11 +65,11 @@ func (s *Store) commitGroup(ctx context.Context, calls []*groupCall[*ledger.Batc
 	}
 }
 
-// commitBatches writes batches of distinct shards in one implicit
-// transaction. refused reports that the server refused a statement, so
+// commitBatches writes batches of distinct shards in one transaction. refused reports that the server refused a statement, so
 // that the transaction rolled back and nothing of it was written.
 func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused bool, err error) {
 	var q pgx.Batch
+	q.Queue("BEGIN")
 	queueFences(&q, bs)
 	for _, b := range bs {
 		if len(b.NewAccounts) > 0 {
@@ -102,6 +105,7 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 				FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states)
 		}
 	}
+	q.Queue("COMMIT")
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, fmt.Errorf("acquire: %w", err)
@@ -114,6 +118,14 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 			// must not hand it out again.
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 			return false, fmt.Errorf("commit batch: %w", err)
+		}
+		// The server skipped the rest of the pipeline, COMMIT included,
+		// and left the transaction aborted: end it so the connection can
+		// be reused (the pool drops it if this fails too).
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		if len(bs) == 1 {
 			switch {

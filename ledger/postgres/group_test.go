@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
@@ -28,7 +30,20 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	// One transaction in flight: every batch that arrives meanwhile joins
 	// the next one.
-	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn, ConnsMax: 8, CommitsInFlightMax: 1})
+	// Every notice the server sends is kept: a commit must raise none (a
+	// SET LOCAL that Postgres ignored came back as a warning per commit).
+	var (
+		noticeMu sync.Mutex
+		notices  []string
+	)
+	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn, ConnsMax: 8, CommitsInFlightMax: 1,
+		OnNotice: func(n *pgconn.Notice) {
+			if n.Severity != "NOTICE" { // "relation already exists, skipping" is expected
+				noticeMu.Lock()
+				defer noticeMu.Unlock()
+				notices = append(notices, n.Severity+": "+n.Message)
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +166,9 @@ func TestGroupCommitAcrossShards(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	noticeMu.Lock()
+	defer noticeMu.Unlock()
+	if len(notices) > 0 {
+		t.Errorf("the server sent %d warnings, the first: %s", len(notices), notices[0])
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -51,6 +52,11 @@ type Config struct {
 	// lookups) running at once; those of other shards that arrive meanwhile
 	// are merged into the next one (group commit). 0 = 2.
 	CommitsInFlightMax int
+	// OnNotice receives what the server reports beside results (NOTICE,
+	// WARNING). nil = warnings are logged with slog: a warning from a
+	// commit means a statement did not do what the code meant (SET LOCAL
+	// outside a transaction block was one), so it must not pass unseen.
+	OnNotice func(*pgconn.Notice)
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -70,6 +76,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.CommitsInFlightMax = 2
 	}
 	pcfg.MaxConns = cfg.ConnsMax
+	onNotice := cfg.OnNotice
+	if onNotice == nil {
+		onNotice = logWarnings
+	}
+	pcfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { onNotice(n) }
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -90,6 +101,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// logWarnings logs the server's warnings; plain notices (a partition that
+// already exists, say) are expected and dropped.
+func logWarnings(n *pgconn.Notice) {
+	if n.Severity == "WARNING" {
+		slog.Warn("ledger postgres warning", "code", n.Code, "message", n.Message)
+	}
 }
 
 // Pool exposes the connection pool to other adapters of the same database.
