@@ -30,6 +30,14 @@ type RelayConfig struct {
 	Shards       []int
 	BatchesMax   int           // outbox rows read per round, per shard
 	PollInterval time.Duration // sleep when every outbox is empty
+	// Linger is the pause after a round that moved events but did not fill
+	// its read, so that the next round carries what committed meanwhile
+	// (Kafka producers' linger.ms, one level up). Each round costs a read
+	// and a delete in Postgres and a produce round trip whatever it carries;
+	// under load, rounds back to back carried one or two batches each. It
+	// adds at most Linger to an event's way to the broker. 0 = 5 ms; < 0 =
+	// none.
+	Linger time.Duration
 	AttemptsMax  int           // consecutive failed rounds before Run gives up
 	BackoffMax   time.Duration
 }
@@ -40,6 +48,9 @@ func (c *RelayConfig) setDefaults() {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
 	}
 	if c.AttemptsMax == 0 {
 		c.AttemptsMax = 120 // with BackoffMax of 1 s: rides out about two minutes of outage
@@ -80,7 +91,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	failed := 0
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
-		moved, err := r.round(ctx)
+		moved, full, err := r.round(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -98,8 +109,15 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		failed, backoff = 0, 10*time.Millisecond
-		if moved == 0 && !sleep(ctx, r.cfg.PollInterval) {
-			return nil
+		switch {
+		case moved == 0:
+			if !sleep(ctx, r.cfg.PollInterval) {
+				return nil
+			}
+		case !full && r.cfg.Linger > 0:
+			if !sleep(ctx, r.cfg.Linger) {
+				return nil
+			}
 		}
 	}
 	return nil
@@ -107,26 +125,30 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // round publishes what is waiting on every shard (one read, one publish,
 // one acknowledgement for all of them; order is kept within each shard)
-// and acknowledges the batches once they are published.
-func (r *Relay) round(ctx context.Context) (int, error) {
+// and acknowledges the batches once they are published. full reports that
+// some shard had as many batches waiting as a round reads: more may wait.
+func (r *Relay) round(ctx context.Context) (moved int, full bool, err error) {
 	batches, err := r.outbox.OutboxPending(ctx, r.cfg.Shards, r.cfg.BatchesMax)
 	if err != nil || len(batches) == 0 {
-		return 0, err
+		return 0, false, err
 	}
 	var events []ledger.Event
 	upTo := map[int]int64{}
+	perShard := map[int]int{}
 	for _, b := range batches {
 		events = append(events, b.Events...)
 		upTo[b.Shard] = max(upTo[b.Shard], b.LastTS)
+		perShard[b.Shard]++
+		full = full || perShard[b.Shard] >= r.cfg.BatchesMax
 	}
 	if err := r.pub.Publish(ctx, events); err != nil {
-		return 0, fmt.Errorf("publish: %w", err)
+		return 0, false, fmt.Errorf("publish: %w", err)
 	}
 	if err := r.outbox.OutboxAck(ctx, upTo); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	r.published.Add(int64(len(events)))
-	return len(events), nil
+	return len(events), full, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
