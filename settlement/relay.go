@@ -37,9 +37,9 @@ type RelayConfig struct {
 	// under load, rounds back to back carried one or two batches each. It
 	// adds at most Linger to an event's way to the broker. 0 = 5 ms; < 0 =
 	// none.
-	Linger time.Duration
-	AttemptsMax  int           // consecutive failed rounds before Run gives up
-	BackoffMax   time.Duration
+	Linger      time.Duration
+	AttemptsMax int // consecutive failed rounds before Run gives up
+	BackoffMax  time.Duration
 }
 
 func (c *RelayConfig) setDefaults() {
