@@ -51,6 +51,7 @@ The load generator runs in the same process, on the same cores.`,
 			for _, p := range res.Phases {
 				fmt.Fprintf(out, "%-22s ok/s %8.0f  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  max %7.2f ms | ok %d  429 %d (p99 %.2f ms)  422 %d  errors %d  not sent %d\n",
 					p.Name, p.OKPerSec, p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, p.OK, p.Shed, p.ShedP99Ms, p.Rejected, p.Errors, p.NotSent)
+				fmt.Fprintf(out, "%-22s ok p99 on the wire (request written to answer read) %.2f ms\n", "", p.WireP99Ms)
 				fmt.Fprintf(out, "%-22s CPU per request: %.0f µs in this process (gateway, accounts, ledger writer, load generator), %.0f µs in Postgres\n",
 					"", p.GoCPUMicros, p.PGCPUMicros)
 				if p.FirstError != "" {

@@ -142,22 +142,26 @@ type wireLoader struct {
 	timeout time.Duration
 }
 
-// send sends a request and returns the answer's status. A connection the
-// server closed while idle fails the first attempt; the request is sent
-// again once on another (safe: it carries its Idempotency-Key).
-func (w *wireLoader) send(ctx context.Context, r request, key string) (int, error) {
+// send sends a request and returns the answer's status and how long the
+// answer took on the wire (from writing the request to reading the answer,
+// the wait for a connection excluded). A connection the server closed while
+// idle fails the first attempt; the request is sent again once on another
+// (safe: it carries its Idempotency-Key).
+func (w *wireLoader) send(ctx context.Context, r request, key string) (int, time.Duration, error) {
 	var err error
 	for range 2 {
 		var c *wireConn
 		if c, err = w.pool.get(ctx); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		var code int
+		t0 := time.Now()
 		code, err = c.do(r.head, key, r.tail, w.timeout)
+		wire := time.Since(t0)
 		w.pool.put(c, err != nil)
 		if err == nil {
-			return code, nil
+			return code, wire, nil
 		}
 	}
-	return 0, err
+	return 0, 0, err
 }
