@@ -65,8 +65,9 @@ func (s *Store) commitGroup(ctx context.Context, calls []*groupCall[*ledger.Batc
 	}
 }
 
-// commitBatches writes batches of distinct shards in one transaction. refused reports that the server refused a statement, so
-// that the transaction rolled back and nothing of it was written.
+// commitBatches writes batches of distinct shards in one transaction.
+// refused reports that the server refused a statement, so that the
+// transaction rolled back and nothing of it was written.
 func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused bool, err error) {
 	var q pgx.Batch
 	q.Queue("BEGIN")
