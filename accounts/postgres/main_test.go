@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/accounts"
@@ -76,12 +77,33 @@ func newEnv(t *testing.T, cfg accounts.Config) *env {
 	e.clock.Set(cst("2026-11-18 10:00:00"))
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
+	// Whatever a test does, neither store may draw a warning from the
+	// server (a statement Postgres ignored, say). Registered first, the
+	// check runs last, after the stores closed.
+	var (
+		warnMu   sync.Mutex
+		warnings []string
+	)
+	onNotice := func(n *pgconn.Notice) {
+		if n.Severity != "NOTICE" { // "relation already exists, skipping" is expected
+			warnMu.Lock()
+			defer warnMu.Unlock()
+			warnings = append(warnings, n.Severity+": "+n.Message)
+		}
+	}
+	t.Cleanup(func() {
+		warnMu.Lock()
+		defer warnMu.Unlock()
+		if len(warnings) > 0 {
+			t.Errorf("the server sent %d warnings, the first: %s", len(warnings), warnings[0])
+		}
+	})
 	var err error
-	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4}); err != nil {
+	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4, OnNotice: onNotice}); err != nil {
 		t.Fatalf("open ledger store: %v", err)
 	}
 	t.Cleanup(e.ledger.Close)
-	if e.store, err = postgres.Open(ctx, postgres.Config{DSN: e.dsn, ConnsMax: 8}); err != nil {
+	if e.store, err = postgres.Open(ctx, postgres.Config{DSN: e.dsn, ConnsMax: 8, OnNotice: onNotice}); err != nil {
 		t.Fatalf("open accounts store: %v", err)
 	}
 	t.Cleanup(e.store.Close)

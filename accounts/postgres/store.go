@@ -15,6 +15,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/deploy/pgmigrate"
+	"github.com/fundplatform/fund/deploy/pgwarn"
 )
 
 //go:embed migrations/*.sql
@@ -49,6 +50,9 @@ type Config struct {
 	OrderWriters  int
 	OrderBatchMax int
 	OrderQueueMax int
+	// OnNotice receives what the server reports beside results (NOTICE,
+	// WARNING). nil = warnings are logged with slog (deploy/pgwarn).
+	OnNotice func(*pgconn.Notice)
 }
 
 // Open connects and applies the migrations.
@@ -71,6 +75,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if _, set := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
 		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
+	pcfg.ConnConfig.OnNotice = pgwarn.Handler(cfg.OnNotice, "accounts")
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/deploy/pgmigrate"
+	"github.com/fundplatform/fund/deploy/pgwarn"
 	"github.com/fundplatform/fund/ledger"
 )
 
@@ -53,9 +53,9 @@ type Config struct {
 	// are merged into the next one (group commit). 0 = 2.
 	CommitsInFlightMax int
 	// OnNotice receives what the server reports beside results (NOTICE,
-	// WARNING). nil = warnings are logged with slog: a warning from a
-	// commit means a statement did not do what the code meant (SET LOCAL
-	// outside a transaction block was one), so it must not pass unseen.
+	// WARNING). nil = warnings are logged with slog (deploy/pgwarn): a
+	// warning from a commit means a statement did not do what the code
+	// meant (SET LOCAL outside a transaction block was one).
 	OnNotice func(*pgconn.Notice)
 }
 
@@ -76,11 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.CommitsInFlightMax = 2
 	}
 	pcfg.MaxConns = cfg.ConnsMax
-	onNotice := cfg.OnNotice
-	if onNotice == nil {
-		onNotice = logWarnings
-	}
-	pcfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { onNotice(n) }
+	pcfg.ConnConfig.OnNotice = pgwarn.Handler(cfg.OnNotice, "ledger")
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -101,14 +97,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// logWarnings logs the server's warnings; plain notices (a partition that
-// already exists, say) are expected and dropped.
-func logWarnings(n *pgconn.Notice) {
-	if n.Severity == "WARNING" {
-		slog.Warn("ledger postgres warning", "code", n.Code, "message", n.Message)
-	}
 }
 
 // Pool exposes the connection pool to other adapters of the same database.

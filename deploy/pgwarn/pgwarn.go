@@ -1,0 +1,28 @@
+// Package pgwarn keeps the warnings a Postgres server sends beside results
+// from passing unseen. pgx drops notices unless a handler is set; a WARNING
+// there means a statement did not do what the code meant (SET LOCAL outside
+// a transaction block is ignored with one), so the stores log them.
+//
+//	pcfg.ConnConfig.OnNotice = pgwarn.Handler(cfg.OnNotice, "ledger")
+package pgwarn
+
+import (
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Handler returns the pgx notice handler for a store's connections: each
+// notice goes to onNotice when it is set; otherwise warnings are logged with
+// slog's default logger under component, and plain notices ("relation
+// already exists, skipping") are dropped.
+func Handler(onNotice func(*pgconn.Notice), component string) pgconn.NoticeHandler {
+	if onNotice != nil {
+		return func(_ *pgconn.PgConn, n *pgconn.Notice) { onNotice(n) }
+	}
+	return func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if n.Severity == "WARNING" {
+			slog.Warn("postgres warning", "component", component, "code", n.Code, "message", n.Message)
+		}
+	}
+}
