@@ -412,16 +412,24 @@ func (s *Sequencer) Run(ctx context.Context) error {
 				return nil
 			}
 		}
+		// take adds r to the batch, or holds it for the next one when it
+		// would overflow this one; false: the batch is full.
+		take := func(r *request) bool {
+			if events+r.events() > s.cfg.BatchEventsMax {
+				held = r
+				return false
+			}
+			reqs = append(reqs, r)
+			events += r.events()
+			return true
+		}
 	collect:
 		for held == nil && events < s.cfg.BatchEventsMax {
 			select {
 			case r := <-s.queue:
-				if events+r.events() > s.cfg.BatchEventsMax {
-					held = r
+				if !take(r) {
 					break collect
 				}
-				reqs = append(reqs, r)
-				events += r.events()
 			default:
 				break collect
 			}
@@ -436,12 +444,9 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			for held == nil && events < s.cfg.BatchEventsMax {
 				select {
 				case r := <-s.queue:
-					if events+r.events() > s.cfg.BatchEventsMax {
-						held = r
+					if !take(r) {
 						break fill
 					}
-					reqs = append(reqs, r)
-					events += r.events()
 				case err := <-pending.err:
 					pending.settled, pending.result = true, err
 					break fill
