@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 // BenchmarkRESTPath measures what the gateway itself costs per request,

@@ -20,10 +20,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
 	"github.com/fundplatform/fund/gateway"
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

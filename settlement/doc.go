@@ -1,16 +1,7 @@
-// Package settlement moves what the ledger committed onward: the outbox
-// relay that publishes ledger events to Kafka, the exact income allocation,
-// the nightly fund settlement run (Runner) and its custodian file;
-// reconciliation lives in settlement/recon.
-//
-// The relay reads each shard's transactional outbox in commit order,
-// publishes every event (at least once; consumers are idempotent by
-// transfer id), and only then removes the batch from the outbox, so nothing
-// leaves the outbox unpublished. A broker outage is ridden out with bounded,
-// backed-off retries.
-//
-//	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}}, store, publisher, logger)
-//	err := relay.Run(ctx)
+// Package settlement moves what the ledger committed onward: the exact
+// income allocation, the nightly fund settlement run (Runner) and its
+// custodian file; reconciliation lives in settlement/recon. (The ledger's
+// own outbox relay and event transport are ledger/outbox and ledger/kafka.)
 //
 // The settlement run settles one business date after another. It owns
 // every ledger shard for its duration (a lease that fences the shard's

@@ -10,8 +10,8 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 // BenchmarkPlaceOrders places subscriptions through the store alone, from

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 func TestLockKeys(t *testing.T) {

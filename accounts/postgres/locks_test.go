@@ -11,7 +11,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 )
 
 // These tests drive the store directly, with apply callbacks the test

@@ -15,7 +15,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 )

@@ -14,7 +14,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 // TestMigrateKeepsCustomers applies the first migration, stores a customer

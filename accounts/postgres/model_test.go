@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 )
 
 // model is the reference the randomised test compares the service with.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/pgmigrate"
-	"github.com/fundplatform/fund/deploy/pgwarn"
+	"github.com/fundplatform/fund/internal/pgmigrate"
+	"github.com/fundplatform/fund/internal/pgwarn"
 )
 
 //go:embed migrations/*.sql

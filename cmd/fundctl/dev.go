@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 )
 
 // newDevCmd groups helpers for working on the platform locally.

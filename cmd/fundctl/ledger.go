@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/ledger/postgres"

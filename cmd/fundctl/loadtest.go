@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/loadtest/audit"
 	"github.com/fundplatform/fund/loadtest/report"

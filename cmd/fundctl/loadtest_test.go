@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 // TestLoadtestCommand drives a running stack with `fundctl loadtest` from a

@@ -12,11 +12,11 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/settlement"
+	settlekafka "github.com/fundplatform/fund/settlement/kafka"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/settlebench"
-	"github.com/fundplatform/fund/settlement/settlekafka"
 )
 
 // newSettleCmd is `fundctl settle run|status`.

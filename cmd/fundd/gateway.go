@@ -17,9 +17,9 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"

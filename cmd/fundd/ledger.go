@@ -20,14 +20,14 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
 	ledgerprom "github.com/fundplatform/fund/ledger/prometheus"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // Bounds of a clean stop: calls in flight get this long before they are
@@ -178,7 +178,7 @@ func runLedger(ctx context.Context, f ledgerFlags) error {
 		// Kafka being away must not stop the ledger: commits go on and
 		// events wait in the outbox, so a relay (or saga consumer) that
 		// gives up is started again after a pause (bounded: keepRunning).
-		relay := settlement.NewRelay(settlement.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h, logger}, pub, logger)
+		relay := outbox.NewRelay(outbox.RelayConfig{Shards: allShards(f.host.Shards)}, ownedOutbox{dbs, h, logger}, pub, logger)
 		sup.run("relay", keepRunning(logger, "relay", relay.Run))
 		if f.group != "" {
 			client := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: f.host.Shards, Logger: logger}, dbs)

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // freePort returns a loopback address that was free a moment ago.
@@ -65,7 +65,7 @@ func TestLedgerProcessRunsSagaPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dbs.Close()
-	broker, err := kafka.StartBroker(0, shards, topic)
+	broker, err := kafkabroker.Start(0, shards, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

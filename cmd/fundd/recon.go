@@ -15,10 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/settlement/kafka"
+	"github.com/fundplatform/fund/ledger/kafka"
 	"github.com/fundplatform/fund/settlement/recon"
 	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
 	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"

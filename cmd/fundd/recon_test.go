@@ -16,11 +16,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // waitFor polls cond until it holds or within passes.
@@ -65,14 +66,14 @@ func TestReconProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopSeq()
-	broker, err := kafka.StartBroker(0, 2, "ledger-events")
+	broker, err := kafkabroker.Start(0, 2, "ledger-events")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer broker.Close()
 	pub := kafka.NewPublisher(broker.Addrs(), "ledger-events")
 	defer pub.Close()
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}}, store, pub, nil)
+	relay := outbox.NewRelay(outbox.RelayConfig{Shards: []int{0}}, store, pub, nil)
 	rctx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(rctx) }()

@@ -15,13 +15,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // sent is one transfer the load sent and what its caller learned.
@@ -274,7 +275,7 @@ func setupRouted(ctx context.Context, t *testing.T, client *ledgergrpc.Client, r
 func startRoutedSagas(t *testing.T, dbs *postgres.Databases, router *xshard.Router, shards int) (stop func()) {
 	t.Helper()
 	const topic = "ledger-events"
-	broker, err := kafka.StartBroker(0, shards, topic)
+	broker, err := kafkabroker.Start(0, shards, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func startRoutedSagas(t *testing.T, dbs *postgres.Databases, router *xshard.Rout
 	for i := range all {
 		all[i] = i
 	}
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: 5 * time.Millisecond}, dbs, pub, nil)
+	relay := outbox.NewRelay(outbox.RelayConfig{Shards: all, PollInterval: 5 * time.Millisecond}, dbs, pub, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)

@@ -20,12 +20,12 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
+	settlekafka "github.com/fundplatform/fund/settlement/kafka"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
-	"github.com/fundplatform/fund/settlement/settlekafka"
 )
 
 // Bounds of the settlement schedule.

@@ -17,13 +17,14 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // Defaults of Options.
@@ -122,13 +123,13 @@ type Stack struct {
 	AccountsStore *accountspg.Store
 	Accounts      *accounts.Service
 	Gateway       *gateway.Gateway
-	Relay         *settlement.Relay
+	Relay         *outbox.Relay
 	// Registry is served at /metrics; workers register their collectors
 	// on it.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 
-	broker     *kafka.Broker
+	broker     *kafkabroker.Broker
 	stopLedger context.CancelFunc
 	ledgerDone chan struct{}
 	pub        *kafka.Publisher
@@ -209,7 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// Kafka.
 	s.Brokers = opts.Brokers
 	if len(s.Brokers) == 0 {
-		b, err := kafka.StartBroker(0, partitionsDefault, s.Topic)
+		b, err := kafkabroker.Start(0, partitionsDefault, s.Topic)
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +243,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.pub = kafka.NewPublisher(s.Brokers, s.Topic)
 	s.closers = append(s.closers, func() { _ = s.pub.Close() })
-	s.Relay = settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}}, s.LedgerStore, s.pub, logger)
+	s.Relay = outbox.NewRelay(outbox.RelayConfig{Shards: []int{0}}, s.LedgerStore, s.pub, logger)
 	s.run("relay", s.Relay.Run)
 
 	metrics := gateway.NewMetrics(s.Registry)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -15,12 +15,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
-	"github.com/fundplatform/fund/settlement/kafka"
-	"github.com/fundplatform/fund/settlement/settlekafka"
+	settlekafka "github.com/fundplatform/fund/settlement/kafka"
 )
 
 // Defaults of Config.
@@ -111,7 +111,7 @@ type Cluster struct {
 	log       *slog.Logger
 	pg        *localpg.Server
 	databases []string // created on pg, dropped by Stop
-	broker    *kafka.Broker
+	broker    *kafkabroker.Broker
 	dir       *ledgerpg.Databases
 	removeDir bool
 	client    *http.Client
@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if len(c.Brokers) == 0 {
-		if c.broker, err = kafka.StartBroker(0, partitionsDefault, c.Topic, c.SettlementTopic); err != nil {
+		if c.broker, err = kafkabroker.Start(0, partitionsDefault, c.Topic, c.SettlementTopic); err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
 		c.Brokers = c.broker.Addrs()

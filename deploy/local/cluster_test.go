@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/deploy/local"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/loadtest/audit"
 )

@@ -23,12 +23,13 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // Config for Run.
@@ -358,14 +359,14 @@ func warmUp(ctx context.Context, router *xshard.Router, shards int) error {
 // --kafka-brokers`, here in-process: the outbox relay of every shard, a
 // Kafka-protocol broker, and a consumer group applying second legs.
 type pipeline struct {
-	relay    *settlement.Relay
+	relay    *outbox.Relay
 	consumed atomic.Int64 // events the consumer handled
 	stop     func()
 }
 
 func startPipeline(ctx context.Context, store *postgres.Store, router *xshard.Router, shards int) (*pipeline, error) {
 	const topic = "ledger-events"
-	broker, err := kafka.StartBroker(0, shards, topic)
+	broker, err := kafkabroker.Start(0, shards, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +376,7 @@ func startPipeline(ctx context.Context, store *postgres.Store, router *xshard.Ro
 		all[i] = i
 	}
 	p := &pipeline{}
-	p.relay = settlement.NewRelay(settlement.RelayConfig{Shards: all, PollInterval: time.Millisecond, BatchesMax: 256}, store, pub, nil)
+	p.relay = outbox.NewRelay(outbox.RelayConfig{Shards: all, PollInterval: time.Millisecond, BatchesMax: 256}, store, pub, nil)
 	handle := func(ctx context.Context, e ledger.Event) error {
 		if err := router.Handle(ctx, e); err != nil {
 			return err

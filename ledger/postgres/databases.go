@@ -177,7 +177,7 @@ func (d *Databases) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error
 }
 
 // OutboxPending reads the outboxes of the given shards, each from its own
-// database, all databases at once (settlement.Outbox). When a database
+// database, all databases at once (outbox.Store). When a database
 // fails, the batches of the others come back together with its error.
 func (d *Databases) OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error) {
 	groups := d.split(shards)

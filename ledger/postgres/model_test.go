@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 )

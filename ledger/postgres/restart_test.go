@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 )

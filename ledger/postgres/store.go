@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fundplatform/fund/deploy/pgmigrate"
-	"github.com/fundplatform/fund/deploy/pgwarn"
+	"github.com/fundplatform/fund/internal/pgmigrate"
+	"github.com/fundplatform/fund/internal/pgwarn"
 	"github.com/fundplatform/fund/ledger"
 )
 

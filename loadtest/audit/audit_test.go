@@ -10,7 +10,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/deploy/devstack"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/loadtest/audit"
 )

@@ -2,37 +2,50 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/settlement/kafka"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/settlement"
+	settlekafka "github.com/fundplatform/fund/settlement/kafka"
 )
 
-// A settlement night publishes tens of thousands of events in one relay
-// round, several MiB of JSON: far over the broker's 1 MiB limit per batch.
-// One Publish call must still be accepted whole.
-func TestPublishOverBrokerBatchLimit(t *testing.T) {
-	broker, err := kafka.StartBroker(0, 2, topic)
+// TestPublishSettlementEvents sends a run's events to an in-process broker
+// and reads them back.
+func TestPublishSettlementEvents(t *testing.T) {
+	b, err := kafkabroker.Start(0, 1, settlekafka.TopicDefault)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer broker.Close()
-	pub := kafka.NewPublisher(broker.Addrs(), topic)
+	defer b.Close()
+	pub := settlekafka.NewPublisher(b.Addrs(), settlekafka.TopicDefault)
 	defer pub.Close()
-
-	const n = 20_000 // about 250 bytes each: ~5 MB
-	events := make([]ledger.Event, n)
-	for i := range events {
-		events[i] = ledger.Event{
-			Version: ledger.EventVersion, Shard: i % 4, ID: ledger.NewTransferID(), Timestamp: int64(i + 1),
-			DebitAccountID: 1, CreditAccountID: 2, Amount: int64(i + 1), Asset: ledger.AssetFundShares,
-			Kind: 1, UserData: "settlement/2026-11-11/income",
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pub.Publish(ctx, events); err != nil {
-		t.Fatalf("publish %d events: %v", n, err)
+	sum := settlement.Summary{Date: "2026-11-11", FundIncome: 12345}
+	events := []settlement.Event{
+		{ID: "settlement/2026-11-11/shard/0", Type: "settlement.shard", Date: "2026-11-11", Income: 12000, Holders: 3},
+		{ID: "settlement/2026-11-11", Type: "settlement.completed", Date: "2026-11-11", Shard: -1, Summary: &sum, Income: 12345},
+	}
+	if err := pub.PublishSettlement(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: b.Addrs(), Topic: settlekafka.TopicDefault, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	for i := range events {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got settlement.Event
+		if err := json.Unmarshal(m.Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Key) != events[i].ID || got.ID != events[i].ID || got.Income != events[i].Income {
+			t.Errorf("message %d: key %s, %+v", i, m.Key, got)
+		}
 	}
 }

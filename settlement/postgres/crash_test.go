@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/settlebench"

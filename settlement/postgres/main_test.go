@@ -13,7 +13,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
-	"github.com/fundplatform/fund/deploy/pgmigrate"
+	"github.com/fundplatform/fund/internal/pgmigrate"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"

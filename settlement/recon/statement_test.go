@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement/recon"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"

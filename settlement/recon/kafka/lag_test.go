@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/settlement/kafka"
+	"github.com/fundplatform/fund/ledger/kafka"
 	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
 )
 
@@ -14,7 +15,7 @@ import (
 // to zero once the group committed them all.
 func TestLag(t *testing.T) {
 	const topic = "ledger-events"
-	broker, err := kafka.StartBroker(0, 2, topic)
+	broker, err := kafkabroker.Start(0, 2, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 	"github.com/fundplatform/fund/settlement/recon"
 	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
 	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
@@ -113,7 +114,7 @@ type env struct {
 	worker  *recon.Worker
 	reg     *prometheus.Registry
 	pub     *dropper
-	broker  *kafka.Broker
+	broker  *kafkabroker.Broker
 }
 
 type envConfig struct {
@@ -180,7 +181,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		}
 	}
 
-	e.broker, err = kafka.StartBroker(0, cfg.shards, topic)
+	e.broker, err = kafkabroker.Start(0, cfg.shards, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	}
 	t.Cleanup(func() { _ = e.pub.pub.Close() })
 	for db, ls := range e.ledgers {
-		relay := settlement.NewRelay(settlement.RelayConfig{Shards: smap.ShardsOn(db), PollInterval: 5 * time.Millisecond}, ls, e.pub, nil)
+		relay := outbox.NewRelay(outbox.RelayConfig{Shards: smap.ShardsOn(db), PollInterval: 5 * time.Millisecond}, ls, e.pub, nil)
 		e.run(fmt.Sprintf("relay of database %d", db), relay.Run)
 	}
 	if cfg.sagas {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/settlement/recon"

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fundplatform/fund/deploy/pgmigrate"
+	"github.com/fundplatform/fund/internal/pgmigrate"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/settlement/recon"

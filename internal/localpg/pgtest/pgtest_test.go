@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -10,9 +10,10 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/settlement/kafka"
+	"github.com/fundplatform/fund/ledger/kafka"
 )
 
 // A consumer that wants one kind gets every event of that kind, and the
@@ -22,7 +23,7 @@ import (
 func TestConsumerPassesOverUnwantedKinds(t *testing.T) {
 	seed := testseed.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	broker, err := kafka.StartBroker(0, 2, topic)
+	broker, err := kafkabroker.Start(0, 2, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

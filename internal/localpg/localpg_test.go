@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 )
 
 // startServer starts a real private server for t, ignoring any FUND_PG_DSN

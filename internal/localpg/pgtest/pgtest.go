@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg"
+	"github.com/fundplatform/fund/internal/localpg"
 )
 
 const (

@@ -1,4 +1,4 @@
-package settlement
+package outbox
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/fundplatform/fund/ledger"
 )
 
-// Outbox is the ledger's transactional outbox (ledger/postgres.Store).
-type Outbox interface {
+// Store is the ledger's transactional outbox (ledger/postgres.Store).
+type Store interface {
 	// OutboxPending returns up to limit unpublished batches per shard,
 	// oldest first within each shard.
 	OutboxPending(ctx context.Context, shards []int, limit int) ([]ledger.OutboxBatch, error)
@@ -65,7 +65,7 @@ func (c *RelayConfig) setDefaults() {
 // wasteful).
 type Relay struct {
 	cfg       RelayConfig
-	outbox    Outbox
+	outbox    Store
 	pub       Publisher
 	log       *slog.Logger
 	published atomic.Int64
@@ -73,7 +73,7 @@ type Relay struct {
 }
 
 // NewRelay returns a relay; start it with Run.
-func NewRelay(cfg RelayConfig, outbox Outbox, pub Publisher, logger *slog.Logger) *Relay {
+func NewRelay(cfg RelayConfig, outbox Store, pub Publisher, logger *slog.Logger) *Relay {
 	cfg.setDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -10,11 +10,12 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -79,10 +80,10 @@ func (s *shard) transfer(t *testing.T, n int) map[ledger.TransferID]bool {
 	return ids
 }
 
-func startRelay(t *testing.T, s *shard, brokers []string) *settlement.Relay {
+func startRelay(t *testing.T, s *shard, brokers []string) *outbox.Relay {
 	t.Helper()
 	pub := kafka.NewPublisher(brokers, topic)
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0}, BackoffMax: 200 * time.Millisecond}, s.store, pub, nil)
+	relay := outbox.NewRelay(outbox.RelayConfig{Shards: []int{0}, BackoffMax: 200 * time.Millisecond}, s.store, pub, nil)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(ctx) }()
@@ -145,7 +146,7 @@ func waitOutboxEmpty(t *testing.T, s *shard, deadline time.Duration) {
 }
 
 func TestRelayPublishesEveryCommittedTransfer(t *testing.T) {
-	broker, err := kafka.StartBroker(0, 1, topic)
+	broker, err := kafkabroker.Start(0, 1, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestRelayRidesOutBrokerOutage(t *testing.T) {
 	if b, _, _ := s.store.OutboxLag(context.Background(), 0); b == 0 {
 		t.Fatal("outbox empty while the broker is down")
 	}
-	broker, err := kafka.StartBroker(port, 1, topic)
+	broker, err := kafkabroker.Start(port, 1, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func TestRelayRidesOutBrokerOutage(t *testing.T) {
 	broker.Close()
 	during := s.transfer(t, 300)
 	time.Sleep(500 * time.Millisecond)
-	broker, err = kafka.StartBroker(port, 1, topic)
+	broker, err = kafkabroker.Start(port, 1, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@ package testseed_test
 import (
 	"testing"
 
-	"github.com/fundplatform/fund/deploy/testseed"
+	"github.com/fundplatform/fund/internal/testseed"
 )
 
 func TestSeedReplaysTheVariable(t *testing.T) {

@@ -1,4 +1,4 @@
-package kafka
+package kafkabroker
 
 import (
 	"errors"
@@ -36,9 +36,9 @@ func (b *Broker) Down() {
 // Up ends an outage started by Down.
 func (b *Broker) Up() { b.down.Store(false) }
 
-// StartBroker starts a one-node broker on 127.0.0.1:port (0 = any free
+// Start starts a one-node broker on 127.0.0.1:port (0 = any free
 // port) with the given topics created, each with partitions partitions.
-func StartBroker(port, partitions int, topics ...string) (*Broker, error) {
+func Start(port, partitions int, topics ...string) (*Broker, error) {
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topics...)}
 	if port != 0 {
 		opts = append(opts, kfake.Ports(port))

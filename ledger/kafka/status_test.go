@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // A caller told "in flight" learns the end from Status: while no consumer
@@ -27,7 +27,7 @@ func TestSagaStatusAfterInFlight(t *testing.T) {
 	rctx, stopAll := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopAll(); wg.Wait() }()
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, rig.store, rig.pub, nil)
+	relay := outbox.NewRelay(outbox.RelayConfig{Shards: []int{0, 1}}, rig.store, rig.pub, nil)
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = relay.Run(rctx) }()
 

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/kafkabroker"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/kafka"
+	"github.com/fundplatform/fund/ledger/outbox"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
-	"github.com/fundplatform/fund/settlement"
-	"github.com/fundplatform/fund/settlement/kafka"
 )
 
 // accountOn returns the n-th id at or above from that lives on shard.
@@ -51,7 +52,7 @@ type sagaRig struct {
 	store  *postgres.Store
 	seqs   []*ledger.Sequencer
 	router *xshard.Router
-	broker *kafka.Broker
+	broker *kafkabroker.Broker
 	pub    *kafka.Publisher
 }
 
@@ -75,7 +76,7 @@ func newSagaRig(t *testing.T, ctx context.Context, shards int) *sagaRig {
 	if err := r.router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
 		t.Fatal(err)
 	}
-	if r.broker, err = kafka.StartBroker(0, shards, topic); err != nil {
+	if r.broker, err = kafkabroker.Start(0, shards, topic); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.broker.Close)
@@ -89,7 +90,7 @@ func testSaga(t *testing.T, outage bool) {
 	const shards = 2
 	rig := newSagaRig(t, ctx, shards)
 	store, seqs, router, broker := rig.store, rig.seqs, rig.router, rig.broker
-	relay := settlement.NewRelay(settlement.RelayConfig{Shards: []int{0, 1}}, store, rig.pub, nil)
+	relay := outbox.NewRelay(outbox.RelayConfig{Shards: []int{0, 1}}, store, rig.pub, nil)
 	rctx, stopRelay := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopRelay(); wg.Wait() }()
