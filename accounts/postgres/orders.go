@@ -250,67 +250,135 @@ func (s *Store) placeBatch(batch []*placeRequest) {
 // placeTx runs the batch's transaction, filling results (index-aligned with
 // rs, whose keys are distinct). An error fails the whole batch.
 //
-// The transaction takes two round trips: BEGIN, the locks, and the reads
-// of the parties and of the keys already stored go as one pipeline; the
-// outcomes and COMMIT as another. Under load, every round trip is a wait
-// for both processes to be scheduled, so it is worth more than the
-// statements it carries.
+// The transaction is an orderTx taken through its steps in order: claim,
+// apply, record, commit (then answer). It takes two round trips: BEGIN, the
+// locks, and the reads of the parties and of the keys already stored go as
+// one pipeline (claim); the outcomes and COMMIT as another (record, sent by
+// commit). Under load, every round trip is a wait for both processes to be
+// scheduled, so it is worth more than the statements it carries.
 //
 // Each order row is written once, with its outcome: the key is claimed by
 // an advisory lock instead of a placeholder row that an UPDATE would then
 // rewrite (a second tuple and a second set of index entries per order).
 // The parties are held by shared advisory locks instead of row locks, which
 // would write every customer tuple (and its WAL) once per batch.
-func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) (err error) {
+func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []placeResult) error {
 	st := &s.orders.stats
 	st.batches.Add(1)
 	st.orders.Add(int64(len(rs)))
-	t0 := time.Now()
-	lap := func(a *atomic.Int64) {
-		now := time.Now()
-		a.Add(int64(now.Sub(t0)))
-		t0 = now
-	}
-
-	n := len(rs)
-	var ids []int64
-	cust, req := make([]int64, n), make([]string, n)
-	for i, r := range rs {
-		for _, p := range r.parties {
-			ids = append(ids, int64(p))
-		}
-		cust[i], req[i] = int64(r.o.CustomerID), r.o.RequestID
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	locks := make([]advisoryLock, 0, len(ids)+n)
-	for _, id := range ids {
-		locks = append(locks, advisoryLock{key: customerLockKey(accounts.CustomerID(id)), shared: true})
-	}
-	for _, r := range rs {
-		locks = append(locks, advisoryLock{key: orderLockKey(s.keyHash(r.o.CustomerID, r.o.RequestID))})
-	}
-	lockA, lockB, lockShared := lockArgs(locks)
+	t := newOrderTx(s, rs, results)
 
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("orders: acquire connection: %w", err)
 	}
 	defer conn.Release()
-	lap(&st.begin)
-	inTx := false
-	defer func() {
-		if inTx {
-			// Not committed: roll back, or drop the connection if even that
-			// fails (the pool must not hand out one inside a transaction).
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
-				_ = conn.Conn().Close(rctx)
-			}
-		}
-	}()
+	t.conn = conn
+	t.lap(&st.begin)
+	defer t.rollback(ctx)
 
+	if err := t.claim(ctx); err != nil {
+		return err
+	}
+	t.lap(&st.claim)
+	t.apply()
+	t.lap(&st.apply)
+	b := t.record()
+	t.lap(&st.record)
+	if err := t.commit(ctx, b); err != nil {
+		return err
+	}
+	t.lap(&st.commit)
+	return t.answer(ctx)
+}
+
+// orderTx is one batch's transaction on one connection. Its steps run in
+// order, each reading what the one before left in its fields:
+//
+//   - claim: BEGIN, the advisory locks on the parties and the keys, and the
+//     reads of the parties and of the orders already stored under the keys;
+//   - apply: sort the requests out (stored before, a party missing, or new)
+//     and run the new orders' applies (their ledger transfers);
+//   - record: the rows of the orders applied with an outcome, and COMMIT,
+//     queued as one pipeline;
+//   - commit: send it (again under the same locks if a writer that does not
+//     take them stored one of the keys meanwhile);
+//   - answer: the stored orders, with their new ids.
+//
+// A step that fails fails the batch; rollback, deferred by placeTx, ends a
+// transaction that did not commit.
+type orderTx struct {
+	s       *Store
+	rs      []*placeRequest
+	results []placeResult // index-aligned with rs
+	conn    *pgxpool.Conn
+	inTx    bool      // BEGIN sent, and neither COMMIT nor ROLLBACK done
+	t0      time.Time // start of the step being timed (OrderStats)
+
+	// The claim: parties (ascending, distinct), keys (index-aligned with
+	// rs), and the locks as lockSQL's arguments, which a retry of the
+	// record after a key conflict takes again.
+	ids          []int64
+	cust         []int64
+	req          []string
+	lockA, lockB []int32
+	lockShared   []bool
+	byID         map[accounts.CustomerID]accounts.Customer
+	old          map[orderKey]accounts.Order
+	parties      [][]accounts.Customer // the parties of each new order
+	placed, done []int                 // indexes in rs: new orders; applied with an outcome
+	rows         orderRows             // the rows of done
+	newID        map[orderKey]int64    // ids of the rows inserted
+}
+
+// newOrderTx computes the batch's keys and locks; no I/O.
+func newOrderTx(s *Store, rs []*placeRequest, results []placeResult) *orderTx {
+	t := &orderTx{s: s, rs: rs, results: results, t0: time.Now()}
+	n := len(rs)
+	t.cust, t.req = make([]int64, n), make([]string, n)
+	for i, r := range rs {
+		for _, p := range r.parties {
+			t.ids = append(t.ids, int64(p))
+		}
+		t.cust[i], t.req[i] = int64(r.o.CustomerID), r.o.RequestID
+	}
+	slices.Sort(t.ids)
+	t.ids = slices.Compact(t.ids)
+	locks := make([]advisoryLock, 0, len(t.ids)+n)
+	for _, id := range t.ids {
+		locks = append(locks, advisoryLock{key: customerLockKey(accounts.CustomerID(id)), shared: true})
+	}
+	for _, r := range rs {
+		locks = append(locks, advisoryLock{key: orderLockKey(s.keyHash(r.o.CustomerID, r.o.RequestID))})
+	}
+	t.lockA, t.lockB, t.lockShared = lockArgs(locks)
+	return t
+}
+
+// lap adds the time since the last lap to a step's counter.
+func (t *orderTx) lap(a *atomic.Int64) {
+	now := time.Now()
+	a.Add(int64(now.Sub(t.t0)))
+	t.t0 = now
+}
+
+// rollback ends a transaction that did not commit: ROLLBACK, or drop the
+// connection if even that fails (the pool must not hand out one inside a
+// transaction).
+func (t *orderTx) rollback(ctx context.Context) {
+	if !t.inTx {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, rerr := t.conn.Exec(rctx, "ROLLBACK"); rerr != nil {
+		_ = t.conn.Conn().Close(rctx)
+	}
+}
+
+// claim begins the transaction, takes the locks and reads the parties and
+// the orders already stored under the keys, in one pipeline.
+func (t *orderTx) claim(ctx context.Context) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	// Shared locks on the parties (orders never block each other, but a
@@ -318,122 +386,138 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 	// and the batch for it) and exclusive ones on the keys (a concurrent
 	// placement of one of these keys, by another writer or process, waits
 	// here for this transaction and then finds its row).
-	b.Queue(lockSQL, lockA, lockB, lockShared)
+	b.Queue(lockSQL, t.lockA, t.lockB, t.lockShared)
 	// The reads are statements of their own, after the locks: each takes
 	// its snapshot when it starts, so they see what the transactions they
 	// waited for committed.
-	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1)`, ids)
-	b.Queue(storedOrdersSQL, cust, req)
-	inTx = true
-	br := conn.SendBatch(ctx, b)
-	byID, old, err := readClaim(br)
+	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE id = ANY($1)`, t.ids)
+	b.Queue(storedOrdersSQL, t.cust, t.req)
+	t.inTx = true
+	br := t.conn.SendBatch(ctx, b)
+	var err error
+	t.byID, t.old, err = readClaim(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("claim orders: %w", cerr)
 	}
-	if err != nil {
-		return err
-	}
-	lap(&st.claim)
+	return err
+}
 
-	// Sort the requests out: parties missing, stored before, or new.
-	parties := make([][]accounts.Customer, n)
-	var placed []int
-	for i, r := range rs {
-		if stored, ok := old[orderKey{r.o.CustomerID, r.o.RequestID}]; ok {
-			results[i] = placeResult{stored: stored, existed: true}
+// apply sorts the requests out and runs the new orders' applies
+// concurrently: their ledger calls meet in the ledger's batches.
+func (t *orderTx) apply() {
+	t.sortOut()
+	var wg sync.WaitGroup
+	applied := make([]error, len(t.rs))
+	for _, i := range t.placed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			applied[i] = t.rs[i].apply(t.rs[i].ctx, t.parties[i])
+		}()
+	}
+	wg.Wait()
+	// Keep the orders applied with an outcome; the others fail alone.
+	for _, i := range t.placed {
+		o := t.rs[i].o
+		err := applied[i]
+		if err == nil && !validOutcome(o.Status) {
+			err = fmt.Errorf("order %s: apply set no outcome (status %q)", o.RequestID, o.Status)
+		}
+		if err != nil {
+			t.results[i] = placeResult{err: err}
+			continue
+		}
+		t.done = append(t.done, i)
+	}
+}
+
+// sortOut answers the requests whose key is stored already and those with a
+// party missing, and lists the others in placed, with their parties.
+func (t *orderTx) sortOut() {
+	t.parties = make([][]accounts.Customer, len(t.rs))
+	for i, r := range t.rs {
+		if stored, ok := t.old[orderKey{r.o.CustomerID, r.o.RequestID}]; ok {
+			t.results[i] = placeResult{stored: stored, existed: true}
 			continue
 		}
 		ps := make([]accounts.Customer, len(r.parties))
 		missing := false
 		for j, id := range r.parties {
-			c, ok := byID[id]
+			c, ok := t.byID[id]
 			if !ok {
 				missing = true
 				if j == 0 {
-					results[i] = placeResult{err: accounts.ErrCustomerNotFound}
+					t.results[i] = placeResult{err: accounts.ErrCustomerNotFound}
 				} else {
-					results[i] = placeResult{err: fmt.Errorf("recipient %d: %w", id, accounts.ErrCustomerNotFound)}
+					t.results[i] = placeResult{err: fmt.Errorf("recipient %d: %w", id, accounts.ErrCustomerNotFound)}
 				}
 				break
 			}
 			ps[j] = c
 		}
 		if !missing {
-			parties[i] = ps
-			placed = append(placed, i)
+			t.parties[i] = ps
+			t.placed = append(t.placed, i)
 		}
 	}
+}
 
-	// Apply the new orders concurrently: their ledger calls meet in the
-	// ledger's batches.
-	var wg sync.WaitGroup
-	applied := make([]error, n)
-	for _, i := range placed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			applied[i] = rs[i].apply(rs[i].ctx, parties[i])
-		}()
+// record queues the rows of the orders applied and COMMIT.
+func (t *orderTx) record() *pgx.Batch {
+	for _, i := range t.done {
+		t.rows.add(t.rs[i].o)
 	}
-	wg.Wait()
-	lap(&st.apply)
-
-	var done []int
-	var rows orderRows
-	for _, i := range placed {
-		o := rs[i].o
-		err := applied[i]
-		if err == nil && !validOutcome(o.Status) {
-			err = fmt.Errorf("order %s: apply set no outcome (status %q)", o.RequestID, o.Status)
-		}
-		if err != nil {
-			results[i] = placeResult{err: err}
-			continue
-		}
-		done = append(done, i)
-		rows.add(o)
-	}
-	b = &pgx.Batch{}
-	if len(done) > 0 {
-		rows.queueInsert(b, false)
+	b := &pgx.Batch{}
+	if len(t.done) > 0 {
+		t.rows.queueInsert(b, false)
 	}
 	b.Queue("COMMIT")
-	lap(&st.record)
-	newID, err := sendRecord(ctx, conn, b, 0, len(done) > 0)
+	return b
+}
+
+// commit sends the record pipeline and keeps the ids of the rows inserted.
+func (t *orderTx) commit(ctx context.Context, b *pgx.Batch) error {
+	newID, err := sendRecord(ctx, t.conn, b, 0, len(t.done) > 0)
 	if isKeyConflict(err) {
 		// The keys are locked, so no writer that takes the locks can have
 		// stored one of them; one that does not (this store from before
 		// the locks, during a rolling upgrade) can. Store the outcomes in a
 		// new transaction under the same locks, skipping the keys stored
 		// meanwhile, which are answered with what is stored.
-		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
 			return fmt.Errorf("roll back orders after a key conflict: %w", err)
 		}
 		b = &pgx.Batch{}
 		b.Queue("BEGIN")
-		b.Queue(lockSQL, lockA, lockB, lockShared)
-		rows.queueInsert(b, true)
+		b.Queue(lockSQL, t.lockA, t.lockB, t.lockShared)
+		t.rows.queueInsert(b, true)
 		b.Queue("COMMIT")
-		newID, err = sendRecord(ctx, conn, b, 2, true)
+		newID, err = sendRecord(ctx, t.conn, b, 2, true)
 	}
 	if err != nil {
 		return err
 	}
-	inTx = false
-	lap(&st.commit)
+	t.inTx = false
+	t.newID = newID
+	return nil
+}
+
+// answer fills the results of the orders recorded: with their new ids, or,
+// for keys another writer stored first, with what it stored.
+func (t *orderTx) answer(ctx context.Context) error {
 	var lost []int
-	for _, i := range done {
-		o := rs[i].o
-		id, ok := newID[orderKey{o.CustomerID, o.RequestID}]
+	for _, i := range t.done {
+		o := t.rs[i].o
+		id, ok := t.newID[orderKey{o.CustomerID, o.RequestID}]
 		if !ok {
 			lost = append(lost, i)
 			continue
 		}
 		o.ID = id
-		results[i] = placeResult{stored: *o}
+		t.results[i] = placeResult{stored: *o}
 	}
 	if len(lost) > 0 {
-		return s.answerStored(ctx, conn, rs, lost, results)
+		return t.s.answerStored(ctx, t.conn, t.rs, lost, t.results)
 	}
 	return nil
 }
