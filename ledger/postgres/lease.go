@@ -17,13 +17,21 @@ import (
 // (ledger_fence). ok is false when someone else holds the lease. addr is
 // advertised with the lease (owner_addr) for clients to find the owner.
 func (s *Store) AcquireLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration) (epoch int64, ok bool, err error) {
+	return s.TakeLease(ctx, shard, owner, addr, ttl, false)
+}
+
+// TakeLease is AcquireLease that, with force, also takes a lease another
+// owner still holds: that owner is fenced at once (its next commit fails
+// with ledger.ErrFenced). The settlement run forces when told to fence the
+// ledger hosts; it serves no calls, so it advertises no address.
+func (s *Store) TakeLease(ctx context.Context, shard int, owner, addr string, ttl time.Duration, force bool) (epoch int64, ok bool, err error) {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING`, shard); err != nil {
 		return 0, false, fmt.Errorf("register shard: %w", err)
 	}
 	err = s.pool.QueryRow(ctx, `
 		UPDATE ledger_shards SET epoch = epoch + 1, owner = $2, owner_addr = $4, lease_expires_at = now() + $3::interval
-		WHERE shard = $1 AND (owner = '' OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
-		RETURNING epoch`, shard, owner, ttl.String(), addr).Scan(&epoch)
+		WHERE shard = $1 AND ($5 OR owner = '' OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
+		RETURNING epoch`, shard, owner, ttl.String(), addr, force).Scan(&epoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}

@@ -220,23 +220,33 @@ func (s *Store) Load(ctx context.Context, shard int) (*ledger.Snapshot, error) {
 }
 
 // journalEffects is the SQL that sums, per account and side, what journal
-// entries do to the four balance fields (flags: 2 pending, 4 post, 8 void):
-// plain and post entries add amount to posted; pending entries add amount to
-// pending; post and void entries release pending_amount from pending.
+// entries do to the four balance fields: plain and post entries add amount
+// to posted; pending entries add amount to pending; post and void entries
+// release pending_amount from pending. It is the one definition of the
+// journal's meaning: Load's replay, the catch-up of a bulk writer
+// (ShardTx.CatchUp) and Verify all use it, through journalEffectsSQL.
 // %[1]s filters the transfers table; %[2]s compares an entry's ts with its
 // account's balance_ts: ">" for entries not yet in the stored balance, "<="
-// for those in it.
+// for those in it; %[3]d, %[4]d and %[5]d are the flag masks (ledger's
+// constants): pending or void, pending, post or void.
 const journalEffects = `
 	SELECT e.id, e.debit,
-		coalesce(sum(e.amount) FILTER (WHERE e.flags & 10 = 0), 0)::bigint AS posted,
-		(coalesce(sum(e.amount) FILTER (WHERE e.flags & 2 <> 0), 0)
-			- coalesce(sum(e.pending_amount) FILTER (WHERE e.flags & 12 <> 0), 0))::bigint AS pending
+		coalesce(sum(e.amount) FILTER (WHERE e.flags & %[3]d = 0), 0)::bigint AS posted,
+		(coalesce(sum(e.amount) FILTER (WHERE e.flags & %[4]d <> 0), 0)
+			- coalesce(sum(e.pending_amount) FILTER (WHERE e.flags & %[5]d <> 0), 0))::bigint AS pending
 	FROM (
 		SELECT debit_account_id AS id, true AS debit, amount, pending_amount, flags, ts FROM transfers WHERE %[1]s
 		UNION ALL
 		SELECT credit_account_id, false, amount, pending_amount, flags, ts FROM transfers WHERE %[1]s
 	) e JOIN accounts a ON a.id = e.id AND e.ts %[2]s a.balance_ts
 	GROUP BY e.id, e.debit`
+
+// journalEffectsSQL is journalEffects over the entries filter selects,
+// compared with balance_ts by cmp.
+func journalEffectsSQL(filter, cmp string) string {
+	return fmt.Sprintf(journalEffects, filter, cmp, uint16(ledger.Pending|ledger.VoidPending), uint16(ledger.Pending),
+		uint16(ledger.PostPending|ledger.VoidPending))
+}
 
 // replay adds the effects of the journal entries after the checkpoint that
 // are not yet in their accounts' stored balances, and returns the accounts
@@ -247,7 +257,7 @@ func replay(ctx context.Context, tx pgx.Tx, shard int, after int64, accts []ledg
 		index[accts[i].ID] = &accts[i]
 	}
 	// The date bound lets Postgres skip older partitions.
-	rows, err := tx.Query(ctx, fmt.Sprintf(journalEffects, "shard = $1 AND ts > $2 AND business_date >= $3", ">"),
+	rows, err := tx.Query(ctx, journalEffectsSQL("shard = $1 AND ts > $2 AND business_date >= $3", ">"),
 		shard, after, ledger.BusinessDate(after))
 	if err != nil {
 		return nil, fmt.Errorf("replay journal: %w", err)

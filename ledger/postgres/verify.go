@@ -15,9 +15,9 @@ import (
 // from the journal, inside one repeatable-read snapshot, and reports each
 // account whose stored balances differ, plus any other broken invariant.
 //
-// Journal semantics (flags: 2 pending, 4 post, 8 void): a plain or post
-// entry moves amount into the posted sums; a pending entry adds amount to the
-// pending sums; a post or void entry releases pending_amount from them.
+// Journal semantics (journalEffects): a plain or post entry moves amount
+// into the posted sums; a pending entry adds amount to the pending sums; a
+// post or void entry releases pending_amount from them.
 func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, error) {
 	start := time.Now()
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -39,7 +39,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 	}
 	rep.CheckpointLag = time.Duration(lastTS - checkpointTS)
 	rows, err := tx.Query(ctx, `
-		WITH e AS (`+fmt.Sprintf(journalEffects, "shard = $1", "<=")+`
+		WITH e AS (`+journalEffectsSQL("shard = $1", "<=")+`
 		), j AS (
 			SELECT id,
 				sum(pending) FILTER (WHERE debit) AS dpend, sum(posted) FILTER (WHERE debit) AS dpost,
@@ -115,7 +115,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 		WITH t AS (
 			SELECT asset, count(*) AS n, sum(debits_posted) AS dpost, sum(credits_posted) AS cpost,
 				sum(debits_pending) AS dpend, sum(credits_pending) AS cpend,
-				count(*) FILTER (WHERE flags & 1 <> 0
+				count(*) FILTER (WHERE flags & $2 <> 0
 					AND debits_posted::numeric + debits_pending > credits_posted) AS negative
 			FROM accounts WHERE shard = $1 GROUP BY asset
 		)
@@ -123,7 +123,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 			CASE WHEN dpost <= 9223372036854775807 THEN dpost::bigint ELSE -1 END,
 			CASE WHEN cpost <= 9223372036854775807 THEN cpost::bigint ELSE -1 END,
 			dpost = cpost, dpend = cpend, negative
-		FROM t ORDER BY asset`, shard)
+		FROM t ORDER BY asset`, shard, int32(ledger.DebitsMustNotExceedCredits))
 	if err != nil {
 		return nil, fmt.Errorf("totals: %w", err)
 	}
@@ -172,8 +172,8 @@ func (s *Store) NetByCode(ctx context.Context, code uint16) (map[ledger.Asset]in
 	rows, err := s.pool.Query(ctx, `
 		WITH acct AS (SELECT id, asset FROM accounts WHERE code = $1)
 		SELECT a.asset, coalesce(sum(CASE WHEN t.credit_account_id = a.id THEN t.amount ELSE -t.amount END), 0)::bigint
-		FROM acct a JOIN transfers t ON (t.credit_account_id = a.id OR t.debit_account_id = a.id) AND t.flags & 10 = 0
-		GROUP BY a.asset`, int32(code))
+		FROM acct a JOIN transfers t ON (t.credit_account_id = a.id OR t.debit_account_id = a.id) AND t.flags & $2 = 0
+		GROUP BY a.asset`, int32(code), int32(ledger.Pending|ledger.VoidPending))
 	if err != nil {
 		return nil, fmt.Errorf("net by code: %w", err)
 	}

@@ -234,43 +234,28 @@ func runState(ctx context.Context, q querier, date time.Time) (settlement.RunSta
 	return st, true, nil
 }
 
-// TakeShard implements settlement.Store.
+// TakeShard implements settlement.Store with the ledger's lease
+// (ledgerpg.Store.TakeLease): the run serves no calls, so it advertises no
+// address.
 func (s *Store) TakeShard(ctx context.Context, shard int, owner string, ttl time.Duration, force bool) (settlement.Lease, error) {
-	if _, err := s.pool.Exec(ctx, `INSERT INTO ledger_shards (shard) VALUES ($1) ON CONFLICT (shard) DO NOTHING`, shard); err != nil {
-		return settlement.Lease{}, fmt.Errorf("register shard: %w", err)
-	}
-	var epoch int64
-	err := s.pool.QueryRow(ctx, `
-		UPDATE ledger_shards SET epoch = epoch + 1, owner = $2, lease_expires_at = now() + $3::interval
-		WHERE shard = $1 AND ($4 OR owner = '' OR owner = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
-		RETURNING epoch`, shard, owner, ttl.String(), force).Scan(&epoch)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return settlement.Lease{}, fmt.Errorf("shard %d: %w", shard, settlement.ErrShardBusy)
-	}
+	epoch, ok, err := s.ledger.TakeLease(ctx, shard, owner, "", ttl, force)
 	if err != nil {
-		return settlement.Lease{}, fmt.Errorf("take shard %d: %w", shard, err)
+		return settlement.Lease{}, err
+	}
+	if !ok {
+		return settlement.Lease{}, fmt.Errorf("shard %d: %w", shard, settlement.ErrShardBusy)
 	}
 	return settlement.Lease{Shard: shard, Owner: owner, Epoch: epoch}, nil
 }
 
-// RenewShard implements settlement.Store.
+// RenewShard implements settlement.Store (ledgerpg.Store.RenewLease).
 func (s *Store) RenewShard(ctx context.Context, l settlement.Lease, ttl time.Duration) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE ledger_shards SET lease_expires_at = now() + $4::interval
-		WHERE shard = $1 AND owner = $2 AND epoch = $3`, l.Shard, l.Owner, l.Epoch, ttl.String())
-	if err != nil {
-		return fmt.Errorf("renew shard %d: %w", l.Shard, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("shard %d epoch %d: %w", l.Shard, l.Epoch, ledger.ErrFenced)
-	}
-	return nil
+	return s.ledger.RenewLease(ctx, l.Shard, l.Owner, l.Epoch, ttl)
 }
 
-// ReleaseShard implements settlement.Store.
+// ReleaseShard implements settlement.Store (ledgerpg.Store.ReleaseLease).
 func (s *Store) ReleaseShard(ctx context.Context, l settlement.Lease) error {
-	_, err := s.pool.Exec(ctx, `UPDATE ledger_shards SET owner = '', lease_expires_at = NULL
-		WHERE shard = $1 AND owner = $2 AND epoch = $3`, l.Shard, l.Owner, l.Epoch)
-	return err
+	return s.ledger.ReleaseLease(ctx, l.Shard, l.Owner, l.Epoch)
 }
 
 // Step implements settlement.Store.
