@@ -300,6 +300,10 @@ type inflight struct {
 
 // Run loads the shard and serves requests until ctx ends or the store fails
 // beyond recovery. It answers every request it took before returning.
+//
+// Each pass of the loop is one batch going through the steps of a
+// batchLoop, in order; a step may end the pass early (the batch was
+// answered or put aside) or stop the shard.
 func (s *Sequencer) Run(ctx context.Context) error {
 	defer func() {
 		s.closed.Store(true)
@@ -312,228 +316,330 @@ func (s *Sequencer) Run(ctx context.Context) error {
 	}
 	s.once.Do(func() { close(s.ready) })
 
-	lastSeal := time.Now()
-	var (
-		// carry holds requests taken from the queue but not applied, because
-		// the batch before them failed: they are applied on the reloaded
-		// state instead of being refused.
-		carry    []*request
-		exitErr  error
-		pending  *inflight
-		held     *request // took from the queue but did not fit the last batch
-		missing  []TransferID
-		pmissing []TransferID
-	)
-	// complete answers the in-flight batch's requests with its commit
-	// outcome; finish first waits for that outcome.
-	complete := func(err error) error {
-		p := pending
-		pending = nil
-		if err != nil {
-			for _, r := range p.reqs {
-				if r.kind == reqLookup && !errors.Is(err, ErrFenced) {
-					carry = append(carry, r) // a read is answered from the reloaded state
-					continue
-				}
-				r.err = commitError(err)
-				r.reply <- struct{}{}
+	l := &batchLoop{s: s, ctx: ctx, book: book, lastSeal: time.Now()}
+	defer l.shutdown()
+	steps := [...]func() stepResult{l.collect, l.fill, l.lookUp, l.awaitPrevious, l.apply, l.commit}
+	for {
+		for _, step := range steps {
+			n := step()
+			if n == stopRun {
+				return l.err
 			}
-			return err
+			if n == nextBatch {
+				break
+			}
 		}
-		s.batches.Add(1)
-		ev := 0
-		for _, r := range p.reqs {
-			ev += r.events()
+	}
+}
+
+// stepResult says where the writer loop goes after a step.
+type stepResult uint8
+
+const (
+	nextStep  stepResult = iota // on to the next step with this batch
+	nextBatch                   // this pass is over: collect the next batch
+	stopRun                     // Run returns batchLoop.err
+)
+
+// batchLoop is the state of Run's writer loop. Batches overlap by one: while
+// batch n commits on a goroutine of its own, batch n+1 is collected, its ids
+// looked up, and then, once n is durable, applied. The steps are methods
+// called in order by Run, each of a pass:
+//
+//	collect        take the first request (or answer the batch in flight if
+//	               it commits while idle), then whatever else is queued
+//	fill           with FillWhileCommitting, go on taking requests until the
+//	               batch in flight has committed
+//	lookUp         fetch the ids the book has forgotten (Store.Lookup)
+//	awaitPrevious  complete the batch in flight: this one builds on its state
+//	apply          apply in memory, with exact per-request results, and seal
+//	commit         start the commit (Store.Commit); callers are answered by
+//	               complete once it is durable
+type batchLoop struct {
+	s   *Sequencer
+	ctx context.Context
+	// book is nil once the shard failed (fenced, store gone, a broken
+	// invariant): then nothing more may be written.
+	book *Book
+	err  error // what Run returns once a step says stop
+
+	// carry holds requests taken from the queue but not applied, because
+	// the batch before them failed: they are applied on the reloaded state
+	// instead of being refused.
+	carry    []*request
+	held     *request  // taken from the queue but did not fit the last batch
+	pending  *inflight // the batch being committed, if any
+	lastSeal time.Time // when the last batch was sealed: paces checkpoints
+
+	// The batch of this pass.
+	reqs              []*request
+	events            int
+	known             *Known // what lookUp fetched; nil when nothing was missing
+	sealed            *Batch // what apply sealed, for commit
+	missing, pmissing []TransferID
+}
+
+// halt stops the loop: Run returns err.
+func (l *batchLoop) halt(err error) stepResult {
+	l.err = err
+	return stopRun
+}
+
+// reload replaces the book after a failed commit, since the book holds
+// effects that may never have been written; the shard stops when it cannot
+// (fenced, or the store gone for good).
+func (l *batchLoop) reload(cause error) stepResult {
+	var err error
+	if l.book, err = l.s.recover(l.ctx, cause); err != nil {
+		return l.halt(quiet(l.ctx, err))
+	}
+	return nextBatch
+}
+
+// collect starts a batch: the requests carried over from a failed batch,
+// else the one held back from the last batch, else the first to arrive
+// (blocking), and then whatever is queued up to the batch limit.
+func (l *batchLoop) collect() stepResult {
+	l.reqs, l.events, l.known = nil, 0, nil
+	switch {
+	case l.carry != nil:
+		l.reqs, l.carry = l.carry, nil
+		for _, r := range l.reqs {
+			l.events += r.events()
+		}
+	case l.held != nil:
+		l.reqs, l.events = []*request{l.held}, l.held.events()
+		l.held = nil
+	default:
+		// While idle, answer the in-flight batch as soon as it commits.
+		var committed <-chan error
+		if l.pending != nil {
+			committed = l.pending.err
+		}
+		select {
+		case r := <-l.s.queue:
+			l.reqs, l.events = append(l.reqs, r), r.events()
+		case err := <-committed:
+			if err := l.complete(err); err != nil {
+				return l.reload(err)
+			}
+			return nextBatch
+		case <-l.ctx.Done():
+			return l.halt(nil)
+		}
+	}
+	// Then, without blocking, what is queued up to the batch limit.
+	for l.held == nil && l.events < l.s.cfg.BatchEventsMax {
+		select {
+		case r := <-l.s.queue:
+			if !l.take(r) {
+				return nextStep
+			}
+		default:
+			return nextStep
+		}
+	}
+	return nextStep
+}
+
+// take adds r to the batch, or holds it for the next one when it would
+// overflow this one; false: the batch is full.
+func (l *batchLoop) take(r *request) bool {
+	if l.events+r.events() > l.s.cfg.BatchEventsMax {
+		l.held = r
+		return false
+	}
+	l.reqs = append(l.reqs, r)
+	l.events += r.events()
+	return true
+}
+
+// fill takes more requests while the previous batch commits: this batch
+// cannot be applied before that commit ends anyway, and with many shards on
+// one database each commit's fixed costs (its lookup, its share of a
+// transaction) weigh more than its rows. Never waits when idle: with no
+// commit in flight the batch goes at once.
+func (l *batchLoop) fill() stepResult {
+	if !l.s.cfg.FillWhileCommitting || l.pending == nil || l.pending.settled {
+		return nextStep
+	}
+	for l.held == nil && l.events < l.s.cfg.BatchEventsMax {
+		select {
+		case r := <-l.s.queue:
+			if !l.take(r) {
+				return nextStep
+			}
+		case err := <-l.pending.err:
+			l.pending.settled, l.pending.result = true, err
+			return nextStep
+		case <-l.ctx.Done():
+			return nextStep
+		}
+	}
+	return nextStep
+}
+
+// lookUp fetches what the book has forgotten (transfer ids older than it
+// keeps), while the previous batch commits. On failure the transfers are
+// refused (they needed it) and the rest are carried to the next pass.
+func (l *batchLoop) lookUp() stepResult {
+	l.missing, l.pmissing = l.missing[:0], l.pmissing[:0]
+	for _, r := range l.reqs {
+		if r.kind == reqTransfers {
+			l.missing, l.pmissing = l.book.Missing(r.transfers, l.missing, l.pmissing)
+		}
+	}
+	if len(l.missing)+len(l.pmissing) == 0 {
+		return nextStep
+	}
+	t0 := time.Now()
+	known, err := l.s.store.Lookup(l.ctx, l.s.cfg.Shard, l.missing, l.pmissing)
+	l.s.since(PhaseLookup, t0)
+	if err == nil {
+		l.known = known
+		return nextStep
+	}
+	for _, r := range l.reqs {
+		if r.kind == reqTransfers {
+			r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
+			r.reply <- struct{}{}
+		} else {
+			l.carry = append(l.carry, r)
+		}
+	}
+	if ferr := l.finish(); ferr != nil {
+		return l.reload(ferr)
+	}
+	return nextBatch
+}
+
+// awaitPrevious waits for the previous batch to be durable: this one's
+// results cannot stand before, since its failure invalidates the state this
+// batch builds on. If it failed, this batch is carried over to be applied on
+// the reloaded state.
+func (l *batchLoop) awaitPrevious() stepResult {
+	t0 := time.Now()
+	err := l.finish()
+	l.s.since(PhaseWait, t0)
+	if err != nil {
+		l.carry = append(l.carry, l.reqs...)
+		return l.reload(err)
+	}
+	if l.known != nil {
+		l.book.Learn(l.known)
+	}
+	return nextStep
+}
+
+// apply applies the batch in memory, each request getting its exact
+// results, checks the book's invariants and seals the batch with its share
+// of checkpointed balances. A batch that writes nothing is answered at once.
+func (l *batchLoop) apply() stepResult {
+	s, book := l.s, l.book
+	t0 := time.Now()
+	book.Begin(s.cfg.Now().UnixNano())
+	for _, r := range l.reqs {
+		s.apply(book, r)
+	}
+	if err := book.CheckInvariants(); err != nil {
+		// A bug: stop the shard rather than write a wrong book.
+		for _, r := range l.reqs {
+			r.err = err
 			r.reply <- struct{}{}
 		}
-		s.events.Add(int64(ev))
-		if s.cfg.BatchObserver != nil {
-			s.cfg.BatchObserver(p.batch, p.took)
+		s.log.Error("invariant broken; stopping shard", "err", err)
+		l.book = nil
+		return l.halt(err)
+	}
+	// Trickle balances out at the rate that writes every unsaved one
+	// within about one interval: steady, no burst that stalls a batch.
+	now := time.Now()
+	flush := int(float64(book.Unsaved())*float64(now.Sub(l.lastSeal))/float64(s.cfg.CheckpointInterval)) + 1
+	l.lastSeal = now
+	batch := book.Seal(min(flush, s.cfg.FlushAccountsMax))
+	batch.Epoch = s.cfg.Epoch
+	s.since(PhaseApply, t0)
+	if batch.Empty() {
+		for _, r := range l.reqs {
+			r.reply <- struct{}{}
 		}
+		return nextBatch
+	}
+	l.sealed = batch
+	return nextStep
+}
+
+// commit starts the sealed batch's commit on a goroutine of its own; the
+// next pass collects beside it, and complete answers its callers once it is
+// durable (or refuses them: ErrFenced, ErrCommitFailed).
+func (l *batchLoop) commit() stepResult {
+	l.pending = &inflight{batch: l.sealed, reqs: l.reqs, err: make(chan error, 1)}
+	l.sealed = nil
+	go l.s.commit(l.ctx, l.pending)
+	return nextBatch
+}
+
+// complete answers the in-flight batch's requests with its commit outcome
+// and returns that outcome. On a failure other than fencing, reads are
+// carried over to be answered from the reloaded state.
+func (l *batchLoop) complete(err error) error {
+	p := l.pending
+	l.pending = nil
+	if err != nil {
+		for _, r := range p.reqs {
+			if r.kind == reqLookup && !errors.Is(err, ErrFenced) {
+				l.carry = append(l.carry, r) // a read is answered from the reloaded state
+				continue
+			}
+			r.err = commitError(err)
+			r.reply <- struct{}{}
+		}
+		return err
+	}
+	s := l.s
+	s.batches.Add(1)
+	ev := 0
+	for _, r := range p.reqs {
+		ev += r.events()
+		r.reply <- struct{}{}
+	}
+	s.events.Add(int64(ev))
+	if s.cfg.BatchObserver != nil {
+		s.cfg.BatchObserver(p.batch, p.took)
+	}
+	return nil
+}
+
+// finish waits for the in-flight batch's outcome, if there is a batch in
+// flight, and completes it.
+func (l *batchLoop) finish() error {
+	if l.pending == nil {
 		return nil
 	}
-	finish := func() error {
-		if pending == nil {
-			return nil
-		}
-		if pending.settled {
-			return complete(pending.result)
-		}
-		return complete(<-pending.err)
+	if l.pending.settled {
+		return l.complete(l.pending.result)
 	}
-	defer func() {
-		ferr := finish()
-		if held != nil {
-			carry = append(carry, held)
-		}
-		for _, r := range carry {
-			r.err = ErrClosed
-			if errors.Is(exitErr, ErrFenced) {
-				r.err = exitErr
-			}
-			r.reply <- struct{}{}
-		}
-		// book is nil once the shard failed (fenced, store gone, a broken
-		// invariant): then nothing more may be written.
-		if ferr == nil && book != nil && book.Unsaved() > 0 {
-			s.finalCheckpoint(ctx, book)
-		}
-	}()
+	return l.complete(<-l.pending.err)
+}
 
-	for {
-		// Collect a batch: block for the first request, then take what is
-		// queued up to the batch limit.
-		var reqs []*request
-		events := 0
-		if carry != nil {
-			reqs, carry = carry, nil
-			for _, r := range reqs {
-				events += r.events()
-			}
-		} else if held != nil {
-			reqs, events, held = append(reqs, held), held.events(), nil
-		} else {
-			// While idle, answer the in-flight batch as soon as it commits.
-			var committed <-chan error
-			if pending != nil {
-				committed = pending.err
-			}
-			select {
-			case r := <-s.queue:
-				reqs, events = append(reqs, r), r.events()
-			case err := <-committed:
-				if err := complete(err); err != nil {
-					if book, exitErr = s.recover(ctx, err); exitErr != nil {
-						return quiet(ctx, exitErr)
-					}
-				}
-				continue
-			case <-ctx.Done():
-				return nil
-			}
+// shutdown runs as Run returns: it completes the batch in flight, refuses
+// what was taken but not applied (ErrFenced when the shard was fenced,
+// else ErrClosed), and on a clean stop writes the balances not yet
+// checkpointed.
+func (l *batchLoop) shutdown() {
+	ferr := l.finish()
+	if l.held != nil {
+		l.carry = append(l.carry, l.held)
+	}
+	for _, r := range l.carry {
+		r.err = ErrClosed
+		if errors.Is(l.err, ErrFenced) {
+			r.err = l.err
 		}
-		// take adds r to the batch, or holds it for the next one when it
-		// would overflow this one; false: the batch is full.
-		take := func(r *request) bool {
-			if events+r.events() > s.cfg.BatchEventsMax {
-				held = r
-				return false
-			}
-			reqs = append(reqs, r)
-			events += r.events()
-			return true
-		}
-	collect:
-		for held == nil && events < s.cfg.BatchEventsMax {
-			select {
-			case r := <-s.queue:
-				if !take(r) {
-					break collect
-				}
-			default:
-				break collect
-			}
-		}
-		// Fill while the previous batch commits: this batch cannot be
-		// applied before that commit ends anyway, and with many shards on
-		// one database each commit's fixed costs (its lookup, its share of
-		// a transaction) weigh more than its rows. Never waits when idle:
-		// with no commit in flight the batch goes at once.
-		if s.cfg.FillWhileCommitting && pending != nil && !pending.settled {
-		fill:
-			for held == nil && events < s.cfg.BatchEventsMax {
-				select {
-				case r := <-s.queue:
-					if !take(r) {
-						break fill
-					}
-				case err := <-pending.err:
-					pending.settled, pending.result = true, err
-					break fill
-				case <-ctx.Done():
-					break fill
-				}
-			}
-		}
-
-		// Fetch what the book has forgotten, while the previous batch
-		// commits.
-		missing, pmissing = missing[:0], pmissing[:0]
-		for _, r := range reqs {
-			if r.kind == reqTransfers {
-				missing, pmissing = book.Missing(r.transfers, missing, pmissing)
-			}
-		}
-		var known *Known
-		if len(missing)+len(pmissing) > 0 {
-			t0 := time.Now()
-			known, err = s.store.Lookup(ctx, s.cfg.Shard, missing, pmissing)
-			s.since(PhaseLookup, t0)
-			if err != nil {
-				// Only transfers needed the lookup; the rest go on.
-				for _, r := range reqs {
-					if r.kind == reqTransfers {
-						r.err = fmt.Errorf("%w: lookup: %v", ErrCommitFailed, err)
-						r.reply <- struct{}{}
-					} else {
-						carry = append(carry, r)
-					}
-				}
-				if ferr := finish(); ferr != nil {
-					if book, exitErr = s.recover(ctx, ferr); exitErr != nil {
-						return quiet(ctx, exitErr)
-					}
-				}
-				continue
-			}
-		}
-		// The previous batch must be durable before this one's results can
-		// stand: its failure invalidates the state this batch builds on.
-		t0 := time.Now()
-		err := finish()
-		s.since(PhaseWait, t0)
-		if err != nil {
-			carry = append(carry, reqs...)
-			if book, exitErr = s.recover(ctx, err); exitErr != nil {
-				return quiet(ctx, exitErr)
-			}
-			continue
-		}
-		if known != nil {
-			book.Learn(known)
-		}
-
-		t0 = time.Now()
-		book.Begin(s.cfg.Now().UnixNano())
-		for _, r := range reqs {
-			s.apply(book, r)
-		}
-		if err := book.CheckInvariants(); err != nil {
-			// A bug: stop the shard rather than write a wrong book.
-			for _, r := range reqs {
-				r.err = err
-				r.reply <- struct{}{}
-			}
-			s.log.Error("invariant broken; stopping shard", "err", err)
-			book = nil
-			return err
-		}
-		// Trickle balances out at the rate that writes every unsaved one
-		// within about one interval: steady, no burst that stalls a batch.
-		now := time.Now()
-		flush := int(float64(book.Unsaved())*float64(now.Sub(lastSeal))/float64(s.cfg.CheckpointInterval)) + 1
-		lastSeal = now
-		batch := book.Seal(min(flush, s.cfg.FlushAccountsMax))
-		batch.Epoch = s.cfg.Epoch
-		s.since(PhaseApply, t0)
-		if batch.Empty() {
-			for _, r := range reqs {
-				r.reply <- struct{}{}
-			}
-			continue
-		}
-		pending = &inflight{batch: batch, reqs: reqs, err: make(chan error, 1)}
-		go s.commit(ctx, pending)
+		r.reply <- struct{}{}
+	}
+	if ferr == nil && l.book != nil && l.book.Unsaved() > 0 {
+		l.s.finalCheckpoint(l.ctx, l.book)
 	}
 }
 
