@@ -141,7 +141,13 @@ func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Co
 		wg      sync.WaitGroup
 		commits = make(chan struct{}, 1)
 	)
-	defer wg.Wait()
+	// Stop the workers and the committer before waiting for them: a return
+	// with ctx still live (an undecodable event, a broken fetch) would wait
+	// for good otherwise.
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
 	// The committer commits, per partition, the last of the events whose
 	// predecessors are all done.
 	wg.Add(1)
