@@ -1,4 +1,4 @@
-package ledger
+package ledger_test
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 )
 
 // hangingLeases is a LeaseStore whose renewals of one shard hang until
@@ -47,7 +50,7 @@ func (l *hangingLeases) ReleaseLease(ctx context.Context, shard int, owner strin
 // leases of shards it serves from a healthy one.
 func TestHostRenewalsDoNotWaitForAHungDatabase(t *testing.T) {
 	leases := &hangingLeases{hung: 0}
-	h := NewHost(HostConfig{Owner: "h", Shards: 2, LeaseTTL: 300 * time.Millisecond}, newMemStore(), leases, nil)
+	h := ledger.NewHost(ledger.HostConfig{Owner: "h", Shards: 2, LeaseTTL: 300 * time.Millisecond}, ledgertest.NewMemStore(), leases, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
