@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -1235,72 +1234,4 @@ func (r *modelRun) coverage() string {
 		parts = append(parts, fmt.Sprintf("%s=%d", e.r, e.n))
 	}
 	return strings.Join(parts, " ")
-}
-
-// TestConcurrentDoubleSpend races many clients to spend the same balance on
-// the real store: exactly one wins, and the books agree afterwards.
-func TestConcurrentDoubleSpend(t *testing.T) {
-	t.Parallel()
-	store := openStore(t)
-	seq := startSeq(t, store, ledger.SequencerConfig{})
-	ctx := context.Background()
-	const clients, balance = 100, 10_000
-	accts := []ledger.Account{
-		{ID: 1, Asset: ledger.AssetCNY, Code: 1},
-		{ID: 2, Asset: ledger.AssetCNY, Code: 10, Flags: ledger.DebitsMustNotExceedCredits},
-		{ID: 3, Asset: ledger.AssetCNY, Code: 10, Flags: ledger.DebitsMustNotExceedCredits},
-	}
-	if rs, err := seq.CreateAccounts(ctx, accts); err != nil || rs[0].Result != ledger.ResultOK {
-		t.Fatalf("create accounts: %v %v", rs, err)
-	}
-	for round, pending := range []bool{false, true} {
-		fund := ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: 1, CreditAccountID: 2, Amount: balance, Asset: ledger.AssetCNY}
-		if rs, err := seq.CreateTransfers(ctx, []ledger.Transfer{fund}); err != nil || rs[0].Result != ledger.ResultOK {
-			t.Fatalf("fund: %v %v", rs, err)
-		}
-		results := make([]ledger.Result, clients)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				tr := ledger.Transfer{ID: ledger.NewTransferID(), DebitAccountID: 2, CreditAccountID: 3, Amount: balance, Asset: ledger.AssetCNY}
-				if pending {
-					tr.Flags = ledger.Pending
-				}
-				rs, err := seq.CreateTransfers(ctx, []ledger.Transfer{tr})
-				if err != nil {
-					t.Errorf("client %d: %v", i, err)
-					return
-				}
-				results[i] = rs[0].Result
-			}()
-		}
-		close(start)
-		wg.Wait()
-		won := 0
-		for i, res := range results {
-			switch res {
-			case ledger.ResultOK:
-				won++
-			case ledger.ResultExceedsCredits:
-			default:
-				t.Errorf("round %d client %d: %s", round, i, res)
-			}
-		}
-		if won != 1 {
-			t.Fatalf("round %d (pending %v): %d clients spent the same balance, want exactly 1", round, pending, won)
-		}
-	}
-	got, err := seq.LookupAccounts(ctx, []ledger.AccountID{2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := got[0]; a.Available() != 0 || a.DebitsPosted != balance || a.DebitsPending != balance {
-		t.Errorf("spender after two rounds: %+v", a)
-	}
-	mustVerify(t, store)
-	checkBalancesMatchJournal(t, store.Pool(), seq.Sequencer)
 }
