@@ -27,8 +27,14 @@ import (
 
 // Config of a Gateway. Zero values take the defaults in brackets.
 type Config struct {
-	// JWTKey verifies bearer tokens (HS256, >= 32 bytes). Required.
+	// JWTKey verifies bearer tokens (HS256, >= 32 bytes). Required unless
+	// JWTKeys is given; with both, either kind of token is accepted.
 	JWTKey []byte
+	// JWTKeys verifies an identity provider's tokens (EdDSA, RS256) by their
+	// key id: an auth.KeySet (auth.LoadJWKS) or an auth.JWKSSource
+	// (auth.NewJWKSFile, auth.NewJWKSURL; its owner closes it after the
+	// gateway stops). nil = HS256 tokens only.
+	JWTKeys auth.KeySource
 	// Accounts is the service behind the API. Required.
 	Accounts *accounts.Service
 	// Settler and Reconciler serve the admin settlement and reconciliation
@@ -151,7 +157,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ConcurrencyMax < 1 || cfg.ConcurrencyMin < 1 || cfg.ConcurrencyMin > cfg.ConcurrencyMax || cfg.LatencyTarget < 0 || cfg.RatePerCustomer <= 0 || cfg.RateBurst < 1 || cfg.RateCustomersMax < 1 || cfg.BodyBytesMax < 1 {
 		return nil, fmt.Errorf("gateway: limits must be positive: %+v", cfg)
 	}
-	v, err := auth.NewVerifier(cfg.JWTKey, cfg.Now)
+	v, err := auth.NewKeysVerifier(auth.Keys{HS256: cfg.JWTKey, Public: cfg.JWTKeys}, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
