@@ -7,11 +7,9 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -20,22 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
+	"github.com/fundplatform/fund/internal/testseed"
 )
-
-// codecSeed is the seed of the randomised codec tests: $CODEC_SEED to
-// replay a failure, else the clock.
-func codecSeed(t testing.TB) uint64 {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CODEC_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("CODEC_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with CODEC_SEED=%d)", seed, seed)
-	return seed
-}
 
 func TestCodecFastEncodersOn(t *testing.T) {
 	c := newCodec()
@@ -137,7 +121,7 @@ func randHoldings(r *rand.Rand) *fundv1.Holdings {
 // writes by hand (and a few it passes on), its output is protojson's byte
 // for byte, and it fails exactly when protojson fails.
 func TestCodecMatchesProtojson(t *testing.T) {
-	r := rand.New(rand.NewPCG(codecSeed(t), 0))
+	r := rand.New(rand.NewPCG(testseed.Seed(t), 0))
 	c, ref := newCodec(), jsonPb()
 	gens := []func(*rand.Rand) any{
 		func(r *rand.Rand) any { return randOrder(r) },
@@ -177,7 +161,7 @@ func TestCodecMatchesProtojson(t *testing.T) {
 // text, io.EOF for an empty body; bodies of the shape decodeOrderFields
 // takes on itself are frequent.
 func TestBodyDecoderMatchesJSONPb(t *testing.T) {
-	r := rand.New(rand.NewPCG(codecSeed(t), 0))
+	r := rand.New(rand.NewPCG(testseed.Seed(t), 0))
 	c := newCodec()
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	ws := func() string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
 )
 
@@ -215,7 +216,7 @@ func randRequest(t testing.TB, r *rand.Rand, tokens []string) *http.Request {
 // body from the gateway with the direct order path as from the one with the
 // mux only, and the two count the same requests by route and status.
 func TestFastPathMatchesMux(t *testing.T) {
-	r := rand.New(rand.NewPCG(codecSeed(t), 1))
+	r := rand.New(rand.NewPCG(testseed.Seed(t), 1))
 	_, fast, fastReg := stubGateway(t, false)
 	_, mux, muxReg := stubGateway(t, true)
 	tokens := []string{stubToken(t, "1"), stubToken(t, "2"), stubToken(t, "13"), stubToken(t, "", auth.ScopeAdmin),
@@ -281,7 +282,7 @@ func requestCounts(t *testing.T, reg *prometheus.Registry) []string {
 // TestIncomingMetadataMatchesGrpcGateway: the direct path's metadata is
 // grpc-gateway's, header by header.
 func TestIncomingMetadataMatchesGrpcGateway(t *testing.T) {
-	r := rand.New(rand.NewPCG(codecSeed(t), 2))
+	r := rand.New(rand.NewPCG(testseed.Seed(t), 2))
 	mux := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(headerMatcher))
 	tokens := []string{"Bearer a", "Bearer ключ", "", "x\x7f"}
 	for i := range 2000 {
