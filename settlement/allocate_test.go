@@ -6,11 +6,10 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
-	"time"
+
+	"github.com/fundplatform/fund/internal/testseed"
 )
 
 // TestAllocateGolden checks cases small enough to work out by hand. In the
@@ -192,17 +191,10 @@ func TestAllocateErrors(t *testing.T) {
 // TestAllocateRandom compares Allocate with a slow reference (math/big,
 // full sort) over thousands of random cases and checks the promises
 // directly: the sum is exact, each holder is within 0.01 of its exact share,
-// and the result does not depend on input order. Replay a failure with
-// ALLOCATE_SEED=<printed seed>.
+// and the result does not depend on input order. The seed is logged;
+// FUND_TEST_SEED replays it.
 func TestAllocateRandom(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("ALLOCATE_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("ALLOCATE_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with ALLOCATE_SEED=%d)", seed, seed)
+	seed := testseed.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	const cases = 5000
@@ -398,6 +390,8 @@ func TestFundIncomeFromPer10k(t *testing.T) {
 // with ascending ids, 7-8 million/s shuffled; 10 million holders in 1.3-1.7 s.
 func BenchmarkAllocate(b *testing.B) {
 	const holders = 1_000_000
+	// A fixed seed, not testseed's: every run measures the same holdings,
+	// so figures compare across runs.
 	rng := rand.New(rand.NewPCG(1, 2))
 	sorted := make([]Holding, holders)
 	for i := range sorted {
