@@ -17,8 +17,10 @@ import (
 // service implements it; a gateway without one answers 501.
 type Settler interface {
 	// Run settles a business date (idempotently: a re-run returns the
-	// stored run). Errors the gateway maps: accounts' errors by the table,
-	// ErrSettlementNotFound; anything else is a 500.
+	// stored run). Errors the gateway maps: settlement's (ErrTooEarly,
+	// ErrOutOfOrder, ErrRunConflict, ErrNoShares, the input's errors...)
+	// and accounts' by the table, ErrSettlementNotFound; anything else is
+	// a 500.
 	Run(ctx context.Context, req SettlementRequest) (SettlementRun, error)
 	// Get returns a date's run or ErrSettlementNotFound.
 	Get(ctx context.Context, date time.Time) (SettlementRun, error)

@@ -16,6 +16,7 @@ import (
 	"github.com/fundplatform/fund/gateway/auth"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
+	"github.com/fundplatform/fund/settlement"
 )
 
 // errorDomain is the ErrorInfo domain of every error the gateway answers.
@@ -53,6 +54,12 @@ var errorTable = [...]errorMapping{
 	{accounts.ErrInvalidCursor, codes.InvalidArgument, "INVALID_PAGE_TOKEN", "page_token"},
 	{accounts.ErrSameCustomer, codes.InvalidArgument, "SAME_CUSTOMER", "to_customer_id"},
 	{accounts.ErrIncomePer10kRange, codes.InvalidArgument, "INCOME_PER_10K_RANGE", "income_per_10k"},
+	// A settlement's input ("income" is the request's oneof of income and
+	// income_per_10k).
+	{settlement.ErrInvalidDate, codes.InvalidArgument, "SETTLEMENT_INVALID_DATE", "date"},
+	{settlement.ErrIncomeForm, codes.InvalidArgument, "SETTLEMENT_INCOME_FORM", "income"},
+	{settlement.ErrInvalidIncome, codes.InvalidArgument, "SETTLEMENT_INVALID_INCOME", "income"},
+	{settlement.ErrIncomeOverflow, codes.InvalidArgument, "SETTLEMENT_INCOME_OVERFLOW", "income"},
 	// Authentication: every token problem is a 401.
 	{auth.ErrNoToken, codes.Unauthenticated, "NO_TOKEN", ""},
 	{auth.ErrExpired, codes.Unauthenticated, "TOKEN_EXPIRED", ""},
@@ -65,6 +72,7 @@ var errorTable = [...]errorMapping{
 	// Idempotency: a request id reused for something else.
 	{accounts.ErrIdempotencyConflict, codes.AlreadyExists, "IDEMPOTENCY_CONFLICT", ""},
 	{accounts.ErrRecordConflict, codes.AlreadyExists, "RECORD_CONFLICT", ""},
+	{settlement.ErrRunConflict, codes.AlreadyExists, "SETTLEMENT_RUN_CONFLICT", ""},
 	// Refused by the state of the money or the customer: 422.
 	{accounts.ErrInsufficientFunds, codes.FailedPrecondition, "INSUFFICIENT_FUNDS", ""},
 	{accounts.ErrFastRedeemLimit, codes.FailedPrecondition, "FAST_REDEEM_LIMIT", ""},
@@ -73,6 +81,19 @@ var errorTable = [...]errorMapping{
 	{accounts.ErrBalanceNotZero, codes.FailedPrecondition, "BALANCE_NOT_ZERO", ""},
 	{accounts.ErrInvalidTransition, codes.FailedPrecondition, "INVALID_TRANSITION", ""},
 	{accounts.ErrYieldGap, codes.FailedPrecondition, "YIELD_GAP", ""},
+	// A settlement the state of the ledger or of earlier runs refuses:
+	// too early (the date's cut-off has not passed), out of order (a gap:
+	// an earlier date is unsettled or a later one already ran), income
+	// with no eligible shares to pay it to, a shard a live ledger process
+	// owns (the run was not allowed to take it), the ledger's shard count
+	// not the run's. Settlement's other errors (overflowing or negative
+	// shares, a changed snapshot, a missing pending transfer) are broken
+	// invariants: no row, so a 500 that is logged.
+	{settlement.ErrTooEarly, codes.FailedPrecondition, "SETTLEMENT_TOO_EARLY", ""},
+	{settlement.ErrOutOfOrder, codes.FailedPrecondition, "SETTLEMENT_OUT_OF_ORDER", ""},
+	{settlement.ErrNoShares, codes.FailedPrecondition, "SETTLEMENT_NO_ELIGIBLE_SHARES", ""},
+	{settlement.ErrShardBusy, codes.FailedPrecondition, "SETTLEMENT_SHARD_BUSY", ""},
+	{settlement.ErrShardCount, codes.FailedPrecondition, "SETTLEMENT_SHARD_COUNT", ""},
 	// A shard that cannot answer now: safe to retry with the same request id.
 	{gobreaker.ErrOpenState, codes.Unavailable, "BREAKER_OPEN", ""},
 	{gobreaker.ErrTooManyRequests, codes.Unavailable, "BREAKER_HALF_OPEN", ""},
