@@ -1,7 +1,16 @@
 // Package postgres stores ledger shards in PostgreSQL: it implements
 // ledger.Store (load, lookup, one-transaction batch commit, verify) and
 // ledger.LeaseStore (shard leases with fencing epochs), and holds the
-// transactional outbox the settlement relay publishes.
+// transactional outbox the ledger's relay (ledger/outbox) publishes.
+//
+// It is the only writer of these tables (TestOneWriter checks the rest of
+// the module). Writers other than the sequencer use it too: the settlement
+// run takes a shard's lease (TakeLease, with force to fence a live owner)
+// and books its entries set-based in one fenced transaction (InShard and
+// ShardTx: catch-up of the balances with Load's replay, accounts, pending
+// transfers posted as a set, COPY of the journal with the outbox), adding
+// its own statements to that transaction; benchmarks seed a ledger in bulk
+// with Seed.
 //
 // Schema (embedded goose migrations, applied on Open under an advisory
 // lock): ledger_shards (one row per shard: lease owner, fencing epoch,

@@ -1,11 +1,26 @@
 // Package postgres is the settlement run's Postgres store
-// (settlement.Store): its own tables (runs, cuts, steps, movements; goose
-// migrations in settlement_goose_db_version) and the set-based booking of
-// the shards it owns for a run, straight into the ledger's tables: COPY
-// into the journal and the idempotency records, one UPDATE of the balances
-// from a staged delta table, the outbox, and the ledger's own fence, all in
-// one transaction per shard and step. It needs the ledger's and the
-// accounts' tables in the same database.
+// (settlement.Store). It writes only settlement's own tables: runs, cuts,
+// steps and movements (goose migrations in settlement_goose_db_version).
+// Everything else it does through the package that owns the table:
+//
+//   - the ledger's tables (journal, ids, balances, pending transfers,
+//     outbox, leases and the fence) through ledger/postgres: the shard
+//     leases are the ledger's (TakeLease, RenewLease, ReleaseLease), and each
+//     booking step runs in a ledger transaction on the shard
+//     (ledgerpg.Store.InShard) whose ShardTx catches the balances up,
+//     creates the fund's per-shard accounts, posts pending transfers and
+//     writes the step's entries set-based (COPY) with their outbox rows and
+//     the fence. The step's marker (settlement_steps, settlement_cuts) goes
+//     into the same transaction, so a step is done once or not at all.
+//   - the accounts' tables: the customers' daily income rows go into the
+//     same transaction as the income entries; completing the due orders
+//     updates their status. (Both still in SQL here; accounts/postgres
+//     has no set-based writer for them yet.)
+//
+// It reads the ledger's and the accounts' tables where the run needs a
+// snapshot (holdings at the cut, due orders), with account ids and transfer
+// flags from the accounts and ledger packages, never literals. It needs
+// the ledger's and the accounts' tables in the same database.
 //
 //	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsn, 2)
 //	defer closeStore()
