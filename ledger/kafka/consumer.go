@@ -91,7 +91,34 @@ const (
 	restartBackoff = 500 * time.Millisecond
 )
 
+// consumeOnce runs one reader until ctx ends, the reader breaks or stalls
+// (errStalled), or an event cannot be handled.
 func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
+	c := newConsumer(cfg.withDefaults(), handle)
+	defer closeBounded(c.r, c.cfg.Logger)
+	c.ctx, c.cancel = context.WithCancelCause(ctx)
+	// Stop the watchdog, the workers and the committer before waiting for
+	// them: a return with ctx still live (an undecodable event, a broken
+	// fetch) would wait for good otherwise.
+	defer func() {
+		c.cancel(nil)
+		c.wg.Wait()
+	}()
+	c.wg.Add(2)
+	go c.watch()
+	go c.commitDone()
+	for {
+		m, ok, err := c.fetch()
+		if !ok {
+			return err
+		}
+		if err := c.dispatch(m); err != nil {
+			return err
+		}
+	}
+}
+
+func (cfg ConsumerConfig) withDefaults() ConsumerConfig {
 	if cfg.AttemptsMax == 0 {
 		cfg.AttemptsMax = 20
 	}
@@ -104,150 +131,197 @@ func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Co
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	var lastErr, lastFetch atomic.Int64 // Unix nanoseconds
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
-		MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset,
-		ErrorLogger: kafkago.LoggerFunc(func(format string, args ...any) {
-			lastErr.Store(time.Now().UnixNano())
-			cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(format, args...))
-		}),
-	})
-	defer closeBounded(r, cfg.Logger)
+	return cfg
+}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	// The watchdog: errors, then silence for stallAfter, means stalled.
-	go func() {
-		tick := time.NewTicker(stallAfter / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			e, f := lastErr.Load(), lastFetch.Load()
-			if e != 0 && e > f && time.Since(time.Unix(0, e)) > stallAfter {
-				cancel(errStalled)
-				return
-			}
-		}
-	}()
-	var (
-		mu      sync.Mutex
-		order   = map[int][]*work{} // per partition, in offset order
-		slots   = make(chan struct{}, cfg.InFlightMax)
-		wg      sync.WaitGroup
-		commits = make(chan struct{}, 1)
-	)
-	// Stop the workers and the committer before waiting for them: a return
-	// with ctx still live (an undecodable event, a broken fetch) would wait
-	// for good otherwise.
-	defer func() {
-		cancel(nil)
-		wg.Wait()
-	}()
-	// The committer commits, per partition, the last of the events whose
-	// predecessors are all done.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-commits:
-			}
-			var done []kafkago.Message
-			mu.Lock()
-			for p, q := range order {
-				n := 0
-				for n < len(q) && q[n].done {
-					n++
-				}
-				if n > 0 {
-					done = append(done, q[n-1].msg)
-					order[p] = q[n:]
-				}
-			}
-			mu.Unlock()
-			if len(done) > 0 {
-				if err := r.CommitMessages(ctx, done...); err != nil && ctx.Err() == nil {
-					cancel(fmt.Errorf("%w: commit offset: %v", errStalled, err))
-					return
-				}
-			}
-		}
-	}()
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err == nil {
-			lastFetch.Store(time.Now().UnixNano())
-		}
-		if err != nil {
-			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() && !errors.Is(cause, context.Canceled) {
-				return cause
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			// The connection broke (an outage): a new reader rejoins the
-			// group once the broker is back.
-			return fmt.Errorf("%w: fetch: %v", errStalled, err)
-		}
-		if cfg.Wants != nil {
-			if k, ok := headerKind(&m); ok && !cfg.Wants(k) {
-				mu.Lock()
-				order[m.Partition] = append(order[m.Partition], &work{msg: m, done: true})
-				mu.Unlock()
-				select {
-				case commits <- struct{}{}:
-				default:
-				}
-				continue
-			}
-		}
-		var e ledger.Event
-		if err := decodeEvent(m.Value, &e); err != nil {
-			return fmt.Errorf("event at %d/%d: %w", m.Partition, m.Offset, err)
-		}
-		if e.Version != ledger.EventVersion {
-			return fmt.Errorf("event at %d/%d: schema version %d unknown", m.Partition, m.Offset, e.Version)
-		}
-		w := &work{msg: m}
-		mu.Lock()
-		order[m.Partition] = append(order[m.Partition], w)
-		mu.Unlock()
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			continue // the fetch above returns the cause
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			if err := handleWithRetry(ctx, cfg, handle, e); err != nil {
-				if ctx.Err() == nil {
-					cancel(fmt.Errorf("event %s: %w", e.ID, err))
-				}
-				return
-			}
-			mu.Lock()
-			w.done = true
-			mu.Unlock()
-			select {
-			case commits <- struct{}{}:
-			default:
-			}
-		}()
-	}
+// consumer is one reader's run: fetch hands each event to dispatch, which
+// starts a worker for it (at most InFlightMax at once) after noting it in
+// its partition's order; commitDone commits, per partition, the offset of
+// the last event whose predecessors are all done. A worker that fails for
+// good, the watchdog, or a failed offset commit cancels ctx with the cause,
+// and the next fetch returns it.
+type consumer struct {
+	cfg    ConsumerConfig
+	handle func(context.Context, ledger.Event) error
+	r      *kafkago.Reader
+	// ctx lives as long as this run; cancel ends it with a cause.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// The watchdog's inputs, in Unix nanoseconds: the reader's last logged
+	// error and the last successful fetch.
+	lastErr, lastFetch atomic.Int64
+
+	mu      sync.Mutex
+	order   map[int][]*work // per partition, in offset order; guarded by mu
+	slots   chan struct{}   // one per event being handled: bounds the workers
+	commits chan struct{}   // nudges commitDone: some work is done
+	wg      sync.WaitGroup  // the watchdog, commitDone and the workers
 }
 
 type work struct {
 	msg  kafkago.Message
 	done bool
+}
+
+func newConsumer(cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) *consumer {
+	c := &consumer{
+		cfg: cfg, handle: handle,
+		order:   map[int][]*work{},
+		slots:   make(chan struct{}, cfg.InFlightMax),
+		commits: make(chan struct{}, 1),
+	}
+	c.r = kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
+		MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset,
+		ErrorLogger: kafkago.LoggerFunc(func(format string, args ...any) {
+			c.lastErr.Store(time.Now().UnixNano())
+			cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(format, args...))
+		}),
+	})
+	return c
+}
+
+// watch is the watchdog: errors, then silence for stallAfter, means the
+// reader stalled.
+func (c *consumer) watch() {
+	defer c.wg.Done()
+	tick := time.NewTicker(stallAfter / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e, f := c.lastErr.Load(), c.lastFetch.Load()
+		if e != 0 && e > f && time.Since(time.Unix(0, e)) > stallAfter {
+			c.cancel(errStalled)
+			return
+		}
+	}
+}
+
+// fetch returns the next event's message, or false and why the run ends:
+// the cause ctx was cancelled with (a worker's failure, a stall), nil when
+// ctx itself ended, errStalled when the connection broke.
+func (c *consumer) fetch() (kafkago.Message, bool, error) {
+	m, err := c.r.FetchMessage(c.ctx)
+	if err == nil {
+		c.lastFetch.Store(time.Now().UnixNano())
+		return m, true, nil
+	}
+	if cause := context.Cause(c.ctx); cause != nil && cause != c.ctx.Err() && !errors.Is(cause, context.Canceled) {
+		return m, false, cause
+	}
+	if c.ctx.Err() != nil {
+		return m, false, nil
+	}
+	// The connection broke (an outage): a new reader rejoins the group
+	// once the broker is back.
+	return m, false, fmt.Errorf("%w: fetch: %v", errStalled, err)
+}
+
+// dispatch notes m in its partition's order and hands its event to a
+// worker, waiting for a free slot. An event of a kind cfg.Wants passes over
+// is done at once, undecoded; one that does not decode ends the run, since
+// skipping it would lose it.
+func (c *consumer) dispatch(m kafkago.Message) error {
+	if c.cfg.Wants != nil {
+		if k, ok := headerKind(&m); ok && !c.cfg.Wants(k) {
+			c.track(&work{msg: m, done: true})
+			c.nudge()
+			return nil
+		}
+	}
+	var e ledger.Event
+	if err := decodeEvent(m.Value, &e); err != nil {
+		return fmt.Errorf("event at %d/%d: %w", m.Partition, m.Offset, err)
+	}
+	if e.Version != ledger.EventVersion {
+		return fmt.Errorf("event at %d/%d: schema version %d unknown", m.Partition, m.Offset, e.Version)
+	}
+	w := &work{msg: m}
+	c.track(w)
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil // the next fetch returns the cause
+	}
+	c.wg.Add(1)
+	go c.runWorker(w, e)
+	return nil
+}
+
+// runWorker handles one event, with retries, and marks it done; a failure
+// for good stops the run with its error.
+func (c *consumer) runWorker(w *work, e ledger.Event) {
+	defer c.wg.Done()
+	defer func() { <-c.slots }()
+	if err := handleWithRetry(c.ctx, c.cfg, c.handle, e); err != nil {
+		if c.ctx.Err() == nil {
+			c.cancel(fmt.Errorf("event %s: %w", e.ID, err))
+		}
+		return
+	}
+	c.mu.Lock()
+	w.done = true
+	c.mu.Unlock()
+	c.nudge()
+}
+
+// track appends w to its partition's order.
+func (c *consumer) track(w *work) {
+	c.mu.Lock()
+	c.order[w.msg.Partition] = append(c.order[w.msg.Partition], w)
+	c.mu.Unlock()
+}
+
+// nudge tells commitDone that some work is done, without waiting.
+func (c *consumer) nudge() {
+	select {
+	case c.commits <- struct{}{}:
+	default:
+	}
+}
+
+// commitDone commits, whenever nudged, per partition, the offset of the
+// last event whose predecessors are all done. A failed commit ends the run
+// (errStalled: a new reader starts from the last committed offsets).
+func (c *consumer) commitDone() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.commits:
+		}
+		if done := c.takeDone(); len(done) > 0 {
+			if err := c.r.CommitMessages(c.ctx, done...); err != nil && c.ctx.Err() == nil {
+				c.cancel(fmt.Errorf("%w: commit offset: %v", errStalled, err))
+				return
+			}
+		}
+	}
+}
+
+// takeDone removes, per partition, the leading run of done events and
+// returns the last of each run: committing it commits them all.
+func (c *consumer) takeDone() []kafkago.Message {
+	var done []kafkago.Message
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, q := range c.order {
+		n := 0
+		for n < len(q) && q[n].done {
+			n++
+		}
+		if n > 0 {
+			done = append(done, q[n-1].msg)
+			c.order[p] = q[n:]
+		}
+	}
+	return done
 }
 
 func handleWithRetry(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error, e ledger.Event) error {
