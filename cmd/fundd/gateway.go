@@ -1,28 +1,19 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/fundplatform/fund/accounts"
-	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/gateway/server"
 	"github.com/fundplatform/fund/internal/localpg"
-	"github.com/fundplatform/fund/ledger"
-	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
-	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 )
 
 // gatewayFlags are the gateway's limits and listeners, shared by `fundd
@@ -72,20 +63,12 @@ func (g *gatewayFlags) accountsConfig() (accounts.Config, error) {
 }
 
 // newGatewayCmd is `fundd gateway`: the API in front of ledger shards
-// served by `fundd ledger` processes, found through the lease tables.
-// envLedgerDSN names the ledger databases (a comma list in shard-map
-// order) from the environment, so that no credential sits on a command line.
-const envLedgerDSN = "FUND_LEDGER_DSN"
-
+// served by `fundd ledger` processes, found through the lease tables
+// (gateway/server).
 func newGatewayCmd() *cobra.Command {
 	var (
-		gf          gatewayFlags
-		dsn         string
-		ledgerDSNs  []string
-		shards      int
-		attempts    int
-		attemptWait time.Duration
-		startWait   time.Duration
+		gf  gatewayFlags
+		cfg server.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -95,107 +78,35 @@ the accounts database (--dsn); money moves through the ledger shards' owners (fu
 in the lease tables of the ledger databases (--ledger-dsn, default --dsn), each shard behind its own
 circuit breaker. A shard without an owner fails fast with 503; retry with the same Idempotency-Key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			logger, err := gf.logger("gateway")
-			if err != nil {
+			var err error
+			if cfg.Logger, err = gf.logger("gateway"); err != nil {
 				return err
 			}
-			if dsn == "" {
+			if cfg.DSN == "" {
 				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
 			}
-			if len(ledgerDSNs) == 0 {
-				ledgerDSNs = []string{dsn}
-			}
-			key, err := auth.LoadKey(gf.keyFile)
-			if err != nil {
+			if cfg.JWTKey, err = auth.LoadKey(gf.keyFile); err != nil {
 				return err
 			}
-			acfg, err := gf.accountsConfig()
-			if err != nil {
+			if cfg.Accounts, err = gf.accountsConfig(); err != nil {
 				return err
 			}
-			octx, cancel := context.WithTimeout(ctx, startWait)
-			defer cancel()
-			dbs, err := ledgerpg.OpenDatabases(octx, ledgerpg.DatabasesConfig{DSNs: ledgerDSNs, Shards: shards, ConnsMax: 4})
-			if err != nil {
-				return fmt.Errorf("ledger databases: %w", err)
-			}
-			defer dbs.Close()
-			router := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: shards, AttemptsMax: attempts,
-				AttemptTimeout: attemptWait, Logger: logger}, dbs)
-			defer router.Close()
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			metrics := gateway.NewMetrics(reg)
-			lc := gateway.NewShardedClient(shards, router.ForShard, gf.breaker, metrics.BreakerChanged)
-			for _, b := range lc.Breakers() {
-				metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
-			}
-			store, err := accountspg.Open(octx, accountspg.Config{DSN: dsn, ConnsMax: 64})
-			if err != nil {
-				return fmt.Errorf("accounts store: %w", err)
-			}
-			defer store.Close()
-			svc, err := accounts.NewService(octx, acfg, store, lc, logger.With("role", "accounts"))
-			if err != nil {
-				return err
-			}
-			cancel()
-			cfg := gf.cfg
-			cfg.JWTKey, cfg.Accounts, cfg.Registry, cfg.Metrics, cfg.Logger = key, svc, reg, metrics, logger
-			cfg.Ready = []func(context.Context) error{
-				func(ctx context.Context) error { return store.Pool().Ping(ctx) },
-				func(ctx context.Context) error { return ownersKnown(ctx, dbs) },
-			}
-			gw, err := gateway.New(cfg)
-			if err != nil {
-				return err
-			}
-			httpLn, grpcLn, err := listenBoth(gf.httpAddr, gf.grpcAddr)
-			if err != nil {
-				return err
-			}
-			return gw.Serve(ctx, httpLn, grpcLn)
+			cfg.HTTPAddr, cfg.GRPCAddr, cfg.Gateway, cfg.Breaker = gf.httpAddr, gf.grpcAddr, gf.cfg, gf.breaker
+			return server.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	gf.register(f, "127.0.0.1:8080", "127.0.0.1:9090")
-	f.StringVar(&dsn, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database")
-	f.StringSliceVar(&ledgerDSNs, "ledger-dsn", dsnList(os.Getenv(envLedgerDSN)),
+	f.StringVar(&cfg.DSN, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database")
+	f.StringSliceVar(&cfg.LedgerDSNs, "ledger-dsn", dsnList(os.Getenv(envLedgerDSN)),
 		"the ledger databases in shard-map order, as given to fundd ledger (default: $"+envLedgerDSN+", else --dsn)")
-	f.IntVar(&shards, "shards", 1, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")
-	f.IntVar(&attempts, "ledger-attempts", 3, "attempts of one ledger call before answering 503 (small: fail fast, the client retries)")
-	f.DurationVar(&attemptWait, "ledger-attempt-timeout", 2*time.Second, "timeout of one ledger attempt")
-	f.DurationVar(&startWait, "start-timeout", time.Minute, "how long to wait for the databases at start")
+	f.IntVar(&cfg.Shards, "shards", server.ShardsDefault, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")
+	f.IntVar(&cfg.LedgerAttempts, "ledger-attempts", server.LedgerAttemptsDefault, "attempts of one ledger call before answering 503 (small: fail fast, the client retries)")
+	f.DurationVar(&cfg.LedgerAttemptTimeout, "ledger-attempt-timeout", server.LedgerAttemptTimeoutDefault, "timeout of one ledger attempt")
+	f.DurationVar(&cfg.StartTimeout, "start-timeout", server.StartTimeoutDefault, "how long to wait for the databases at start")
 	return cmd
 }
 
-// ownersKnown is ready when every shard has a live owner.
-func ownersKnown(ctx context.Context, dir ledger.Directory) error {
-	owners, err := dir.ShardOwners(ctx)
-	if err != nil {
-		return err
-	}
-	var missing []string
-	for _, o := range owners {
-		if o.Owner == "" || o.Addr == "" {
-			missing = append(missing, fmt.Sprint(o.Shard))
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("shards without an owner: %s", strings.Join(missing, ","))
-	}
-	return nil
-}
-
-func listenBoth(httpAddr, grpcAddr string) (net.Listener, net.Listener, error) {
-	h, err := net.Listen("tcp", httpAddr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen --http %s: %w", httpAddr, err)
-	}
-	g, err := net.Listen("tcp", grpcAddr)
-	if err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("listen --grpc %s: %w", grpcAddr, err), h.Close())
-	}
-	return h, g, nil
-}
+// envLedgerDSN names the ledger databases (a comma list in shard-map
+// order) from the environment, so that no credential sits on a command line.
+const envLedgerDSN = "FUND_LEDGER_DSN"
