@@ -7,13 +7,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/settlebench"
@@ -91,8 +91,11 @@ func newRunner(cfg settlement.Config, store *settlepg.Store, yields settlement.Y
 	return settlement.NewRunner(cfg, store, yields, nil, nil)
 }
 
+// crashRuns is how many crash sequences TestCrashAnywhereThenResume tries.
+const crashRuns = 5
+
 // TestCrashAnywhereThenResume kills the run at random failure points
-// (several seeds, printed; FUND_TEST_SEED replays one), runs it again,
+// (several seeds, logged; FUND_TEST_SEED replays one), runs it again,
 // possibly crashing again, until it finishes, and compares everything it
 // wrote with an uninterrupted run of the same day on a twin database:
 // journal, idempotency records, balances, pending states, customer income,
@@ -112,17 +115,10 @@ func TestCrashAnywhereThenResume(t *testing.T) {
 	wantFile := readFile(t, refSum.File)
 	t.Logf("uninterrupted run: %d failure points: %s", all.n, strings.Join(all.names, " "))
 
-	seeds := []uint64{1, 2, 3, 4, 5}
-	if s := os.Getenv("FUND_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = []uint64{v}
-	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Logf("seed %d (replay: FUND_TEST_SEED=%d go test -run 'TestCrashAnywhereThenResume' ./settlement/postgres)", seed, seed)
+	// Each run crashes the day its own way, from a seed of its own.
+	for run := range crashRuns {
+		t.Run(fmt.Sprintf("run %d", run+1), func(t *testing.T) {
+			seed := testseed.Seed(t)
 			rng := rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15))
 			dir := t.TempDir()
 			store, in, cfg := crashDay(t, dir)
