@@ -38,6 +38,30 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 		return nil, fmt.Errorf("shard row: %w", err)
 	}
 	rep.CheckpointLag = time.Duration(lastTS - checkpointTS)
+	if err := verifyBalances(ctx, tx, shard, rep); err != nil {
+		return nil, err
+	}
+	if err := verifyEntries(ctx, tx, shard, rep); err != nil {
+		return nil, err
+	}
+	// Stored balances are as of different times and pending states are
+	// current until the shard has flushed everything (it does on a clean
+	// stop): only then can totals and holds be compared.
+	if checkpointTS == lastTS {
+		if err := verifyTotals(ctx, tx, shard, rep); err != nil {
+			return nil, err
+		}
+		if err := verifyPendingHolds(ctx, tx, shard, rep); err != nil {
+			return nil, err
+		}
+	}
+	rep.Took = time.Since(start)
+	return rep, tx.Commit(ctx)
+}
+
+// verifyBalances recomputes each account's balances from the journal and
+// reports the accounts whose stored ones differ (at most 10,000).
+func verifyBalances(ctx context.Context, tx pgx.Tx, shard int, rep *ledger.VerifyReport) error {
 	rows, err := tx.Query(ctx, `
 		WITH e AS (`+journalEffectsSQL("shard = $1", "<=")+`
 		), j AS (
@@ -58,7 +82,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 		ORDER BY 1
 		LIMIT 10000`, shard)
 	if err != nil {
-		return nil, fmt.Errorf("recompute balances: %w", err)
+		return fmt.Errorf("recompute balances: %w", err)
 	}
 	var d ledger.BalanceDifference
 	var stored bool
@@ -67,18 +91,21 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 		&d.Journal.DebitsPending, &d.Journal.DebitsPosted, &d.Journal.CreditsPending, &d.Journal.CreditsPosted},
 		func() error {
 			if !stored {
-				return nil // counted below
+				return nil // counted by verifyEntries
 			}
 			d.Stored.ID, d.Journal.ID = d.AccountID, d.AccountID
 			rep.Differences = append(rep.Differences, d)
 			return nil
 		})
 	if err != nil {
-		return nil, fmt.Errorf("recompute balances: %w", err)
+		return fmt.Errorf("recompute balances: %w", err)
 	}
+	return nil
+}
 
-	// Every entry has its id recorded once and names two existing accounts
-	// of its own asset.
+// verifyEntries checks that every entry has its id recorded once and names
+// two existing accounts of its own asset, and counts the entries.
+func verifyEntries(ctx context.Context, tx pgx.Tx, shard int, rep *ledger.VerifyReport) error {
 	var entries, ids, orphans, mixed int64
 	if err := tx.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM transfer_ids WHERE shard = $1), count(*),
@@ -88,7 +115,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 			LEFT JOIN accounts d ON d.id = t.debit_account_id
 			LEFT JOIN accounts c ON c.id = t.credit_account_id
 		WHERE t.shard = $1`, shard).Scan(&ids, &entries, &orphans, &mixed); err != nil {
-		return nil, fmt.Errorf("count entries: %w", err)
+		return fmt.Errorf("count entries: %w", err)
 	}
 	rep.Transfers = entries
 	if entries != ids {
@@ -100,18 +127,16 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 	if mixed > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d entries touch an account of another asset", mixed))
 	}
-	if checkpointTS != lastTS {
-		// Stored balances are as of different times and pending states are
-		// current: totals can only be compared once the shard has flushed
-		// everything (it does on a clean stop).
-		rep.Took = time.Since(start)
-		return rep, tx.Commit(ctx)
-	}
-	// Totals per asset: with every entry balanced, the books' debits and
-	// credits agree, posted and pending.
-	// Sums are numeric (many accounts can hold more than an int64 in all)
-	// and compared in SQL; a total beyond int64 is reported as -1.
-	rows, err = tx.Query(ctx, `
+	return nil
+}
+
+// verifyTotals checks the totals per asset: with every entry balanced, the
+// books' debits and credits agree, posted and pending, and no account that
+// must not go below zero available does. Sums are numeric (many accounts
+// can hold more than an int64 in all) and compared in SQL; a total beyond
+// int64 is reported as -1.
+func verifyTotals(ctx context.Context, tx pgx.Tx, shard int, rep *ledger.VerifyReport) error {
+	rows, err := tx.Query(ctx, `
 		WITH t AS (
 			SELECT asset, count(*) AS n, sum(debits_posted) AS dpost, sum(credits_posted) AS cpost,
 				sum(debits_pending) AS dpend, sum(credits_pending) AS cpend,
@@ -125,7 +150,7 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 			dpost = cpost, dpend = cpend, negative
 		FROM t ORDER BY asset`, shard, int32(ledger.DebitsMustNotExceedCredits))
 	if err != nil {
-		return nil, fmt.Errorf("totals: %w", err)
+		return fmt.Errorf("totals: %w", err)
 	}
 	var asset ledger.Asset
 	var n, dpost, cpost, negative int64
@@ -145,22 +170,26 @@ func (s *Store) Verify(ctx context.Context, shard int) (*ledger.VerifyReport, er
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("totals: %w", err)
+		return fmt.Errorf("totals: %w", err)
 	}
+	return nil
+}
 
+// verifyPendingHolds checks that each account's pending debits are what
+// its open pending transfers hold.
+func verifyPendingHolds(ctx context.Context, tx pgx.Tx, shard int, rep *ledger.VerifyReport) error {
 	var badPending int64
 	if err := tx.QueryRow(ctx, `
 		WITH p AS (SELECT debit_account_id AS id, sum(amount) AS held FROM pending_transfers
 			WHERE shard = $1 AND state = 1 GROUP BY 1)
 		SELECT count(*) FROM accounts a LEFT JOIN p ON p.id = a.id
 		WHERE a.shard = $1 AND a.debits_pending <> coalesce(p.held, 0)`, shard).Scan(&badPending); err != nil {
-		return nil, fmt.Errorf("check pending: %w", err)
+		return fmt.Errorf("check pending: %w", err)
 	}
 	if badPending > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d accounts whose pending debits differ from their open pending transfers", badPending))
 	}
-	rep.Took = time.Since(start)
-	return rep, tx.Commit(ctx)
+	return nil
 }
 
 // NetByCode sums, per asset, the posted balances (credits less debits) of
