@@ -212,6 +212,9 @@ func (v *Verifier) keyOf(t *jwt.Token) (PublicKey, error) {
 		}
 		return PublicKey{}, nil
 	case AlgEdDSA, AlgRS256:
+		if v.public == nil {
+			return PublicKey{}, fmt.Errorf("%s tokens are not accepted", alg)
+		}
 		if id == "" {
 			return PublicKey{}, fmt.Errorf("an %s token names no key id", alg)
 		}

@@ -180,12 +180,12 @@ func TestAlgConfusionRefused(t *testing.T) {
 	rsPub := rs.Public().Key.(*rsa.PublicKey)
 	edPub := ed.Public().Key.(ed25519.PublicKey)
 	jwks, _ := set.MarshalJWKS()
-	rsaPEM := rsPub.N.Bytes()
+	rsaModulus := rsPub.N.Bytes()
 	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"ed","typ":"JWT"}`))
 	body := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"fundplatform","sub":"1","exp":9999999999}`))
 	for name, tok := range map[string]string{
 		// The classic: an HMAC whose secret is the public key, naming its kid.
-		"HS256 keyed by the RSA key":     signRaw(t, jwt.SigningMethodHS256, "rs", rsaPEM, now),
+		"HS256 keyed by the RSA key":     signRaw(t, jwt.SigningMethodHS256, "rs", rsaModulus, now),
 		"HS256 keyed by the Ed25519 key": signRaw(t, jwt.SigningMethodHS256, "ed", []byte(edPub), now),
 		"HS256 keyed by the JWKS":        signRaw(t, jwt.SigningMethodHS256, "rs", jwks, now),
 		// Even with the right shared key, an HS256 token may not name a kid.
