@@ -112,11 +112,62 @@ const (
 // Run sets up the accounts, runs the load for cfg.Duration and verifies
 // journal against balances.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	fill, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: int32(8 + 2*cfg.Shards), NoOutbox: cfg.NoOutbox})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	sh, err := startShards(ctx, store, cfg, fill)
+	defer sh.close()
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(ctx, sh.seqs, cfg); err != nil {
+		return nil, err
+	}
+	router := xshard.NewRouter(cfg.Shards, func(s int) ledger.Client { return sh.seqs[s] })
+	pipeline := cfg.Shards > 1 || !(cfg.NoPipeline || cfg.NoOutbox)
+	if pipeline {
+		p, err := startDrainedPipeline(ctx, store, router, cfg.Shards)
+		if err != nil {
+			return nil, err
+		}
+		defer p.stop()
+	}
+	res, err := measure(ctx, sh.seqs, router, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res.Pipeline = pipeline
+	if cfg.Progress != nil {
+		reportPhases(cfg.Progress, sh.seqs)
+	}
+	if cfg.Shards > 1 {
+		if res.InTransitNet, err = awaitSagas(ctx, router); err != nil {
+			return nil, err
+		}
+	}
+	if err := sh.stop(); err != nil {
+		return nil, err
+	}
+	if err := verify(ctx, store, cfg.Shards, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// check validates cfg, fills in its defaults and says whether the
+// sequencers fill while committing.
+func (cfg *Config) check() (fill bool, err error) {
 	if cfg.Accounts < 2 || cfg.Clients < 1 || cfg.Batch < 1 || cfg.Duration <= 0 {
-		return nil, fmt.Errorf("bench: need accounts >= 2, clients >= 1, batch >= 1 and a duration")
+		return false, fmt.Errorf("bench: need accounts >= 2, clients >= 1, batch >= 1 and a duration")
 	}
 	if cfg.Skew != "uniform" && cfg.Skew != "zipf" && cfg.Skew != "hot" {
-		return nil, fmt.Errorf("bench: skew %q: want uniform, zipf or hot", cfg.Skew)
+		return false, fmt.Errorf("bench: skew %q: want uniform, zipf or hot", cfg.Skew)
 	}
 	if cfg.BalanceFen == 0 {
 		cfg.BalanceFen = 1_000_000_00 // 1,000,000.00 CNY: no client runs dry in a bench
@@ -129,66 +180,89 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.CrossShard = 0
 	}
 	if cfg.Shards > 1 && (cfg.Batch != 1 || cfg.NoOutbox) {
-		return nil, fmt.Errorf("bench: with --shards, requests carry one transfer (--batch 1) and need the outbox")
+		return false, fmt.Errorf("bench: with --shards, requests carry one transfer (--batch 1) and need the outbox")
 	}
-	var fill bool
 	switch cfg.Fill {
 	case "on":
-		fill = true
+		return true, nil
 	case "off":
+		return false, nil
 	case "", "auto":
-		fill = cfg.Shards > 1
-	default:
-		return nil, fmt.Errorf("bench: fill %q: want on, off or auto", cfg.Fill)
+		return cfg.Shards > 1, nil
 	}
-	store, err := postgres.Open(ctx, postgres.Config{DSN: cfg.DSN, ConnsMax: int32(8 + 2*cfg.Shards), NoOutbox: cfg.NoOutbox})
+	return false, fmt.Errorf("bench: fill %q: want on, off or auto", cfg.Fill)
+}
+
+// shardSet is the bench's sequencers, one per shard, each on a goroutine
+// of its own.
+type shardSet struct {
+	seqs  []*ledger.Sequencer
+	stops []func() error // nil once stopped
+}
+
+// startShards starts a sequencer per shard and waits until each serves.
+// The set returned must be closed, even with an error (it stops the ones
+// that started).
+func startShards(ctx context.Context, store *postgres.Store, cfg Config, fill bool) (*shardSet, error) {
+	sh := &shardSet{seqs: make([]*ledger.Sequencer, cfg.Shards), stops: make([]func() error, cfg.Shards)}
+	for shard := range sh.seqs {
+		sh.seqs[shard] = ledger.NewSequencer(ledger.SequencerConfig{Shard: shard, Shards: cfg.Shards, BatchEventsMax: cfg.BatchMax,
+			FillWhileCommitting: fill}, store, cfg.Logger)
+		var err error
+		if sh.stops[shard], err = sh.seqs[shard].Start(ctx, 5*time.Minute); err != nil {
+			return sh, err
+		}
+	}
+	return sh, nil
+}
+
+// stop stops every sequencer, in order, and returns the first one's error
+// (close stops the rest).
+func (sh *shardSet) stop() error {
+	for shard, stop := range sh.stops {
+		sh.stops[shard] = nil
+		if err := stop(); err != nil {
+			return fmt.Errorf("sequencer %d: %w", shard, err)
+		}
+	}
+	return nil
+}
+
+// close stops the sequencers still running, ignoring their errors.
+func (sh *shardSet) close() {
+	for _, stop := range sh.stops {
+		if stop != nil {
+			_ = stop()
+		}
+	}
+}
+
+// startDrainedPipeline starts the pipeline and waits until the setup's
+// funding transfers (one event each) are relayed and consumed, so that the
+// measured seconds do not carry that backlog; with several shards it also
+// runs a saga from every shard.
+func startDrainedPipeline(ctx context.Context, store *postgres.Store, router *xshard.Router, shards int) (*pipeline, error) {
+	if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
+		return nil, err
+	}
+	p, err := startPipeline(ctx, store, router, shards)
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
-
-	seqs := make([]*ledger.Sequencer, cfg.Shards)
-	stops := make([]func() error, cfg.Shards)
-	defer func() {
-		for _, stop := range stops {
-			if stop != nil {
-				_ = stop()
-			}
-		}
-	}()
-	for shard := range seqs {
-		seqs[shard] = ledger.NewSequencer(ledger.SequencerConfig{Shard: shard, Shards: cfg.Shards, BatchEventsMax: cfg.BatchMax,
-			FillWhileCommitting: fill}, store, cfg.Logger)
-		if stops[shard], err = seqs[shard].Start(ctx, 5*time.Minute); err != nil {
-			return nil, err
-		}
+	err = p.drain(ctx, store, shards)
+	if err == nil && shards > 1 {
+		err = warmUp(ctx, router, shards)
 	}
-	if err := setup(ctx, seqs, cfg); err != nil {
+	if err != nil {
+		p.stop()
 		return nil, err
 	}
-	router := xshard.NewRouter(cfg.Shards, func(s int) ledger.Client { return seqs[s] })
-	pipeline := cfg.Shards > 1 || !(cfg.NoPipeline || cfg.NoOutbox)
-	if pipeline {
-		if err := router.EnsureInTransit(ctx, ledger.AssetCNY); err != nil {
-			return nil, err
-		}
-		p, err := startPipeline(ctx, store, router, cfg.Shards)
-		if err != nil {
-			return nil, err
-		}
-		defer p.stop()
-		// The setup's funding transfers (one event each) must be relayed
-		// and consumed before the clock starts, or the measured seconds
-		// carry that backlog.
-		if err := p.drain(ctx, store, cfg.Shards); err != nil {
-			return nil, err
-		}
-		if cfg.Shards > 1 {
-			if err := warmUp(ctx, router, cfg.Shards); err != nil {
-				return nil, err
-			}
-		}
-	}
+	return p, nil
+}
+
+// measure runs the load against the shards and adds the CPU time each
+// transfer cost.
+func measure(ctx context.Context, seqs []*ledger.Sequencer, router *xshard.Router, cfg Config) (*Result, error) {
 	t := singleShard(seqs[0])
 	if cfg.Shards > 1 {
 		t = sharded(seqs, router, cfg)
@@ -204,53 +278,59 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.PGCPUMicros = float64((pgCPU(cfg.PGDataDir) - pgCPU0).Microseconds()) / float64(n)
 		}
 	}
-	res.Shards, res.CrossShard, res.Pipeline = cfg.Shards, cfg.CrossShard, pipeline
-	if cfg.Progress != nil {
-		// Where the writers' time went: a writer waiting for its commit is
-		// Postgres-bound; one busy applying is CPU-bound on the Go side.
-		var lookup, wait, apply, commit time.Duration
-		for _, seq := range seqs {
-			lookup += seq.PhaseTime(ledger.PhaseLookup)
-			wait += seq.PhaseTime(ledger.PhaseWait)
-			apply += seq.PhaseTime(ledger.PhaseApply)
-			commit += seq.PhaseTime(ledger.PhaseCommit)
-		}
-		fmt.Fprintf(cfg.Progress, "  writers' time (all shards): id lookups %s, waiting for commits %s, applying %s; commits took %s\n",
-			lookup.Round(time.Millisecond), wait.Round(time.Millisecond), apply.Round(time.Millisecond), commit.Round(time.Millisecond))
-	}
-	if cfg.Shards > 1 {
-		// Every saga must end: wait (bounded) for in-transit to net to zero.
-		end := time.Now().Add(2 * time.Minute)
-		for {
-			net, err := router.InTransitNet(ctx, ledger.AssetCNY)
-			if err != nil {
-				return nil, err
-			}
-			res.InTransitNet = net[ledger.AssetCNY]
-			if res.InTransitNet == 0 || time.Now().After(end) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	for shard, stop := range stops {
-		stops[shard] = nil
-		if err := stop(); err != nil {
-			return nil, fmt.Errorf("sequencer %d: %w", shard, err)
-		}
-	}
+	res.Shards, res.CrossShard = cfg.Shards, cfg.CrossShard
+	return res, nil
+}
 
+// reportPhases prints where the writers' time went: a writer waiting for
+// its commit is Postgres-bound; one busy applying is CPU-bound on the Go
+// side.
+func reportPhases(w io.Writer, seqs []*ledger.Sequencer) {
+	var lookup, wait, apply, commit time.Duration
+	for _, seq := range seqs {
+		lookup += seq.PhaseTime(ledger.PhaseLookup)
+		wait += seq.PhaseTime(ledger.PhaseWait)
+		apply += seq.PhaseTime(ledger.PhaseApply)
+		commit += seq.PhaseTime(ledger.PhaseCommit)
+	}
+	fmt.Fprintf(w, "  writers' time (all shards): id lookups %s, waiting for commits %s, applying %s; commits took %s\n",
+		lookup.Round(time.Millisecond), wait.Round(time.Millisecond), apply.Round(time.Millisecond), commit.Round(time.Millisecond))
+}
+
+// sagasWaitMax bounds how long awaitSagas waits for in-transit to net to
+// zero after the load.
+const sagasWaitMax = 2 * time.Minute
+
+// awaitSagas waits (bounded) until every saga has ended, in-transit
+// netting to zero, and returns the last net seen.
+func awaitSagas(ctx context.Context, router *xshard.Router) (int64, error) {
+	end := time.Now().Add(sagasWaitMax)
+	for {
+		net, err := router.InTransitNet(ctx, ledger.AssetCNY)
+		if err != nil {
+			return 0, err
+		}
+		if net[ledger.AssetCNY] == 0 || time.Now().After(end) {
+			return net[ledger.AssetCNY], nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// verify checks every shard's journal against its balances, once the
+// sequencers have stopped (and flushed their balances).
+func verify(ctx context.Context, store *postgres.Store, shards int, res *Result) error {
 	res.Verified = res.InTransitNet == 0
-	for shard := range seqs {
+	for shard := range shards {
 		rep, err := store.Verify(ctx, shard)
 		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
+			return fmt.Errorf("verify: %w", err)
 		}
 		res.Verified = res.Verified && rep.OK()
 		res.VerifyProblems += len(rep.Differences) + len(rep.Problems)
 		res.VerifySeconds += rep.Took.Seconds()
 	}
-	return res, nil
+	return nil
 }
 
 // target is what the load drives: one shard directly, or a router.
