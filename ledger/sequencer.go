@@ -479,8 +479,9 @@ func (l *batchLoop) fill() stepResult {
 	return nextStep
 }
 
-// lookUp fetches what the book has forgotten (transfer ids older than it
-// keeps), while the previous batch commits. On failure the transfers are
+// lookUp fetches from the store the transfer and pending ids of the batch
+// that the book does not know (it keeps recent ids only), while the
+// previous batch commits. On failure the transfers are
 // refused (they needed it) and the rest are carried to the next pass.
 func (l *batchLoop) lookUp() stepResult {
 	l.missing, l.pmissing = l.missing[:0], l.pmissing[:0]
