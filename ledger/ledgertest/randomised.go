@@ -10,11 +10,11 @@ import (
 	"github.com/fundplatform/fund/ledger"
 )
 
-// Sizes of the randomised test: clients send requests at the same time, so
-// batches hold several requests, each client on accounts and ids of its
-// own, so each client's results do not depend on how its requests
-// interleave with the others' and the model can predict them exactly. A
-// new sequencer takes over the store between phases.
+// Sizes of the randomised test. Its clients send requests at the same
+// time, so that batches hold several requests; each works on accounts and
+// ids of its own, so that its results do not depend on how its requests
+// interleave with the others' and its model predicts them exactly. A new
+// sequencer takes over the store between phases.
 const (
 	modelClients          = 3
 	modelPhases           = 3
@@ -93,11 +93,11 @@ func newModelClient(seed uint64, id int) *modelClient {
 		rng:  rand.New(rand.NewPCG(seed, uint64(id))),
 		seed: seed,
 		accounts: []ledger.Account{
-			{ID: base + 1, Asset: ledger.AssetCNY, Code: 1},                      // bank settlement: no limit
-			{ID: base + 2, Asset: ledger.AssetFundShares, Code: 1},               // share issuer: no limit
-			{ID: base + 3, Asset: ledger.AssetCNY, Code: 10, Flags: user},        // customers' cash
-			{ID: base + 4, Asset: ledger.AssetCNY, Code: 10, Flags: user},        //
-			{ID: base + 5, Asset: ledger.AssetCNY, Code: 10, Flags: user},        //
+			{ID: base + 1, Asset: ledger.AssetCNY, Code: 1},               // bank settlement: no limit
+			{ID: base + 2, Asset: ledger.AssetFundShares, Code: 1},        // share issuer: no limit
+			{ID: base + 3, Asset: ledger.AssetCNY, Code: 10, Flags: user}, // customers' cash
+			{ID: base + 4, Asset: ledger.AssetCNY, Code: 10, Flags: user},
+			{ID: base + 5, Asset: ledger.AssetCNY, Code: 10, Flags: user},
 			{ID: base + 6, Asset: ledger.AssetFundShares, Code: 11, Flags: user}, // a customer's shares
 			{ID: base + 7, Asset: ledger.AssetCNY, Code: 20, Flags: debitNormal}, // a receivable
 		},
@@ -115,7 +115,7 @@ func newModelClient(seed uint64, id int) *modelClient {
 
 // run sends n requests one after the other and checks each answer.
 func (c *modelClient) run(t *testing.T, seq *running, n int) {
-	for range n {
+	for req := range n {
 		in := c.request()
 		ctx, cancel := reqCtx()
 		got, err := seq.CreateTransfers(ctx, in)
@@ -127,8 +127,8 @@ func (c *modelClient) run(t *testing.T, seq *running, n int) {
 		want := c.model.request(in)
 		for i := range in {
 			if got[i].Result != want[i] {
-				t.Errorf("client %d, request %d, transfer %d of %d %s: %s, want %s",
-					c.id, c.n, i+1, len(in), describe(in[i]), got[i].Result, want[i])
+				t.Errorf("client %d, request %d of the phase, transfer %d of %d %s: %s, want %s",
+					c.id, req+1, i+1, len(in), describe(in[i]), got[i].Result, want[i])
 				return
 			}
 			c.seen[want[i]]++
@@ -171,7 +171,8 @@ func (c *modelClient) compare(t *testing.T, seq *running, when string) {
 	}
 }
 
-// newID returns an id no other client or run of the seed uses.
+// newID returns an id that no other client uses, nor a run with another
+// seed.
 func (c *modelClient) newID() ledger.TransferID {
 	c.n++
 	return ledger.DeriveTransferID("ledgertest.model", fmt.Sprint(c.seed), fmt.Sprint(c.id), fmt.Sprint(c.n))
