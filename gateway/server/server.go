@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,8 +28,7 @@ const (
 	LedgerAttemptsDefault       = 3
 	LedgerAttemptTimeoutDefault = 2 * time.Second
 	StartTimeoutDefault         = time.Minute
-	// accountsConnsMax is the accounts store's pool: enough for the
-	// order writers and the reads of a busy gateway.
+	// accountsConnsMax is the accounts store's pool by default.
 	accountsConnsMax = 64
 	// ledgerConnsMax per ledger database: the gateway reads only the
 	// lease tables there.
@@ -38,13 +38,18 @@ const (
 // Config is the gateway role's settings.
 type Config struct {
 	// HTTPAddr and GRPCAddr are the REST/JSON (also /healthz, /readyz,
-	// /metrics, /openapi.json) and gRPC listen addresses.
+	// /metrics, /openapi.json) and gRPC listen addresses (Run only).
 	HTTPAddr, GRPCAddr string
 	// DSN of the accounts database (required).
 	DSN string
 	// LedgerDSNs are the ledger databases in shard-map order, as given to
-	// the ledger owners; empty = DSN alone.
+	// the ledger owners; empty = DSN alone. Not used with Ledger.
 	LedgerDSNs []string
+	// Ledger, when set, is the client of each shard in this process (a
+	// process that runs the ledger owner too, such as the dev stack);
+	// nil = the routing client, which finds each shard's owner in the
+	// lease tables of LedgerDSNs and calls it over gRPC.
+	Ledger func(shard int) ledger.Client
 	// Shards is the number of logical ledger shards; 0 = ShardsDefault
 	// (the accounts service keeps a customer's and the fund's accounts on
 	// one shard, so 1 today).
@@ -61,7 +66,7 @@ type Config struct {
 	// Gateway is the gateway's limits and timeouts, and the Settler and
 	// Reconciler it serves (nil: those admin calls answer 501). The role
 	// fills in the key, the accounts service, the registry, the metrics,
-	// the logger and the readiness checks.
+	// the logger and the readiness checks (after those given).
 	Gateway gateway.Config
 	// JWTKey signs and verifies tokens (required, auth.KeyLenMin bytes).
 	JWTKey []byte
@@ -69,66 +74,166 @@ type Config struct {
 	Breaker gateway.BreakerConfig
 	// Accounts tunes the accounts service (fast-redemption cap).
 	Accounts accounts.Config
+	// AccountsConnsMax is the accounts store's pool; 0 = 64 (enough for
+	// the order writers and the reads of a busy gateway: every order
+	// holds a connection while its ledger batch commits).
+	AccountsConnsMax int32
+	// OrderWriters and OrderBatchMax tune the accounts store's batched
+	// order placement (accounts/postgres.Config); 0 = its defaults.
+	OrderWriters, OrderBatchMax int
+	// Registry is served at /metrics; nil = a new one with the Go and
+	// process collectors.
+	Registry *prometheus.Registry
 	// Logger; nil = discard.
 	Logger *slog.Logger
 }
 
 // Run serves the APIs until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.DSN == "" {
-		return errors.New("no accounts database (DSN) given")
-	}
-	if len(cfg.LedgerDSNs) == 0 {
-		cfg.LedgerDSNs = []string{cfg.DSN}
-	}
-	cfg.Shards = cmp.Or(cfg.Shards, ShardsDefault)
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	octx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.StartTimeout, StartTimeoutDefault))
-	defer cancel()
-	dbs, err := ledgerpg.OpenDatabases(octx, ledgerpg.DatabasesConfig{DSNs: cfg.LedgerDSNs, Shards: cfg.Shards, ConnsMax: ledgerConnsMax})
-	if err != nil {
-		return fmt.Errorf("ledger databases: %w", err)
-	}
-	defer dbs.Close()
-	router := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: cfg.Shards,
-		AttemptsMax:    cmp.Or(cfg.LedgerAttempts, LedgerAttemptsDefault),
-		AttemptTimeout: cmp.Or(cfg.LedgerAttemptTimeout, LedgerAttemptTimeoutDefault), Logger: logger}, dbs)
-	defer router.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := gateway.NewMetrics(reg)
-	lc := gateway.NewShardedClient(cfg.Shards, router.ForShard, cfg.Breaker, metrics.BreakerChanged)
-	for _, b := range lc.Breakers() {
-		metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
-	}
-	store, err := accountspg.Open(octx, accountspg.Config{DSN: cfg.DSN, ConnsMax: accountsConnsMax})
-	if err != nil {
-		return fmt.Errorf("accounts store: %w", err)
-	}
-	defer store.Close()
-	svc, err := accounts.NewService(octx, cfg.Accounts, store, lc, logger.With("role", "accounts"))
+	s, err := Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	cancel()
-	gcfg := cfg.Gateway
-	gcfg.JWTKey, gcfg.Accounts, gcfg.Registry, gcfg.Metrics, gcfg.Logger = cfg.JWTKey, svc, reg, metrics, logger
-	gcfg.Ready = append(gcfg.Ready,
-		func(ctx context.Context) error { return store.Pool().Ping(ctx) },
-		func(ctx context.Context) error { return ownersKnown(ctx, dbs) },
-	)
-	gw, err := gateway.New(gcfg)
-	if err != nil {
-		return err
-	}
+	defer s.Close()
 	httpLn, grpcLn, err := listenBoth(cfg.HTTPAddr, cfg.GRPCAddr)
 	if err != nil {
 		return err
 	}
+	return s.Serve(ctx, httpLn, grpcLn)
+}
+
+// Server is the gateway role opened but not serving yet: the accounts
+// service in front of the ledger shards, each behind its circuit breaker.
+// A process that composes several roles (the dev stack) opens it, hands
+// the service to its other roles, and then serves the API on listeners of
+// its own.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *gateway.Metrics
+	ledger  *gateway.ShardedClient
+	store   *accountspg.Store
+	svc     *accounts.Service
+	dbs     *ledgerpg.Databases // the lease tables; nil with Config.Ledger
+	ready   []func(context.Context) error
+	closers []func() // in reverse order on Close
+}
+
+// Open opens the accounts store and builds the service in front of the
+// ledger: through cfg.Ledger in this process, else the routing client
+// over the lease tables. The caller must Close it.
+func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DSN == "" {
+		return nil, errors.New("no accounts database (DSN) given")
+	}
+	cfg.Shards = cmp.Or(cfg.Shards, ShardsDefault)
+	s := &Server{cfg: cfg, log: cfg.Logger, reg: cfg.Registry}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	octx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.StartTimeout, StartTimeoutDefault))
+	defer cancel()
+	forShard := cfg.Ledger
+	if forShard == nil {
+		if forShard, err = s.openRouter(octx); err != nil {
+			return nil, err
+		}
+	}
+	s.metrics = gateway.NewMetrics(s.reg)
+	s.ledger = gateway.NewShardedClient(cfg.Shards, forShard, cfg.Breaker, s.metrics.BreakerChanged)
+	for _, b := range s.ledger.Breakers() {
+		s.metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
+	}
+	if s.store, err = accountspg.Open(octx, accountspg.Config{DSN: cfg.DSN, ConnsMax: cmp.Or(cfg.AccountsConnsMax, accountsConnsMax),
+		OrderWriters: cfg.OrderWriters, OrderBatchMax: cfg.OrderBatchMax}); err != nil {
+		return nil, fmt.Errorf("accounts store: %w", err)
+	}
+	s.closers = append(s.closers, s.store.Close)
+	s.ready = append(s.ready, func(ctx context.Context) error { return s.store.Pool().Ping(ctx) })
+	if s.dbs != nil {
+		s.ready = append(s.ready, func(ctx context.Context) error { return ownersKnown(ctx, s.dbs) })
+	}
+	if s.svc, err = accounts.NewService(octx, cfg.Accounts, s.store, s.ledger, s.log.With("role", "accounts")); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	return s, nil
+}
+
+// openRouter opens the ledger databases' lease tables and the routing
+// client that calls each shard's owner over gRPC.
+func (s *Server) openRouter(ctx context.Context) (func(int) ledger.Client, error) {
+	dsns := s.cfg.LedgerDSNs
+	if len(dsns) == 0 {
+		dsns = []string{s.cfg.DSN}
+	}
+	dbs, err := ledgerpg.OpenDatabases(ctx, ledgerpg.DatabasesConfig{DSNs: dsns, Shards: s.cfg.Shards, ConnsMax: ledgerConnsMax})
+	if err != nil {
+		return nil, fmt.Errorf("ledger databases: %w", err)
+	}
+	s.closers = append(s.closers, dbs.Close)
+	router := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: s.cfg.Shards,
+		AttemptsMax:    cmp.Or(s.cfg.LedgerAttempts, LedgerAttemptsDefault),
+		AttemptTimeout: cmp.Or(s.cfg.LedgerAttemptTimeout, LedgerAttemptTimeoutDefault), Logger: s.log}, dbs)
+	s.closers = append(s.closers, func() { _ = router.Close() })
+	s.dbs = dbs
+	return router.ForShard, nil
+}
+
+// Accounts is the service behind the API.
+func (s *Server) Accounts() *accounts.Service { return s.svc }
+
+// AccountsStore is the service's store.
+func (s *Server) AccountsStore() *accountspg.Store { return s.store }
+
+// Ledger is the service's ledger client: every shard behind its breaker.
+func (s *Server) Ledger() ledger.Client { return s.ledger }
+
+// Registry holds the gateway's metrics, served at /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Gateway builds the API over the service with cfg.Gateway, adding the
+// settler and reconciler when not nil (in place of the Config's).
+func (s *Server) Gateway(settler gateway.Settler, rec gateway.Reconciler) (*gateway.Gateway, error) {
+	gcfg := s.cfg.Gateway
+	if settler != nil {
+		gcfg.Settler = settler
+	}
+	if rec != nil {
+		gcfg.Reconciler = rec
+	}
+	gcfg.JWTKey, gcfg.Accounts, gcfg.Registry, gcfg.Metrics, gcfg.Logger = s.cfg.JWTKey, s.svc, s.reg, s.metrics, s.log
+	gcfg.Ready = append(slices.Clip(gcfg.Ready), s.ready...)
+	return gateway.New(gcfg)
+}
+
+// Serve builds the API with Config.Gateway and serves it on the listeners
+// until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
+	gw, err := s.Gateway(nil, nil)
+	if err != nil {
+		_ = httpLn.Close()
+		_ = grpcLn.Close()
+		return err
+	}
 	return gw.Serve(ctx, httpLn, grpcLn)
+}
+
+// Close closes what Open opened, once the API stopped serving.
+func (s *Server) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
 }
 
 // ownersKnown is ready when every shard has a live owner.
