@@ -70,6 +70,9 @@ type Config struct {
 	// StartTimeout bounds waiting for the databases at start; 0 =
 	// StartTimeoutDefault.
 	StartTimeout time.Duration
+	// ConnsMax is each ledger database's pool size; 0 = ledger/postgres's
+	// default (two per shard it holds, plus two).
+	ConnsMax int32
 	// Registry gets the ledger's metrics; nil = a new one with the Go and
 	// process collectors, served at HTTPAddr.
 	Registry *prometheus.Registry
@@ -197,7 +200,7 @@ func open(ctx context.Context, cfg Config) (_ *Owner, err error) {
 		return nil, err
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
-	o.dbs, err = postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: cfg.DSNs, Shards: cfg.Host.Shards})
+	o.dbs, err = postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: cfg.DSNs, Shards: cfg.Host.Shards, ConnsMax: cfg.ConnsMax})
 	cancel()
 	if err != nil {
 		return nil, err

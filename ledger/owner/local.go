@@ -1,0 +1,61 @@
+package owner
+
+import (
+	"context"
+
+	"github.com/fundplatform/fund/ledger"
+)
+
+// Local returns a ledger.Client on whatever sequencer of this process
+// serves shard now, for a process that runs the gateway beside the owner
+// (the dev stack) and so needs no gRPC hop. It follows the shard across
+// epochs (a settlement run may take it and give it back); while this
+// process does not serve the shard, calls fail with ledger.ErrNoOwner, as
+// the routing client's do when a shard has no live owner.
+func (o *Owner) Local(shard int) ledger.Client { return localClient{host: o.host, shard: shard} }
+
+var _ ledger.Client = localClient{}
+
+type localClient struct {
+	host  *ledger.Host
+	shard int
+}
+
+func (c localClient) client() (ledger.Client, error) {
+	if cl, ok := c.host.Client(c.shard); ok {
+		return cl, nil
+	}
+	return nil, ledger.ErrNoOwner
+}
+
+func (c localClient) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CreateAccounts(ctx, as)
+}
+
+func (c localClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CreateTransfers(ctx, ts)
+}
+
+func (c localClient) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.CloseAccounts(ctx, ids)
+}
+
+func (c localClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.LookupAccounts(ctx, ids)
+}
