@@ -126,6 +126,9 @@ type OnDemandConfig struct {
 	// TakeShards fences ledger writers that own the shards (see
 	// settlement.Config.TakeShards and Quiesce).
 	TakeShards bool
+	// AllowEarly lets a date run before its cut-off has passed (a drill,
+	// as the demo runs; settlement.Config.AllowEarly).
+	AllowEarly bool
 	// Yields publishes the fund's yield (the process's accounts service).
 	Yields settlement.YieldPublisher
 	// Registerer gets the settlement's metrics (required).
@@ -151,6 +154,6 @@ func OpenOnDemand(ctx context.Context, cfg OnDemandConfig) (_ *settlement.Runner
 	}
 	metrics := NewMetrics(cfg.Registerer)
 	runner := settlement.NewRunner(settlement.Config{Shards: cfg.Shards, FileDir: cfg.FileDir, TakeShards: cfg.TakeShards,
-		Observe: metrics.Observe}, store, cfg.Yields, nil, logger)
+		AllowEarly: cfg.AllowEarly, Observe: metrics.Observe}, store, cfg.Yields, nil, logger)
 	return runner, store.Close, nil
 }

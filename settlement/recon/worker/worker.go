@@ -187,6 +187,10 @@ type EmbeddedConfig struct {
 	// Brokers and Topic of the ledger's events (required).
 	Brokers []string
 	Topic   string
+	// LagEvery is how often the consumer lag is probed; 0 = recon's
+	// default (5 s). A process that waits for the worker to catch up (the
+	// demo) probes more often.
+	LagEvery time.Duration
 	// Registerer gets the worker's metrics (the process's /metrics).
 	Registerer prometheus.Registerer
 	// Logger; nil = discard.
@@ -220,6 +224,7 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *recon.Worker, rel
 		CompareEvery: embeddedCompareEvery,
 		FullEvery:    embeddedFullEvery,
 		Grace:        embeddedGrace,
+		LagEvery:     cfg.LagEvery,
 		Registerer:   cfg.Registerer,
 	}, recon.Single(store), logger)
 	if err != nil {
