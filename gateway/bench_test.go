@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fundplatform/fund/deploy/devstack"
 	"github.com/fundplatform/fund/gateway"
+	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 

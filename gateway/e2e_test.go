@@ -19,10 +19,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/fundplatform/fund/deploy/devstack"
 	"github.com/fundplatform/fund/gateway"
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fundplatform/fund/deploy/devstack"
 	"github.com/fundplatform/fund/gateway/auth"
 	"github.com/fundplatform/fund/gateway/server"
+	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/settlement/nightly"
 	"github.com/fundplatform/fund/settlement/recon/worker"
 )

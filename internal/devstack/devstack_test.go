@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
-	"github.com/fundplatform/fund/deploy/devstack"
+	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
