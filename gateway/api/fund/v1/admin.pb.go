@@ -10,6 +10,8 @@
 package fundv1
 
 import (
+	_ "github.com/google/gnostic-models/openapiv3"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -696,7 +698,7 @@ var File_gateway_api_fund_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1fgateway/api/fund/v1/admin.proto\x12\afund.v1\x1a\x1egateway/api/fund/v1/fund.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n" +
+	"\x1fgateway/api/fund/v1/admin.proto\x12\afund.v1\x1a\x1egateway/api/fund/v1/fund.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1bopenapiv3/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n" +
 	"\x13OpenCustomerRequest\x12\x1e\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\n" +
@@ -756,14 +758,32 @@ const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
 	"\x13open_breaks_by_kind\x18\x06 \x03(\v2*.fund.v1.ReconReport.OpenBreaksByKindEntryR\x13open_breaks_by_kind\x1aC\n" +
 	"\x15OpenBreaksByKindEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xe7\x06\n" +
-	"\fAdminService\x12Y\n" +
-	"\fOpenCustomer\x12\x1c.fund.v1.OpenCustomerRequest\x1a\x11.fund.v1.Customer\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/customers\x12q\n" +
-	"\x0eFreezeCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/admin/customers/{customer_id}:freeze\x12u\n" +
-	"\x10UnfreezeCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/admin/customers/{customer_id}:unfreeze\x12o\n" +
-	"\rCloseCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/admin/customers/{customer_id}:close\x12g\n" +
-	"\x10RegisterMerchant\x12 .fund.v1.RegisterMerchantRequest\x1a\x11.fund.v1.Merchant\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/admin/merchants\x12e\n" +
-	"\rRunSettlement\x12\x1d.fund.v1.RunSettlementRequest\x1a\x13.fund.v1.Settlement\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/admin/settlements\x12i\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\x8b\x19\n" +
+	"\fAdminService\x12\xde\x03\n" +
+	"\fOpenCustomer\x12\x1c.fund.v1.OpenCustomerRequest\x1a\x11.fund.v1.Customer\"\x9c\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/customers\x12\xf6\x03\n" +
+	"\x0eFreezeCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"\xb7\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/admin/customers/{customer_id}:freeze\x12\xfa\x03\n" +
+	"\x10UnfreezeCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"\xb9\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/admin/customers/{customer_id}:unfreeze\x12\xf4\x03\n" +
+	"\rCloseCustomer\x12\x17.fund.v1.CustomerAction\x1a\x11.fund.v1.Customer\"\xb6\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/admin/customers/{customer_id}:close\x12\xec\x03\n" +
+	"\x10RegisterMerchant\x12 .fund.v1.RegisterMerchantRequest\x1a\x11.fund.v1.Merchant\"\xa2\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/admin/merchants\x12\xea\x03\n" +
+	"\rRunSettlement\x12\x1d.fund.v1.RunSettlementRequest\x1a\x13.fund.v1.Settlement\"\xa4\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/admin/settlements\x12i\n" +
 	"\rGetSettlement\x12\x1d.fund.v1.GetSettlementRequest\x1a\x13.fund.v1.Settlement\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/admin/settlements/{date}\x12f\n" +
 	"\x0eGetReconReport\x12\x1e.fund.v1.GetReconReportRequest\x1a\x14.fund.v1.ReconReport\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/admin/recon/reportB9Z7github.com/fundplatform/fund/gateway/api/fund/v1;fundv1b\x06proto3"
 

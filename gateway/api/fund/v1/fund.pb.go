@@ -12,6 +12,8 @@
 package fundv1
 
 import (
+	_ "github.com/google/gnostic-models/openapiv3"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1140,7 +1142,7 @@ var File_gateway_api_fund_v1_fund_proto protoreflect.FileDescriptor
 
 const file_gateway_api_fund_v1_fund_proto_rawDesc = "" +
 	"\n" +
-	"\x1egateway/api/fund/v1/fund.proto\x12\afund.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
+	"\x1egateway/api/fund/v1/fund.proto\x12\afund.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bopenapiv3/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
 	"\bCustomer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x1e\n" +
 	"\n" +
@@ -1259,18 +1261,48 @@ const file_gateway_api_fund_v1_fund_proto_rawDesc = "" +
 	"RedeemMode\x12\x1b\n" +
 	"\x17REDEEM_MODE_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04FAST\x10\x01\x12\f\n" +
-	"\bSTANDARD\x10\x022\x9c\b\n" +
+	"\bSTANDARD\x10\x022\xc0\x1a\n" +
 	"\vFundService\x12b\n" +
 	"\vGetCustomer\x12\x1b.fund.v1.GetCustomerRequest\x1a\x11.fund.v1.Customer\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/customers/{customer_id}\x12k\n" +
-	"\vGetHoldings\x12\x1b.fund.v1.GetHoldingsRequest\x1a\x11.fund.v1.Holdings\",\x82\xd3\xe4\x93\x02&\x12$/v1/customers/{customer_id}/holdings\x12]\n" +
-	"\x05TopUp\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/customers/{customer_id}/topups\x12h\n" +
-	"\tSubscribe\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/customers/{customer_id}/subscriptions\x12d\n" +
-	"\x06Redeem\x12\x16.fund.v1.RedeemRequest\x1a\x0e.fund.v1.Order\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/customers/{customer_id}/redemptions\x12f\n" +
-	"\bTransfer\x12\x18.fund.v1.TransferRequest\x1a\x0e.fund.v1.Order\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/customers/{customer_id}/transfers\x12[\n" +
-	"\x03Pay\x12\x13.fund.v1.PayRequest\x1a\x0e.fund.v1.Order\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/customers/{customer_id}/payments\x12e\n" +
-	"\bWithdraw\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/customers/{customer_id}/withdrawals\x12\x89\x01\n" +
+	"\vGetHoldings\x12\x1b.fund.v1.GetHoldingsRequest\x1a\x11.fund.v1.Holdings\",\x82\xd3\xe4\x93\x02&\x12$/v1/customers/{customer_id}/holdings\x12\xe2\x03\n" +
+	"\x05TopUp\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"\xb1\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/customers/{customer_id}/topups\x12\xed\x03\n" +
+	"\tSubscribe\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"\xb8\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02.:\x01*\")/v1/customers/{customer_id}/subscriptions\x12\xe9\x03\n" +
+	"\x06Redeem\x12\x16.fund.v1.RedeemRequest\x1a\x0e.fund.v1.Order\"\xb6\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/customers/{customer_id}/redemptions\x12\xeb\x03\n" +
+	"\bTransfer\x12\x18.fund.v1.TransferRequest\x1a\x0e.fund.v1.Order\"\xb4\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/customers/{customer_id}/transfers\x12\xe0\x03\n" +
+	"\x03Pay\x12\x13.fund.v1.PayRequest\x1a\x0e.fund.v1.Order\"\xb3\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02):\x01*\"$/v1/customers/{customer_id}/payments\x12\xea\x03\n" +
+	"\bWithdraw\x12\x15.fund.v1.OrderRequest\x1a\x0e.fund.v1.Order\"\xb6\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/customers/{customer_id}/withdrawals\x12\x89\x01\n" +
 	"\x10ListTransactions\x12 .fund.v1.ListTransactionsRequest\x1a!.fund.v1.ListTransactionsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/customers/{customer_id}/transactions\x12U\n" +
-	"\bGetOrder\x12\x18.fund.v1.GetOrderRequest\x1a\x0e.fund.v1.Order\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/orders/{request_id}B9Z7github.com/fundplatform/fund/gateway/api/fund/v1;fundv1b\x06proto3"
+	"\bGetOrder\x12\x18.fund.v1.GetOrderRequest\x1a\x0e.fund.v1.Order\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/orders/{request_id}B\xf2\x04\xbaG\xb5\x04*\xa4\x04\x1a\x87\x03\n" +
+	"\x84\x03\n" +
+	"\x0eIdempotencyKey\x12\xf1\x02\n" +
+	"\xee\x02\n" +
+	"\x0fIdempotency-Key\x12\x06header\x1a\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it. \x01R\x1b\n" +
+	"\x19x@\x80\x01\x01\x8a\x01\b^[!-~]+$\xca\x01\x06string:\x97\x01\n" +
+	"\x94\x01\n" +
+	"\x06bearer\x12\x89\x01\n" +
+	"\x86\x01\n" +
+	"\x04http\x12qA JWT minted by gateway/auth (fundctl token): a customer's token acts on its own customer, an admin token on any.*\x06bearer2\x03JWT2\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z7github.com/fundplatform/fund/gateway/api/fund/v1;fundv1b\x06proto3"
 
 var (
 	file_gateway_api_fund_v1_fund_proto_rawDescOnce sync.Once
