@@ -25,6 +25,12 @@ var (
 	// ErrLedger wraps a ledger outcome the service does not expect; it is a
 	// bug or a misconfiguration, never a customer's mistake.
 	ErrLedger = errors.New("ledger refused the operation")
+	// ErrUnavailable marks a store error after which nothing was stored
+	// and a retry with the same request id can succeed: the database is
+	// down, restarting, out of connections, or the connection broke. The
+	// store's adapter decides what is transient (accounts/postgres:
+	// Transient); the gateway answers it 503 with Retry-After.
+	ErrUnavailable = errors.New("accounts store unavailable")
 )
 
 // Reasons recorded with a rejected order, so that a retry of the same

@@ -6,7 +6,9 @@ import (
 )
 
 // Store keeps customers, orders and the trading calendar. Implementations:
-// accounts/postgres. Money itself lives only in the ledger.
+// accounts/postgres. Money itself lives only in the ledger. Any method may
+// fail with an error wrapping ErrUnavailable: the store could not answer
+// now, nothing was stored, and the same call may succeed later.
 type Store interface {
 	// CreateCustomer stores c (RequestID, Name and CreatedAt set; the store
 	// assigns ID and makes it active) once per RequestID, forever. When a

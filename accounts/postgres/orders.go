@@ -147,7 +147,8 @@ func (s *Store) closeOrderWriters() {
 
 // PlaceOrder implements accounts.Store (see orders.go for how).
 func (s *Store) PlaceOrder(ctx context.Context, o *accounts.Order, parties []accounts.CustomerID,
-	apply func(context.Context, []accounts.Customer) error) (accounts.Order, bool, error) {
+	apply func(context.Context, []accounts.Customer) error) (_ accounts.Order, _ bool, err error) {
+	defer markUnavailable(&err)
 	if len(parties) == 0 || parties[0] != o.CustomerID {
 		return accounts.Order{}, false, fmt.Errorf("order %s: the first party must be the customer", o.RequestID)
 	}

@@ -117,7 +117,8 @@ func scanCustomer(row pgx.Row) (accounts.Customer, error) {
 
 // CreateCustomer implements accounts.Store.
 func (s *Store) CreateCustomer(ctx context.Context, c accounts.Customer,
-	setup func(context.Context, accounts.Customer) error) (accounts.Customer, bool, error) {
+	setup func(context.Context, accounts.Customer) error) (_ accounts.Customer, _ bool, err error) {
+	defer markUnavailable(&err)
 	// Stored customers keep their request id forever: answer retries
 	// without a transaction.
 	if old, err := s.customerByRequest(ctx, c.RequestID); err == nil {
@@ -168,7 +169,8 @@ func (s *Store) customerByRequest(ctx context.Context, requestID string) (accoun
 }
 
 // Customer implements accounts.Store.
-func (s *Store) Customer(ctx context.Context, id accounts.CustomerID) (accounts.Customer, error) {
+func (s *Store) Customer(ctx context.Context, id accounts.CustomerID) (_ accounts.Customer, err error) {
+	defer markUnavailable(&err)
 	c, err := scanCustomer(s.pool.QueryRow(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, accounts.ErrCustomerNotFound
@@ -178,7 +180,8 @@ func (s *Store) Customer(ctx context.Context, id accounts.CustomerID) (accounts.
 
 // UpdateCustomer implements accounts.Store.
 func (s *Store) UpdateCustomer(ctx context.Context, id accounts.CustomerID,
-	change func(context.Context, *accounts.Customer) error) (accounts.Customer, error) {
+	change func(context.Context, *accounts.Customer) error) (_ accounts.Customer, err error) {
+	defer markUnavailable(&err)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return accounts.Customer{}, err
@@ -238,7 +241,8 @@ func dateOrNull(t time.Time) pgtype.Date {
 }
 
 // Order implements accounts.Store.
-func (s *Store) Order(ctx context.Context, c accounts.CustomerID, requestID string) (accounts.Order, error) {
+func (s *Store) Order(ctx context.Context, c accounts.CustomerID, requestID string) (_ accounts.Order, err error) {
+	defer markUnavailable(&err)
 	o, err := scanOrder(s.pool.QueryRow(ctx,
 		`SELECT `+orderColumns+` FROM orders WHERE customer_id = $1 AND request_id = $2`, c, requestID))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -249,7 +253,8 @@ func (s *Store) Order(ctx context.Context, c accounts.CustomerID, requestID stri
 
 // History implements accounts.Store. The customer's own orders and the
 // transfers it received are read by two index scans and merged.
-func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID int64, limit int) ([]accounts.Order, error) {
+func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID int64, limit int) (_ []accounts.Order, err error) {
+	defer markUnavailable(&err)
 	kinds := make([]string, len(q.Kinds))
 	for i, k := range q.Kinds {
 		kinds[i] = string(k)
@@ -276,7 +281,8 @@ func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID i
 }
 
 // RecordDailyIncome implements accounts.Store.
-func (s *Store) RecordDailyIncome(ctx context.Context, incomes []accounts.DailyIncome) error {
+func (s *Store) RecordDailyIncome(ctx context.Context, incomes []accounts.DailyIncome) (err error) {
+	defer markUnavailable(&err)
 	if len(incomes) == 0 {
 		return nil
 	}
@@ -323,6 +329,7 @@ func (s *Store) RecordDailyIncome(ctx context.Context, incomes []accounts.DailyI
 
 // Income implements accounts.Store.
 func (s *Store) Income(ctx context.Context, c accounts.CustomerID, date time.Time) (day, cumulative int64, err error) {
+	defer markUnavailable(&err)
 	err = s.pool.QueryRow(ctx, `
 		SELECT coalesce(sum(amount) FILTER (WHERE date = $2), 0)::bigint, coalesce(sum(amount), 0)::bigint
 		FROM customer_income WHERE customer_id = $1`, c, accounts.DateOf(date)).Scan(&day, &cumulative)
@@ -341,7 +348,8 @@ func scanFundYield(row pgx.Row) (accounts.FundYield, error) {
 }
 
 // RecordFundYield implements accounts.Store.
-func (s *Store) RecordFundYield(ctx context.Context, y accounts.FundYield) error {
+func (s *Store) RecordFundYield(ctx context.Context, y accounts.FundYield) (err error) {
+	defer markUnavailable(&err)
 	seven := pgtype.Int8{Int64: y.SevenDayYield, Valid: y.HasSevenDayYield}
 	date := accounts.DateOf(y.Date)
 	tag, err := s.pool.Exec(ctx, `INSERT INTO fund_yields (date, income_per_10k, seven_day_yield) VALUES ($1, $2, $3)
@@ -364,7 +372,8 @@ func (s *Store) RecordFundYield(ctx context.Context, y accounts.FundYield) error
 }
 
 // FundYields implements accounts.Store.
-func (s *Store) FundYields(ctx context.Context, from, to time.Time) ([]accounts.FundYield, error) {
+func (s *Store) FundYields(ctx context.Context, from, to time.Time) (_ []accounts.FundYield, err error) {
+	defer markUnavailable(&err)
 	rows, err := s.pool.Query(ctx, `SELECT date, income_per_10k, seven_day_yield FROM fund_yields
 		WHERE date BETWEEN $1 AND $2 ORDER BY date LIMIT $3`, accounts.DateOf(from), accounts.DateOf(to), accounts.FundYieldsMax)
 	if err != nil {
@@ -378,7 +387,8 @@ func (s *Store) FundYields(ctx context.Context, from, to time.Time) ([]accounts.
 }
 
 // LatestFundYield implements accounts.Store.
-func (s *Store) LatestFundYield(ctx context.Context) (accounts.FundYield, bool, error) {
+func (s *Store) LatestFundYield(ctx context.Context) (_ accounts.FundYield, _ bool, err error) {
+	defer markUnavailable(&err)
 	y, err := scanFundYield(s.pool.QueryRow(ctx,
 		`SELECT date, income_per_10k, seven_day_yield FROM fund_yields ORDER BY date DESC LIMIT 1`))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -391,7 +401,8 @@ func (s *Store) LatestFundYield(ctx context.Context) (accounts.FundYield, bool, 
 }
 
 // Holidays implements accounts.Store.
-func (s *Store) Holidays(ctx context.Context) ([]accounts.Holiday, error) {
+func (s *Store) Holidays(ctx context.Context) (_ []accounts.Holiday, err error) {
+	defer markUnavailable(&err)
 	rows, err := s.pool.Query(ctx, `SELECT date, name FROM trading_holidays ORDER BY date`)
 	if err != nil {
 		return nil, fmt.Errorf("holidays: %w", err)
@@ -404,8 +415,9 @@ func (s *Store) Holidays(ctx context.Context) ([]accounts.Holiday, error) {
 }
 
 // AddHoliday implements accounts.Store.
-func (s *Store) AddHoliday(ctx context.Context, h accounts.Holiday) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO trading_holidays (date, name) VALUES ($1, $2)
+func (s *Store) AddHoliday(ctx context.Context, h accounts.Holiday) (err error) {
+	defer markUnavailable(&err)
+	_, err = s.pool.Exec(ctx, `INSERT INTO trading_holidays (date, name) VALUES ($1, $2)
 		ON CONFLICT (date) DO UPDATE SET name = excluded.name`, accounts.DateOf(h.Date), h.Name)
 	if err != nil {
 		return fmt.Errorf("add holiday: %w", err)
@@ -414,7 +426,8 @@ func (s *Store) AddHoliday(ctx context.Context, h accounts.Holiday) error {
 }
 
 // RemoveHoliday implements accounts.Store.
-func (s *Store) RemoveHoliday(ctx context.Context, date time.Time) error {
+func (s *Store) RemoveHoliday(ctx context.Context, date time.Time) (err error) {
+	defer markUnavailable(&err)
 	if _, err := s.pool.Exec(ctx, `DELETE FROM trading_holidays WHERE date = $1`, accounts.DateOf(date)); err != nil {
 		return fmt.Errorf("remove holiday: %w", err)
 	}
