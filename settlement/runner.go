@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,18 +186,21 @@ func (r *Runner) fail(point string) error {
 	return nil
 }
 
-// Run settles in.Date:
+// Run settles in.Date, one step after another (each a method of dateRun):
 //
 //  1. close: take every shard's lease (fencing ledger writers), bring
 //     stored balances up to the journal, fix each shard's cut;
-//  2. confirm the subscriptions and pay the standard redemptions due;
+//  2. orders: confirm the subscriptions and pay the standard redemptions
+//     due;
 //  3. snapshot the holders: confirmed shares at the cut, less shares held
-//     by redemptions made before the date; allocate the day's income over
-//     all of them (Allocate), and book it per shard with the customers'
-//     daily income; deductions a holder cannot bear go to the rounding
-//     account;
-//  4. publish the income per 10,000 shares and the 7-day yield;
-//  5. write the custodian file; publish events; record the summary.
+//     by redemptions made before the date;
+//  4. allocate the day's income over all of them (Allocate) and split it
+//     by shard; deductions a holder cannot bear go to the rounding account;
+//  5. income: book it per shard with the customers' daily income;
+//  6. yield: publish the income per 10,000 shares and the 7-day yield;
+//  7. file: write the custodian file;
+//  8. events: publish the settlement events;
+//  9. finish: record the summary.
 //
 // Each step is recorded in the store in the same transaction as what it
 // wrote, so a re-run after a crash anywhere skips what was done and writes
@@ -207,25 +209,12 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	in.Date = accounts.DateOf(in.Date)
-	if in.Date.IsZero() {
-		return Summary{}, ErrInvalidDate
-	}
-	if !in.PerTenK && (in.IncomeTotal < -IncomeTotalMaxFen || in.IncomeTotal > IncomeTotalMaxFen) {
-		return Summary{}, fmt.Errorf("income %d fen: %w", in.IncomeTotal, ErrInvalidIncome)
-	}
-	if in.PerTenK && (in.IncomePer10k < -accounts.IncomePer10kMax || in.IncomePer10k > accounts.IncomePer10kMax) {
-		return Summary{}, fmt.Errorf("income per 10k %d: %w", in.IncomePer10k, ErrInvalidIncome)
-	}
-	cutoff := time.Date(in.Date.Year(), in.Date.Month(), in.Date.Day(), accounts.CutOffHour, 0, 0, 0, ledger.BusinessZone())
-	if !r.cfg.AllowEarly && r.cfg.Now().Before(cutoff) {
-		return Summary{}, fmt.Errorf("%s: cut-off at %s: %w", in.Date.Format(time.DateOnly), cutoff.Format(time.RFC3339), ErrTooEarly)
+	if in, err = r.checkInput(in); err != nil {
+		return Summary{}, err
 	}
 	if progress == nil {
 		progress = nopProgress{}
 	}
-	p := &lockedProgress{p: progress}
-
 	if r.cfg.Shards <= 0 {
 		n, err := r.store.Shards(ctx)
 		if err != nil {
@@ -240,176 +229,40 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 	if st.Completed {
 		return st.Summary, nil
 	}
-	sum := Summary{Date: in.Date.Format(time.DateOnly), Input: in.String(), Shards: r.cfg.Shards}
 
-	// 1. Close: own every shard for the run.
-	if r.cfg.Quiesce != nil {
-		resume, qerr := r.cfg.Quiesce(ctx)
-		if qerr != nil {
-			return Summary{}, fmt.Errorf("quiesce ledger writers: %w", qerr)
-		}
-		defer func() {
-			if rerr := resume(context.WithoutCancel(ctx)); rerr != nil {
-				r.log.Error("resume ledger writers", "err", rerr)
-				if err == nil {
-					err = fmt.Errorf("resume ledger writers: %w", rerr)
-				}
-			}
-		}()
-	}
-	leases, stopRenew, err := r.takeShards(ctx)
-	if err != nil {
-		return Summary{}, err
-	}
-	// Give the shards back however the run ends: a failed run resumes from
-	// its stored steps, and the ledger should not wait out the leases (a
-	// crashed process's leases simply expire).
+	d := &dateRun{r: r, in: in, p: &lockedProgress{p: progress}, start: start,
+		sum: Summary{Date: in.Date.Format(time.DateOnly), Input: in.String(), Shards: r.cfg.Shards}}
 	defer func() {
-		stopRenew()
-		r.release(context.WithoutCancel(ctx), leases)
+		if herr := d.handBack(ctx); herr != nil && err == nil {
+			err = herr
+		}
 	}()
-	if err := r.fail("closed"); err != nil {
-		return Summary{}, err
-	}
-	cuts := make([]int64, r.cfg.Shards)
-	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
-		cut, err := r.store.Prepare(ctx, leases[shard], in.Date)
-		cuts[shard] = cut
-		return err
-	}); err != nil {
-		return Summary{}, fmt.Errorf("close: %w", err)
-	}
-
-	// 2. Orders due.
-	due, err := r.store.DueOrders(ctx, in.Date)
-	if err != nil {
-		return Summary{}, err
-	}
-	p.Phase("orders", int64(len(due)))
-	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
-		t0 := time.Now()
-		res, err := r.store.SettleOrders(ctx, leases[shard], in.Date, due)
-		if err != nil {
-			return fmt.Errorf("shard %d: %w", shard, err)
-		}
-		p.ShardDone(shard, res.Count, time.Since(t0))
-		return r.fail("orders/" + strconv.Itoa(shard))
-	}); err != nil {
-		p.End()
-		return Summary{}, fmt.Errorf("settle orders: %w", err)
-	}
-	p.End()
-	if err := r.store.CompleteOrders(ctx, in.Date, due); err != nil {
-		return Summary{}, err
-	}
-	if err := r.fail("orders-completed"); err != nil {
-		return Summary{}, err
-	}
-
-	// 3. Snapshot, allocate, book.
-	holders, err := r.snapshot(ctx, in.Date, cuts, p)
-	if err != nil {
-		return Summary{}, err
-	}
-	holdings := make([]Holding, len(holders))
-	var totalShares int64
-	for i, h := range holders {
-		holdings[i] = Holding{AccountID: int64(h.Account), Shares: h.Eligible}
-		if h.Eligible > 0 {
-			sum.Holders++
-		}
-		if totalShares > math.MaxInt64-h.Eligible {
-			return Summary{}, fmt.Errorf("account %d: %w", h.Account, ErrSharesOverflow)
-		}
-		totalShares += h.Eligible
-	}
-	fundIncome, per10k := in.IncomeTotal, in.IncomePer10k
-	if in.PerTenK {
-		if fundIncome, err = FundIncomeFromPer10k(totalShares, in.IncomePer10k); err != nil {
+	for _, step := range dateRunSteps {
+		if err := step(d, ctx); err != nil {
 			return Summary{}, err
 		}
-	} else {
-		per10k = Per10kFromTotal(in.IncomeTotal, totalShares)
-		if per10k < -accounts.IncomePer10kMax || per10k > accounts.IncomePer10kMax {
-			return Summary{}, fmt.Errorf("income %s over %s shares is %s per 10,000 shares, beyond ±%s: %w",
-				FormatFen(in.IncomeTotal), FormatFen(totalShares), accounts.FormatIncomePer10k(per10k),
-				accounts.FormatIncomePer10k(accounts.IncomePer10kMax), ErrInvalidIncome)
-		}
 	}
-	allocs, err := Allocate(fundIncome, holdings)
-	if err != nil {
-		return Summary{}, fmt.Errorf("allocate %s: %w", FormatFen(fundIncome), err)
-	}
-	sum.TotalShares, sum.FundIncome, sum.IncomePer10k = totalShares, fundIncome, per10k
-	if err := r.store.FixAllocation(ctx, in.Date, AllocationTotals{Holders: int64(len(holders)), TotalShares: totalShares,
-		FundIncome: fundIncome, IncomePer10k: per10k}); err != nil {
-		return Summary{}, err
-	}
-	books, booked := r.incomeBooks(holders, allocs)
-	for i := range books {
-		sum.Absorbed += books[i].Absorbed
-		for _, e := range books[i].Entries {
-			if e.Amount > 0 {
-				sum.IncomePaid += e.Amount
-			} else {
-				sum.IncomeDeducted -= e.Amount
-			}
-		}
-		sum.IncomeEntries += int64(len(books[i].Entries))
-	}
-	t0 := time.Now()
-	p.Phase("income", sum.IncomeEntries)
-	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
-		t := time.Now()
-		res, err := r.store.BookIncome(ctx, leases[shard], in.Date, books[shard], p.Add)
-		if err != nil {
-			return fmt.Errorf("shard %d: %w", shard, err)
-		}
-		p.ShardDone(shard, res.Count, time.Since(t))
-		return r.fail("income/" + strconv.Itoa(shard))
-	}); err != nil {
-		p.End()
-		return Summary{}, fmt.Errorf("book income: %w", err)
-	}
-	p.End()
-	sum.TookIncomeBooking = time.Since(t0)
+	return d.sum, nil
+}
 
-	// 4. Yield.
-	y, err := r.yields.PublishFundYield(ctx, in.Date, per10k)
-	if err != nil {
-		return Summary{}, fmt.Errorf("publish yield: %w", err)
+// checkInput normalises in.Date and refuses an input out of range or a
+// date whose cut-off has not passed (unless Config.AllowEarly).
+func (r *Runner) checkInput(in Input) (Input, error) {
+	in.Date = accounts.DateOf(in.Date)
+	if in.Date.IsZero() {
+		return in, ErrInvalidDate
 	}
-	if y.HasSevenDayYield {
-		sum.SevenDayYield = accounts.FormatYield(y.SevenDayYield)
+	if !in.PerTenK && (in.IncomeTotal < -IncomeTotalMaxFen || in.IncomeTotal > IncomeTotalMaxFen) {
+		return in, fmt.Errorf("income %d fen: %w", in.IncomeTotal, ErrInvalidIncome)
 	}
-	if err := r.fail("yield"); err != nil {
-		return Summary{}, err
+	if in.PerTenK && (in.IncomePer10k < -accounts.IncomePer10kMax || in.IncomePer10k > accounts.IncomePer10kMax) {
+		return in, fmt.Errorf("income per 10k %d: %w", in.IncomePer10k, ErrInvalidIncome)
 	}
-
-	// 5. Custodian file, events, summary.
-	if err := r.writeFile(ctx, in, &sum, holders, booked); err != nil {
-		return Summary{}, err
+	cutoff := time.Date(in.Date.Year(), in.Date.Month(), in.Date.Day(), accounts.CutOffHour, 0, 0, 0, ledger.BusinessZone())
+	if !r.cfg.AllowEarly && r.cfg.Now().Before(cutoff) {
+		return in, fmt.Errorf("%s: cut-off at %s: %w", in.Date.Format(time.DateOnly), cutoff.Format(time.RFC3339), ErrTooEarly)
 	}
-	if err := r.fail("file"); err != nil {
-		return Summary{}, err
-	}
-	if err := r.publish(ctx, in.Date, books, &sum); err != nil {
-		return Summary{}, err
-	}
-	if err := r.fail("published"); err != nil {
-		return Summary{}, err
-	}
-	sum.Took = time.Since(start)
-	if err := r.writeSummary(sum); err != nil {
-		return Summary{}, err
-	}
-	if err := r.store.FinishRun(ctx, sum); err != nil {
-		return Summary{}, err
-	}
-	if r.cfg.Observe != nil {
-		r.cfg.Observe(sum)
-	}
-	return sum, nil
+	return in, nil
 }
 
 // releaseTimeout bounds giving the leases back.
