@@ -140,39 +140,17 @@ func (r *row) String() string {
 
 // Apply implements recon.Store: one transaction per call, set-based (the
 // events go in as arrays; totals are summed in SQL per day, shard and
-// account, so a hot account costs one row update per batch).
+// account, so a hot account costs one row update per batch). Its steps:
+// record the events and the new ones' totals (one statement), sort the
+// outcomes out (the events seen before are compared with what is stored),
+// record the new sagas and the breaks, commit.
 func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outcome, error) {
-	n := len(events)
-	if n == 0 {
+	if len(events) == 0 {
 		return nil, nil
 	}
-	rows := make([]row, n)
-	var (
-		ids       = make([]pgtype.UUID, n)
-		shards    = make([]int32, n)
-		stamps    = make([]int64, n)
-		dates     = make([]pgtype.Date, n)
-		debits    = make([]int64, n)
-		credits   = make([]int64, n)
-		amounts   = make([]int64, n)
-		released  = make([]int64, n)
-		assets    = make([]int16, n)
-		kinds     = make([]int32, n)
-		flags     = make([]int32, n)
-		pendings  = make([]pgtype.UUID, n)
-		userDatas = make([]string, n)
-	)
-	for i := range events {
-		r, err := rowOf(&events[i])
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ledger.ErrInvariantBroke, err)
-		}
-		rows[i] = r
-		ids[i] = pgtype.UUID{Bytes: r.id, Valid: true}
-		shards[i], stamps[i] = r.shard, r.ts
-		dates[i] = pgtype.Date{Time: ledger.BusinessDate(r.ts), Valid: true}
-		debits[i], credits[i], amounts[i], released[i] = r.debit, r.credit, r.amount, r.pendingAmt
-		assets[i], kinds[i], flags[i], pendings[i], userDatas[i] = r.asset, r.kind, r.flags, r.pendingID, r.userData
+	b, err := newEventBatch(events)
+	if err != nil {
+		return nil, err
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -180,12 +158,77 @@ func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outco
 	}
 	defer tx.Rollback(ctx)
 
-	// One statement records the events and adds the new ones (only those:
-	// RETURNING leaves out the ids already there) to the day and account
-	// totals. Totals rows are upserted in key order, so that two writers (a
-	// group rebalance) take their row locks in the same order.
-	inserted := map[ledger.TransferID]bool{}
-	irows, err := tx.Query(ctx, `
+	inserted, err := b.record(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	breaks, err := b.sortOut(ctx, tx, inserted)
+	if err != nil {
+		return nil, err
+	}
+	if b.applied > 0 {
+		if err := addSagas(ctx, tx, b.rows, b.outs); err != nil {
+			return nil, err
+		}
+	}
+	if err := upsertBreaks(ctx, tx, breaks); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return b.outs, nil
+}
+
+// eventBatch is the events of one Apply call as rows, as the columns that
+// recordEventsSQL takes (index-aligned with the rows), and with each
+// event's outcome once sortOut has found it.
+type eventBatch struct {
+	rows    []row
+	outs    []recon.Outcome
+	applied int // outcomes Applied
+
+	ids               []pgtype.UUID
+	shards            []int32
+	stamps            []int64
+	dates             []pgtype.Date
+	debits, credits   []int64
+	amounts, released []int64
+	assets            []int16
+	kinds, flags      []int32
+	pendings          []pgtype.UUID
+	userDatas         []string
+}
+
+// newEventBatch converts the events; one that cannot be stored (a bad
+// pending id) is a broken invariant of the ledger's.
+func newEventBatch(events []ledger.Event) (*eventBatch, error) {
+	n := len(events)
+	b := &eventBatch{rows: make([]row, n), outs: make([]recon.Outcome, n),
+		ids: make([]pgtype.UUID, n), shards: make([]int32, n), stamps: make([]int64, n), dates: make([]pgtype.Date, n),
+		debits: make([]int64, n), credits: make([]int64, n), amounts: make([]int64, n), released: make([]int64, n),
+		assets: make([]int16, n), kinds: make([]int32, n), flags: make([]int32, n), pendings: make([]pgtype.UUID, n),
+		userDatas: make([]string, n)}
+	for i := range events {
+		r, err := rowOf(&events[i])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ledger.ErrInvariantBroke, err)
+		}
+		b.rows[i] = r
+		b.ids[i] = pgtype.UUID{Bytes: r.id, Valid: true}
+		b.shards[i], b.stamps[i] = r.shard, r.ts
+		b.dates[i] = pgtype.Date{Time: ledger.BusinessDate(r.ts), Valid: true}
+		b.debits[i], b.credits[i], b.amounts[i], b.released[i] = r.debit, r.credit, r.amount, r.pendingAmt
+		b.assets[i], b.kinds[i], b.flags[i], b.pendings[i], b.userDatas[i] = r.asset, r.kind, r.flags, r.pendingID, r.userData
+	}
+	return b, nil
+}
+
+// recordEventsSQL records the events and adds the new ones (only those:
+// RETURNING leaves out the ids already there) to the day and account
+// totals, in one statement. Totals rows are upserted in key order, so that
+// two writers (a group rebalance) take their row locks in the same order.
+const recordEventsSQL = `
 		WITH ins AS (
 			INSERT INTO recon_events (id, shard, ts, business_date, debit_account_id, credit_account_id, amount,
 				pending_amount, asset, kind, flags, pending_id, user_data)
@@ -214,8 +257,13 @@ func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outco
 				debits = t.debits + excluded.debits, debits_posted = t.debits_posted + excluded.debits_posted,
 				credits = t.credits + excluded.credits, credits_posted = t.credits_posted + excluded.credits_posted
 		)
-		SELECT id FROM ins`,
-		ids, shards, stamps, dates, debits, credits, amounts, released, assets, kinds, flags, pendings, userDatas)
+		SELECT id FROM ins`
+
+// record runs recordEventsSQL and returns the ids it inserted.
+func (b *eventBatch) record(ctx context.Context, tx pgx.Tx) (map[ledger.TransferID]bool, error) {
+	inserted := map[ledger.TransferID]bool{}
+	irows, err := tx.Query(ctx, recordEventsSQL, b.ids, b.shards, b.stamps, b.dates, b.debits, b.credits, b.amounts,
+		b.released, b.assets, b.kinds, b.flags, b.pendings, b.userDatas)
 	if err != nil {
 		return nil, fmt.Errorf("record events: %w", err)
 	}
@@ -223,53 +271,49 @@ func (s *Store) Apply(ctx context.Context, events []ledger.Event) ([]recon.Outco
 	if _, err := pgx.ForEachRow(irows, []any{&id}, func() error { inserted[id] = true; return nil }); err != nil {
 		return nil, fmt.Errorf("record events: %w", err)
 	}
+	return inserted, nil
+}
 
-	outs := make([]recon.Outcome, n)
-	var newIDs, seenIDs []pgtype.UUID
+// sortOut sets every event's outcome: Applied for the first of the batch
+// with an id just inserted; for the others (stored before, or repeated in
+// the batch) Redelivered when the stored event is the same, else Conflict,
+// with a break for each conflict.
+func (b *eventBatch) sortOut(ctx context.Context, tx pgx.Tx, inserted map[ledger.TransferID]bool) ([]recon.Break, error) {
+	var seenIDs []pgtype.UUID
 	first := map[ledger.TransferID]bool{}
-	for i := range rows {
-		if inserted[rows[i].id] && !first[rows[i].id] {
-			first[rows[i].id] = true
-			outs[i] = recon.Applied
-			newIDs = append(newIDs, ids[i])
+	for i := range b.rows {
+		if inserted[b.rows[i].id] && !first[b.rows[i].id] {
+			first[b.rows[i].id] = true
+			b.outs[i] = recon.Applied
+			b.applied++
 			continue
 		}
-		seenIDs = append(seenIDs, ids[i])
+		seenIDs = append(seenIDs, b.ids[i])
 	}
-	var breaks []recon.Break
-	if len(seenIDs) > 0 {
-		stored, err := storedRows(ctx, tx, seenIDs)
-		if err != nil {
-			return nil, err
-		}
-		for i := range rows {
-			if outs[i] != 0 {
-				continue
-			}
-			was, ok := stored[rows[i].id]
-			if !ok {
-				return nil, fmt.Errorf("%w: event %s neither inserted nor stored", ledger.ErrInvariantBroke, rows[i].id)
-			}
-			if was == rows[i] {
-				outs[i] = recon.Redelivered
-				continue
-			}
-			outs[i] = recon.Conflict
-			breaks = append(breaks, conflictBreak(&was, &rows[i]))
-		}
+	if len(seenIDs) == 0 {
+		return nil, nil
 	}
-	if len(newIDs) > 0 {
-		if err := addSagas(ctx, tx, rows, outs); err != nil {
-			return nil, err
-		}
-	}
-	if err := upsertBreaks(ctx, tx, breaks); err != nil {
+	stored, err := storedRows(ctx, tx, seenIDs)
+	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+	var breaks []recon.Break
+	for i := range b.rows {
+		if b.outs[i] != 0 {
+			continue
+		}
+		was, ok := stored[b.rows[i].id]
+		if !ok {
+			return nil, fmt.Errorf("%w: event %s neither inserted nor stored", ledger.ErrInvariantBroke, b.rows[i].id)
+		}
+		if was == b.rows[i] {
+			b.outs[i] = recon.Redelivered
+			continue
+		}
+		b.outs[i] = recon.Conflict
+		breaks = append(breaks, conflictBreak(&was, &b.rows[i]))
 	}
-	return outs, nil
+	return breaks, nil
 }
 
 func storedRows(ctx context.Context, tx pgx.Tx, ids []pgtype.UUID) (map[ledger.TransferID]row, error) {
