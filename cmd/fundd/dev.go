@@ -10,54 +10,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/gateway/auth"
-	"github.com/fundplatform/fund/gateway/server"
 	"github.com/fundplatform/fund/internal/devstack"
-	"github.com/fundplatform/fund/settlement/nightly"
-	"github.com/fundplatform/fund/settlement/recon/worker"
 )
 
-// devWorkers are the roles `fundd dev` runs beside the core (Postgres,
-// broker, ledger, relay, accounts, gateway): settlement (the admin API's
-// settlement calls; custodian files go to fileDir) and reconciliation (its
-// worker, metrics and the admin API's report).
-func devWorkers(fileDir string) []devstack.Worker {
-	return []devstack.Worker{settleDevWorker(fileDir), reconDevWorker()}
-}
-
-// settleDevWorker is the settle role on demand (settlement/nightly), over
-// the stack's database, answering the admin API's settlement calls.
-//
-// The run owns the ledger shards while it settles: it fences the stack's
-// sequencer of shard 0 (its commits fail with ledger.ErrFenced), which
-// must then be restarted at the shard's new epoch. Until the stack does
-// that (a hook around Settle), settle in dev only with the ledger idle and
-// restart `fundd dev` afterwards.
-func settleDevWorker(fileDir string) devstack.Worker {
-	return devstack.Worker{Name: "settlement", Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
-		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSN: s.DSN, Shards: 1, FileDir: fileDir,
-			TakeShards: true, Yields: s.Accounts, Registerer: s.Registry, Logger: s.Logger})
-		if err != nil {
-			return devstack.Role{}, err
-		}
-		return devstack.Role{Settler: server.NewSettler(runner), Close: release}, nil
-	}}
-}
-
-// reconDevWorker is the reconciliation role (settlement/recon/worker) on
-// the stack's database and broker, its metrics on the stack's /metrics,
-// answering the admin API's GET /v1/admin/recon/report.
-func reconDevWorker() devstack.Worker {
-	return devstack.Worker{Name: "recon", Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
-		w, release, err := worker.OpenEmbedded(ctx, worker.EmbeddedConfig{DSN: s.DSN, Brokers: s.Brokers, Topic: s.Topic,
-			Registerer: s.Registry, Logger: s.Logger})
-		if err != nil {
-			return devstack.Role{}, err
-		}
-		return devstack.Role{Run: w.Run, Reconciler: server.NewReconciler(w.Store(), w, nil), Close: release}, nil
-	}}
-}
-
-// newDevCmd is `fundd dev`: every role in one process on loopback.
+// newDevCmd is `fundd dev`: every role in one process on loopback
+// (internal/devstack), with settlement on demand and reconciliation.
 func newDevCmd() *cobra.Command {
 	var (
 		gf         gatewayFlags
@@ -98,7 +55,7 @@ Ctrl-C stops everything, finishing requests in flight.`,
 				DSN: dsn, Brokers: brokers, HTTPAddr: gf.httpAddr, GRPCAddr: gf.grpcAddr, JWTKey: key,
 				Gateway: gf.cfg, Accounts: acfg, Breaker: gf.breaker, AccountsConnsMax: connsMax,
 				PGSettings: map[string]string{"shared_buffers": sharedBufs},
-				Workers:    devWorkers(fileDir), Logger: logger,
+				Settle:     &devstack.SettleOptions{FileDir: fileDir}, Recon: &devstack.ReconOptions{}, Logger: logger,
 			})
 			if err != nil {
 				return err

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
@@ -146,60 +143,5 @@ func TestReconProcess(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("fundd recon did not stop within 30 s of SIGTERM")
-	}
-}
-
-// The worker `fundd dev` runs (add reconDevWorker to devWorkers): events
-// counted, metrics on the stack's /metrics, the admin API's report.
-func TestReconDevWorker(t *testing.T) {
-	ctx := context.Background()
-	st, err := devstack.Start(ctx, devstack.Options{DSN: pgtest.NewDatabase(t), Workers: []devstack.Worker{reconDevWorker()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if err := st.Stop(sctx); err != nil {
-			t.Error(err)
-		}
-	}()
-	c, err := st.Accounts.OpenCustomer(ctx, "open-alice", "Alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := st.Accounts.TopUp(ctx, c.ID, fmt.Sprintf("t%d", i), 100_00); err != nil {
-			t.Fatal(err)
-		}
-	}
-	token, err := st.Token(0, true, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	report := func() map[string]any {
-		req, _ := http.NewRequest(http.MethodGet, st.HTTPURL+"/v1/admin/recon/report", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
-			t.Fatalf("GET /v1/admin/recon/report: %d", resp.StatusCode)
-		}
-		return out
-	}
-	waitFor(t, time.Minute, "the top-ups' events processed", func() bool {
-		v, _ := strconv.Atoi(fmt.Sprint(report()["events_processed"]))
-		return v >= 3
-	})
-	if rep := report(); rep["ok"] != true {
-		t.Fatalf("report %v", rep)
-	}
-	_, page := httpGet(t, st.HTTPURL+"/metrics")
-	if metricValue(page, `fund_recon_events_total{result="applied"}`) < 3 || metricValue(page, `fund_recon_breaks{kind="duplicate"}`) != 0 {
-		t.Fatalf("metrics of the dev stack lack reconciliation's:\n%s", page)
 	}
 }

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,12 +22,14 @@ import (
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/gateway/server"
 	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/ledger/kafka"
-	"github.com/fundplatform/fund/ledger/outbox"
+	"github.com/fundplatform/fund/ledger/owner"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/settlement"
+	"github.com/fundplatform/fund/settlement/recon"
 )
 
 // Defaults of Options.
@@ -33,18 +38,21 @@ const (
 	partitionsDefault = 8
 	readyTimeout      = 2 * time.Minute
 	stopTimeout       = time.Minute
-	// The ledger target's name in breaker metrics: the one shard owner.
-	ledgerTarget = "shard-0"
-	// leaseTTL of the shard lease; the host retakes a released shard
+	// leaseTTL of the shard lease; the owner retakes a released shard
 	// within a third of it.
 	leaseTTL = 3 * time.Second
+	// ledgerConnsMax is the ledger database's pool: the sequencer's
+	// commits and id lookups, the relay and the lease renewals.
+	ledgerConnsMax = 8
+	// accountsConnsMax is the accounts store's pool by default.
+	accountsConnsMax = 64
 )
 
 // Worker adds a role to the stack (settlement, reconciliation, load
-// generators...). Start runs after the core (Postgres, broker, ledger,
-// relay, accounts) is up and before the gateway starts; it builds the role
-// from the Stack's fields and returns it. The stack then runs Role.Run on a
-// goroutine of its own until Stop, and serves Role.Settler and
+// generators...). Start runs after the core (Postgres, broker, ledger
+// owner, accounts) is up and before the gateway serves; it builds the role
+// from the Stack's fields and returns it. The stack then runs Role.Run on
+// a goroutine of its own until Stop, and serves Role.Settler and
 // Role.Reconciler on the admin API.
 type Worker struct {
 	Name  string
@@ -64,10 +72,11 @@ type Role struct {
 	Close func()
 }
 
-// Options configure Start. The zero value starts everything privately on
-// loopback with free ports.
+// Options configure Start. The zero value starts the core privately on
+// loopback with free ports: no settlement or reconciliation unless Settle
+// or Recon asks for them.
 type Options struct {
-	// DSN of an existing database; "" = a private Postgres (deploy/localpg,
+	// DSN of an existing database; "" = a private Postgres (internal/localpg,
 	// or the server FUND_PG_DSN names) with a fresh database, removed on Stop.
 	DSN string
 	// PGSettings are postgresql.conf settings of the private Postgres.
@@ -86,8 +95,9 @@ type Options struct {
 	// Accounts tunes the service (fast-redemption cap, clock).
 	Accounts accounts.Config
 	// Sequencer is the template of the ledger shard's sequencer (batch
-	// limits, BatchObserver for ledger metrics); Shard, Shards and Epoch
-	// are set by the host.
+	// limits, FillWhileCommitting); Shard, Shards and Epoch are set by the
+	// owner's host, BatchObserver by the owner (the ledger's metrics on
+	// Registry).
 	Sequencer ledger.SequencerConfig
 	// Breaker tunes the circuit breaker in front of the ledger shard.
 	Breaker gateway.BreakerConfig
@@ -97,7 +107,14 @@ type Options struct {
 	// OrderWriters and OrderBatchMax tune the accounts store's batched
 	// order placement (accounts/postgres.Config); 0 = its defaults.
 	OrderWriters, OrderBatchMax int
-	// Workers are started in order after the core.
+	// Settle, when set, runs the settle role on demand (Stack.Settlement),
+	// answering the admin API's settlement calls.
+	Settle *SettleOptions
+	// Recon, when set, runs the reconciliation role (Stack.Recon),
+	// answering the admin API's reconciliation report.
+	Recon *ReconOptions
+	// Workers are started in order after the core and the Settle and
+	// Recon roles.
 	Workers []Worker
 	Logger  *slog.Logger
 }
@@ -112,30 +129,39 @@ type Stack struct {
 	Topic    string
 	JWTKey   []byte
 
-	Postgres    *localpg.Server // nil with Options.DSN
-	LedgerStore *ledgerpg.Store
-	// Host owns ledger shard 0 through its lease, as `fundd ledger` does,
-	// so that a settlement run may take the shard (fencing it) and give it
-	// back: the host then takes it again at a new epoch and Ledger routes
-	// to the new sequencer.
-	Host          *ledger.Host
-	Ledger        ledger.Client // the sequencer behind the circuit breaker
+	Postgres *localpg.Server // nil with Options.DSN
+	// Owner is the ledger owner role (ledger/owner, as `fundd ledger`
+	// runs it) owning shard 0 through its lease, with its outbox relay;
+	// a settlement run may take the shard (fencing it) and give it back:
+	// the owner's host then takes it again at a new epoch and Ledger
+	// follows it to the new sequencer.
+	Owner       *owner.Owner
+	Host        *ledger.Host    // the owner's host
+	LedgerStore *ledgerpg.Store // the owner's store of shard 0
+	// Ledger is the in-process client of shard 0 behind the gateway's
+	// circuit breaker, as the accounts service calls it.
+	Ledger        ledger.Client
 	AccountsStore *accountspg.Store
 	Accounts      *accounts.Service
 	Gateway       *gateway.Gateway
-	Relay         *outbox.Relay
+	// Settlement is the settle role's runner (with Options.Settle).
+	Settlement *settlement.Runner
+	// Recon is the reconciliation worker (with Options.Recon).
+	Recon *recon.Worker
 	// Registry is served at /metrics; workers register their collectors
 	// on it.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 
-	broker     *kafkabroker.Broker
-	stopLedger context.CancelFunc
-	ledgerDone chan struct{}
-	pub        *kafka.Publisher
+	api        *server.Server
+	httpLn     net.Listener
+	grpcLn     net.Listener
+	ownerOnce  sync.Once
+	ownerAsked atomic.Bool // set before the owner is stopped on purpose
+	ownerErr   error
 	closers    []func()             // in reverse order on Stop
 	roles      []Role               // started workers
-	cancels    []context.CancelFunc // gateway, workers, relay: stopped in this order
+	cancels    []context.CancelFunc // ledger watch, workers, gateway: stopped in reverse
 	wgs        []*sync.WaitGroup
 	failOnce   sync.Once
 	failErr    error
@@ -144,9 +170,51 @@ type Stack struct {
 	stopErr    error
 }
 
-// Start brings the stack up; the caller must Stop it. On error everything
-// started is stopped again.
+// Start brings the stack up, each role assembled by its own package: the
+// ledger owner (ledger/owner), the gateway (gateway/server, with the
+// ledger in-process), and the settle and reconciliation roles
+// (settlement/nightly, settlement/recon/worker) when asked. The caller
+// must Stop it. On error everything started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	s := newStack(opts)
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+			defer cancel()
+			_ = s.Stop(sctx)
+		}
+	}()
+	// Keys and listeners first: cheap, and a taken port fails fast.
+	if err := s.listen(opts); err != nil {
+		return nil, err
+	}
+	if err := s.startPostgres(ctx, opts); err != nil {
+		return nil, err
+	}
+	if err := s.startBroker(opts); err != nil {
+		return nil, err
+	}
+	if err := s.startLedger(ctx, opts); err != nil {
+		return nil, err
+	}
+	if err := s.openGateway(ctx, opts); err != nil {
+		return nil, err
+	}
+	gcfg, err := s.startWorkers(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	// The gateway, last: traffic comes only once everything behind it runs.
+	if s.Gateway, err = s.api.Gateway(gcfg.Settler, gcfg.Reconciler); err != nil {
+		return nil, err
+	}
+	s.run("gateway", func(ctx context.Context) error { return s.Gateway.Serve(ctx, s.httpLn, s.grpcLn) })
+	s.Logger.Info("dev stack up", "http", s.HTTPURL, "grpc", s.GRPCAddr, "ledger", s.Owner.Addr(),
+		"brokers", s.Brokers, "topic", s.Topic)
+	return s, nil
+}
+
+func newStack(opts Options) *Stack {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -155,148 +223,29 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.Topic == "" {
 		s.Topic = TopicDefault
 	}
-	defer func() {
-		if err != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
-			defer cancel()
-			_ = s.Stop(sctx)
-		}
-	}()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return s
+}
 
-	// Keys and listeners first: cheap, and a taken port fails fast.
+// listen makes the JWT key (unless given) and binds the gateway's
+// listeners.
+func (s *Stack) listen(opts Options) (err error) {
 	s.JWTKey = opts.JWTKey
 	if s.JWTKey == nil {
 		s.JWTKey = make([]byte, auth.KeyLenMin)
 		_, _ = rand.Read(s.JWTKey) // crypto/rand.Read never returns an error
 	}
-	httpLn, err := listen(opts.HTTPAddr)
-	if err != nil {
-		return nil, err
+	if s.httpLn, err = listen(opts.HTTPAddr); err != nil {
+		return err
 	}
-	s.closers = append(s.closers, func() { _ = httpLn.Close() })
-	grpcLn, err := listen(opts.GRPCAddr)
-	if err != nil {
-		return nil, err
+	s.closers = append(s.closers, func() { _ = s.httpLn.Close() })
+	if s.grpcLn, err = listen(opts.GRPCAddr); err != nil {
+		return err
 	}
-	s.closers = append(s.closers, func() { _ = grpcLn.Close() })
-	s.HTTPURL = "http://" + httpLn.Addr().String()
-	s.GRPCAddr = grpcLn.Addr().String()
-
-	// Postgres.
-	s.DSN = opts.DSN
-	if s.DSN == "" {
-		srv, err := localpg.Start(ctx, localpg.Options{Settings: opts.PGSettings, Logger: logger})
-		if err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		s.Postgres = srv
-		s.closers = append(s.closers, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-			defer cancel()
-			_ = srv.Stop(sctx)
-		})
-		name := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		if s.DSN, err = srv.CreateDatabase(ctx, name); err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		s.closers = append(s.closers, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-			defer cancel()
-			_ = srv.DropDatabase(sctx, name)
-		})
-	}
-
-	// Kafka.
-	s.Brokers = opts.Brokers
-	if len(s.Brokers) == 0 {
-		b, err := kafkabroker.Start(0, partitionsDefault, s.Topic)
-		if err != nil {
-			return nil, err
-		}
-		s.broker = b
-		s.closers = append(s.closers, b.Close)
-		s.Brokers = b.Addrs()
-	}
-
-	// Ledger shard 0, its outbox relay, and the accounts service behind the
-	// gateway's circuit breaker.
-	if s.LedgerStore, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: s.DSN, ConnsMax: 8}); err != nil {
-		return nil, fmt.Errorf("ledger store: %w", err)
-	}
-	s.closers = append(s.closers, s.LedgerStore.Close)
-	s.Host = ledger.NewHost(ledger.HostConfig{
-		Owner:     fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
-		Shards:    1,
-		LeaseTTL:  leaseTTL,
-		Sequencer: opts.Sequencer,
-	}, s.LedgerStore, s.LedgerStore, logger.With("role", "ledger"))
-	hctx, stopHost := context.WithCancel(context.Background())
-	s.stopLedger, s.ledgerDone = stopHost, make(chan struct{})
-	go func() {
-		defer close(s.ledgerDone)
-		_ = s.Host.Run(hctx) // returns nil once stopped, after releasing its leases
-	}()
-	s.closers = append(s.closers, func() { stopHost(); <-s.ledgerDone })
-	if err := s.waitLedger(ctx); err != nil {
-		return nil, err
-	}
-	s.pub = kafka.NewPublisher(s.Brokers, s.Topic)
-	s.closers = append(s.closers, func() { _ = s.pub.Close() })
-	s.Relay = outbox.NewRelay(outbox.RelayConfig{Shards: []int{0}}, s.LedgerStore, s.pub, logger)
-	s.run("relay", s.Relay.Run)
-
-	metrics := gateway.NewMetrics(s.Registry)
-	s.Ledger = gateway.NewBreakerClient(ledgerTarget, hostClient{s.Host}, opts.Breaker, metrics.BreakerChanged)
-	metrics.BreakerState.WithLabelValues(ledgerTarget).Set(0)
-	connsMax := opts.AccountsConnsMax
-	if connsMax == 0 {
-		connsMax = 64
-	}
-	if s.AccountsStore, err = accountspg.Open(ctx, accountspg.Config{DSN: s.DSN, ConnsMax: connsMax,
-		OrderWriters: opts.OrderWriters, OrderBatchMax: opts.OrderBatchMax}); err != nil {
-		return nil, fmt.Errorf("accounts store: %w", err)
-	}
-	s.closers = append(s.closers, s.AccountsStore.Close)
-	if s.Accounts, err = accounts.NewService(ctx, opts.Accounts, s.AccountsStore, s.Ledger, logger.With("role", "accounts")); err != nil {
-		return nil, fmt.Errorf("accounts: %w", err)
-	}
-
-	// Workers.
-	gcfg := opts.Gateway
-	for _, w := range opts.Workers {
-		role, err := w.Start(ctx, s)
-		if err != nil {
-			return nil, fmt.Errorf("worker %s: %w", w.Name, err)
-		}
-		s.roles = append(s.roles, role)
-		if role.Settler != nil {
-			if gcfg.Settler != nil {
-				return nil, fmt.Errorf("worker %s: a second settler", w.Name)
-			}
-			gcfg.Settler = role.Settler
-		}
-		if role.Reconciler != nil {
-			if gcfg.Reconciler != nil {
-				return nil, fmt.Errorf("worker %s: a second reconciler", w.Name)
-			}
-			gcfg.Reconciler = role.Reconciler
-		}
-		if role.Run != nil {
-			s.run(w.Name, role.Run)
-		}
-	}
-
-	// The gateway, last: traffic comes only once everything behind it runs.
-	gcfg.JWTKey, gcfg.Accounts, gcfg.Registry, gcfg.Metrics = s.JWTKey, s.Accounts, s.Registry, metrics
-	gcfg.Logger = logger
-	gcfg.Ready = append(gcfg.Ready, s.ready)
-	if s.Gateway, err = gateway.New(gcfg); err != nil {
-		return nil, err
-	}
-	s.run("gateway", func(ctx context.Context) error { return s.Gateway.Serve(ctx, httpLn, grpcLn) })
-	logger.Info("dev stack up", "http", s.HTTPURL, "grpc", s.GRPCAddr, "brokers", s.Brokers, "topic", s.Topic)
-	return s, nil
+	s.closers = append(s.closers, func() { _ = s.grpcLn.Close() })
+	s.HTTPURL = "http://" + s.httpLn.Addr().String()
+	s.GRPCAddr = s.grpcLn.Addr().String()
+	return nil
 }
 
 func listen(addr string) (net.Listener, error) {
@@ -310,14 +259,163 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ready is the stack's /readyz check: the ledger shard serves and the
-// database answers.
-func (s *Stack) ready(ctx context.Context) error {
+// startPostgres uses Options.DSN, or starts a private Postgres with a
+// fresh database that Stop drops.
+func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
+	if s.DSN = opts.DSN; s.DSN != "" {
+		return nil
+	}
+	srv, err := localpg.Start(ctx, localpg.Options{Settings: opts.PGSettings, Logger: s.Logger})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.Postgres = srv
+	s.closers = append(s.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = srv.Stop(sctx)
+	})
+	name := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if s.DSN, err = srv.CreateDatabase(ctx, name); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.closers = append(s.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = srv.DropDatabase(sctx, name)
+	})
+	return nil
+}
+
+// startBroker uses Options.Brokers, or starts an in-process broker.
+func (s *Stack) startBroker(opts Options) error {
+	if s.Brokers = opts.Brokers; len(s.Brokers) > 0 {
+		return nil
+	}
+	b, err := kafkabroker.Start(0, partitionsDefault, s.Topic)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, b.Close)
+	s.Brokers = b.Addrs()
+	return nil
+}
+
+// startLedger starts the ledger owner role for shard 0 (its gRPC server on
+// a free loopback port, its relay to the stack's broker, its metrics on
+// the stack's registry) and waits until the shard is loaded.
+func (s *Stack) startLedger(ctx context.Context, opts Options) error {
+	fill := "off"
+	if opts.Sequencer.FillWhileCommitting {
+		fill = "on"
+	}
+	o, err := owner.Start(ctx, owner.Config{
+		DSNs:    []string{s.DSN},
+		Brokers: s.Brokers,
+		Topic:   s.Topic,
+		Host: ledger.HostConfig{
+			Owner:     fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
+			Shards:    1,
+			LeaseTTL:  leaseTTL,
+			Sequencer: opts.Sequencer,
+		},
+		Fill:     fill,
+		ConnsMax: ledgerConnsMax,
+		Registry: s.Registry,
+		Logger:   s.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("ledger owner: %w", err)
+	}
+	s.Owner, s.Host, s.LedgerStore = o, o.Host(), o.Databases().Store(0)
+	s.closers = append(s.closers, func() { _ = s.stopOwner() })
+	s.run("ledger", s.watchOwner)
+	return s.waitLedger(ctx)
+}
+
+// watchOwner fails the stack when the owner role stops by itself (one of
+// its parts failed), not when StopLedger or Stop stopped it.
+func (s *Stack) watchOwner(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.Owner.Done():
+	}
+	if s.ownerAsked.Load() {
+		<-ctx.Done()
+		return nil
+	}
+	return s.stopOwner()
+}
+
+// stopOwner stops the owner role once; its host releases the lease.
+func (s *Stack) stopOwner() error {
+	s.ownerOnce.Do(func() {
+		s.ownerAsked.Store(true)
+		s.ownerErr = s.Owner.Stop()
+	})
+	return s.ownerErr
+}
+
+// openGateway opens the gateway role with the owner's shard in-process:
+// the accounts store and service, and the ledger behind its breaker.
+func (s *Stack) openGateway(ctx context.Context, opts Options) (err error) {
+	gcfg := opts.Gateway
+	gcfg.Ready = append(slices.Clip(gcfg.Ready), s.ready)
+	s.api, err = server.Open(ctx, server.Config{DSN: s.DSN, Ledger: s.Owner.Local, Shards: 1, Gateway: gcfg,
+		JWTKey: s.JWTKey, Breaker: opts.Breaker, Accounts: opts.Accounts,
+		AccountsConnsMax: cmp.Or(opts.AccountsConnsMax, accountsConnsMax),
+		OrderWriters:     opts.OrderWriters, OrderBatchMax: opts.OrderBatchMax, Registry: s.Registry, Logger: s.Logger})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	s.closers = append(s.closers, s.api.Close)
+	s.Accounts, s.AccountsStore, s.Ledger = s.api.Accounts(), s.api.AccountsStore(), s.api.Ledger()
+	return nil
+}
+
+// startWorkers starts the Settle and Recon roles and Options.Workers, in
+// that order, and returns the gateway config with their Settler and
+// Reconciler (at most one of each, counting Options.Gateway's).
+func (s *Stack) startWorkers(ctx context.Context, opts Options) (gateway.Config, error) {
+	gcfg := opts.Gateway
+	var workers []Worker
+	if opts.Settle != nil {
+		workers = append(workers, settleWorker(*opts.Settle))
+	}
+	if opts.Recon != nil {
+		workers = append(workers, reconWorker(*opts.Recon))
+	}
+	for _, w := range append(workers, opts.Workers...) {
+		role, err := w.Start(ctx, s)
+		if err != nil {
+			return gcfg, fmt.Errorf("worker %s: %w", w.Name, err)
+		}
+		s.roles = append(s.roles, role)
+		if role.Settler != nil {
+			if gcfg.Settler != nil {
+				return gcfg, fmt.Errorf("worker %s: a second settler", w.Name)
+			}
+			gcfg.Settler = role.Settler
+		}
+		if role.Reconciler != nil {
+			if gcfg.Reconciler != nil {
+				return gcfg, fmt.Errorf("worker %s: a second reconciler", w.Name)
+			}
+			gcfg.Reconciler = role.Reconciler
+		}
+		if role.Run != nil {
+			s.run(w.Name, role.Run)
+		}
+	}
+	return gcfg, nil
+}
+
+// ready is the stack's own /readyz check (the gateway role adds the
+// database's): the ledger shard is owned and loaded here.
+func (s *Stack) ready(context.Context) error {
 	if _, ok := s.Host.Sequencer(0); !ok {
 		return errors.New("ledger shard 0 not owned and loaded")
-	}
-	if err := s.AccountsStore.Pool().Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
 	}
 	return nil
 }
@@ -347,20 +445,16 @@ func (s *Stack) run(name string, fn func(context.Context) error) {
 	}()
 }
 
-// StopLedger stops the ledger shard while the rest runs on: failure
+// StopLedger stops the ledger owner while the rest runs on: failure
 // injection for tests and demos (orders then fail fast with 503, and the
-// circuit breaker opens).
-func (s *Stack) StopLedger() error {
-	s.stopLedger()
-	<-s.ledgerDone
-	return nil
-}
+// circuit breaker opens). It returns the owner's failure, if any.
+func (s *Stack) StopLedger() error { return s.stopOwner() }
 
 // LedgerSequencer returns the sequencer serving shard 0 now; false while
 // the shard is not owned (stopped, or taken by a settlement run).
 func (s *Stack) LedgerSequencer() (*ledger.Sequencer, bool) { return s.Host.Sequencer(0) }
 
-// waitLedger waits until the host owns and has loaded shard 0.
+// waitLedger waits until the owner's host owns and has loaded shard 0.
 func (s *Stack) waitLedger(ctx context.Context) error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
@@ -370,54 +464,17 @@ func (s *Stack) waitLedger(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("ledger: shard 0 not loaded after %s", readyTimeout)
 		}
+		t := time.NewTimer(10 * time.Millisecond)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-s.Owner.Done():
+			t.Stop()
+			return fmt.Errorf("ledger owner stopped: %w", s.stopOwner())
+		case <-t.C:
 		}
 	}
-}
-
-// hostClient is a ledger.Client on whatever sequencer serves shard 0 now.
-type hostClient struct{ h *ledger.Host }
-
-func (c hostClient) client() (ledger.Client, error) {
-	if cl, ok := c.h.Client(0); ok {
-		return cl, nil
-	}
-	return nil, ledger.ErrNoOwner
-}
-
-func (c hostClient) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CreateAccounts(ctx, as)
-}
-
-func (c hostClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CreateTransfers(ctx, ts)
-}
-
-func (c hostClient) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CloseAccounts(ctx, ids)
-}
-
-func (c hostClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.LookupAccounts(ctx, ids)
 }
 
 // Done is closed when a role fails; Err then says which and why.
@@ -447,9 +504,10 @@ func (s *Stack) Token(c int64, admin bool, ttl time.Duration) (string, error) {
 }
 
 // Stop stops every role, the last started first: the gateway finishes its
-// in-flight requests, then the workers stop, then the relay, the ledger,
-// the broker and Postgres. It returns the first role failure, if any. It
-// may be called more than once.
+// in-flight requests, then the workers stop, then the ledger owner (its
+// relay, then its host, which releases the lease), the broker and
+// Postgres. It returns the first role failure, if any. It may be called
+// more than once.
 func (s *Stack) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		for i := len(s.cancels) - 1; i >= 0; i-- {

@@ -2,7 +2,13 @@ package devstack_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +16,7 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/settlement"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -102,4 +109,157 @@ func TestFailingWorkerFailsTheStack(t *testing.T) {
 	if err := st.Err(); !errors.Is(err, boom) || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("Err() = %v", err)
 	}
+}
+
+// The reconciliation role (what `fundd dev` runs): events counted, its
+// metrics on the stack's /metrics beside the ledger's, the admin API's
+// report.
+func TestReconRole(t *testing.T) {
+	t.Parallel()
+	st := start(t, devstack.Options{Recon: &devstack.ReconOptions{LagEvery: 100 * time.Millisecond}})
+	ctx := context.Background()
+	c, err := st.Accounts.OpenCustomer(ctx, "open-alice", "Alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := st.Accounts.TopUp(ctx, c.ID, fmt.Sprintf("t%d", i), 100_00); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token, err := st.Token(0, true, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func() map[string]any {
+		code, body := get(t, st.HTTPURL+"/v1/admin/recon/report", token)
+		var out map[string]any
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &out) != nil {
+			t.Fatalf("GET /v1/admin/recon/report: %d %s", code, body)
+		}
+		return out
+	}
+	waitFor(t, "the top-ups' events processed", func() bool {
+		v, _ := strconv.Atoi(fmt.Sprint(report()["events_processed"]))
+		return v >= 3 && st.Recon.Stats().Lag == 0
+	})
+	if rep := report(); rep["ok"] != true {
+		t.Fatalf("report %v", rep)
+	}
+	_, page := get(t, st.HTTPURL+"/metrics", "")
+	if metricValue(page, `fund_recon_events_total{result="applied"}`) < 3 || metricValue(page, `fund_recon_breaks{kind="duplicate"}`) != 0 {
+		t.Fatalf("metrics of the dev stack lack reconciliation's:\n%s", page)
+	}
+	if metricValue(page, "fund_ledger_batches_total") < 1 || metricValue(page, `fund_ledger_shard_owned{shard="0"}`) != 1 {
+		t.Fatalf("metrics of the dev stack lack the ledger owner's:\n%s", page)
+	}
+}
+
+// The settle role: a run (early, as a drill) takes shard 0 from the
+// stack's owner and gives it back; the owner serves it again at a new
+// epoch and orders flow on. The admin API reads the run.
+func TestSettleRole(t *testing.T) {
+	t.Parallel()
+	st := start(t, devstack.Options{Settle: &devstack.SettleOptions{FileDir: t.TempDir(), AllowEarly: true}})
+	ctx := context.Background()
+	c, err := st.Accounts.OpenCustomer(ctx, "open", "Alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Accounts.TopUp(ctx, c.ID, "t0", 1000_00); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Accounts.Subscribe(ctx, c.ID, "s0", 500_00); err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := st.LedgerSequencer()
+	cal := st.Accounts.Calendar()
+	day := cal.ConfirmDate(cal.TradeDate(time.Now()))
+	in, err := settlement.ParseInput(day.Format(time.DateOnly), "", "0.6543")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := st.Settlement.Settle(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Subscriptions != 1 || sum.SubscribedShares != 500_00 {
+		t.Fatalf("summary %+v", sum)
+	}
+	// Retried with the same request id until the owner serves the shard
+	// again: once, on a new sequencer.
+	for deadline := time.Now().Add(waitBound); ; {
+		_, err := st.Accounts.TopUp(ctx, c.ID, "t1", 100)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orders still fail after the settlement: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if now, _ := st.LedgerSequencer(); now == seq {
+		t.Fatal("the shard is served by the fenced sequencer")
+	}
+	h, err := st.Accounts.Holdings(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.AvailableCash != 501_00 || h.Shares < 500_00 {
+		t.Fatalf("holdings %+v", h)
+	}
+	token, err := st.Token(0, true, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, st.HTTPURL+"/v1/admin/settlements/"+day.Format(time.DateOnly), token); code != http.StatusOK ||
+		!strings.Contains(body, "COMPLETED") {
+		t.Fatalf("GET the settlement: %d %s", code, body)
+	}
+}
+
+// waitFor polls cond until it holds, for at most waitBound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(waitBound); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, waitBound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// get fetches url with a bearer token ("" = none).
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metricValue reads one series from a /metrics page; -1 when absent.
+func metricValue(page, series string) float64 {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(page)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }

@@ -1,26 +1,36 @@
-// Package devstack starts every role of the fund platform in one process:
-// a private Postgres (deploy/localpg, or a given DSN), an in-process
-// Kafka-protocol broker (or given brokers), ledger shard 0 (owned through
-// its lease by a ledger.Host, as `fundd ledger` owns shards, so that a
-// settlement run can take the shard and give it back), the outbox relay to
-// Kafka, the accounts service behind the
-// gateway's circuit breaker, and the gateway itself (gRPC and REST/JSON on
-// loopback ports). `fundd dev`, `fundd gateway`, the end-to-end tests and
-// load generators use it.
+// Package devstack starts every role of the fund platform in one process,
+// for development (`fundd dev`), the demo (`fundctl demo`), the gateway
+// bench and the end-to-end tests. It assembles nothing itself: it composes
+// the roles the servers run, each assembled by its own package.
 //
-// Other roles plug in as Workers: each gets the running Stack (DSN,
-// brokers, topic, ledger client, accounts service, metrics registry,
-// logger) and returns a Role whose Run the stack owns, and optionally the
-// Settler and Reconciler the admin API serves.
+//   - a private Postgres (internal/localpg, or a given DSN) and an
+//     in-process Kafka-protocol broker (internal/kafkabroker, or given
+//     brokers);
+//   - the ledger owner (ledger/owner, as `fundd ledger` runs it) owning
+//     shard 0 through its lease, with its outbox relay, so that a
+//     settlement run can take the shard and give it back;
+//   - the gateway (gateway/server, as `fundd gateway` assembles it), its
+//     ledger client calling the owner in-process (owner.Local) behind the
+//     circuit breaker, serving gRPC and REST/JSON on loopback ports;
+//   - with Options.Settle, the settle role on demand
+//     (settlement/nightly.OpenOnDemand), answering the admin API's
+//     settlement calls; with Options.Recon, the reconciliation worker
+//     (settlement/recon/worker.OpenEmbedded) and its report.
 //
-//	st, err := devstack.Start(ctx, devstack.Options{Workers: []devstack.Worker{{
-//		Name: "settlement",
-//		Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
-//			svc := mysettlement.New(s.DSN, s.Accounts, s.Ledger)
-//			return devstack.Role{Run: svc.Run, Settler: svc}, nil
-//		},
-//	}}})
+// Every role's metrics share one registry, served at the gateway's
+// /metrics. Other roles plug in as Workers: each gets the running Stack
+// (DSN, brokers, topic, ledger client, accounts service, metrics
+// registry, logger) and returns a Role whose Run the stack owns, and
+// optionally the Settler and Reconciler the admin API serves.
+//
+//	st, err := devstack.Start(ctx, devstack.Options{
+//		Settle: &devstack.SettleOptions{FileDir: dir},
+//		Recon:  &devstack.ReconOptions{},
+//	})
 //	defer st.Stop(context.Background())
 //	tok, _ := st.Token(0, true, time.Hour) // an admin token
 //	http.Post(st.HTTPURL+"/v1/customers", ...)
+//
+// devstack sits on top of the domains, beside loadtest, deploy and cmd:
+// only those (and tests) import it.
 package devstack
