@@ -139,7 +139,8 @@ type Gateway struct {
 	log      *slog.Logger
 	fund     *fundServer
 	adm      *adminServer
-	openapi  []byte
+	openapi  []byte // Swagger 2.0, served at /openapi.json
+	openapi3 []byte // OpenAPI 3, served at /openapi3.json
 	codec    *codec
 	routes   *routeSet
 	// shedBody is the 429 answer of the concurrency limit, encoded once:
@@ -161,17 +162,19 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	doc, err := fundv1.OpenAPI()
+	codec := newCodec()
+	docV2, docV3, err := apiDocuments(codec)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: openapi: %w", err)
 	}
 	g := &Gateway{
 		cfg: cfg, accts: cfg.Accounts, verifier: auth.NewCachedVerifier(v, tokenCacheMax, cfg.Now), m: cfg.Metrics, log: cfg.Logger.With("role", "gateway"),
-		rate:    NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
-		conc:    NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
-		openapi: doc,
-		codec:   newCodec(),
-		routes:  newRouteSet(cfg.Metrics),
+		rate:     NewRateLimiter(cfg.RatePerCustomer, cfg.RateBurst, cfg.RateCustomersMax),
+		conc:     NewAdaptiveLimiter(cfg.LatencyTarget, cfg.ConcurrencyMin, cfg.ConcurrencyMax),
+		openapi:  docV2,
+		openapi3: docV3,
+		codec:    codec,
+		routes:   newRouteSet(cfg.Metrics),
 	}
 	shed, err := g.codec.Marshal(status.Convert(exhausted("OVERLOADED", shedMessage, time.Second)).Proto())
 	if err != nil {

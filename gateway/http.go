@@ -89,10 +89,12 @@ func (g *Gateway) httpHandler(ctx context.Context, conn *grpc.ClientConn) (http.
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	top.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
-	top.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(g.openapi)
-	})
+	for path, doc := range map[string][]byte{"GET /openapi.json": g.openapi, "GET /openapi3.json": g.openapi3} {
+		top.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc)
+		})
+	}
 	top.Handle("/", g.apiMiddleware(api))
 	return top, nil
 }

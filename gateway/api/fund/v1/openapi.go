@@ -4,10 +4,26 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+
+	"sigs.k8s.io/yaml"
 )
 
-//go:embed fund.swagger.json admin.swagger.json
+//go:embed fund.swagger.json admin.swagger.json openapi.yaml
 var swagger embed.FS
+
+// OpenAPI3 returns the OpenAPI 3 document protoc-gen-openapi generated
+// from fund.proto and admin.proto together (openapi.yaml), as JSON.
+func OpenAPI3() ([]byte, error) {
+	raw, err := swagger.ReadFile("openapi.yaml")
+	if err != nil {
+		return nil, err
+	}
+	doc, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	return doc, nil
+}
 
 // OpenAPI returns one OpenAPI v2 document for both services: the generated
 // fund.swagger.json with admin.swagger.json's paths and definitions merged
