@@ -18,13 +18,9 @@ import (
 	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
-	"github.com/fundplatform/fund/ledger/kafka"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/settlement"
-	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/recon"
-	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
-	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
 )
 
 // demoOpts are the knobs of `fundctl demo`; the defaults are what `make
@@ -48,7 +44,6 @@ const (
 	demoStopTimeout  = 2 * time.Minute
 	reconCatchUpMax  = 2 * time.Minute
 	reconLagEvery    = 500 * time.Millisecond
-	reconGroup       = "fund-recon-demo"
 	demoSharedBuffer = "512MB"
 )
 
@@ -57,14 +52,15 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "The whole platform in one process under a Double-11 night, settled and audited (what make demo runs)",
-		Long: `Starts a private Postgres and every role in this process (deploy/devstack: an in-process Kafka
+		Long: `Starts a private Postgres and every role in this process (internal/devstack: an in-process Kafka
 broker, ledger shard 0 owned through its lease with its outbox relay, the accounts service, the
-gateway on loopback, and a reconciliation worker consuming the ledger's events), then:
+gateway on loopback, settlement on demand, and a reconciliation worker consuming the ledger's
+events), then:
 
   1. opens --customers customers, each topped up with 1000.00; the --subscribers busiest of
      them subscribe --subscribe into the fund;
   2. settles the date those subscriptions are confirmed on (early, as a drill), so that the
-     busiest customers hold confirmed shares to pay and redeem with (the stack's ledger host
+     busiest customers hold confirmed shares to pay and redeem with (the stack's ledger owner
      takes shard 0 back from the settlement run at a new epoch);
   3. runs a Double-11 profile against the REST API (fundctl loadtest: open loop, live progress);
   4. settles the next day on the live platform: confirms the night's subscriptions, pays its
@@ -99,7 +95,7 @@ between; the fast bulk path) or through the REST API (--setup api).`,
 	return cmd
 }
 
-// runDemo is `fundctl demo`.
+// runDemo is `fundctl demo`: each step below is one method of demoRun.
 func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err error) {
 	if d.parallelism < 1 || d.parallelism > 256 {
 		return fmt.Errorf("--setup-parallelism %d: want 1..256", d.parallelism)
@@ -107,84 +103,22 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	if d.setup != "direct" && d.setup != "api" {
 		return fmt.Errorf("--setup %q: want api or direct", d.setup)
 	}
-	began := time.Now()
-	logger := slog.New(slog.DiscardHandler)
-	if d.verbose {
-		logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	step := func(format string, args ...any) {
-		fmt.Fprintf(progress, "demo [%5.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
-	}
+	r := newDemoRun(d, progress)
 	defer func() {
 		if err == nil {
-			step("done in %.0fs", time.Since(began).Seconds())
+			r.step("done in %.0fs", time.Since(r.began).Seconds())
 		}
 	}()
-
-	// A private Postgres of our own, so that the database outlives the
-	// platform for settlement and the audit, and goes away at the end.
-	step("starting a private Postgres...")
-	srv, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"shared_buffers": demoSharedBuffer}, Logger: logger})
+	stopPostgres, err := r.startPostgres(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("removing the private database and stopping Postgres...")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
-		defer cancel()
-		_ = srv.Stop(sctx)
-	}()
-	dbName := "fund_demo_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	dsn, err := srv.CreateDatabase(ctx, dbName)
-	if err != nil {
+	defer stopPostgres()
+	if err := r.startPlatform(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
-		defer cancel()
-		_ = srv.DropDatabase(sctx, dbName)
-	}()
-	key := make([]byte, auth.KeyLenMin)
-	_, _ = rand.Read(key) // crypto/rand.Read never returns an error
-
-	step("starting every role: in-process Kafka, ledger shard 0, outbox relay, accounts, gateway, reconciliation...")
-	var rw reconHandle
-	st, err := devstack.Start(ctx, devstack.Options{
-		DSN: dsn, JWTKey: key, Logger: logger, AccountsConnsMax: int32(d.parallelism) + 32,
-		Workers: []devstack.Worker{rw.worker()},
-	})
-	if err != nil {
-		return err
-	}
-	stopped := false
-	stopStack := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
-		defer cancel()
-		return st.Stop(sctx)
-	}
-	defer func() { _ = stopStack() }()
-	step("platform up; gateway %s", st.HTTPURL)
-
-	o := loadtestOpts{
-		target: st.HTTPURL, profile: "double11", duration: d.duration, peakRPS: d.peakRPS,
-		peakRatio: loadtest.Double11PeakRatioDefault, mix: d.mix,
-		customers: d.customers, balance: "1000.00", subscribe: d.subscribe, subscribers: d.subscribers, merchants: 20,
-		hotMerchants: loadtest.HotMerchantsDefault, zipf: loadtest.ZipfSkewDefault,
-		setupParallelism: d.parallelism, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
-		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: dsn,
-	}
-	switch d.setup {
-	case "direct":
-		o.setupBackend = directSetup{st.Accounts}
-	case "api":
-	default:
-		return fmt.Errorf("--setup %q: want api or direct", d.setup)
-	}
-	plan, err := planLoad(&o, key)
+	defer func() { _ = r.stopPlatform(ctx) }()
+	o, plan, err := r.plan()
 	if err != nil {
 		return err
 	}
@@ -192,74 +126,27 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	settler, closeSettler, err := newDemoSettler(ctx, st, d.out, logger)
+	night, err := r.settleSetup(ctx, plan)
 	if err != nil {
 		return err
 	}
-	defer closeSettler()
-
-	// The setup's subscriptions are confirmed by the settlement of their
-	// confirm date. Run it now (early, as a drill), so that tonight's
-	// customers hold confirmed shares to pay and redeem with. It fences the
-	// stack's ledger writer; the stack's host takes shard 0 back at a new
-	// epoch.
-	cal := st.Accounts.Calendar()
-	day1 := cal.ConfirmDate(cal.TradeDate(time.Now()))
-	day2 := day1.AddDate(0, 0, 1)
-	var settled []string
-	if plan.subscribe > 0 {
-		step("settling %s: confirms the setup's subscriptions, pays the day's income...", day1.Format(time.DateOnly))
-		line, err := settler.settle(ctx, day1, d.income)
-		if err != nil {
-			return fmt.Errorf("settle %s: %w", day1.Format(time.DateOnly), err)
-		}
-		step("settlement: %s", line)
-		settled = append(settled, day1.Format(time.DateOnly)+": "+line)
-		if err := waitLedger(ctx, st); err != nil {
-			return err
-		}
-		step("ledger shard 0 served again at its new epoch")
-	} else {
-		day2 = day1
-	}
-
 	res, err := plan.run(ctx, customers, merchants, progress)
 	if err != nil {
 		return err
 	}
-
-	// The night's subscriptions and standard redemptions fall due on day1;
-	// with day1 settled, day2 (the next natural day) confirms and pays them.
-	// It runs on the live platform, like the setup's drill: its entries go
-	// out through the outbox and are reconciled with the rest.
-	step("settling %s: confirms the night's subscriptions, pays its standard redemptions and the day's income...",
-		day2.Format(time.DateOnly))
-	line, settleErr := settler.settle(ctx, day2, d.income)
-	if settleErr != nil {
-		line = "failed: " + settleErr.Error()
-	}
-	step("settlement: %s", line)
-	settled = append(settled, day2.Format(time.DateOnly)+": "+line)
-	if settleErr == nil {
-		if err := waitLedger(ctx, st); err != nil {
-			return err
-		}
-	}
-
-	step("waiting for reconciliation to consume every event, then comparing with the journal...")
-	reconSummary, reconBreaks, reconErr := rw.catchUpAndCompare(ctx)
+	settleErr := r.settleNight(ctx, night)
+	r.step("waiting for reconciliation to consume every event, then comparing with the journal...")
+	reconSummary, reconBreaks, reconErr := reconCatchUpAndCompare(ctx, r.st.Recon)
 	if reconErr != nil {
 		reconSummary = "failed: " + reconErr.Error()
 	}
-	step("reconciliation: %s", reconSummary)
-
-	step("stopping the platform (the ledger flushes its balances)...")
-	if err := stopStack(); err != nil {
+	r.step("reconciliation: %s", reconSummary)
+	r.step("stopping the platform (the ledger flushes its balances)...")
+	if err := r.stopPlatform(ctx); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-
 	res.Notes = append(res.Notes, "Reconciliation after the run: "+reconSummary)
-	for _, l := range settled {
+	for _, l := range r.settled {
 		res.Notes = append(res.Notes, "Settlement of "+l)
 	}
 	if err := auditAndReport(ctx, o, res, progress, out, func(context.Context) (string, int64, error) {
@@ -267,16 +154,188 @@ func runDemo(ctx context.Context, d demoOpts, progress, out io.Writer) (err erro
 	}); err != nil {
 		return err
 	}
-	for _, l := range settled {
+	for _, l := range r.settled {
 		fmt.Fprintf(out, "settlement         %s\n", l)
 	}
 	if settleErr != nil {
-		return fmt.Errorf("settle %s: %w", day2.Format(time.DateOnly), settleErr)
+		return fmt.Errorf("settle %s: %w", night.Format(time.DateOnly), settleErr)
 	}
 	return nil
 }
 
-// ledgerWaitMax bounds the wait for the stack's host to serve shard 0
+// demoRun is one run of the demo: the platform its steps share, and what
+// was settled.
+type demoRun struct {
+	d        demoOpts
+	progress io.Writer
+	began    time.Time
+	logger   *slog.Logger
+	dsn      string
+	key      []byte
+	st       *devstack.Stack
+	stopped  bool
+	settled  []string // one line per settled date
+}
+
+func newDemoRun(d demoOpts, progress io.Writer) *demoRun {
+	r := &demoRun{d: d, progress: progress, began: time.Now(), logger: slog.New(slog.DiscardHandler)}
+	if d.verbose {
+		r.logger = slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return r
+}
+
+// step prints one line of progress with the time since the start.
+func (r *demoRun) step(format string, args ...any) {
+	fmt.Fprintf(r.progress, "demo [%5.1fs] %s\n", time.Since(r.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// startPostgres starts a private Postgres of the demo's own, so that the
+// database outlives the platform for the audit, and goes away at the end
+// (stop).
+func (r *demoRun) startPostgres(ctx context.Context) (stop func(), err error) {
+	r.step("starting a private Postgres...")
+	srv, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"shared_buffers": demoSharedBuffer}, Logger: r.logger})
+	if err != nil {
+		return nil, err
+	}
+	dbName := "fund_demo_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	stop = func() {
+		r.step("removing the private database and stopping Postgres...")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
+		defer cancel()
+		_ = srv.DropDatabase(sctx, dbName)
+		_ = srv.Stop(sctx)
+	}
+	if r.dsn, err = srv.CreateDatabase(ctx, dbName); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// startPlatform starts every role in this process (the dev stack), with
+// settlement on demand (dates allowed early: a drill) writing custodian
+// files beside the report, and reconciliation probing its lag often so
+// that the demo can wait for it.
+func (r *demoRun) startPlatform(ctx context.Context) (err error) {
+	if err := os.MkdirAll(r.d.out, 0o755); err != nil {
+		return err
+	}
+	r.key = make([]byte, auth.KeyLenMin)
+	_, _ = rand.Read(r.key) // crypto/rand.Read never returns an error
+	r.step("starting every role: in-process Kafka, ledger shard 0, outbox relay, accounts, gateway, settlement, reconciliation...")
+	r.st, err = devstack.Start(ctx, devstack.Options{
+		DSN: r.dsn, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: int32(r.d.parallelism) + 32,
+		Settle: &devstack.SettleOptions{FileDir: r.d.out, AllowEarly: true},
+		Recon:  &devstack.ReconOptions{LagEvery: reconLagEvery},
+	})
+	if err != nil {
+		return err
+	}
+	r.step("platform up; gateway %s", r.st.HTTPURL)
+	return nil
+}
+
+// stopPlatform stops the stack once.
+func (r *demoRun) stopPlatform(ctx context.Context) error {
+	if r.stopped || r.st == nil {
+		return nil
+	}
+	r.stopped = true
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
+	defer cancel()
+	return r.st.Stop(sctx)
+}
+
+// plan is the load test the demo runs against the gateway, audited
+// against the books afterwards.
+func (r *demoRun) plan() (loadtestOpts, *loadPlan, error) {
+	d := r.d
+	o := loadtestOpts{
+		target: r.st.HTTPURL, profile: "double11", duration: d.duration, peakRPS: d.peakRPS,
+		peakRatio: loadtest.Double11PeakRatioDefault, mix: d.mix,
+		customers: d.customers, balance: "1000.00", subscribe: d.subscribe, subscribers: d.subscribers, merchants: 20,
+		hotMerchants: loadtest.HotMerchantsDefault, zipf: loadtest.ZipfSkewDefault,
+		setupParallelism: d.parallelism, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
+		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: r.dsn,
+	}
+	if d.setup == "direct" {
+		o.setupBackend = directSetup{r.st.Accounts}
+	}
+	plan, err := planLoad(&o, r.key)
+	return o, plan, err
+}
+
+// settleSetup settles the date the setup's subscriptions are confirmed on,
+// now (early, as a drill), so that tonight's customers hold confirmed
+// shares to pay and redeem with; the run fences the stack's ledger owner,
+// whose host takes shard 0 back at a new epoch. It returns the date the
+// night's orders fall due on: the next one, or that one when the setup
+// subscribed nothing (and nothing was settled).
+func (r *demoRun) settleSetup(ctx context.Context, plan *loadPlan) (night time.Time, err error) {
+	cal := r.st.Accounts.Calendar()
+	day1 := cal.ConfirmDate(cal.TradeDate(time.Now()))
+	if plan.subscribe <= 0 {
+		return day1, nil
+	}
+	r.step("settling %s: confirms the setup's subscriptions, pays the day's income...", day1.Format(time.DateOnly))
+	line, err := r.settle(ctx, day1)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("settle %s: %w", day1.Format(time.DateOnly), err)
+	}
+	r.step("settlement: %s", line)
+	if err := waitLedger(ctx, r.st); err != nil {
+		return time.Time{}, err
+	}
+	r.step("ledger shard 0 served again at its new epoch")
+	return day1.AddDate(0, 0, 1), nil
+}
+
+// settleNight settles the night's date on the live platform: it confirms
+// the night's subscriptions and pays its standard redemptions (due on the
+// setup's date, settled before), and its entries go out through the
+// outbox and are reconciled with the rest. A failed run is reported, not
+// returned at once: the audit still runs.
+func (r *demoRun) settleNight(ctx context.Context, night time.Time) error {
+	r.step("settling %s: confirms the night's subscriptions, pays its standard redemptions and the day's income...",
+		night.Format(time.DateOnly))
+	line, err := r.settle(ctx, night)
+	if err != nil {
+		line = "failed: " + err.Error()
+	}
+	r.step("settlement: %s", line)
+	if err == nil {
+		err = waitLedger(ctx, r.st)
+	}
+	return err
+}
+
+// settle runs the stack's settlement of date and sums it up in one line,
+// which it keeps for the report.
+func (r *demoRun) settle(ctx context.Context, date time.Time) (string, error) {
+	in, err := settlement.ParseInput(date.Format(time.DateOnly), "", r.d.income)
+	if err != nil {
+		return "", err
+	}
+	sum, err := r.st.Settlement.Run(ctx, in, nil)
+	if err != nil {
+		r.settled = append(r.settled, date.Format(time.DateOnly)+": failed: "+err.Error())
+		return "", err
+	}
+	yield := sum.SevenDayYield + "%"
+	if sum.SevenDayYield == "" {
+		yield = "none yet (the fund is younger than 7 days)"
+	}
+	line := fmt.Sprintf("%d customers' subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, 7-day yield %s, custodian file %s (%.1fs)",
+		sum.Subscriptions, accounts.FormatAmount(sum.SubscribedShares), sum.Redemptions, accounts.FormatAmount(sum.RedeemedCash),
+		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), yield,
+		sum.File, sum.Took.Seconds())
+	r.settled = append(r.settled, date.Format(time.DateOnly)+": "+line)
+	return line, nil
+}
+
+// ledgerWaitMax bounds the wait for the stack's owner to serve shard 0
 // again after a settlement run fenced it.
 const ledgerWaitMax = time.Minute
 
@@ -303,41 +362,11 @@ func waitLedger(ctx context.Context, st *devstack.Stack) error {
 	}
 }
 
-// reconHandle runs a reconciliation worker inside the stack and keeps hold
-// of it, so the demo can wait for it and ask for a comparison.
-type reconHandle struct {
-	w *recon.Worker
-}
-
-func (h *reconHandle) worker() devstack.Worker {
-	return devstack.Worker{Name: "recon", Start: func(ctx context.Context, s *devstack.Stack) (devstack.Role, error) {
-		store, err := reconpg.Open(ctx, reconpg.Config{DSN: s.DSN})
-		if err != nil {
-			return devstack.Role{}, fmt.Errorf("recon store: %w", err)
-		}
-		w, err := recon.NewWorker(recon.WorkerConfig{
-			Consume: func(ctx context.Context, handle func(context.Context, ledger.Event) error) error {
-				return kafka.Consume(ctx, kafka.ConsumerConfig{Brokers: s.Brokers, Topic: s.Topic, Group: reconGroup,
-					InFlightMax: 4096, Logger: s.Logger}, handle)
-			},
-			Lag:        reconkafka.NewLagProbe(s.Brokers, s.Topic, reconGroup).Lag,
-			LagEvery:   reconLagEvery,
-			Registerer: s.Registry,
-		}, recon.Single(store), s.Logger)
-		if err != nil {
-			store.Close()
-			return devstack.Role{}, err
-		}
-		h.w = w
-		return devstack.Role{Run: w.Run, Close: store.Close}, nil
-	}}
-}
-
-// catchUpAndCompare waits until the worker's consumer group has no lag
-// and its count of events stands still, then compares the day's record
-// with the journal, entry by entry.
-func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, error) {
-	if h.w == nil {
+// reconCatchUpAndCompare waits until the stack's reconciliation worker
+// has no lag and its count of events stands still, then compares the
+// day's record with the journal, entry by entry.
+func reconCatchUpAndCompare(ctx context.Context, w *recon.Worker) (string, int64, error) {
+	if w == nil {
 		return "", 0, errors.New("no reconciliation worker")
 	}
 	deadline := time.Now().Add(reconCatchUpMax)
@@ -352,7 +381,7 @@ func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, err
 			return "", 0, ctx.Err()
 		case <-t.C:
 		}
-		st := h.w.Stats()
+		st := w.Stats()
 		seen := st.Applied + st.Redelivered + st.Conflicts
 		if st.Lag == 0 && seen == last {
 			break
@@ -363,11 +392,11 @@ func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, err
 		last = seen
 	}
 	day := ledger.BusinessDate(time.Now().UnixNano())
-	rep, err := h.w.Compare(ctx, day, recon.CompareOptions{Deep: true})
+	rep, err := w.Compare(ctx, day, recon.CompareOptions{Deep: true})
 	if err != nil {
 		return "", 0, err
 	}
-	open, err := h.w.Store().OpenBreaks(ctx)
+	open, err := w.Store().OpenBreaks(ctx)
 	if err != nil {
 		return "", 0, err
 	}
@@ -375,58 +404,13 @@ func (h *reconHandle) catchUpAndCompare(ctx context.Context) (string, int64, err
 	for _, n := range open {
 		openN += n
 	}
-	st := h.w.Stats()
+	st := w.Stats()
 	var entries int64
 	for _, sd := range rep.Shards {
 		entries += sd.JournalEntries
 	}
 	return fmt.Sprintf("%d events consumed, %s compared entry by entry (%d journal entries): %d breaks found, %d open",
 		st.Applied, rep.BusinessDate, entries, len(rep.Breaks), openN), max(int64(len(rep.Breaks)), openN), nil
-}
-
-// demoSettler runs settlement on the stack's database, taking the ledger
-// shards from the stack's host for the run (as `fundd dev`'s settlement
-// role does), dates allowed early (a drill).
-type demoSettler struct{ runner *settlement.Runner }
-
-func newDemoSettler(ctx context.Context, st *devstack.Stack, fileDir string, logger *slog.Logger) (*demoSettler, func(), error) {
-	if err := os.MkdirAll(fileDir, 0o755); err != nil {
-		return nil, nil, err
-	}
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: st.DSN, ConnsMax: 4})
-	if err != nil {
-		return nil, nil, err
-	}
-	// Its own accounts service for the yields: the stack's goes away with
-	// the stack, and the last run happens after that.
-	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, st.DSN)
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	runner := settlement.NewRunner(settlement.Config{Shards: 1, Parallel: 1, FileDir: fileDir, TakeShards: true,
-		AllowEarly: true}, store, yields, nil, logger)
-	return &demoSettler{runner: runner}, func() { closeYields(); store.Close() }, nil
-}
-
-// settle runs date and sums it up in one line.
-func (s *demoSettler) settle(ctx context.Context, date time.Time, per10k string) (string, error) {
-	in, err := settlement.ParseInput(date.Format(time.DateOnly), "", per10k)
-	if err != nil {
-		return "", err
-	}
-	sum, err := s.runner.Run(ctx, in, nil)
-	if err != nil {
-		return "", err
-	}
-	yield := sum.SevenDayYield + "%"
-	if sum.SevenDayYield == "" {
-		yield = "none yet (the fund is younger than 7 days)"
-	}
-	return fmt.Sprintf("%d customers' subscriptions confirmed (%s shares), %d standard redemptions paid (%s CNY), income %s CNY to %d holders of %s shares, 7-day yield %s, custodian file %s (%.1fs)",
-		sum.Subscriptions, accounts.FormatAmount(sum.SubscribedShares), sum.Redemptions, accounts.FormatAmount(sum.RedeemedCash),
-		accounts.FormatAmount(sum.FundIncome), sum.Holders, accounts.FormatAmount(sum.TotalShares), yield,
-		sum.File, sum.Took.Seconds()), nil
 }
 
 // directSetup is the demo's bulk path for opening customers: the accounts
