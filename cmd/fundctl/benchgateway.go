@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fundplatform/fund/gateway/gatewaybench"
 	"github.com/fundplatform/fund/internal/localpg"
+	"github.com/fundplatform/fund/loadtest/gatewaybench"
 )
 
 // newBenchGatewayCmd is `fundctl bench gateway`: subscribe requests/s

@@ -3,7 +3,10 @@
 // accounts service, order rows in Postgres, ledger batch commit): the engine
 // behind `fundctl bench gateway`.
 //
-// Two phases against one devstack: a closed loop (Clients connections each
+// It lives under loadtest, above the gateway, because it drives the whole
+// platform from outside: the dev stack (internal/devstack) in this process.
+//
+// Two phases against one dev stack: a closed loop (Clients connections each
 // sending as fast as answers come) that finds what the stack sustains, and
 // optionally an open loop at a fixed offered rate (requests start on a
 // schedule, whether or not earlier ones have been answered; latency counts
