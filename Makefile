@@ -1,7 +1,7 @@
 # Build, test and demo entry points. CI runs .ci/run, which calls these.
 GO ?= go
 
-.PHONY: all build test demo fmt-check postgres proto chromium
+.PHONY: all build test demo fmt-check postgres proto chromium nodejs
 
 all: build
 
@@ -43,7 +43,22 @@ chromium:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
 	echo "make chromium: install failed; the report's browser test will skip (fail under CI)" >&2
 
-test: postgres chromium
+# nodejs installs Debian's nodejs and npm when either is missing: the
+# generated-client test (gateway/api/clienttest) runs under them; without
+# them it skips, saying why, or fails when CI is set.
+nodejs:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then exit 0; fi; \
+	echo "node or npm not found; installing Debian's nodejs and npm packages"; \
+	sudo=; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		if command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+		else echo "make nodejs: no root or sudo; the generated-client test will skip (fail under CI)" >&2; exit 0; fi; \
+	fi; \
+	$$sudo apt-get update && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || \
+	echo "make nodejs: install failed; the generated-client test will skip (fail under CI)" >&2
+
+test: postgres chromium nodejs
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
