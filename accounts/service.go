@@ -44,6 +44,8 @@ type Service struct {
 	ledger ledger.Client
 	cal    atomic.Pointer[Calendar]
 	log    *slog.Logger
+	// merchants found registered (checkMerchant)
+	merchants knownMerchants
 }
 
 // NewService creates the system accounts in the ledger (idempotently) and
@@ -216,9 +218,13 @@ func (s *Service) RegisterMerchant(ctx context.Context, m MerchantID) error {
 	if m <= 0 || m >= MerchantIDMax {
 		return ErrMerchantNotFound
 	}
-	return s.createAccounts(ctx, []ledger.Account{
+	if err := s.createAccounts(ctx, []ledger.Account{
 		{ID: MerchantAccount(m), Asset: ledger.AssetCNY, Code: CodeMerchant, Flags: ledger.DebitsMustNotExceedCredits},
-	})
+	}); err != nil {
+		return err
+	}
+	s.merchants.add(m)
+	return nil
 }
 
 // Every operation below takes a client-chosen request id, unique per
@@ -229,7 +235,9 @@ func (s *Service) RegisterMerchant(ctx context.Context, m MerchantID) error {
 // an error: an *AmountError, ErrInvalidRequestID, ErrCustomerNotFound,
 // ErrCustomerFrozen, ErrCustomerClosed, ErrIdempotencyConflict (nothing
 // stored for these) or ErrInsufficientFunds, ErrFastRedeemLimit (stored as
-// a rejected order). Any other error means the order was not acknowledged
+// a rejected order). Who the order names is checked before any money
+// moves: an unknown, closed or frozen party is answered the same whatever
+// the balances, and nothing is stored for it. Any other error means the order was not acknowledged
 // and may be retried with the same request id.
 
 // TopUp moves money from the customer's bank card into its cash. Frozen
@@ -329,13 +337,14 @@ func (s *Service) Transfer(ctx context.Context, c CustomerID, requestID string, 
 // Pay pays a merchant from the customer's fund shares: the shares are
 // redeemed and the fund pays the merchant, in one atomic chain. Payments do
 // not count against the fast-redemption cap. Errors also:
-// ErrMerchantNotFound.
+// ErrMerchantNotFound (nothing stored).
 func (s *Service) Pay(ctx context.Context, c CustomerID, requestID string, m MerchantID, amount int64) (Order, error) {
 	if m <= 0 || m >= MerchantIDMax {
-		return Order{}, ErrMerchantNotFound
+		return Order{}, fmt.Errorf("merchant %d: %w", m, ErrMerchantNotFound)
 	}
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindPay, amount: amount, counterparty: int64(m),
+		check: func(ctx context.Context) error { return s.checkMerchant(ctx, m) },
 		chain: []leg{
 			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferPayShares, 0},
 			{FundOmnibusCash, MerchantAccount(m), ledger.AssetCNY, TransferPayCash, 0},
@@ -363,6 +372,12 @@ type operation struct {
 	allowFrozen  bool       // money only comes in
 	confirm      bool       // has a confirm date
 	pending      bool       // ends pending, not completed
+	// check, when set, validates what the order names besides its
+	// customers (a merchant) before any transfer is sent; its error is
+	// the answer and nothing is stored. Like the parties' checks it runs
+	// only for a request id not stored yet, so a retry of a stored order
+	// still gets the stored answer.
+	check func(context.Context) error
 	// before returns transfers applied ahead of the chain in the same
 	// request, each on its own, whose outcome may be OK or any "exists".
 	before func(context.Context) ([]ledger.Transfer, error)
@@ -425,6 +440,11 @@ func (s *Service) place(ctx context.Context, op operation) (Order, error) {
 		}
 		if len(ps) > 1 && ps[1].Status == StatusClosed {
 			return fmt.Errorf("recipient %d: %w", ps[1].ID, ErrCustomerClosed)
+		}
+		if op.check != nil {
+			if err := op.check(ctx); err != nil {
+				return err
+			}
 		}
 		return s.apply(ctx, o, op)
 	})
