@@ -1,8 +1,11 @@
 // Package gateway is the platform's front door: the FundService (a
 // customer's orders and queries) and the AdminService (customers' life
 // cycle, merchants, settlement, reconciliation) over gRPC and, through
-// grpc-gateway/v2, over REST/JSON, described by an OpenAPI v2 document at
-// /openapi.json.
+// grpc-gateway/v2, over REST/JSON, described by a Swagger 2.0 document at
+// /openapi.json and an OpenAPI 3 document at /openapi3.json: both generated
+// from the protos by `make proto`, with the error model (every reason of
+// errorTable, examples) added by apidoc.go. gateway/api/clienttest runs a
+// client generated from the OpenAPI 3 one.
 //
 // How a REST request flows: apiMiddleware (metrics, access log, panic
 // guard) -> grpc-gateway's mux matches the route -> routeMiddleware (route
