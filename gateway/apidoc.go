@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -20,11 +19,11 @@ import (
 // OpenAPI 3 at /openapi3.json), plus what only the gateway knows, its error
 // model. Every error is a google.rpc.Status whose details hold an ErrorInfo
 // (domain fund.v1, a reason) and, when request fields are at fault, a
-// BadRequest. The reasons are read here from errorTable and
-// reasonsOutsideTable, so the documents list exactly what the gateway
-// answers (TestDocumentedReasons checks that no other reason is written in
-// the gateway's code). The examples are real answers: messages encoded by
-// the codec that answers requests.
+// BadRequest. The reasons are read here from errorTable (Reasons), whose
+// rows hold the gateway's own refusals too, so the documents list exactly
+// what the gateway answers (TestDocumentedReasons checks that no other
+// reason is written in the gateway's code). The examples are real answers:
+// messages encoded by the codec that answers requests.
 
 // errorReason is one ErrorInfo reason as the documents list it.
 type errorReason struct {
@@ -33,35 +32,12 @@ type errorReason struct {
 	meaning string
 }
 
-// reasonsOutsideTable are the reasons the gateway answers without a row of
-// errorTable: its own refusals (a request's field violations, a token that
-// may not act, the 429s of its limits) and a bare transport failure towards
-// a ledger owner.
-var reasonsOutsideTable = [...]errorReason{
-	{"INVALID_ARGUMENT", http.StatusBadRequest, "one or more request fields are invalid; the BadRequest detail names each"},
-	{"FORBIDDEN", http.StatusForbidden, "the token may not act on this customer or call this method"},
-	{"RATE_LIMITED", http.StatusTooManyRequests, "too many requests for this customer; retry after the Retry-After header"},
-	{"OVERLOADED", http.StatusTooManyRequests, "the gateway is at capacity; retry after the Retry-After header"},
-	{"SHARD_UNREACHABLE", http.StatusServiceUnavailable, "the ledger shard could not be reached; retry with the same request id"},
-}
-
-// documentedReasons lists every reason once, in the table's order, then the
-// ones outside it. A reason on several rows (SHARD_MOVED) keeps its first
-// row's meaning.
+// documentedReasons lists every reason once, in the table's order, with
+// the HTTP status the gateway answers it with and when (Reasons).
 func documentedReasons() []errorReason {
-	seen := map[string]bool{}
 	var out []errorReason
-	add := func(r errorReason) {
-		if !seen[r.reason] {
-			seen[r.reason] = true
-			out = append(out, r)
-		}
-	}
-	for _, m := range errorTable {
-		add(errorReason{reason: m.reason, http: httpStatus(m.code), meaning: m.err.Error()})
-	}
-	for _, r := range reasonsOutsideTable {
-		add(r)
+	for _, r := range Reasons() {
+		out = append(out, errorReason{reason: r.Reason, http: r.HTTP, meaning: r.When})
 	}
 	return out
 }

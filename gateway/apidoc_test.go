@@ -204,15 +204,11 @@ func TestDocumentedReasons(t *testing.T) {
 	}
 }
 
-// tableReasons is every reason of the error table (and the gateway's own
-// refusals beside it), sorted, once each.
+// tableReasons is every reason of the error table, sorted, once each.
 func tableReasons() []string {
 	var out []string
 	for _, m := range errorTable {
 		out = append(out, m.reason)
-	}
-	for _, r := range reasonsOutsideTable {
-		out = append(out, r.reason)
 	}
 	sort.Strings(out)
 	return slices.Compact(out)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -96,6 +97,12 @@ func (c *codec) NewDecoder(r io.Reader) runtime.Decoder {
 type requestBody struct {
 	bytes.Reader
 	raw []byte
+	// decodeErr is the error of decoding the body into a request of type
+	// target, kept for the error handler: the generated handlers pass it
+	// on only as text (protojson's), which is not for the API's user, so
+	// the handler finds the field at fault again (bodyViolation).
+	decodeErr error
+	target    protoreflect.MessageType
 }
 
 func newRequestBody(b []byte) *requestBody {
@@ -116,6 +123,17 @@ type bodyDecoder struct {
 }
 
 func (d *bodyDecoder) Decode(v any) error {
+	err := d.decode(v)
+	if err != nil && !errors.Is(err, io.EOF) {
+		d.body.decodeErr = err
+		if p, ok := v.(proto.Message); ok {
+			d.body.target = p.ProtoReflect().Type()
+		}
+	}
+	return err
+}
+
+func (d *bodyDecoder) decode(v any) error {
 	p, ok := v.(proto.Message)
 	if !ok || d.body.Len() != len(d.body.raw) {
 		return d.c.JSONPb.NewDecoder(d.body).Decode(v)

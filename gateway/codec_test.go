@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -133,8 +132,8 @@ func TestCodecMatchesProtojson(t *testing.T) {
 			return &fundv1.ListTransactionsResponse{Transactions: []*fundv1.Order{randOrder(r)}, NextPageToken: randString(r)}
 		},
 		func(r *rand.Rand) any {
-			return status.Convert(withDetails(status.New(codes.Code(r.IntN(17)), randString(r)),
-				&errdetails.ErrorInfo{Reason: "X", Domain: errorDomain}, randOrder(r))).Proto()
+			return withDetails(codes.Code(r.IntN(17)), randString(r),
+				&errdetails.ErrorInfo{Reason: "X", Domain: errorDomain}, randOrder(r)).Proto()
 		},
 	}
 	const n = 20_000

@@ -27,12 +27,21 @@
 // shard owner. Native gRPC calls take the same path from the server method
 // on, behind a unary interceptor that applies the same limits.
 //
-// Errors become google.rpc.Status through one table (errorTable):
-// 400 validation (with BadRequest field violations), 401, 403, 404,
-// 409 idempotency conflict, 422 insufficient funds, limit reached, frozen or
-// closed customer (a rejected order comes back as 422 with the order, status
-// REJECTED, in the details; a retry gets the same), 429, 503 shard
-// unavailable or breaker open, 504 deadline.
+// Errors have one shape, on both paths and over gRPC: a google.rpc.Status
+// whose details hold an ErrorInfo (domain fund.v1) with a reason of one
+// table (errorTable, listed in docs/api-errors.md and the OpenAPI
+// documents), a BadRequest naming each field at fault, and a message for
+// the API's user, never a parser's or a driver's text (resterrors.go gives
+// that shape to what grpc-gateway's generated code refuses). 400
+// validation, the body's form (413 too large, 415 not JSON), path and query
+// parameters; 401, 403, 404, 405; 409 idempotency conflict; 422 insufficient
+// funds, limit reached, frozen or closed customer (a rejected order comes
+// back as 422 with the order, status REJECTED, in the details; a retry gets
+// the same); 429 with Retry-After; 503 with Retry-After for every way a
+// dependency fails (a shard closed, moved, ownerless or unreachable, the
+// breaker open, the accounts database away: accounts.ErrUnavailable, which
+// its adapter classifies), 504 deadline. A 500 is a bug, and is logged.
+// Admin calls do not spend the customer's rate limit.
 //
 //	gw, _ := gateway.New(gateway.Config{JWTKey: key, Accounts: svc})
 //	err := gw.Serve(ctx, httpListener, grpcListener) // until ctx ends, then drains

@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 
 	"github.com/fundplatform/fund/settlement"
@@ -49,11 +50,72 @@ func TestSettlementErrorsHaveTheirOwnRows(t *testing.T) {
 	}
 }
 
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
+// reasonsMarkdown is the reason table of docs/api-errors.md.
+func reasonsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| reason | HTTP | gRPC code | field | when |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range Reasons() {
+		field := ""
+		if r.Field != "" {
+			field = "`" + r.Field + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %d | %d %s | %s | %s |\n", r.Reason, r.HTTP, int(r.Code), r.Code, field, strings.ReplaceAll(r.When, "|", "/"))
+	}
+	return b.String()
+}
+
+const (
+	apiErrorsDoc   = "../docs/api-errors.md"
+	reasonsBegin   = "<!-- reasons: generated from gateway/errors.go by TestErrorReasonsDocumented -->\n"
+	reasonsEnd     = "<!-- end of reasons -->\n"
+	updateDocsHint = "UPDATE_API_ERRORS=1 go test -run TestErrorReasonsDocumented ./gateway/"
+)
+
+// docs/api-errors.md lists exactly the error table's reasons, with their
+// HTTP status, code and when; UPDATE_API_ERRORS=1 rewrites the list.
+func TestErrorReasonsDocumented(t *testing.T) {
+	raw, err := os.ReadFile(apiErrorsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	i, j := strings.Index(doc, reasonsBegin), strings.Index(doc, reasonsEnd)
+	if i < 0 || j < i {
+		t.Fatalf("%s: no reason table between the markers", apiErrorsDoc)
+	}
+	want := doc[:i+len(reasonsBegin)] + reasonsMarkdown() + doc[j:]
+	if want == doc {
+		return
+	}
+	if os.Getenv("UPDATE_API_ERRORS") != "" {
+		if err := os.WriteFile(apiErrorsDoc, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("%s is not the error table's; run %s", apiErrorsDoc, updateDocsHint)
+}
+
+// Every reason the gateway answers by itself is a row of the table, and
+// the table names each reason with one code and one HTTP status.
+func TestGatewayReasonsAreInTheTable(t *testing.T) {
+	for _, r := range []string{reasonInvalidArgument, reasonMalformedJSON, reasonInvalidBody, reasonIncompleteBody,
+		reasonBodyTooLarge, reasonUnsupportedMedia, reasonInvalidPathParam, reasonInvalidQueryParam, reasonMalformedPath,
+		reasonRouteNotFound, reasonMethodNotAllowed, reasonForbidden, reasonRateLimited, reasonOverloaded,
+		reasonShardUnreachable, reasonDependencyDown, reasonDeadlineExceeded, reasonInternal} {
+		if rowOf(r) == nil {
+			t.Errorf("reason %s has no row", r)
 		}
 	}
-	return ""
+	seen := map[string]*errorMapping{}
+	for i := range errorTable {
+		m := &errorTable[i]
+		if m.err == nil || m.when == "" {
+			t.Errorf("row %s: no error or no text", m.reason)
+		}
+		if prev, ok := seen[m.reason]; ok && (prev.code != m.code || prev.httpStatus() != m.httpStatus()) {
+			t.Errorf("reason %s on rows of different codes", m.reason)
+		}
+		seen[m.reason] = m
+	}
 }

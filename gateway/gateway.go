@@ -16,9 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fundplatform/fund/accounts"
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
@@ -176,7 +174,7 @@ func New(cfg Config) (*Gateway, error) {
 		codec:    codec,
 		routes:   newRouteSet(cfg.Metrics),
 	}
-	shed, err := g.codec.Marshal(status.Convert(exhausted("OVERLOADED", shedMessage, time.Second)).Proto())
+	shed, err := g.codec.Marshal(status.Convert(exhausted(reasonOverloaded, shedMessage, time.Second)).Proto())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: encode the shed answer: %w", err)
 	}
@@ -197,14 +195,10 @@ const tokenCacheMax = 100_000
 const retryAfterSecondsMax = 60
 
 // exhausted is the 429 answer: RESOURCE_EXHAUSTED with a RetryInfo that the
-// HTTP error handler turns into a Retry-After header.
+// HTTP error handler turns into a Retry-After header (of whole seconds:
+// retryInfo asks for one at least).
 func exhausted(reason, msg string, after time.Duration) error {
-	if after < time.Second {
-		after = time.Second // Retry-After has a resolution of seconds
-	}
-	return withDetails(status.New(codes.ResourceExhausted, msg),
-		&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+	return gatewayError(reason, msg, retryInfo(after)).Err()
 }
 
 // rateLimit spends a token of customer c's bucket.
@@ -214,24 +208,24 @@ func (g *Gateway) rateLimit(c int64) error {
 		return nil
 	}
 	g.m.Shed.WithLabelValues("rate").Inc()
-	return exhausted("RATE_LIMITED", "too many requests for this customer; retry later", wait)
+	return exhausted(reasonRateLimited, "too many requests for this customer; retry later", wait)
 }
 
 const shedMessage = "the gateway is at capacity; retry shortly"
 
 func (g *Gateway) shedConcurrency() error {
 	g.m.Shed.WithLabelValues("concurrency").Inc()
-	return exhausted("OVERLOADED", shedMessage, time.Second)
+	return exhausted(reasonOverloaded, shedMessage, time.Second)
 }
 
-func retryAfter(st *status.Status) string {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			s := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
-			return strconv.Itoa(int(min(max(s, 1), retryAfterSecondsMax)))
-		}
+// retrySeconds is the Retry-After header of a RetryInfo: whole seconds,
+// rounded up, 1 to retryAfterSecondsMax; 1 without one.
+func retrySeconds(ri *errdetails.RetryInfo) string {
+	if ri == nil {
+		return "1"
 	}
-	return "1"
+	s := math.Ceil(ri.GetRetryDelay().AsDuration().Seconds())
+	return strconv.Itoa(int(min(max(s, 1), retryAfterSecondsMax)))
 }
 
 // Ready reports whether the gateway should get traffic: not shutting down,

@@ -139,7 +139,7 @@ func (g *Gateway) apiMiddleware(next http.Handler) http.Handler {
 			if p := recover(); p != nil {
 				g.log.Error("panic serving request", "panic", fmt.Sprint(p), "method", r.Method, "path", r.URL.Path)
 				if !rec.wrote {
-					g.writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
+					g.writeStatus(rec, gatewayError(reasonInternal, "internal error"))
 				}
 			}
 			g.m.InFlight.Dec()
@@ -200,9 +200,9 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, handle func
 	// The body first (bounded, and by the server's read timeout): a
 	// client that sends it slowly must not hold a concurrency slot.
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-		body, code, err := g.readBody(r)
-		if err != nil {
-			g.writeStatus(w, code, status.New(codes.InvalidArgument, err.Error()))
+		body, st := g.readBody(r)
+		if st != nil {
+			g.writeStatus(w, st)
 			return
 		}
 		r.Body = newRequestBody(body)
@@ -225,10 +225,13 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, handle func
 
 // readBody enforces the JSON rules of a request body: application/json,
 // at most BodyBytesMax bytes, one well-formed JSON value (an empty body is
-// an empty request). It returns the HTTP status to refuse with.
-func (g *Gateway) readBody(r *http.Request) ([]byte, int, error) {
+// an empty request). It returns the answer to refuse with.
+func (g *Gateway) readBody(r *http.Request) ([]byte, *status.Status) {
+	tooLarge := func() *status.Status {
+		return fieldError(reasonBodyTooLarge, "body", fmt.Sprintf("is larger than the limit of %d bytes", g.cfg.BodyBytesMax))
+	}
 	if r.ContentLength > g.cfg.BodyBytesMax {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes exceeds the limit of %d", r.ContentLength, g.cfg.BodyBytesMax)
+		return nil, tooLarge()
 	}
 	var body []byte
 	if r.ContentLength >= 0 {
@@ -236,31 +239,32 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, int, error) {
 		// bytes or an error): one allocation of the right size.
 		body = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+			return nil, fieldError(reasonIncompleteBody, "body", "ended before its Content-Length, or could not be read")
 		}
 	} else {
 		b, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.BodyBytesMax+1))
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+			return nil, fieldError(reasonIncompleteBody, "body", "could not be read in full")
 		}
 		if int64(len(b)) > g.cfg.BodyBytesMax {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds the limit of %d bytes", g.cfg.BodyBytesMax)
+			return nil, tooLarge()
 		}
 		body = b
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return body, 0, nil
+		return body, nil
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct)
+			return nil, gatewayError(reasonUnsupportedMedia,
+				fmt.Sprintf("a body of Content-Type %q is not accepted: send application/json", ct))
 		}
 	}
 	if !json.Valid(body) {
-		return nil, http.StatusBadRequest, errors.New("malformed JSON body")
+		return nil, fieldError(reasonMalformedJSON, "body", "is not well-formed JSON")
 	}
-	return body, 0, nil
+	return body, nil
 }
 
 // httpStatus maps a gRPC code to HTTP: grpc-gateway's mapping, except
@@ -271,46 +275,4 @@ func httpStatus(c codes.Code) int {
 		return http.StatusUnprocessableEntity
 	}
 	return runtime.HTTPStatusFromCode(c)
-}
-
-// httpError is the mux's error handler: google.rpc.Status as JSON, the
-// status by httpStatus, Retry-After on 429.
-func (g *Gateway) httpError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
-	code := 0
-	var hse *runtime.HTTPStatusError
-	if errors.As(err, &hse) {
-		code, err = hse.HTTPStatus, hse.Err
-	}
-	st := status.Convert(err)
-	if code == 0 {
-		code = httpStatus(st.Code())
-	}
-	g.writeStatus(w, code, st)
-}
-
-// routingError answers a request no route matched with the routing status
-// itself (404, 405, 400), as a google.rpc.Status.
-func (g *Gateway) routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, code int) {
-	c := codes.NotFound
-	switch code {
-	case http.StatusMethodNotAllowed:
-		c = codes.Unimplemented
-	case http.StatusBadRequest:
-		c = codes.InvalidArgument
-	}
-	g.writeStatus(w, code, status.New(c, http.StatusText(code)))
-}
-
-func (g *Gateway) writeStatus(w http.ResponseWriter, code int, st *status.Status) {
-	body, err := g.codec.Marshal(st.Proto())
-	if err != nil {
-		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
-		code = http.StatusInternalServerError
-	}
-	if st.Code() == codes.ResourceExhausted {
-		w.Header().Set("Retry-After", retryAfter(st))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(body)
 }
