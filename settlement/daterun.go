@@ -172,6 +172,13 @@ func (d *dateRun) allocate(ctx context.Context) error {
 		}
 		totalShares += h.Eligible
 	}
+	if totalShares == 0 && !in.PerTenK && in.IncomeTotal != 0 {
+		// Store.OpenRun refuses this up front when nobody can hold
+		// shares; here everybody who held them has redeemed them.
+		// Run adds what resolves it (failureOf).
+		return Refusef(ErrNoShares, "%s has %s to distribute but no eligible shares to pay it to: nobody held "+
+			"fund shares earning on the day", in.Date.Format(time.DateOnly), in.IncomeText())
+	}
 	fundIncome, per10k, err := fundIncomeOf(in, totalShares)
 	if err != nil {
 		return err

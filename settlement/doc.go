@@ -18,6 +18,15 @@
 // the account or order, so a re-run or a resume after a crash anywhere
 // writes each entry exactly once.
 //
+// A run that cannot go on is an answer, not a stuck date. What is refused
+// before anything is recorded (too early, not the next date, a settled
+// date asked with other income, income on a fund nobody holds shares of)
+// is a *Refusal naming the cause and, where there is one, the command that
+// resolves it. A run that stops later records why (RunState.Failure), so
+// its status says FAILED with the reason and the command, and the dates
+// after it are refused naming it; a refused income may be corrected while
+// none of it is booked, and the run resumes after the steps it finished.
+//
 //	in, err := settlement.ParseInput("2026-11-11", "", "0.6543")
 //	runner := settlement.NewRunner(settlement.Config{Shards: 64}, store, accountsService, events, logger)
 //	summary, err := runner.Run(ctx, in, progress)

@@ -239,10 +239,30 @@ func (r *Runner) Run(ctx context.Context, in Input, progress Progress) (_ Summar
 	}()
 	for _, step := range dateRunSteps {
 		if err := step(d, ctx); err != nil {
-			return Summary{}, err
+			return Summary{}, r.failRun(ctx, in, err)
 		}
 	}
 	return d.sum, nil
+}
+
+// failRun records why the run of in stopped (Store.FailRun), so that the
+// date's status, and the refusal of the dates after it, say why and what
+// resolves it, and returns the error for the caller: a refused income
+// with what resolves it added to its text, any other error as it is (its
+// text may be a driver's, not for an API's user). A record that cannot be
+// written is logged.
+func (r *Runner) failRun(ctx context.Context, in Input, err error) error {
+	f := failureOf(in, err)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if ferr := r.store.FailRun(rctx, in.Date, f); ferr != nil {
+		r.log.Warn("record the settlement failure", "date", in.Date.Format(time.DateOnly), "err", ferr)
+	}
+	r.log.Error("settlement run failed", "date", in.Date.Format(time.DateOnly), "err", err, "resolve", f.Resolve)
+	if f.InputRefused {
+		return fmt.Errorf("%w. To resolve: %s", err, f.Resolve)
+	}
+	return err
 }
 
 // checkInput normalises in.Date and refuses an input out of range or a
@@ -259,8 +279,9 @@ func (r *Runner) checkInput(in Input) (Input, error) {
 		return in, fmt.Errorf("income per 10k %d: %w", in.IncomePer10k, ErrInvalidIncome)
 	}
 	cutoff := time.Date(in.Date.Year(), in.Date.Month(), in.Date.Day(), accounts.CutOffHour, 0, 0, 0, ledger.BusinessZone())
-	if !r.cfg.AllowEarly && r.cfg.Now().Before(cutoff) {
-		return in, fmt.Errorf("%s: cut-off at %s: %w", in.Date.Format(time.DateOnly), cutoff.Format(time.RFC3339), ErrTooEarly)
+	if now := r.cfg.Now(); !r.cfg.AllowEarly && now.Before(cutoff) {
+		return in, Refusef(ErrTooEarly, "%s cannot settle before its cut-off %s has passed (it is %s now)",
+			in.Date.Format(time.DateOnly), cstMinute(cutoff), cstMinute(now))
 	}
 	return in, nil
 }

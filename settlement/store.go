@@ -15,10 +15,20 @@ import (
 // fenced by the shard's lease epoch, so a step is done once or not at all,
 // and a stale run (whose lease was taken over) writes nothing.
 type Store interface {
-	// OpenRun records the run for in.Date (or finds it) and returns its
-	// state. Errors: ErrRunConflict (the date ran with another income),
-	// ErrOutOfOrder (a later date was run, or an earlier one is unfinished).
+	// OpenRun records the run for in.Date (or finds it, clearing the
+	// failure of its last attempt) and returns its state. The income of an
+	// unfinished run may be changed while none of it is booked. Errors,
+	// with nothing recorded (each a *Refusal naming the cause):
+	// ErrRunConflict (the date was settled with another income, or has
+	// booked part of another), ErrOutOfOrder (the date is not the next:
+	// an earlier one is unsettled, its run unfinished or failed, or a
+	// later one is settled), ErrNoShares (a nonzero fund total while no
+	// customer holds shares or has a subscription confirming by the date:
+	// nobody to pay it to).
 	OpenRun(ctx context.Context, in Input, shards int) (RunState, error)
+	// FailRun records why an attempt at date's unfinished run stopped
+	// (RunState.Failure), until the next OpenRun of the date.
+	FailRun(ctx context.Context, date time.Time, f RunFailure) error
 	// Shards returns how many shards the ledger has: one more than the
 	// highest shard of any account or lease. A run over another count
 	// would look for accounts on the wrong shards, so OpenRun refuses it
@@ -77,8 +87,13 @@ type Store interface {
 type RunState struct {
 	Input     Input
 	Shards    int
+	StartedAt time.Time // when the date's run was first opened
 	Completed bool
 	Summary   Summary // when Completed
+	// Failure is why the last attempt stopped, while the run is
+	// unfinished; nil when none is recorded (it is running, or its
+	// process died mid-run).
+	Failure *RunFailure
 }
 
 // Lease is the settlement run's ownership of one shard.

@@ -102,10 +102,6 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
 		return settlement.RunState{}, err
 	}
-	value := in.IncomeTotal
-	if in.PerTenK {
-		value = in.IncomePer10k
-	}
 	if have, err := shardCount(ctx, tx); err != nil {
 		return settlement.RunState{}, err
 	} else if have != shards && have != 0 {
@@ -119,48 +115,110 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 		return settlement.RunState{}, err
 	}
 	if ok {
-		same := st.Input.PerTenK == in.PerTenK && st.Input.IncomeTotal == in.IncomeTotal &&
-			st.Input.IncomePer10k == in.IncomePer10k
-		if !same && !st.Completed {
-			// The income may still be corrected (an operator's typo that
-			// the run refused) while no shard has booked any of it.
-			tag, err := tx.Exec(ctx, `UPDATE settlement_runs SET per_10k = $2, income_value = $3, holders = NULL,
-					total_shares = NULL, fund_income = NULL, income_per_10k = NULL
-				WHERE date = $1 AND NOT EXISTS (SELECT 1 FROM settlement_steps WHERE date = $1 AND step = 'income')`,
-				in.Date, in.PerTenK, value)
-			if err != nil {
-				return st, fmt.Errorf("correct run income: %w", err)
-			}
-			if tag.RowsAffected() == 1 {
-				st.Input = in
-				same = true
-			}
-		}
-		if !same {
-			return st, fmt.Errorf("%s ran with %s, not %s: %w", in.Date.Format(time.DateOnly), st.Input, in, settlement.ErrRunConflict)
-		}
-		if st.Shards != shards {
-			return st, fmt.Errorf("%s ran over %d shards, not %d: %w", in.Date.Format(time.DateOnly), st.Shards, shards, settlement.ErrRunConflict)
+		if st, err = reopenRun(ctx, tx, st, in, shards); err != nil {
+			return st, err
 		}
 		return st, tx.Commit(ctx)
 	}
-	// Dates follow one another without gaps (income is paid every natural
-	// day, and the 7-day yield needs each), each after the one before is
-	// finished.
+	if err := checkNextDate(ctx, tx, in.Date); err != nil {
+		return settlement.RunState{}, err
+	}
+	if err := checkHolders(ctx, tx, in); err != nil {
+		return settlement.RunState{}, err
+	}
+	var started time.Time
+	if err := tx.QueryRow(ctx, `INSERT INTO settlement_runs (date, per_10k, income_value, shards) VALUES ($1, $2, $3, $4)
+		RETURNING started_at`, in.Date, in.PerTenK, incomeValue(in), shards).Scan(&started); err != nil {
+		return settlement.RunState{}, fmt.Errorf("record run: %w", err)
+	}
+	return settlement.RunState{Input: in, Shards: shards, StartedAt: started}, tx.Commit(ctx)
+}
+
+// incomeValue is the income as settlement_runs.income_value keeps it.
+func incomeValue(in settlement.Input) int64 {
+	if in.PerTenK {
+		return in.IncomePer10k
+	}
+	return in.IncomeTotal
+}
+
+// reopenRun opens a date that has a run: a completed one as it is (with
+// the same income), an unfinished one to be resumed, with its last
+// failure cleared and its income changed if none of it is booked yet (an
+// income the run refused, corrected).
+func reopenRun(ctx context.Context, tx pgx.Tx, st settlement.RunState, in settlement.Input, shards int) (settlement.RunState, error) {
+	date := in.Date.Format(time.DateOnly)
+	same := st.Input.PerTenK == in.PerTenK && st.Input.IncomeTotal == in.IncomeTotal &&
+		st.Input.IncomePer10k == in.IncomePer10k
+	if st.Completed {
+		if !same {
+			return st, settlement.Refusef(settlement.ErrRunConflict, "%s is settled already, with %s; a settled date "+
+				"is never settled again with another income (%s asked)", date, st.Input.IncomeText(), in.IncomeText())
+		}
+		if st.Shards != shards {
+			return st, settlement.Refusef(settlement.ErrRunConflict, "%s was settled over %d shards, not %d", date, st.Shards, shards)
+		}
+		return st, nil
+	}
+	if st.Shards != shards {
+		return st, settlement.Refusef(settlement.ErrRunConflict, "%s's run was opened over %d shards, not %d: "+
+			"resume it over as many", date, st.Shards, shards)
+	}
+	if !same {
+		// The income may be corrected (one the run refused, or an
+		// operator's typo) while no shard has booked any of it.
+		tag, err := tx.Exec(ctx, `UPDATE settlement_runs SET per_10k = $2, income_value = $3, holders = NULL,
+				total_shares = NULL, fund_income = NULL, income_per_10k = NULL
+			WHERE date = $1 AND NOT EXISTS (SELECT 1 FROM settlement_steps WHERE date = $1 AND step = 'income')`,
+			in.Date, in.PerTenK, incomeValue(in))
+		if err != nil {
+			return st, fmt.Errorf("correct run income: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			resume := st.Input
+			resume.Date = in.Date
+			return st, settlement.Refusef(settlement.ErrRunConflict, "%s's run has booked part of its %s already, "+
+				"so it resumes with that income only, not with %s: %s", date, st.Input.IncomeText(), in.IncomeText(),
+				settlement.SettleCommand(resume))
+		}
+		st.Input = in
+	}
+	if err := checkHolders(ctx, tx, in); err != nil {
+		return st, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE settlement_runs SET failed_at = NULL, failure = NULL, failure_input = false,
+		resolve = NULL WHERE date = $1`, in.Date); err != nil {
+		return st, fmt.Errorf("reopen run: %w", err)
+	}
+	st.Failure = nil
+	return st, nil
+}
+
+// checkNextDate refuses a date that is not the next to settle. Dates
+// follow one another without gaps (income is paid every natural day, and
+// the 7-day yield needs each), each after the one before is finished.
+func checkNextDate(ctx context.Context, tx pgx.Tx, date time.Time) error {
+	d := date.Format(time.DateOnly)
 	var latest *time.Time
-	var latestDone bool
-	err = tx.QueryRow(ctx, `SELECT date, completed FROM settlement_runs ORDER BY date DESC LIMIT 1`).Scan(&latest, &latestDone)
+	err := tx.QueryRow(ctx, `SELECT date FROM settlement_runs ORDER BY date DESC LIMIT 1`).Scan(&latest)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return settlement.RunState{}, fmt.Errorf("check run order: %w", err)
+		return fmt.Errorf("check run order: %w", err)
 	}
 	if latest != nil {
+		last := latest.Format(time.DateOnly)
+		st, _, err := runState(ctx, tx, *latest)
+		if err != nil {
+			return err
+		}
 		switch next := latest.AddDate(0, 0, 1); {
-		case !latestDone:
-			return settlement.RunState{}, fmt.Errorf("%s is not finished; run it again first: %w",
-				latest.Format(time.DateOnly), settlement.ErrOutOfOrder)
-		case !in.Date.Equal(next):
-			return settlement.RunState{}, fmt.Errorf("the last date settled is %s, so the next is %s, not %s: %w",
-				latest.Format(time.DateOnly), next.Format(time.DateOnly), in.Date.Format(time.DateOnly), settlement.ErrOutOfOrder)
+		case !st.Completed:
+			return settlement.Refusef(settlement.ErrOutOfOrder, "%s cannot be settled before %s is: %s", d, last, st.Note())
+		case date.Before(next):
+			return settlement.Refusef(settlement.ErrOutOfOrder, "%s cannot be settled: %s, a later date, is settled "+
+				"already, and dates settle one after another; the next to settle is %s", d, last, next.Format(time.DateOnly))
+		case date.After(next):
+			return settlement.Refusef(settlement.ErrOutOfOrder, "%s cannot be settled before %s: dates settle one after "+
+				"another, and the last settled is %s", d, next.Format(time.DateOnly), last)
 		}
 	}
 	// The fund's published yields must be able to take this date when the
@@ -168,18 +226,43 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	// check now, before anything is booked.
 	var lastYield *time.Time
 	if err := tx.QueryRow(ctx, `SELECT max(date) FROM fund_yields`).Scan(&lastYield); err != nil {
-		return settlement.RunState{}, fmt.Errorf("check published yields: %w", err)
+		return fmt.Errorf("check published yields: %w", err)
 	}
-	if lastYield != nil && in.Date.After(lastYield.AddDate(0, 0, 1)) {
-		return settlement.RunState{}, fmt.Errorf("the fund's yields are published up to %s, so %s cannot be settled before %s: %w",
-			lastYield.Format(time.DateOnly), in.Date.Format(time.DateOnly), lastYield.AddDate(0, 0, 1).Format(time.DateOnly),
-			settlement.ErrOutOfOrder)
+	if lastYield != nil && date.After(lastYield.AddDate(0, 0, 1)) {
+		return settlement.Refusef(settlement.ErrOutOfOrder, "%s cannot be settled before %s: the fund's yields are "+
+			"published one day after another, up to %s so far", d, lastYield.AddDate(0, 0, 1).Format(time.DateOnly),
+			lastYield.Format(time.DateOnly))
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO settlement_runs (date, per_10k, income_value, shards) VALUES ($1, $2, $3, $4)`,
-		in.Date, in.PerTenK, value, shards); err != nil {
-		return settlement.RunState{}, fmt.Errorf("record run: %w", err)
+	return nil
+}
+
+// checkHolders refuses a nonzero fund total on a date nobody can hold
+// eligible shares on: no customer shares account was ever credited (only
+// settlement credits them: confirmations and income) and no subscription
+// confirms by the date. There is nobody to pay the income to (or take a
+// loss from), so the run is refused before it records anything; income 0
+// settles such a date (a fresh fund's first days). A fund whose holders
+// all left passes here and is refused by the run once the snapshot shows
+// no eligible shares (settlement.ErrNoShares), before any income is
+// booked. Income per 10,000 shares over no shares is simply 0.
+func checkHolders(ctx context.Context, tx pgx.Tx, in settlement.Input) error {
+	if in.PerTenK || in.IncomeTotal == 0 {
+		return nil
 	}
-	return settlement.RunState{Input: in, Shards: shards}, tx.Commit(ctx)
+	var may bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE code = $1 AND credits_posted > 0)
+		OR EXISTS (SELECT 1 FROM orders WHERE kind = $2 AND status = 'pending' AND confirm_date <= $3)`,
+		int32(accounts.CodeCustomerShares), string(accounts.KindSubscribe), in.Date).Scan(&may)
+	if err != nil {
+		return fmt.Errorf("check holders: %w", err)
+	}
+	if may {
+		return nil
+	}
+	return settlement.Refusef(settlement.ErrNoShares, "%s has %s to distribute but no eligible shares to pay it to: "+
+		"no customer holds fund shares or has a subscription confirming by then. Settle it with income 0 (nothing "+
+		"was recorded): %s", in.Date.Format(time.DateOnly), in.IncomeText(),
+		settlement.SettleCommand(settlement.Input{Date: in.Date}))
 }
 
 // Shards implements settlement.Store.
@@ -212,8 +295,16 @@ func runState(ctx context.Context, q querier, date time.Time) (settlement.RunSta
 		value   int64
 		summary []byte
 	)
-	err := q.QueryRow(ctx, `SELECT per_10k, income_value, shards, completed, coalesce(summary::text, '') FROM settlement_runs WHERE date = $1`,
-		date).Scan(&st.Input.PerTenK, &value, &st.Shards, &st.Completed, &summary)
+	var (
+		failedAt         *time.Time
+		failure, resolve *string
+		failureInput     bool
+	)
+	err := q.QueryRow(ctx, `SELECT per_10k, income_value, shards, completed, coalesce(summary::text, ''), started_at,
+			failed_at, failure, failure_input, resolve
+		FROM settlement_runs WHERE date = $1`,
+		date).Scan(&st.Input.PerTenK, &value, &st.Shards, &st.Completed, &summary, &st.StartedAt,
+		&failedAt, &failure, &failureInput, &resolve)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, false, nil
 	}
@@ -231,7 +322,26 @@ func runState(ctx context.Context, q querier, date time.Time) (settlement.RunSta
 			return st, false, fmt.Errorf("read run summary: %w", err)
 		}
 	}
+	if failedAt != nil && !st.Completed {
+		st.Failure = &settlement.RunFailure{At: *failedAt, InputRefused: failureInput}
+		if failure != nil {
+			st.Failure.Error = *failure
+		}
+		if resolve != nil {
+			st.Failure.Resolve = *resolve
+		}
+	}
 	return st, true, nil
+}
+
+// FailRun implements settlement.Store.
+func (s *Store) FailRun(ctx context.Context, date time.Time, f settlement.RunFailure) error {
+	_, err := s.pool.Exec(ctx, `UPDATE settlement_runs SET failed_at = now(), failure = $2, failure_input = $3,
+		resolve = $4 WHERE date = $1 AND NOT completed`, date, f.Error, f.InputRefused, f.Resolve)
+	if err != nil {
+		return fmt.Errorf("record run failure: %w", err)
+	}
+	return nil
 }
 
 // TakeShard implements settlement.Store with the ledger's lease
