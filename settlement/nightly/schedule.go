@@ -107,11 +107,16 @@ func (s *schedule) next(ctx context.Context) (time.Time, error) {
 	return yesterday, nil
 }
 
-// input returns a date's income: the one an unfinished run started with,
-// or the one in the income directory; ok is false when none is there yet.
+// input returns a date's income: the one an unfinished run started with
+// (unless the run refused it: then the operator corrects the file), or
+// the one in the income directory; ok is false when none is there yet.
 func (s *schedule) input(ctx context.Context, date time.Time) (settlement.Input, bool, error) {
-	if st, ok, err := s.store.Run(ctx, date); err != nil || ok {
-		return st.Input, ok, err
+	st, ok, err := s.store.Run(ctx, date)
+	if err != nil {
+		return settlement.Input{}, false, err
+	}
+	if ok && (st.Failure == nil || !st.Failure.InputRefused) {
+		return st.Input, true, nil
 	}
 	name := filepath.Join(s.incomeDir, date.Format(time.DateOnly))
 	f, err := os.Open(name)

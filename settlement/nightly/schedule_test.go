@@ -85,6 +85,22 @@ func TestScheduleNextDateAndIncome(t *testing.T) {
 			t.Errorf("%q: %+v %v %v", c.text, in, ok, err)
 		}
 	}
+	// A run that failed for another cause resumes with its own income; one
+	// whose income was refused takes the income file again, which the
+	// operator corrects.
+	if err := os.WriteFile(filepath.Join(dir, "2026-11-19"), []byte("income=0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store.runs["2026-11-19"] = settlement.RunState{Input: settlement.Input{Date: d19, IncomeTotal: 500},
+		Failure: &settlement.RunFailure{Error: "shard busy"}}
+	if in, ok, err := s.input(ctx, d19); err != nil || !ok || in.IncomeTotal != 500 {
+		t.Errorf("failed run's input: %+v %v %v", in, ok, err)
+	}
+	store.runs["2026-11-19"] = settlement.RunState{Input: settlement.Input{Date: d19, IncomeTotal: 500},
+		Failure: &settlement.RunFailure{Error: "no eligible shares", InputRefused: true}}
+	if in, ok, err := s.input(ctx, d19); err != nil || !ok || in != (settlement.Input{Date: d19}) {
+		t.Errorf("refused income, corrected file: %+v %v %v", in, ok, err)
+	}
 }
 
 func TestSettleMetrics(t *testing.T) {
