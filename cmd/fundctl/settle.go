@@ -116,7 +116,9 @@ nothing twice; a finished date prints its stored summary.`,
 			case !ok:
 				return fmt.Errorf("%s was never settled", d.Format(time.DateOnly))
 			case !st.Completed:
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: started with %s, not finished: run it again to resume\n", d.Format(time.DateOnly), st.Input)
+				// FAILED (why, and the command that resolves it) or RUNNING.
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s)\n  %s\n", d.Format(time.DateOnly), st.Status(),
+					st.Input.IncomeText(), st.Note())
 				return nil
 			}
 			return printSettleSummary(cmd.OutOrStdout(), st.Summary, asJSON)
