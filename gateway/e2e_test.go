@@ -274,9 +274,12 @@ func TestEndToEndEveryRoute(t *testing.T) {
 	// Too much cash asked: 422 too.
 	c.req("POST", customerPath(alice, "/withdrawals"), aliceTok, map[string]any{"amount": "100000"},
 		"Idempotency-Key", "w-big").want(t, 422)
-	// An unknown merchant, but no shares either: the shares leg refuses first.
-	c.req("POST", customerPath(alice, "/payments"), aliceTok, map[string]any{"amount": "1", "merchant_id": "999"},
-		"Idempotency-Key", "p-unknown").want(t, 422)
+	// An unknown merchant, no shares either: the merchant is checked before
+	// any money moves, so 404 as with shares, and no order is stored.
+	if r := c.req("POST", customerPath(alice, "/payments"), aliceTok, map[string]any{"amount": "1", "merchant_id": "999"},
+		"Idempotency-Key", "p-unknown").want(t, 404); r.reason() != "MERCHANT_NOT_FOUND" {
+		t.Fatalf("unknown merchant: %s", r.raw)
+	}
 
 	// Holdings.
 	h := c.req("GET", customerPath(alice, "/holdings"), aliceTok, nil).want(t, 200)
@@ -309,7 +312,7 @@ func TestEndToEndEveryRoute(t *testing.T) {
 		}
 		tokenQ = "&page_token=" + next
 	}
-	if len(seen) != 9 || seen[0] != "p-unknown" && seen[0] != "w-big" {
+	if len(seen) != 8 || seen[0] != "w-big" {
 		t.Fatalf("history: %v", seen)
 	}
 	bt := c.req("GET", customerPath(bob, "/transactions"), admin, nil).want(t, 200)
