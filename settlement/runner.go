@@ -25,8 +25,10 @@ type Settler interface {
 	// Settle runs (or resumes, or returns the finished result of) the
 	// settlement of in.Date.
 	Settle(ctx context.Context, in Input) (Summary, error)
-	// Status returns a date's run: ok false when never run, Completed false
-	// while unfinished.
+	// Status returns a date's run: ok false when never run (a refused run
+	// records nothing); an unfinished one says why with Failure, Status()
+	// (RUNNING or FAILED) and Note() (the cause and the command that
+	// resolves it).
 	Status(ctx context.Context, date time.Time) (st RunState, ok bool, err error)
 }
 
