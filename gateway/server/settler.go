@@ -45,8 +45,11 @@ func (g Settler) Get(ctx context.Context, date time.Time) (gateway.SettlementRun
 		return gateway.SettlementRun{}, fmt.Errorf("%s: %w", date.Format(time.DateOnly), gateway.ErrSettlementNotFound)
 	}
 	if !st.Completed {
-		return gateway.SettlementRun{Date: accounts.DateOf(date), Status: "RUNNING", HasIncomePer10k: st.Input.PerTenK,
-			Income: st.Input.IncomeTotal, IncomePer10k: st.Input.IncomePer10k}, nil
+		// A run that stopped says why and how to resume it (FAILED with
+		// its note); one in progress is RUNNING.
+		return gateway.SettlementRun{Date: accounts.DateOf(date), Status: st.Status(), Message: st.Note(),
+			HasIncomePer10k: st.Input.PerTenK, Income: st.Input.IncomeTotal, IncomePer10k: st.Input.IncomePer10k,
+			StartedAt: st.StartedAt}, nil
 	}
 	return runOf(st.Summary, time.Time{}), nil
 }

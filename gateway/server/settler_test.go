@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,9 +15,10 @@ import (
 
 // fakeSettler refuses with err, or settles with sum.
 type fakeSettler struct {
-	err error
-	sum settlement.Summary
-	in  settlement.Input
+	err   error
+	sum   settlement.Summary
+	in    settlement.Input
+	state *settlement.RunState // what Status answers; nil = no run
 }
 
 func (f *fakeSettler) Settle(_ context.Context, in settlement.Input) (settlement.Summary, error) {
@@ -25,7 +27,31 @@ func (f *fakeSettler) Settle(_ context.Context, in settlement.Input) (settlement
 }
 
 func (f *fakeSettler) Status(context.Context, time.Time) (settlement.RunState, bool, error) {
-	return settlement.RunState{}, false, nil
+	if f.state == nil {
+		return settlement.RunState{}, false, nil
+	}
+	return *f.state, true, nil
+}
+
+// A run that stopped is FAILED on the admin API with the note that says
+// why and how to resume it, not RUNNING.
+func TestSettlerGetFailedRun(t *testing.T) {
+	date := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	started := time.Date(2026, 11, 11, 16, 0, 0, 0, time.UTC)
+	st := settlement.RunState{StartedAt: started, Failure: &settlement.RunFailure{At: started.Add(time.Minute),
+		Error: "database unavailable", Resolve: "fundctl settle run --date 2026-11-11"}}
+	run, err := NewSettler(&fakeSettler{state: &st}).Get(context.Background(), date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != settlement.StatusFailed || run.Message != st.Note() || !strings.Contains(run.Message, "fundctl settle run") ||
+		!run.StartedAt.Equal(started) {
+		t.Errorf("got %+v, want FAILED with the note %q", run, st.Note())
+	}
+	st.Failure = nil
+	if run, err = NewSettler(&fakeSettler{state: &st}).Get(context.Background(), date); err != nil || run.Status != settlement.StatusRunning {
+		t.Errorf("run in progress: got %+v, %v; want RUNNING", run, err)
+	}
 }
 
 // Settlement's errors reach the gateway as they are (its table has their
