@@ -62,7 +62,9 @@ type Config struct {
 	// Host is the shard host's settings: Owner (unique name in the lease
 	// table), Shards, ShardsMax, LeaseTTL, the sequencer template. Address
 	// is set from Advertise; the sequencer's FillWhileCommitting from Fill
-	// and its BatchObserver to the ledger metrics.
+	// and its BatchObserver to the ledger metrics. The sequencer's Now is
+	// the business clock (nil = time.Now): the journal's timestamps, and
+	// its partitions in the databases, follow it (a sandbox's test clock).
 	Host ledger.HostConfig
 	// Fill is whether sequencers fill the next batch while one commits:
 	// "auto" or "" (when several shards share a database), "on", "off".
@@ -200,7 +202,8 @@ func open(ctx context.Context, cfg Config) (_ *Owner, err error) {
 		return nil, err
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
-	o.dbs, err = postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: cfg.DSNs, Shards: cfg.Host.Shards, ConnsMax: cfg.ConnsMax})
+	o.dbs, err = postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: cfg.DSNs, Shards: cfg.Host.Shards, ConnsMax: cfg.ConnsMax,
+		Now: cfg.Host.Sequencer.Now})
 	cancel()
 	if err != nil {
 		return nil, err

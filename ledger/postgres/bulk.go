@@ -64,9 +64,10 @@ type ShardTx struct {
 // are written only by the methods of ShardTx (ledger/postgres's
 // TestOneWriter checks that no other package writes them).
 func (s *Store) InShard(ctx context.Context, shard int, epoch int64, fn func(ctx context.Context, w *ShardTx) error) error {
-	// Entries get timestamps of now; their partitions must exist before
-	// the transaction inserts (creating one locks the parent table).
-	today := ledger.BusinessDate(time.Now().UnixNano())
+	// Entries get timestamps of now (the store's clock); their partitions
+	// must exist before the transaction inserts (creating one locks the
+	// parent table).
+	today := ledger.BusinessDate(s.now().UnixNano())
 	if err := s.EnsurePartitions(ctx, today, today.AddDate(0, 0, 1)); err != nil {
 		return err
 	}
@@ -246,13 +247,13 @@ func (w *ShardTx) WriteEntries(ctx context.Context, entries []ledger.Transfer, o
 	}
 	defer trace("done")
 	w.wrote = true
-	base := max(time.Now().UnixNano(), w.last)
+	base := max(w.store.now().UnixNano(), w.last)
 	for i := range entries {
 		entries[i].Timestamp = base + 1 + int64(i)
 	}
 	lastTS := entries[len(entries)-1].Timestamp
 	first, lastDate := ledger.BusinessDate(entries[0].Timestamp), ledger.BusinessDate(lastTS)
-	if !first.Equal(lastDate) || !first.Equal(ledger.BusinessDate(time.Now().UnixNano())) {
+	if !first.Equal(lastDate) || !first.Equal(ledger.BusinessDate(w.store.now().UnixNano())) {
 		// Rare (a run across midnight): make sure the partitions exist. The
 		// partition for today was made before the transaction began.
 		if err := w.store.EnsurePartitions(ctx, first, lastDate); err != nil {

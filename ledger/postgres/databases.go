@@ -22,6 +22,8 @@ type DatabasesConfig struct {
 	ConnsMax        int32
 	PartitionsAhead int
 	NoOutbox        bool
+	// Now is the business clock of every database's store (Config.Now).
+	Now func() time.Time
 }
 
 // Databases is the ledger spread over several databases: shard s lives on
@@ -52,7 +54,8 @@ func OpenDatabases(ctx context.Context, cfg DatabasesConfig) (*Databases, error)
 		if conns == 0 {
 			conns = int32(2 + 2*len(m.ShardsOn(i)))
 		}
-		s, err := Open(ctx, Config{DSN: dsn, ConnsMax: conns, PartitionsAhead: cfg.PartitionsAhead, NoOutbox: cfg.NoOutbox})
+		s, err := Open(ctx, Config{DSN: dsn, ConnsMax: conns, PartitionsAhead: cfg.PartitionsAhead, NoOutbox: cfg.NoOutbox,
+			Now: cfg.Now})
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("database %d of %d: %w", i+1, len(cfg.DSNs), err)

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,6 +31,8 @@ type Store struct {
 
 	mu         sync.Mutex
 	partitions map[time.Time]bool // journal partitions known to exist
+
+	now func() time.Time // Config.Now
 }
 
 // partitionsAhead is how many daily journal partitions exist beyond the
@@ -57,6 +58,12 @@ type Config struct {
 	// warning from a commit means a statement did not do what the code
 	// meant (SET LOCAL outside a transaction block was one).
 	OnNotice func(*pgconn.Notice)
+	// Now is the business clock (internal/clock): today's journal
+	// partitions and the timestamps of entries written through InShard
+	// come from it, as the sequencer's come from SequencerConfig.Now, so
+	// that the journal's times are the business time's (a sandbox's test
+	// clock moves both); nil = time.Now.
+	Now func() time.Time
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -75,13 +82,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.CommitsInFlightMax == 0 {
 		cfg.CommitsInFlightMax = 2
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	pcfg.MaxConns = cfg.ConnsMax
 	pcfg.ConnConfig.OnNotice = pgwarn.Handler(cfg.OnNotice, "ledger")
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox,
+	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox, now: cfg.Now,
 		commits: newGroup[*ledger.Batch, struct{}](cfg.CommitsInFlightMax, commitBatchesMax, commitTransfersMax,
 			func(b *ledger.Batch) int { return len(b.Transfers) }),
 		lookups: newGroup[lookupCall, *ledger.Known](cfg.CommitsInFlightMax, lookupCallsMax, lookupIDsMax,
@@ -91,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	today := ledger.BusinessDate(time.Now().UnixNano())
+	today := ledger.BusinessDate(s.now().UnixNano())
 	if err := s.EnsurePartitions(ctx, today.AddDate(0, 0, -1), today.AddDate(0, 0, cfg.PartitionsAhead)); err != nil {
 		pool.Close()
 		return nil, err
@@ -110,52 +120,6 @@ func (s *Store) Close() { s.pool.Close() }
 // starting at once do not race.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgmigrate.Up(ctx, pool, migrations, pgmigrate.Options{})
-}
-
-// EnsurePartitions creates the daily journal partitions for every date from
-// first to last inclusive that does not exist yet.
-func (s *Store) EnsurePartitions(ctx context.Context, first, last time.Time) error {
-	for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
-		if err := s.ensurePartition(ctx, d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) ensurePartition(ctx context.Context, d time.Time) error {
-	d = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
-	s.mu.Lock()
-	known := s.partitions[d]
-	s.mu.Unlock()
-	if known {
-		return nil
-	}
-	name := pgx.Identifier{"transfers_" + d.Format("20060102")}.Sanitize()
-	// Row triggers (no UPDATE, no DELETE) are cloned onto partitions by
-	// Postgres; statement-level TRUNCATE triggers are not, so each
-	// partition gets its own.
-	sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s PARTITION OF transfers FOR VALUES FROM ('%[2]s') TO ('%[3]s');
-		CREATE OR REPLACE TRIGGER no_truncate BEFORE TRUNCATE ON %[1]s
-			FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_rewrite()`,
-		name, d.Format(time.DateOnly), d.AddDate(0, 0, 1).Format(time.DateOnly))
-	// Two processes may race to create the same partition; the loser's
-	// error is a duplicate, which is success. Bounded: two attempts.
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		if _, err = s.pool.Exec(ctx, sql); err == nil || isDuplicate(err) {
-			s.mu.Lock()
-			s.partitions[d] = true
-			s.mu.Unlock()
-			return nil
-		}
-	}
-	return fmt.Errorf("create partition %s: %w", name, err)
-}
-
-func isDuplicate(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505")
 }
 
 // Load implements ledger.Store.

@@ -58,7 +58,8 @@ type Config struct {
 	HTTPAddr string
 	// Logger; nil = discard. The role adds role=settle.
 	Logger *slog.Logger
-	// Now is the clock of the schedule; nil = time.Now.
+	// Now is the business clock of the schedule and of the runs' cut-off
+	// check; nil = time.Now.
 	Now func() time.Time
 }
 
@@ -89,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := NewMetrics(reg)
 	runner := settlement.NewRunner(settlement.Config{Shards: cfg.Shards, Parallel: parallel, FileDir: cfg.FileDir,
-		TakeShards: cfg.TakeShards, Observe: metrics.Observe}, store, yields, events, logger)
+		TakeShards: cfg.TakeShards, Observe: metrics.Observe, Now: cfg.Now}, store, yields, events, logger)
 	s := &schedule{runner: runner, store: store, incomeDir: cmp.Or(cfg.IncomeDir, "."), first: cfg.From,
 		delay: cmp.Or(cfg.Delay, DelayDefault), log: logger, now: cfg.Now}
 	if s.now == nil {
@@ -135,6 +136,10 @@ type OnDemandConfig struct {
 	Registerer prometheus.Registerer
 	// Logger; nil = discard.
 	Logger *slog.Logger
+	// Now is the business clock: a date may run once its cut-off has
+	// passed by it, and the ledger entries the run writes take their
+	// timestamps from it (a sandbox's test clock); nil = time.Now.
+	Now func() time.Time
 }
 
 // onDemandConnsMax is the store's pool of an on-demand runner: one shard
@@ -144,7 +149,7 @@ const onDemandConnsMax = 4
 // OpenOnDemand opens the settlement store and returns a runner counting
 // its runs in the settlement's metrics; release closes the store.
 func OpenOnDemand(ctx context.Context, cfg OnDemandConfig) (_ *settlement.Runner, release func(), err error) {
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: onDemandConnsMax})
+	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: onDemandConnsMax, Now: cfg.Now})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,6 +159,6 @@ func OpenOnDemand(ctx context.Context, cfg OnDemandConfig) (_ *settlement.Runner
 	}
 	metrics := NewMetrics(cfg.Registerer)
 	runner := settlement.NewRunner(settlement.Config{Shards: cfg.Shards, FileDir: cfg.FileDir, TakeShards: cfg.TakeShards,
-		AllowEarly: cfg.AllowEarly, Observe: metrics.Observe}, store, cfg.Yields, nil, logger)
+		AllowEarly: cfg.AllowEarly, Observe: metrics.Observe, Now: cfg.Now}, store, cfg.Yields, nil, logger)
 	return runner, store.Close, nil
 }

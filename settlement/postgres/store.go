@@ -49,6 +49,9 @@ var _ settlement.Store = (*Store)(nil)
 type Config struct {
 	DSN      string
 	ConnsMax int32 // 0 = 8
+	// Now is the business clock of the ledger store the run writes
+	// through (ledger/postgres Config.Now); nil = time.Now.
+	Now func() time.Time
 }
 
 // Open connects and applies the ledger's, the accounts' and its own
@@ -57,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.ConnsMax == 0 {
 		cfg.ConnsMax = 8
 	}
-	ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: cfg.DSN, ConnsMax: cfg.ConnsMax})
+	ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: cfg.DSN, ConnsMax: cfg.ConnsMax, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("ledger store: %w", err)
 	}

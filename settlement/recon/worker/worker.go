@@ -195,6 +195,10 @@ type EmbeddedConfig struct {
 	Registerer prometheus.Registerer
 	// Logger; nil = discard.
 	Logger *slog.Logger
+	// Now is the business clock, which decides the journal's days to
+	// compare and up to when (the journal's timestamps follow it: a
+	// sandbox's test clock); nil = time.Now.
+	Now func() time.Time
 }
 
 // Timings of an embedded worker: a dev stack's pipeline takes
@@ -226,6 +230,7 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *recon.Worker, rel
 		Grace:        embeddedGrace,
 		LagEvery:     cfg.LagEvery,
 		Registerer:   cfg.Registerer,
+		Now:          cfg.Now,
 	}, recon.Single(store), logger)
 	if err != nil {
 		store.Close()
