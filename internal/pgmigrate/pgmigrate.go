@@ -4,6 +4,14 @@
 // component keeps its versions in its own table, so several can share one
 // database.
 //
+// Two roles: the owner role runs Up and owns what the migrations create,
+// then Grant gives the service role (what the platform's processes connect
+// as) the privileges each component lists. A service that runs Up itself
+// when nothing is pending only reads the version table (goose checks
+// before it locks or writes), so the same Open serves both setups: one role
+// that migrates and serves (the dev default), or an owner's migration step
+// followed by services that may not alter the schema.
+//
 //	//go:embed migrations/*.sql
 //	var migrations embed.FS
 //	err := pgmigrate.Up(ctx, pool, migrations, pgmigrate.Options{Table: "accounts_goose_db_version"})
@@ -55,6 +63,12 @@ func Up(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, opts Options) error
 		return fmt.Errorf("migrations: %w", err)
 	}
 	if _, err := p.Up(ctx); err != nil {
+		if IsPermissionDenied(err) {
+			// A service role finding migrations pending: only the owner
+			// role may apply them (see Grant).
+			return fmt.Errorf("migrate: %w (migrations are pending and this role may not apply them: "+
+				"run the migration step as the owner role first, fundd migrate)", err)
+		}
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

@@ -93,6 +93,36 @@ func NewDatabase(t testing.TB) string {
 	return dsn
 }
 
+// NewDatabaseWithRoles is NewDatabase for a database owned by the owner
+// role, with the service role beside it (localpg.CreateDatabaseWithRoles):
+// a test migrates as the owner, grants, and then works as the service, as
+// the platform does in production.
+func NewDatabaseWithRoles(t testing.TB) localpg.Roles {
+	t.Helper()
+	if os.Getenv(localpg.EnvDSN) == "" {
+		t.Fatalf("pgtest: %s is not set; add func TestMain(m *testing.M) { pgtest.Main(m) } to the package", localpg.EnvDSN)
+	}
+	srv, err := localpg.Start(context.Background(), localpg.Options{})
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	name := databaseName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
+	defer cancel()
+	roles, err := srv.CreateDatabaseWithRoles(ctx, name)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
+		defer cancel()
+		if err := srv.DropDatabase(ctx, name); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return roles
+}
+
 // databaseName makes a name that says which test owns the database, for
 // whoever looks at a server left behind, and is unique without shared state.
 func databaseName(testName string) string {
