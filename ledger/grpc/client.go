@@ -10,30 +10,77 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/grpc/ledgerpb"
 )
 
 // ClientConfig tunes the routing client.
+//
+// How long one call may take: the caller's deadline, when its context has
+// one, is the budget. Attempts go on (backed off, at the owner the leases
+// name after each failure) while another attempt can still finish before
+// that deadline; then the call gives up with ErrUnreachable well before
+// it, so the caller has time left to answer "try again" (a gateway: 503)
+// instead of running into its own deadline. Without a deadline the
+// attempts are bounded by AttemptsMax alone.
 type ClientConfig struct {
 	Shards int // logical shards; must match the servers'
 	// AttemptsMax bounds the attempts of one call, the first included.
 	// With the default backoff, 40 attempts span about 15 s: enough for a
 	// dead owner's lease (5 s by default) to expire and its shard to be
 	// taken and loaded elsewhere.
-	AttemptsMax    int
-	BackoffMin     time.Duration // wait before the second attempt; doubles up to BackoffMax
-	BackoffMax     time.Duration
-	AttemptTimeout time.Duration // one attempt (a stopped owner never answers)
+	AttemptsMax int
+	BackoffMin  time.Duration // wait before the second attempt; doubles up to BackoffMax
+	BackoffMax  time.Duration
+	// AttemptTimeout bounds one attempt, so that an owner that stopped
+	// answering (frozen, or its host gone without a reset) is abandoned
+	// and the request sent again to whoever owns the shard by then. Keep
+	// it well under the callers' deadlines.
+	AttemptTimeout time.Duration
+	// AttemptTimeMin is the least time left before the caller's deadline
+	// that is worth another attempt (after the backoff and DeadlineReserve);
+	// 0 = 50ms.
+	AttemptTimeMin time.Duration
+	// DeadlineReserve is kept back from the caller's deadline: an attempt
+	// ends that much before it, so the call returns ErrUnreachable while
+	// the caller can still answer; 0 = 100ms.
+	DeadlineReserve time.Duration
 	// RefreshTimeout bounds one read of the lease tables.
 	RefreshTimeout time.Duration
+	// Breakers, when set, gives each owner address its own circuit
+	// breaker, asked before every attempt there. An open breaker does not
+	// fail the call: the attempt counts as failed, the leases are read
+	// again, and the next attempt goes to the shard's next owner (a new
+	// address, a fresh breaker) once the lease moves. nil = no breakers.
+	Breakers Breakers
 	// DialOptions replace the default (plaintext, for loopback and
 	// in-cluster networks with their own transport security).
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
+}
+
+// Breaker guards the attempts sent to one owner address.
+type Breaker interface {
+	// Allow asks to send one attempt. It returns an error when the owner
+	// is refused for now; otherwise done, which the client calls once with
+	// whether the owner answered (false: unreachable, timed out, or it
+	// could not commit).
+	Allow() (done func(healthy bool), err error)
+}
+
+// Breakers makes and forgets the breakers of owner addresses.
+type Breakers interface {
+	// For returns the breaker of addr; the client calls it once when it
+	// first connects to addr.
+	For(addr string) Breaker
+	// Forget tells that no shard is owned at addr any more; a later
+	// owner there gets a fresh breaker from For.
+	Forget(addr string)
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -51,6 +98,12 @@ func (c *ClientConfig) setDefaults() {
 	}
 	if c.AttemptTimeout == 0 {
 		c.AttemptTimeout = 10 * time.Second
+	}
+	if c.AttemptTimeMin == 0 {
+		c.AttemptTimeMin = 50 * time.Millisecond
+	}
+	if c.DeadlineReserve == 0 {
+		c.DeadlineReserve = 100 * time.Millisecond
 	}
 	if c.RefreshTimeout == 0 {
 		c.RefreshTimeout = 2 * time.Second
@@ -94,8 +147,8 @@ type Client struct {
 	log *slog.Logger
 
 	mu          sync.Mutex
-	owners      []ledger.ShardOwner // by shard; from the last refresh
-	conns       map[string]*grpc.ClientConn
+	owners      []ledger.ShardOwner  // by shard; from the last refresh
+	conns       map[string]ownerConn // by owner address
 	refreshedAt time.Time
 	closed      bool
 
@@ -108,18 +161,18 @@ var _ ledger.Client = (*Client)(nil)
 // connects lazily; Close releases the connections.
 func NewClient(cfg ClientConfig, dir ledger.Directory) *Client {
 	cfg.setDefaults()
-	return &Client{cfg: cfg, dir: dir, log: cfg.Logger, owners: make([]ledger.ShardOwner, cfg.Shards), conns: map[string]*grpc.ClientConn{}}
+	return &Client{cfg: cfg, dir: dir, log: cfg.Logger, owners: make([]ledger.ShardOwner, cfg.Shards), conns: map[string]ownerConn{}}
 }
 
 // Close closes every connection. Calls after Close fail.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	conns := c.conns
-	c.conns, c.closed = map[string]*grpc.ClientConn{}, true
+	c.conns, c.closed = map[string]ownerConn{}, true
 	c.mu.Unlock()
 	var errs []error
-	for _, cc := range conns {
-		errs = append(errs, cc.Close())
+	for _, oc := range conns {
+		errs = append(errs, oc.cc.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -311,13 +364,27 @@ func accountResults(rs []*ledgerpb.AccountResult, n int) ([]ledger.AccountResult
 	return out, nil
 }
 
+// ErrUnreachable is returned (wrapping the last attempt's error in its
+// message) when the shard's owner could not be reached, or did not answer,
+// in time for the caller's deadline: the shard is failing over, or its
+// owner is frozen and its lease has not expired yet. An attempt that got
+// no answer may have been applied; a retry with the same ids gets its
+// original result.
+var ErrUnreachable = errors.New("ledger/grpc: shard owner not reached before the deadline")
+
+// errOwnerRefused: the owner address's breaker is open; the attempt was
+// not sent.
+var errOwnerRefused = errors.New("ledger/grpc: owner's breaker refuses calls")
+
 // call runs op against the shard's owner, re-reading the leases and
-// retrying (bounded, with backoff) while the failure is one after which
-// nothing was acknowledged or a retry is safe (see Client).
+// retrying (bounded in attempts and by the caller's deadline, with
+// jittered backoff) while the failure is one after which nothing was
+// acknowledged or a retry is safe (see Client).
 func (c *Client) call(ctx context.Context, shard int, op func(context.Context, ledgerpb.LedgerShardClient) error) error {
 	if shard < 0 || shard >= c.cfg.Shards {
 		return fmt.Errorf("ledger/grpc: shard %d of %d", shard, c.cfg.Shards)
 	}
+	deadline, hasDeadline := ctx.Deadline()
 	backoff := c.cfg.BackoffMin
 	var last error
 	for attempt := 1; attempt <= c.cfg.AttemptsMax; attempt++ {
@@ -325,6 +392,9 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 			// Half the backoff fixed, half random: callers that failed
 			// together (an owner died under all of them) come back spread.
 			d := backoff/2 + rand.N(backoff/2+1)
+			if hasDeadline && time.Until(deadline) < d+c.cfg.DeadlineReserve+c.cfg.AttemptTimeMin {
+				return fmt.Errorf("shard %d: %w after %d attempts (last: %v)", shard, ErrUnreachable, attempt-1, last)
+			}
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
@@ -335,15 +405,9 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 			backoff = min(2*backoff, c.cfg.BackoffMax)
 		}
 		failedAt := time.Now()
-		stub, addr, err := c.owner(ctx, shard, failedAt)
+		err := c.attempt(ctx, shard, failedAt, c.attemptDeadline(failedAt, deadline, hasDeadline), op)
 		if err == nil {
-			actx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-			err = fromStatus(op(actx, stub))
-			cancel()
-			if err == nil {
-				return nil
-			}
-			err = fmt.Errorf("shard %d at %s: %w", shard, addr, err)
+			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("shard %d: %w (last attempt: %v)", shard, ctx.Err(), err)
@@ -362,48 +426,126 @@ func (c *Client) call(ctx context.Context, shard int, op func(context.Context, l
 	return fmt.Errorf("shard %d: gave up after %d attempts: %w", shard, c.cfg.AttemptsMax, last)
 }
 
-// owner returns a stub for the shard's current owner, reading the leases
-// when none is cached (unless a read finished after since: callers that
-// find no owner together share one read).
-func (c *Client) owner(ctx context.Context, shard int, since time.Time) (ledgerpb.LedgerShardClient, string, error) {
+// attemptDeadline is when an attempt started at now is abandoned:
+// AttemptTimeout on, but DeadlineReserve before the caller's deadline, so
+// that the call, not the caller's context, ends first. A caller that gave
+// too little time for the reserve gets its whole deadline.
+func (c *Client) attemptDeadline(now, deadline time.Time, hasDeadline bool) time.Time {
+	until := now.Add(c.cfg.AttemptTimeout)
+	if !hasDeadline {
+		return until
+	}
+	if reserved := deadline.Add(-c.cfg.DeadlineReserve); reserved.Sub(now) >= c.cfg.AttemptTimeMin {
+		return minTime(until, reserved)
+	}
+	return minTime(until, deadline)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// attempt sends op once to the shard's owner (as the leases named it
+// since), through the owner's breaker, and tells the breaker how the owner
+// did.
+func (c *Client) attempt(ctx context.Context, shard int, since, until time.Time, op func(context.Context, ledgerpb.LedgerShardClient) error) error {
+	stub, addr, br, err := c.owner(ctx, shard, since)
+	if err != nil {
+		return err
+	}
+	var done func(healthy bool)
+	if br != nil {
+		if done, err = br.Allow(); err != nil {
+			return fmt.Errorf("shard %d at %s: %w: %w", shard, addr, errOwnerRefused, err)
+		}
+	}
+	actx, cancel := context.WithDeadline(ctx, until)
+	err = fromStatus(op(actx, stub))
+	cancel()
+	if done != nil {
+		done(!ownerFailed(ctx, err))
+	}
+	if err != nil {
+		return fmt.Errorf("shard %d at %s: %w", shard, addr, err)
+	}
+	return nil
+}
+
+// ownerFailed reports whether err says the owner itself is failing (it
+// could not be reached, did not answer in time, or could not commit), as
+// opposed to an answer about the request or the shard (not owner, fenced,
+// a refusal) or a caller that gave up.
+func ownerFailed(ctx context.Context, err error) bool {
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return false
+	case errors.Is(err, ledger.ErrCommitFailed), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	var re *remoteError
+	if errors.As(err, &re) {
+		return false // it answered
+	}
+	st, ok := status.FromError(err)
+	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded)
+}
+
+// owner returns a stub for the shard's current owner and the owner's
+// breaker (nil without Breakers), reading the leases when none is cached
+// (unless a read finished after since: callers that find no owner
+// together share one read).
+func (c *Client) owner(ctx context.Context, shard int, since time.Time) (ledgerpb.LedgerShardClient, string, Breaker, error) {
 	c.mu.Lock()
 	addr := c.owners[shard].Addr
 	c.mu.Unlock()
 	if addr == "" {
 		if err := c.refresh(ctx, since); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		c.mu.Lock()
 		addr = c.owners[shard].Addr
 		c.mu.Unlock()
 		if addr == "" {
-			return nil, "", fmt.Errorf("shard %d: %w", shard, ledger.ErrNoOwner)
+			return nil, "", nil, fmt.Errorf("shard %d: %w", shard, ledger.ErrNoOwner)
 		}
 	}
-	cc, err := c.conn(addr)
+	oc, err := c.conn(addr)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	return ledgerpb.NewLedgerShardClient(cc), addr, nil
+	return ledgerpb.NewLedgerShardClient(oc.cc), addr, oc.br, nil
 }
 
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+// ownerConn is the connection to one owner address and its breaker.
+type ownerConn struct {
+	cc *grpc.ClientConn
+	br Breaker // nil without Breakers
+}
+
+func (c *Client) conn(addr string) (ownerConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClientClosed
+		return ownerConn{}, ErrClientClosed
 	}
-	if cc, ok := c.conns[addr]; ok {
-		return cc, nil
+	if oc, ok := c.conns[addr]; ok {
+		return oc, nil
 	}
 	// passthrough: the address is a literal host:port from the lease
 	// table, no name resolution wanted.
 	cc, err := grpc.NewClient("passthrough:///"+addr, c.cfg.DialOptions...)
 	if err != nil {
-		return nil, fmt.Errorf("ledger/grpc: connect %s: %w", addr, err)
+		return ownerConn{}, fmt.Errorf("ledger/grpc: connect %s: %w", addr, err)
 	}
-	c.conns[addr] = cc
-	return cc, nil
+	oc := ownerConn{cc: cc}
+	if c.cfg.Breakers != nil {
+		oc.br = c.cfg.Breakers.For(addr)
+	}
+	c.conns[addr] = oc
+	return oc, nil
 }
 
 // refresh reads every shard's owner from the directory, unless a read
@@ -442,16 +584,19 @@ func (c *Client) refresh(ctx context.Context, since time.Time) error {
 		live[o.Addr] = true
 	}
 	c.owners, c.refreshedAt = next, time.Now()
-	var stale []*grpc.ClientConn
-	for addr, cc := range c.conns {
+	stale := map[string]*grpc.ClientConn{}
+	for addr, oc := range c.conns {
 		if !live[addr] {
-			stale = append(stale, cc)
+			stale[addr] = oc.cc
 			delete(c.conns, addr)
 		}
 	}
 	c.mu.Unlock()
-	for _, cc := range stale {
+	for addr, cc := range stale {
 		_ = cc.Close()
+		if c.cfg.Breakers != nil {
+			c.cfg.Breakers.Forget(addr)
+		}
 	}
 	return nil
 }

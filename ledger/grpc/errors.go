@@ -101,6 +101,9 @@ func (e *remoteError) Unwrap() error { return e.sentinel }
 // request unacknowledged in a way that another attempt, possibly at
 // another owner, can fix.
 func retryable(err error) bool {
+	if errors.Is(err, errOwnerRefused) {
+		return true // the lease may move to an owner with a closed breaker
+	}
 	for _, e := range errorTable {
 		if e.retry && errors.Is(err, e.err) {
 			return true
