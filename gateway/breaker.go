@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/fundplatform/fund/ledger"
+	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 )
 
 // BreakerConfig tunes the circuit breaker in front of one ledger target.
@@ -106,4 +108,100 @@ func (b *BreakerClient) CloseAccounts(ctx context.Context, ids []ledger.AccountI
 // LookupAccounts implements ledger.Client.
 func (b *BreakerClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
 	return call(b, func() ([]ledger.Account, error) { return b.next.LookupAccounts(ctx, ids) })
+}
+
+// OwnerBreakers are circuit breakers per ledger owner address, for the
+// routing client (ledger/grpc ClientConfig.Breakers), which asks the
+// owner's breaker before each attempt. A breaker per owner rather than per
+// shard is what lets a failover show as latency: the dead owner's breaker
+// opens and spares it the calls, while the request, still within its
+// deadline, waits for the lease to move and goes to the new owner, whose
+// breaker is fresh. (A breaker per shard above the routing client would
+// stay open over the new owner too, and answer the whole failover with fast
+// 503s.) Targets are named "owner <addr>". Safe for concurrent use.
+type OwnerBreakers struct {
+	cfg      BreakerConfig
+	onState  func(target string, from, to gobreaker.State)
+	onForget func(target string)
+
+	mu sync.Mutex
+	by map[string]ownerBreaker // by address; the routing client forgets addresses no shard is owned at
+}
+
+// ownerBreaker adapts gobreaker's two-step breaker, told an error, to the
+// routing client's, told whether the owner answered.
+type ownerBreaker struct {
+	cb *gobreaker.TwoStepCircuitBreaker[any]
+}
+
+// errOwnerFailed stands for an attempt the owner did not answer.
+var errOwnerFailed = errors.New("ledger owner did not answer")
+
+func (b ownerBreaker) Allow() (func(healthy bool), error) {
+	done, err := b.cb.Allow()
+	if err != nil {
+		return nil, err
+	}
+	return func(healthy bool) {
+		if healthy {
+			done(nil)
+		} else {
+			done(errOwnerFailed)
+		}
+	}, nil
+}
+
+var _ ledgergrpc.Breakers = (*OwnerBreakers)(nil)
+
+// NewOwnerBreakers returns breakers tuned by cfg. onState (may be nil) is
+// told every state change and onForget (may be nil) every breaker dropped,
+// for metrics.
+func NewOwnerBreakers(cfg BreakerConfig, onState func(target string, from, to gobreaker.State), onForget func(target string)) *OwnerBreakers {
+	cfg.setDefaults()
+	return &OwnerBreakers{cfg: cfg, onState: onState, onForget: onForget, by: map[string]ownerBreaker{}}
+}
+
+func ownerTarget(addr string) string { return "owner " + addr }
+
+// For implements ledgergrpc.Breakers.
+func (o *OwnerBreakers) For(addr string) ledgergrpc.Breaker {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b, ok := o.by[addr]; ok {
+		return b
+	}
+	st := gobreaker.Settings{
+		Name:        ownerTarget(addr),
+		MaxRequests: o.cfg.HalfOpenProbes,
+		Timeout:     o.cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.cfg.ConsecutiveFailures },
+	}
+	if o.onState != nil {
+		st.OnStateChange = func(name string, from, to gobreaker.State) { o.onState(name, from, to) }
+	}
+	b := ownerBreaker{cb: gobreaker.NewTwoStepCircuitBreaker[any](st)}
+	o.by[addr] = b
+	return b
+}
+
+// Forget implements ledgergrpc.Breakers.
+func (o *OwnerBreakers) Forget(addr string) {
+	o.mu.Lock()
+	_, ok := o.by[addr]
+	delete(o.by, addr)
+	o.mu.Unlock()
+	if ok && o.onForget != nil {
+		o.onForget(ownerTarget(addr))
+	}
+}
+
+// State returns the state of addr's breaker, and false when it has none.
+func (o *OwnerBreakers) State(addr string) (gobreaker.State, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b, ok := o.by[addr]
+	if !ok {
+		return gobreaker.StateClosed, false
+	}
+	return b.cb.State(), true
 }

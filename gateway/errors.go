@@ -18,6 +18,7 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/clock"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/settlement"
@@ -125,6 +126,8 @@ var errorTable = [...]errorMapping{
 	{settlement.ErrIncomeForm, codes.InvalidArgument, "SETTLEMENT_INCOME_FORM", "income", "The settlement gives neither or both of income and income_per_10k.", 0},
 	{settlement.ErrInvalidIncome, codes.InvalidArgument, "SETTLEMENT_INVALID_INCOME", "income", "The settlement's income is not a valid amount.", 0},
 	{settlement.ErrIncomeOverflow, codes.InvalidArgument, "SETTLEMENT_INCOME_OVERFLOW", "income", "The settlement's income would overflow the fund's totals.", 0},
+	// A move of the sandbox's test clock to before its time.
+	{clock.ErrBackwards, codes.InvalidArgument, "CLOCK_BACKWARDS", "to", "The test clock only moves forward: to is before its time.", 0},
 	// The request's form, checked by the gateway before any service runs.
 	{errInvalidArgument, codes.InvalidArgument, reasonInvalidArgument, "", "One or more fields are invalid; the BadRequest detail names each with what is wrong.", 0},
 	{errMalformedJSON, codes.InvalidArgument, reasonMalformedJSON, "body", "The request body is not well-formed JSON.", 0},
@@ -146,6 +149,7 @@ var errorTable = [...]errorMapping{
 	{accounts.ErrOrderNotFound, codes.NotFound, "ORDER_NOT_FOUND", "", "No order with that request id for that customer.", 0},
 	{accounts.ErrMerchantNotFound, codes.NotFound, "MERCHANT_NOT_FOUND", "", "The merchant is not registered.", 0},
 	{ErrSettlementNotFound, codes.NotFound, "SETTLEMENT_NOT_FOUND", "", "No settlement run for that date.", 0},
+	{ErrTestClockDisabled, codes.NotFound, "TEST_CLOCK_DISABLED", "", "The process runs on the wall clock: only a sandbox started with a test clock (fundd dev --test-clock) moves business time.", 0},
 	{errRouteNotFound, codes.NotFound, reasonRouteNotFound, "", "No route of the API has that path.", 0},
 	{errMethodNotAllowed, codes.Unimplemented, reasonMethodNotAllowed, "", "The path exists, but not with that HTTP method.", http.StatusMethodNotAllowed},
 	// Idempotency: a request id reused for something else.
@@ -185,6 +189,7 @@ var errorTable = [...]errorMapping{
 	{ledger.ErrCommitFailed, codes.Unavailable, "COMMIT_FAILED", "", "The ledger could not commit the order's batch; nothing was applied; retry with the same request id after Retry-After.", 0},
 	{ledger.ErrNoOwner, codes.Unavailable, "SHARD_NO_OWNER", "", "No ledger process owns the customer's shard right now; retry with the same request id after Retry-After.", 0},
 	{ledger.ErrNotOwner, codes.Unavailable, "SHARD_MOVED", "", "The customer's ledger shard is moving to another owner; retry with the same request id after Retry-After.", 0},
+	{ledgergrpc.ErrUnreachable, codes.Unavailable, "SHARD_FAILING_OVER", "", "The customer's ledger shard did not answer within the request's deadline: its owner is failing over. The order applied whole or not at all; retry with the same request id after Retry-After.", 0},
 	{ledgergrpc.ErrClientClosed, codes.Unavailable, "SHUTTING_DOWN", "", "This gateway is shutting down; retry (another serves) with the same request id.", 0},
 	{accounts.ErrUnavailable, codes.Unavailable, "DATABASE_UNAVAILABLE", "", "The accounts database cannot be reached or is restarting; nothing was stored; retry with the same request id after Retry-After.", 0},
 	{errShardUnreachable, codes.Unavailable, reasonShardUnreachable, "", "The customer's ledger shard owner cannot be reached; retry with the same request id after Retry-After.", 0},

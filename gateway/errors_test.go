@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 
+	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/settlement"
 )
 
@@ -117,5 +119,29 @@ func TestGatewayReasonsAreInTheTable(t *testing.T) {
 			t.Errorf("reason %s on rows of different codes", m.reason)
 		}
 		seen[m.reason] = m
+	}
+}
+
+// A ledger call that the routing client gave up on because its deadline
+// could not be met (a failover longer than the request's deadline) is 503
+// SHARD_FAILING_OVER with Retry-After, through the accounts service's
+// wrapping, never a 500 or a 504.
+func TestLedgerGaveUpIs503(t *testing.T) {
+	gaveUp := fmt.Errorf("ledger: shard 0: %w after 4 attempts (last: rpc error: code = Unavailable)", ledgergrpc.ErrUnreachable)
+	st := status.Convert(statusOf(gaveUp, nil))
+	if got := httpStatus(st.Code()); got != 503 {
+		t.Fatalf("HTTP %d, want 503", got)
+	}
+	if got := reasonOf(st); got != "SHARD_FAILING_OVER" {
+		t.Fatalf("reason %q, want SHARD_FAILING_OVER", got)
+	}
+	var retry bool
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			retry = true
+		}
+	}
+	if !retry {
+		t.Fatalf("no RetryInfo (Retry-After) in %v", st.Details())
 	}
 }

@@ -56,6 +56,11 @@ func (m *Metrics) BreakerChanged(target string, _, to gobreaker.State) {
 	m.BreakerState.WithLabelValues(target).Set(breakerValue(to))
 }
 
+// BreakerGone drops a breaker's series; pass it to NewOwnerBreakers.
+func (m *Metrics) BreakerGone(target string) {
+	m.BreakerState.DeleteLabelValues(target)
+}
+
 func breakerValue(s gobreaker.State) float64 {
 	switch s {
 	case gobreaker.StateHalfOpen:

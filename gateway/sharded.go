@@ -9,15 +9,18 @@ import (
 	"github.com/fundplatform/fund/ledger"
 )
 
-// ShardedClient is a ledger.Client over several shards with a circuit
-// breaker per shard: each call goes to the breaker of the one shard its
-// accounts live on. A shard has exactly one owner at a time, so a breaker
-// per shard is a breaker per shard owner as callers see it: when an owner
-// dies, its shards' breakers open and calls for them fail fast with 503,
-// while every other shard serves on.
+// ShardedClient is a ledger.Client over several shards: each call goes to
+// the client of the one shard its accounts live on. Built by
+// NewShardedClient, each shard's client sits behind a circuit breaker of
+// its own (for a ledger in this process, whose shards never move: when one
+// fails, calls for it fail fast with 503 while every other shard serves
+// on). Built by NewShardedRoutes, the shards' clients are used as they are:
+// for the routing client, which retries a failover within the request's
+// deadline and breaks per owner address itself (OwnerBreakers).
 type ShardedClient struct {
-	shards int
-	per    []*BreakerClient
+	shards   int
+	per      []ledger.Client
+	breakers []*BreakerClient // NewShardedClient's; none with NewShardedRoutes
 }
 
 var _ ledger.Client = (*ShardedClient)(nil)
@@ -27,15 +30,29 @@ var _ ledger.Client = (*ShardedClient)(nil)
 // "shard-N".
 func NewShardedClient(shards int, forShard func(int) ledger.Client, cfg BreakerConfig,
 	onState func(target string, from, to gobreaker.State)) *ShardedClient {
-	c := &ShardedClient{shards: shards, per: make([]*BreakerClient, shards)}
+	c := &ShardedClient{shards: shards, per: make([]ledger.Client, shards), breakers: make([]*BreakerClient, shards)}
 	for s := range shards {
-		c.per[s] = NewBreakerClient(fmt.Sprintf("shard-%d", s), forShard(s), cfg, onState)
+		c.breakers[s] = NewBreakerClient(fmt.Sprintf("shard-%d", s), forShard(s), cfg, onState)
+		c.per[s] = c.breakers[s]
 	}
 	return c
 }
 
-// Breakers returns the per-shard clients, for metrics and readiness.
-func (c *ShardedClient) Breakers() []*BreakerClient { return c.per }
+// NewShardedRoutes dispatches to forShard's clients without a breaker of
+// its own: for clients that retry and break per owner (ledger/grpc's
+// routing client with OwnerBreakers), where a breaker per shard would stay
+// open across a failover.
+func NewShardedRoutes(shards int, forShard func(int) ledger.Client) *ShardedClient {
+	c := &ShardedClient{shards: shards, per: make([]ledger.Client, shards)}
+	for s := range shards {
+		c.per[s] = forShard(s)
+	}
+	return c
+}
+
+// Breakers returns the per-shard breakers (none with NewShardedRoutes),
+// for metrics and readiness.
+func (c *ShardedClient) Breakers() []*BreakerClient { return c.breakers }
 
 // CreateTransfers implements ledger.Client.
 func (c *ShardedClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {

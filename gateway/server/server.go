@@ -24,8 +24,14 @@ import (
 
 // Defaults of Config (the flags of `fundd gateway` have the same).
 const (
-	ShardsDefault               = 1
-	LedgerAttemptsDefault       = 3
+	ShardsDefault = 1
+	// LedgerAttemptsDefault bounds the attempts of one ledger call; the
+	// request's deadline (gateway.Config.RequestTimeout, 10 s by default)
+	// bounds its time, and is what ends the retries of a failover.
+	LedgerAttemptsDefault = 40
+	// LedgerAttemptTimeoutDefault: a frozen owner is abandoned after 2 s
+	// and the request sent to whoever owns the shard by then, so a request
+	// with a 10 s deadline survives an owner frozen past its 5 s lease.
 	LedgerAttemptTimeoutDefault = 2 * time.Second
 	StartTimeoutDefault         = time.Minute
 	// accountsConnsMax is the accounts store's pool by default.
@@ -54,8 +60,9 @@ type Config struct {
 	// (the accounts service keeps a customer's and the fund's accounts on
 	// one shard, so 1 today).
 	Shards int
-	// LedgerAttempts of one ledger call before answering 503 (small: fail
-	// fast, the client retries); 0 = LedgerAttemptsDefault.
+	// LedgerAttempts bounds the attempts of one ledger call (the request's
+	// deadline bounds their time: a call gives up, 503, once another
+	// attempt could not finish before it); 0 = LedgerAttemptsDefault.
 	LedgerAttempts int
 	// LedgerAttemptTimeout of one ledger attempt; 0 =
 	// LedgerAttemptTimeoutDefault.
@@ -70,7 +77,8 @@ type Config struct {
 	Gateway gateway.Config
 	// JWTKey signs and verifies tokens (required, auth.KeyLenMin bytes).
 	JWTKey []byte
-	// Breaker tunes the circuit breaker in front of each shard.
+	// Breaker tunes the circuit breakers: one per owner address with the
+	// routing client (gateway.OwnerBreakers), one per shard with Ledger.
 	Breaker gateway.BreakerConfig
 	// Accounts tunes the accounts service (fast-redemption cap).
 	Accounts accounts.Config
@@ -143,14 +151,16 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	octx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.StartTimeout, StartTimeoutDefault))
 	defer cancel()
-	forShard := cfg.Ledger
-	if forShard == nil {
-		if forShard, err = s.openRouter(octx); err != nil {
+	s.metrics = gateway.NewMetrics(s.reg)
+	if cfg.Ledger != nil {
+		s.ledger = gateway.NewShardedClient(cfg.Shards, cfg.Ledger, cfg.Breaker, s.metrics.BreakerChanged)
+	} else {
+		forShard, err := s.openRouter(octx)
+		if err != nil {
 			return nil, err
 		}
+		s.ledger = gateway.NewShardedRoutes(cfg.Shards, forShard)
 	}
-	s.metrics = gateway.NewMetrics(s.reg)
-	s.ledger = gateway.NewShardedClient(cfg.Shards, forShard, cfg.Breaker, s.metrics.BreakerChanged)
 	for _, b := range s.ledger.Breakers() {
 		s.metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
 	}
@@ -170,7 +180,8 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 }
 
 // openRouter opens the ledger databases' lease tables and the routing
-// client that calls each shard's owner over gRPC.
+// client that calls each shard's owner over gRPC, with a breaker per owner
+// address; s.metrics must be set.
 func (s *Server) openRouter(ctx context.Context) (func(int) ledger.Client, error) {
 	dsns := s.cfg.LedgerDSNs
 	if len(dsns) == 0 {
@@ -183,7 +194,9 @@ func (s *Server) openRouter(ctx context.Context) (func(int) ledger.Client, error
 	s.closers = append(s.closers, dbs.Close)
 	router := ledgergrpc.NewClient(ledgergrpc.ClientConfig{Shards: s.cfg.Shards,
 		AttemptsMax:    cmp.Or(s.cfg.LedgerAttempts, LedgerAttemptsDefault),
-		AttemptTimeout: cmp.Or(s.cfg.LedgerAttemptTimeout, LedgerAttemptTimeoutDefault), Logger: s.log}, dbs)
+		AttemptTimeout: cmp.Or(s.cfg.LedgerAttemptTimeout, LedgerAttemptTimeoutDefault),
+		Breakers:       gateway.NewOwnerBreakers(s.cfg.Breaker, s.metrics.BreakerChanged, s.metrics.BreakerGone),
+		Logger:         s.log}, dbs)
 	s.closers = append(s.closers, func() { _ = router.Close() })
 	s.dbs = dbs
 	return router.ForShard, nil
