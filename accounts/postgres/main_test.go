@@ -73,7 +73,14 @@ type env struct {
 // Wednesday 2026-11-18 10:00 CST; 2026-10-01..07 are holidays.
 func newEnv(t *testing.T, cfg accounts.Config) *env {
 	t.Helper()
-	e := &env{t: t, dsn: pgtest.NewDatabase(t), clock: &clock{}}
+	return newEnvOn(t, cfg, pgtest.NewDatabase(t))
+}
+
+// newEnvOn is newEnv on the database of dsn, which it migrates unless the
+// migrations were applied already.
+func newEnvOn(t *testing.T, cfg accounts.Config, dsn string) *env {
+	t.Helper()
+	e := &env{t: t, dsn: dsn, clock: &clock{}}
 	e.clock.Set(cst("2026-11-18 10:00:00"))
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()

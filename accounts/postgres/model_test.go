@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/accounts"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/internal/testseed"
 )
 
@@ -38,6 +39,12 @@ type modelOrder struct {
 // a small model, comparing every outcome and, at the end, every holding.
 func TestRandomisedAgainstModel(t *testing.T) {
 	t.Parallel()
+	randomisedAgainstModel(t, pgtest.NewDatabase(t))
+}
+
+// randomisedAgainstModel is TestRandomisedAgainstModel on the database of
+// dsn.
+func randomisedAgainstModel(t *testing.T, dsn string) {
 	seed := testseed.Seed(t)
 	r := newRand(seed)
 	const (
@@ -45,7 +52,7 @@ func TestRandomisedAgainstModel(t *testing.T) {
 		steps     = 400
 		capFen    = 200 * yuan
 	)
-	e := newEnv(t, accounts.Config{FastRedeemDailyMax: capFen})
+	e := newEnvOn(t, accounts.Config{FastRedeemDailyMax: capFen}, dsn)
 	ctx := context.Background()
 	if err := e.svc.RegisterMerchant(ctx, 1); err != nil {
 		t.Fatal(err)

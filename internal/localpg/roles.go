@@ -27,6 +27,7 @@ const (
 
 // Roles are one database's DSNs for its two roles.
 type Roles struct {
+	Admin       string // DSN as the server's administrator (DSN), for what only a superuser may do
 	Owner       string // DSN as OwnerRole: migrations
 	Service     string // DSN as ServiceRole: the platform's processes
 	ServiceRole string // the service role's name, for the migration step's grants
@@ -52,7 +53,7 @@ func (s *Server) CreateDatabaseWithRoles(ctx context.Context, name string) (Role
 	if err := s.execIn(ctx, name, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
 		return Roles{}, fmt.Errorf("localpg: database %q: %w", name, err)
 	}
-	return Roles{Owner: s.RoleDSN(name, OwnerRole), Service: s.RoleDSN(name, ServiceRole), ServiceRole: ServiceRole}, nil
+	return Roles{Admin: s.DSN(name), Owner: s.RoleDSN(name, OwnerRole), Service: s.RoleDSN(name, ServiceRole), ServiceRole: ServiceRole}, nil
 }
 
 // ensureRole creates a login role unless it exists. Processes or parallel

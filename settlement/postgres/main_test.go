@@ -17,6 +17,7 @@ import (
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
+	"github.com/fundplatform/fund/settlement/schema"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -73,8 +74,15 @@ func (r *recorder) PublishSettlement(_ context.Context, evs []settlement.Event) 
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, dsn: pgtest.NewDatabase(t), clock: &clock{}, dir: t.TempDir(), events: &recorder{}}
+	// The run works as the platform's service role, on a schema the
+	// owner role migrated (settlement/schema): every test here shows too
+	// that the grants are enough for settlement and the accounts.
+	roles := pgtest.NewDatabaseWithRoles(t)
 	ctx := context.Background()
+	if err := schema.Migrate(ctx, schema.Config{DSNs: []string{roles.Owner}, ServiceRole: roles.ServiceRole}); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, dsn: roles.Service, clock: &clock{}, dir: t.TempDir(), events: &recorder{}}
 	var err error
 	if w.store, err = settlepg.Open(ctx, settlepg.Config{DSN: w.dsn}); err != nil {
 		t.Fatal(err)

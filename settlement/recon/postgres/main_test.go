@@ -22,6 +22,7 @@ import (
 	"github.com/fundplatform/fund/settlement/recon"
 	reconkafka "github.com/fundplatform/fund/settlement/recon/kafka"
 	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
+	"github.com/fundplatform/fund/settlement/schema"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -138,8 +139,15 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	today := ledger.BusinessDate(time.Now().UnixNano())
 	var stores []recon.Store
 	for db := 0; db < smap.Databases; db++ {
-		dsn := pgtest.NewDatabase(t)
-		ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: dsn, ConnsMax: 8})
+		// The stores work as the platform's service role on a schema the
+		// owner migrated; dsn (the administrator's) only plants tampered
+		// rows (superuser).
+		roles := pgtest.NewDatabaseWithRoles(t)
+		if err := schema.Migrate(ctx, schema.Config{DSNs: []string{roles.Owner}, ServiceRole: roles.ServiceRole}); err != nil {
+			t.Fatal(err)
+		}
+		dsn := roles.Admin
+		ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: roles.Service, ConnsMax: 8})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +155,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		if err := ls.EnsurePartitions(ctx, today.AddDate(0, 0, -3), today.AddDate(0, 0, 1)); err != nil {
 			t.Fatal(err)
 		}
-		rs, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
+		rs, err := reconpg.Open(ctx, reconpg.Config{DSN: roles.Service})
 		if err != nil {
 			t.Fatal(err)
 		}
