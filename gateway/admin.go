@@ -80,7 +80,8 @@ type ReconBreak struct {
 // adminServer implements fundv1.AdminServiceServer: admin scope only.
 type adminServer struct {
 	fundv1.UnimplementedAdminServiceServer
-	g *Gateway
+	g      *Gateway
+	clocks clockMoves // the test clock's moves by request id
 }
 
 func (s *adminServer) OpenCustomer(ctx context.Context, r *fundv1.OpenCustomerRequest) (*fundv1.Customer, error) {

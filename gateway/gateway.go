@@ -39,6 +39,11 @@ type Config struct {
 	// calls; nil = those calls answer 501 (not configured).
 	Settler    Settler
 	Reconciler Reconciler
+	// TestClock, when set, is the sandbox's business clock, which the
+	// admin API shows and moves (clock:advance); nil = the business time
+	// is the wall clock, and clock:advance answers 404
+	// TEST_CLOCK_DISABLED.
+	TestClock TestClock
 
 	// ConcurrencyMax requests are handled at once; more are refused at
 	// once with 429 [512]. By Little's law the requests in flight are the

@@ -694,6 +694,233 @@ func (x *ReconReport) GetOpenBreaksByKind() map[string]int64 {
 	return nil
 }
 
+type AdvanceClockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where to move the clock: give one of the two.
+	//
+	// Types that are valid to be assigned to Move:
+	//
+	//	*AdvanceClockRequest_To
+	//	*AdvanceClockRequest_By
+	Move isAdvanceClockRequest_Move `protobuf_oneof:"move"`
+	// request_id; the Idempotency-Key header takes its place when given.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceClockRequest) Reset() {
+	*x = AdvanceClockRequest{}
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceClockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceClockRequest) ProtoMessage() {}
+
+func (x *AdvanceClockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceClockRequest.ProtoReflect.Descriptor instead.
+func (*AdvanceClockRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_api_fund_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AdvanceClockRequest) GetMove() isAdvanceClockRequest_Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
+}
+
+func (x *AdvanceClockRequest) GetTo() string {
+	if x != nil {
+		if x, ok := x.Move.(*AdvanceClockRequest_To); ok {
+			return x.To
+		}
+	}
+	return ""
+}
+
+func (x *AdvanceClockRequest) GetBy() string {
+	if x != nil {
+		if x, ok := x.Move.(*AdvanceClockRequest_By); ok {
+			return x.By
+		}
+	}
+	return ""
+}
+
+func (x *AdvanceClockRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type isAdvanceClockRequest_Move interface {
+	isAdvanceClockRequest_Move()
+}
+
+type AdvanceClockRequest_To struct {
+	// to: an instant, RFC 3339 (e.g. 2026-11-10T15:30:00+08:00); not
+	// before the clock's time.
+	To string `protobuf:"bytes,1,opt,name=to,proto3,oneof"`
+}
+
+type AdvanceClockRequest_By struct {
+	// by: a positive duration, Go's form (e.g. 36h, 90m, 24h30m).
+	By string `protobuf:"bytes,2,opt,name=by,proto3,oneof"`
+}
+
+func (*AdvanceClockRequest_To) isAdvanceClockRequest_Move() {}
+
+func (*AdvanceClockRequest_By) isAdvanceClockRequest_Move() {}
+
+type GetClockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClockRequest) Reset() {
+	*x = GetClockRequest{}
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClockRequest) ProtoMessage() {}
+
+func (x *GetClockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClockRequest.ProtoReflect.Descriptor instead.
+func (*GetClockRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_api_fund_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+// Clock is the business time, and what it means for orders and
+// settlement. Instants are RFC 3339 in China Standard Time (+08:00).
+type Clock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Now   string                 `protobuf:"bytes,1,opt,name=now,proto3" json:"now,omitempty"`
+	// test_clock: the clock is the sandbox's, moved by AdvanceClock; false =
+	// the wall clock.
+	TestClock bool `protobuf:"varint,2,opt,name=test_clock,proto3" json:"test_clock,omitempty"`
+	// business_date: the natural day of now (YYYY-MM-DD, China Standard
+	// Time): the fast-redemption day, and the day income is paid for.
+	BusinessDate string `protobuf:"bytes,3,opt,name=business_date,proto3" json:"business_date,omitempty"`
+	// trade_date: the trading day an order placed now counts for (after the
+	// 15:00 cut-off, or on a non-trading day, the next trading day).
+	TradeDate string `protobuf:"bytes,4,opt,name=trade_date,proto3" json:"trade_date,omitempty"`
+	// next_cutoff: the next 15:00 cut-off.
+	NextCutoff string `protobuf:"bytes,5,opt,name=next_cutoff,proto3" json:"next_cutoff,omitempty"`
+	// settleable_through: the newest date whose cut-off has passed, so
+	// the newest date a settlement run may be asked for now.
+	SettleableThrough string `protobuf:"bytes,6,opt,name=settleable_through,proto3" json:"settleable_through,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Clock) Reset() {
+	*x = Clock{}
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Clock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Clock) ProtoMessage() {}
+
+func (x *Clock) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_api_fund_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Clock.ProtoReflect.Descriptor instead.
+func (*Clock) Descriptor() ([]byte, []int) {
+	return file_gateway_api_fund_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Clock) GetNow() string {
+	if x != nil {
+		return x.Now
+	}
+	return ""
+}
+
+func (x *Clock) GetTestClock() bool {
+	if x != nil {
+		return x.TestClock
+	}
+	return false
+}
+
+func (x *Clock) GetBusinessDate() string {
+	if x != nil {
+		return x.BusinessDate
+	}
+	return ""
+}
+
+func (x *Clock) GetTradeDate() string {
+	if x != nil {
+		return x.TradeDate
+	}
+	return ""
+}
+
+func (x *Clock) GetNextCutoff() string {
+	if x != nil {
+		return x.NextCutoff
+	}
+	return ""
+}
+
+func (x *Clock) GetSettleableThrough() string {
+	if x != nil {
+		return x.SettleableThrough
+	}
+	return ""
+}
+
 var File_gateway_api_fund_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
@@ -758,7 +985,26 @@ const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
 	"\x13open_breaks_by_kind\x18\x06 \x03(\v2*.fund.v1.ReconReport.OpenBreaksByKindEntryR\x13open_breaks_by_kind\x1aC\n" +
 	"\x15OpenBreaksByKindEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\x8b\x19\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"a\n" +
+	"\x13AdvanceClockRequest\x12\x10\n" +
+	"\x02to\x18\x01 \x01(\tH\x00R\x02to\x12\x10\n" +
+	"\x02by\x18\x02 \x01(\tH\x00R\x02by\x12\x1e\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\n" +
+	"request_idB\x06\n" +
+	"\x04move\"\x11\n" +
+	"\x0fGetClockRequest\"\xd1\x01\n" +
+	"\x05Clock\x12\x10\n" +
+	"\x03now\x18\x01 \x01(\tR\x03now\x12\x1e\n" +
+	"\n" +
+	"test_clock\x18\x02 \x01(\bR\n" +
+	"test_clock\x12$\n" +
+	"\rbusiness_date\x18\x03 \x01(\tR\rbusiness_date\x12\x1e\n" +
+	"\n" +
+	"trade_date\x18\x04 \x01(\tR\n" +
+	"trade_date\x12 \n" +
+	"\vnext_cutoff\x18\x05 \x01(\tR\vnext_cutoff\x12.\n" +
+	"\x12settleable_through\x18\x06 \x01(\tR\x12settleable_through2\xc2\x1d\n" +
 	"\fAdminService\x12\xde\x03\n" +
 	"\fOpenCustomer\x12\x1c.fund.v1.OpenCustomerRequest\x1a\x11.fund.v1.Customer\"\x9c\x03\x92A\xd1\x02r\xce\x02\n" +
 	"\xcb\x02\n" +
@@ -785,7 +1031,12 @@ const file_gateway_api_fund_v1_admin_proto_rawDesc = "" +
 	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
 	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/admin/settlements\x12i\n" +
 	"\rGetSettlement\x12\x1d.fund.v1.GetSettlementRequest\x1a\x13.fund.v1.Settlement\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/admin/settlements/{date}\x12f\n" +
-	"\x0eGetReconReport\x12\x1e.fund.v1.GetReconReportRequest\x1a\x14.fund.v1.ReconReport\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/admin/recon/reportB9Z7github.com/fundplatform/fund/gateway/api/fund/v1;fundv1b\x06proto3"
+	"\x0eGetReconReport\x12\x1e.fund.v1.GetReconReportRequest\x1a\x14.fund.v1.ReconReport\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/admin/recon/report\x12\xe5\x03\n" +
+	"\fAdvanceClock\x12\x1c.fund.v1.AdvanceClockRequest\x1a\x0e.fund.v1.Clock\"\xa6\x03\x92A\xd1\x02r\xce\x02\n" +
+	"\xcb\x02\n" +
+	"\x0fIdempotency-Key\x12\xb3\x02The request id, chosen by the client: 1 to 64 printable ASCII characters. The request applies at most once: a retry with the same id and the same content gets the original answer, the same id with other content is refused (IDEMPOTENCY_CONFLICT). A request_id field in the body, when sent too, must equal it.\x18\x01(\x01\xbaG,2*\x12(\n" +
+	"&#/components/parameters/IdempotencyKey\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/admin/clock:advance\x12M\n" +
+	"\bGetClock\x12\x18.fund.v1.GetClockRequest\x1a\x0e.fund.v1.Clock\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/clockB9Z7github.com/fundplatform/fund/gateway/api/fund/v1;fundv1b\x06proto3"
 
 var (
 	file_gateway_api_fund_v1_admin_proto_rawDescOnce sync.Once
@@ -799,7 +1050,7 @@ func file_gateway_api_fund_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_api_fund_v1_admin_proto_rawDescData
 }
 
-var file_gateway_api_fund_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_gateway_api_fund_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_gateway_api_fund_v1_admin_proto_goTypes = []any{
 	(*OpenCustomerRequest)(nil),     // 0: fund.v1.OpenCustomerRequest
 	(*CustomerAction)(nil),          // 1: fund.v1.CustomerAction
@@ -811,17 +1062,20 @@ var file_gateway_api_fund_v1_admin_proto_goTypes = []any{
 	(*GetReconReportRequest)(nil),   // 7: fund.v1.GetReconReportRequest
 	(*ReconBreak)(nil),              // 8: fund.v1.ReconBreak
 	(*ReconReport)(nil),             // 9: fund.v1.ReconReport
-	nil,                             // 10: fund.v1.ReconReport.OpenBreaksByKindEntry
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
-	(*Customer)(nil),                // 12: fund.v1.Customer
+	(*AdvanceClockRequest)(nil),     // 10: fund.v1.AdvanceClockRequest
+	(*GetClockRequest)(nil),         // 11: fund.v1.GetClockRequest
+	(*Clock)(nil),                   // 12: fund.v1.Clock
+	nil,                             // 13: fund.v1.ReconReport.OpenBreaksByKindEntry
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(*Customer)(nil),                // 15: fund.v1.Customer
 }
 var file_gateway_api_fund_v1_admin_proto_depIdxs = []int32{
-	11, // 0: fund.v1.Settlement.started_at:type_name -> google.protobuf.Timestamp
-	11, // 1: fund.v1.Settlement.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 2: fund.v1.ReconBreak.detected_at:type_name -> google.protobuf.Timestamp
-	11, // 3: fund.v1.ReconReport.generated_at:type_name -> google.protobuf.Timestamp
+	14, // 0: fund.v1.Settlement.started_at:type_name -> google.protobuf.Timestamp
+	14, // 1: fund.v1.Settlement.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 2: fund.v1.ReconBreak.detected_at:type_name -> google.protobuf.Timestamp
+	14, // 3: fund.v1.ReconReport.generated_at:type_name -> google.protobuf.Timestamp
 	8,  // 4: fund.v1.ReconReport.breaks:type_name -> fund.v1.ReconBreak
-	10, // 5: fund.v1.ReconReport.open_breaks_by_kind:type_name -> fund.v1.ReconReport.OpenBreaksByKindEntry
+	13, // 5: fund.v1.ReconReport.open_breaks_by_kind:type_name -> fund.v1.ReconReport.OpenBreaksByKindEntry
 	0,  // 6: fund.v1.AdminService.OpenCustomer:input_type -> fund.v1.OpenCustomerRequest
 	1,  // 7: fund.v1.AdminService.FreezeCustomer:input_type -> fund.v1.CustomerAction
 	1,  // 8: fund.v1.AdminService.UnfreezeCustomer:input_type -> fund.v1.CustomerAction
@@ -830,16 +1084,20 @@ var file_gateway_api_fund_v1_admin_proto_depIdxs = []int32{
 	4,  // 11: fund.v1.AdminService.RunSettlement:input_type -> fund.v1.RunSettlementRequest
 	5,  // 12: fund.v1.AdminService.GetSettlement:input_type -> fund.v1.GetSettlementRequest
 	7,  // 13: fund.v1.AdminService.GetReconReport:input_type -> fund.v1.GetReconReportRequest
-	12, // 14: fund.v1.AdminService.OpenCustomer:output_type -> fund.v1.Customer
-	12, // 15: fund.v1.AdminService.FreezeCustomer:output_type -> fund.v1.Customer
-	12, // 16: fund.v1.AdminService.UnfreezeCustomer:output_type -> fund.v1.Customer
-	12, // 17: fund.v1.AdminService.CloseCustomer:output_type -> fund.v1.Customer
-	3,  // 18: fund.v1.AdminService.RegisterMerchant:output_type -> fund.v1.Merchant
-	6,  // 19: fund.v1.AdminService.RunSettlement:output_type -> fund.v1.Settlement
-	6,  // 20: fund.v1.AdminService.GetSettlement:output_type -> fund.v1.Settlement
-	9,  // 21: fund.v1.AdminService.GetReconReport:output_type -> fund.v1.ReconReport
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
+	10, // 14: fund.v1.AdminService.AdvanceClock:input_type -> fund.v1.AdvanceClockRequest
+	11, // 15: fund.v1.AdminService.GetClock:input_type -> fund.v1.GetClockRequest
+	15, // 16: fund.v1.AdminService.OpenCustomer:output_type -> fund.v1.Customer
+	15, // 17: fund.v1.AdminService.FreezeCustomer:output_type -> fund.v1.Customer
+	15, // 18: fund.v1.AdminService.UnfreezeCustomer:output_type -> fund.v1.Customer
+	15, // 19: fund.v1.AdminService.CloseCustomer:output_type -> fund.v1.Customer
+	3,  // 20: fund.v1.AdminService.RegisterMerchant:output_type -> fund.v1.Merchant
+	6,  // 21: fund.v1.AdminService.RunSettlement:output_type -> fund.v1.Settlement
+	6,  // 22: fund.v1.AdminService.GetSettlement:output_type -> fund.v1.Settlement
+	9,  // 23: fund.v1.AdminService.GetReconReport:output_type -> fund.v1.ReconReport
+	12, // 24: fund.v1.AdminService.AdvanceClock:output_type -> fund.v1.Clock
+	12, // 25: fund.v1.AdminService.GetClock:output_type -> fund.v1.Clock
+	16, // [16:26] is the sub-list for method output_type
+	6,  // [6:16] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -855,13 +1113,17 @@ func file_gateway_api_fund_v1_admin_proto_init() {
 		(*RunSettlementRequest_Income)(nil),
 		(*RunSettlementRequest_IncomePer_10K)(nil),
 	}
+	file_gateway_api_fund_v1_admin_proto_msgTypes[10].OneofWrappers = []any{
+		(*AdvanceClockRequest_To)(nil),
+		(*AdvanceClockRequest_By)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_api_fund_v1_admin_proto_rawDesc), len(file_gateway_api_fund_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

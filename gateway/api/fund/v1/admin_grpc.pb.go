@@ -30,6 +30,8 @@ const (
 	AdminService_RunSettlement_FullMethodName    = "/fund.v1.AdminService/RunSettlement"
 	AdminService_GetSettlement_FullMethodName    = "/fund.v1.AdminService/GetSettlement"
 	AdminService_GetReconReport_FullMethodName   = "/fund.v1.AdminService/GetReconReport"
+	AdminService_AdvanceClock_FullMethodName     = "/fund.v1.AdminService/AdvanceClock"
+	AdminService_GetClock_FullMethodName         = "/fund.v1.AdminService/GetClock"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -54,6 +56,15 @@ type AdminServiceClient interface {
 	GetSettlement(ctx context.Context, in *GetSettlementRequest, opts ...grpc.CallOption) (*Settlement, error)
 	// GetReconReport returns the reconciliation report.
 	GetReconReport(ctx context.Context, in *GetReconReportRequest, opts ...grpc.CallOption) (*ReconReport, error)
+	// AdvanceClock moves the sandbox's test clock forward: to an instant, or
+	// by a duration. Only a process started with a test clock (fundd dev
+	// --test-clock) has one; others answer 404 TEST_CLOCK_DISABLED. The clock
+	// never goes back (400 CLOCK_BACKWARDS). A retry with the same
+	// Idempotency-Key gets the first answer (a `by` moves the clock once).
+	AdvanceClock(ctx context.Context, in *AdvanceClockRequest, opts ...grpc.CallOption) (*Clock, error)
+	// GetClock returns the business time: the test clock's in a sandbox,
+	// the wall clock's otherwise.
+	GetClock(ctx context.Context, in *GetClockRequest, opts ...grpc.CallOption) (*Clock, error)
 }
 
 type adminServiceClient struct {
@@ -144,6 +155,26 @@ func (c *adminServiceClient) GetReconReport(ctx context.Context, in *GetReconRep
 	return out, nil
 }
 
+func (c *adminServiceClient) AdvanceClock(ctx context.Context, in *AdvanceClockRequest, opts ...grpc.CallOption) (*Clock, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Clock)
+	err := c.cc.Invoke(ctx, AdminService_AdvanceClock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetClock(ctx context.Context, in *GetClockRequest, opts ...grpc.CallOption) (*Clock, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Clock)
+	err := c.cc.Invoke(ctx, AdminService_GetClock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -166,6 +197,15 @@ type AdminServiceServer interface {
 	GetSettlement(context.Context, *GetSettlementRequest) (*Settlement, error)
 	// GetReconReport returns the reconciliation report.
 	GetReconReport(context.Context, *GetReconReportRequest) (*ReconReport, error)
+	// AdvanceClock moves the sandbox's test clock forward: to an instant, or
+	// by a duration. Only a process started with a test clock (fundd dev
+	// --test-clock) has one; others answer 404 TEST_CLOCK_DISABLED. The clock
+	// never goes back (400 CLOCK_BACKWARDS). A retry with the same
+	// Idempotency-Key gets the first answer (a `by` moves the clock once).
+	AdvanceClock(context.Context, *AdvanceClockRequest) (*Clock, error)
+	// GetClock returns the business time: the test clock's in a sandbox,
+	// the wall clock's otherwise.
+	GetClock(context.Context, *GetClockRequest) (*Clock, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -199,6 +239,12 @@ func (UnimplementedAdminServiceServer) GetSettlement(context.Context, *GetSettle
 }
 func (UnimplementedAdminServiceServer) GetReconReport(context.Context, *GetReconReportRequest) (*ReconReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReconReport not implemented")
+}
+func (UnimplementedAdminServiceServer) AdvanceClock(context.Context, *AdvanceClockRequest) (*Clock, error) {
+	return nil, status.Error(codes.Unimplemented, "method AdvanceClock not implemented")
+}
+func (UnimplementedAdminServiceServer) GetClock(context.Context, *GetClockRequest) (*Clock, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClock not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -365,6 +411,42 @@ func _AdminService_GetReconReport_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_AdvanceClock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdvanceClockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AdvanceClock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AdvanceClock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AdvanceClock(ctx, req.(*AdvanceClockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetClock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetClock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetClock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetClock(ctx, req.(*GetClockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -403,6 +485,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReconReport",
 			Handler:    _AdminService_GetReconReport_Handler,
+		},
+		{
+			MethodName: "AdvanceClock",
+			Handler:    _AdminService_AdvanceClock_Handler,
+		},
+		{
+			MethodName: "GetClock",
+			Handler:    _AdminService_GetClock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
