@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fundplatform/fund/gateway/auth"
+	"github.com/fundplatform/fund/internal/clock"
 	"github.com/fundplatform/fund/internal/devstack"
+	"github.com/fundplatform/fund/ledger"
 )
 
 // newDevCmd is `fundd dev`: every role in one process on loopback
@@ -24,6 +26,8 @@ func newDevCmd() *cobra.Command {
 		connsMax   int32
 		sharedBufs string
 		fileDir    string
+		testClock  bool
+		start      string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -31,7 +35,12 @@ func newDevCmd() *cobra.Command {
 		Long: `Starts a private Postgres (or uses --dsn), an in-process Kafka-protocol broker (or --broker),
 ledger shard 0, the outbox relay, the accounts service and the gateway on loopback, plus the
 settlement and reconciliation workers, and prints where everything is and an admin token.
-Ctrl-C stops everything, finishing requests in flight.`,
+Ctrl-C stops everything, finishing requests in flight.
+
+With --test-clock the business time (cut-off, trade and confirm dates, settlement,
+income, yields, the journal's timestamps) stands still at --start (default: now) until
+moved forward with POST /v1/admin/clock:advance {"to": RFC3339} or {"by": "36h"}: a
+sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			logger, err := gf.logger("dev")
@@ -51,11 +60,16 @@ Ctrl-C stops everything, finishing requests in flight.`,
 			if err := os.MkdirAll(fileDir, 0o755); err != nil {
 				return fmt.Errorf("--settlement-dir: %w", err)
 			}
+			clk, err := devClock(testClock, start)
+			if err != nil {
+				return err
+			}
 			st, err := devstack.Start(ctx, devstack.Options{
 				DSN: dsn, Brokers: brokers, HTTPAddr: gf.httpAddr, GRPCAddr: gf.grpcAddr, JWTKey: key,
 				Gateway: gf.cfg, Accounts: acfg, Breaker: gf.breaker, AccountsConnsMax: connsMax,
 				PGSettings: map[string]string{"shared_buffers": sharedBufs},
 				Settle:     &devstack.SettleOptions{FileDir: fileDir}, Recon: &devstack.ReconOptions{}, Logger: logger,
+				Clock: clk,
 			})
 			if err != nil {
 				return err
@@ -71,6 +85,10 @@ Ctrl-C stops everything, finishing requests in flight.`,
 			fmt.Fprintf(out, "  gRPC     %s\n", st.GRPCAddr)
 			fmt.Fprintf(out, "  Postgres %s\n", st.DSN)
 			fmt.Fprintf(out, "  Kafka    %v topic %s\n", st.Brokers, st.Topic)
+			if testClock {
+				fmt.Fprintf(out, "  clock    test clock at %s (move it: POST %s/v1/admin/clock:advance)\n",
+					st.Clock.Now().In(ledger.BusinessZone()).Format(time.RFC3339), st.HTTPURL)
+			}
 			fmt.Fprintf(out, "  admin token (valid %s):\n%s\n", tokenTTL, admin)
 			if key == nil {
 				fmt.Fprintf(out, "  (random JWT key for this run; give --jwt-key-file or $%s to mint more with fundctl token)\n", auth.EnvKey)
@@ -91,6 +109,27 @@ Ctrl-C stops everything, finishing requests in flight.`,
 	f.DurationVar(&tokenTTL, "admin-token-ttl", 24*time.Hour, "lifetime of the printed admin token")
 	f.Int32Var(&connsMax, "accounts-conns-max", 64, "accounts store pool size")
 	f.StringVar(&sharedBufs, "shared-buffers", "512MB", "shared_buffers of the private Postgres")
+	f.BoolVar(&testClock, "test-clock", false, "run business time on a test clock that stands still until the admin API moves it forward")
+	f.StringVar(&start, "start", "", "with --test-clock: where the clock starts, RFC 3339 (default: now)")
 	f.StringVar(&fileDir, "settlement-dir", filepath.Join(os.TempDir(), "fund-settlement"), "where settlement writes custodian files")
 	return cmd
+}
+
+// devClock is the dev stack's business clock: nil (the wall clock), or
+// with --test-clock a test clock at start (RFC 3339; "" = now).
+func devClock(test bool, start string) (clock.Clock, error) {
+	if !test {
+		if start != "" {
+			return nil, fmt.Errorf("--start needs --test-clock")
+		}
+		return nil, nil
+	}
+	at := time.Now()
+	if start != "" {
+		var err error
+		if at, err = time.Parse(time.RFC3339, start); err != nil {
+			return nil, fmt.Errorf("--start: want an instant in RFC 3339, e.g. 2026-11-09T10:00:00+08:00: %w", err)
+		}
+	}
+	return clock.NewTest(at), nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/auth"
 	"github.com/fundplatform/fund/gateway/server"
+	"github.com/fundplatform/fund/internal/clock"
 	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger"
@@ -117,6 +118,11 @@ type Options struct {
 	// Recon roles.
 	Workers []Worker
 	Logger  *slog.Logger
+	// Clock is the business clock every role reads (see Stack.Clock); nil
+	// = the wall clock. A *clock.Test makes the stack a sandbox whose
+	// admin API moves business time (clock:advance). It replaces
+	// Accounts.Now and Sequencer.Now.
+	Clock clock.Clock
 }
 
 // Stack is every role of the platform in one process. Its fields are set
@@ -152,6 +158,17 @@ type Stack struct {
 	// on it.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Clock is the business clock (Options.Clock, or clock.Wall): the
+	// accounts service (cut-off, trade and confirm dates, the
+	// fast-redemption day, yesterday's income), the ledger owner (journal
+	// timestamps and partitions), the settle role (the cut-off check, its
+	// entries' timestamps) and reconciliation (the days it compares) all
+	// read it. The journal must follow it: settlement takes a date's
+	// holders at a cut in journal time and the journal is partitioned by
+	// business date, so orders stamped with another clock than the one
+	// that gave them their trade dates would fall on the wrong side of the
+	// cut. Token expiry and the gateway's rate limits stay on real time.
+	Clock clock.Clock
 
 	api        *server.Server
 	httpLn     net.Listener
@@ -177,6 +194,10 @@ type Stack struct {
 // must Stop it. On error everything started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s := newStack(opts)
+	opts.Accounts.Now, opts.Sequencer.Now = s.Clock.Now, s.Clock.Now
+	if tc, ok := s.Clock.(gateway.TestClock); ok {
+		opts.Gateway.TestClock = tc
+	}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
@@ -219,7 +240,11 @@ func newStack(opts Options) *Stack {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{Topic: opts.Topic, Logger: logger, done: make(chan struct{}), Registry: prometheus.NewRegistry()}
+	s := &Stack{Topic: opts.Topic, Logger: logger, done: make(chan struct{}), Registry: prometheus.NewRegistry(),
+		Clock: opts.Clock}
+	if s.Clock == nil {
+		s.Clock = clock.Wall{}
+	}
 	if s.Topic == "" {
 		s.Topic = TopicDefault
 	}

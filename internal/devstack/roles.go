@@ -41,7 +41,7 @@ func settleWorker(o SettleOptions) Worker {
 	return Worker{Name: "settlement", Start: func(ctx context.Context, s *Stack) (Role, error) {
 		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSN: s.DSN, Shards: 1,
 			FileDir: o.FileDir, TakeShards: true, AllowEarly: o.AllowEarly, Yields: s.Accounts,
-			Registerer: s.Registry, Logger: s.Logger})
+			Registerer: s.Registry, Logger: s.Logger, Now: s.Clock.Now})
 		if err != nil {
 			return Role{}, err
 		}
@@ -56,7 +56,7 @@ func settleWorker(o SettleOptions) Worker {
 func reconWorker(o ReconOptions) Worker {
 	return Worker{Name: "recon", Start: func(ctx context.Context, s *Stack) (Role, error) {
 		w, release, err := worker.OpenEmbedded(ctx, worker.EmbeddedConfig{DSN: s.DSN, Brokers: s.Brokers, Topic: s.Topic,
-			LagEvery: o.LagEvery, Registerer: s.Registry, Logger: s.Logger})
+			LagEvery: o.LagEvery, Registerer: s.Registry, Logger: s.Logger, Now: s.Clock.Now})
 		if err != nil {
 			return Role{}, err
 		}
