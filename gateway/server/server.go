@@ -173,7 +173,13 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.dbs != nil {
 		s.ready = append(s.ready, func(ctx context.Context) error { return ownersKnown(ctx, s.dbs) })
 	}
-	if s.svc, err = accounts.NewService(octx, cfg.Accounts, s.store, s.ledger, s.log.With("role", "accounts")); err != nil {
+	// A database restart shorter than a request's deadline is latency: the
+	// service's store calls are retried within it (accounts.RetryStore says
+	// which, and why that is safe), except those of a store closing.
+	retrying := accounts.NewRetryStore(s.store, accounts.RetryConfig{Retryable: func(err error) bool {
+		return errors.Is(err, accounts.ErrUnavailable) && !errors.Is(err, accountspg.ErrClosed)
+	}})
+	if s.svc, err = accounts.NewService(octx, cfg.Accounts, retrying, s.ledger, s.log.With("role", "accounts")); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
 	return s, nil
