@@ -23,8 +23,10 @@
 // TestBodyDecoderMatchesJSONPb). Then -> authentication and authorisation (bearer JWT from gateway/auth, the
 // verified tokens remembered; customer tokens act on their own customer,
 // admin calls need the admin scope), the per-customer rate limit,
-// validation -> accounts.Service -> the ledger through a BreakerClient per
-// shard owner. Native gRPC calls take the same path from the server method
+// validation -> accounts.Service -> the ledger: through the routing client
+// (ledger/grpc), which rides out a failover within the request's deadline,
+// with a circuit breaker per owner address (OwnerBreakers), or, for a
+// ledger in the same process, through a BreakerClient per shard. Native gRPC calls take the same path from the server method
 // on, behind a unary interceptor that applies the same limits.
 //
 // Errors have one shape, on both paths and over gRPC: a google.rpc.Status

@@ -8,8 +8,12 @@
 // (ledger_shards.owner_addr, written when the lease is taken). The client
 // reads the lease tables (a ledger.Directory, such as
 // ledger/postgres.Databases), caches the owners, and on "not owner",
-// "fenced", a dead connection or a timeout reads them again and retries,
-// bounded and backed off. Retrying is safe because every write is
+// "fenced", a dead connection or an attempt's timeout (a frozen owner)
+// reads them again and retries, backed off, bounded in attempts and by the
+// caller's deadline: when another attempt could not finish before it, the
+// call ends with ErrUnreachable, in time for the caller to answer. An
+// optional breaker per owner address (ClientConfig.Breakers) spares a dead
+// owner without failing the call: the next attempt goes to the new owner. Retrying is safe because every write is
 // idempotent by its client-chosen id (see Client). A request touching two
 // shards is refused with ledger.ErrCrossShard: money between shards moves
 // through ledger/xshard's saga, which can use this client for each leg.
