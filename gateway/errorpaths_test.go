@@ -257,6 +257,7 @@ func TestEveryErrorPath(t *testing.T) {
 		{name: "malformed query", method: "GET", path: "/v1/orders/k1?customer_id=%zz", status: 400, reason: "INVALID_QUERY_PARAMETER", field: "query"},
 		{name: "page size out of range", method: "GET", path: "/v1/customers/1/transactions?page_size=1000", status: 400, reason: "INVALID_ARGUMENT", field: "page_size"},
 		{name: "unknown route", method: "GET", path: "/v1/nothing-here", status: 404, reason: "ROUTE_NOT_FOUND"},
+		{name: "no test clock", path: "/v1/admin/clock:advance", body: `{"by":"36h"}`, headers: []string{"Authorization", admin}, status: 404, reason: "TEST_CLOCK_DISABLED"},
 		{name: "unknown method", method: "DELETE", path: hold, status: 405, reason: "METHOD_NOT_ALLOWED"},
 		// Idempotency.
 		{name: "no Idempotency-Key", path: sub, body: `{"amount":"1"}`, headers: []string{"Idempotency-Key", ""}, status: 400, reason: "INVALID_ARGUMENT", field: "request_id"},
