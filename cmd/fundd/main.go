@@ -32,6 +32,7 @@ func run(ctx context.Context, args []string) error {
 	root.AddCommand(newGatewayCmd(), newDevCmd())
 	root.AddCommand(newReconCmd())
 	root.AddCommand(newSettleCmd())
+	root.AddCommand(newMigrateCmd())
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

@@ -38,6 +38,7 @@ const (
 
 	startTimeoutDefault = 3 * time.Minute
 	buildTimeout        = 10 * time.Minute
+	migrateTimeout      = 2 * time.Minute // fundd migrate on fresh databases takes about a second
 	dbStopTimeout       = time.Minute
 	ownersMax           = 16
 	settleTick          = 10 * time.Second // how often fundd settle looks for a date to settle
@@ -84,6 +85,11 @@ type Cluster struct {
 	// tables from one database.
 	AccountsDSN string
 	LedgerDSNs  []string // the ledger databases in shard-map order
+	// The DSNs above connect as ServiceRole, as every fundd process of the
+	// cluster does; OwnerDSNs are the same databases as the owner role,
+	// which ran the migrations (fundd migrate) and owns every table.
+	OwnerDSNs   []string
+	ServiceRole string
 	Brokers     []string
 	Topic       string
 	JWTKey      []byte
@@ -294,21 +300,38 @@ func (c *Cluster) startPostgres(ctx context.Context, cfg Config) error {
 	}
 	c.pg = srv
 	prefix := "fundcluster_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	create := func(name string) (string, error) {
-		dsn, err := srv.CreateDatabase(ctx, name)
-		if err == nil {
-			c.databases = append(c.databases, name)
-		}
-		return dsn, err
-	}
 	for i := range cfg.LedgerDatabases {
-		dsn, err := create(prefix + "_" + strconv.Itoa(i))
+		name := prefix + "_" + strconv.Itoa(i)
+		roles, err := srv.CreateDatabaseWithRoles(ctx, name)
 		if err != nil {
 			return err
 		}
-		c.LedgerDSNs = append(c.LedgerDSNs, dsn)
+		c.databases = append(c.databases, name)
+		c.OwnerDSNs = append(c.OwnerDSNs, roles.Owner)
+		c.LedgerDSNs = append(c.LedgerDSNs, roles.Service)
+		c.ServiceRole = roles.ServiceRole
 	}
 	c.AccountsDSN = c.LedgerDSNs[0]
+	return c.migrate(ctx)
+}
+
+// migrate runs `fundd migrate` as the owner role, as the Kubernetes
+// migration Job does, before any service starts: the services then connect
+// as the service role, which may not alter the schema or rewrite history.
+func (c *Cluster) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
+	logPath := filepath.Join(c.Dir, "migrate.log")
+	cmd := exec.CommandContext(ctx, c.fundd, "migrate", "--dsn="+strings.Join(c.OwnerDSNs, ","),
+		"--service-role="+c.ServiceRole)
+	cmd.Env = os.Environ()
+	out, err := cmd.CombinedOutput()
+	if werr := os.WriteFile(logPath, out, 0o600); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("fundd migrate: %w\n%s", err, out)
+	}
 	return nil
 }
 
@@ -352,7 +375,8 @@ func (c *Cluster) startGateway(i int) (*Process, error) {
 		"--grpc=" + grpcAddr,
 		"--shards=" + strconv.Itoa(c.Shards),
 		"--jwt-key-file=" + c.KeyFile,
-		// Loopback DSNs of the private server carry no password.
+		// The private server's roles have a fixed local-only password
+		// (localpg), so the DSN on a command line gives nothing away.
 		"--ledger-dsn=" + strings.Join(c.LedgerDSNs, ","),
 	}}
 	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}

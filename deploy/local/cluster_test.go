@@ -15,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/fundplatform/fund/deploy/local"
+	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/pgmigrate"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/loadtest/audit"
 )
@@ -153,6 +157,33 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 		a.Checked, a.Acknowledged, a.Applied, a.Lost, a.Duplicated, a.HalfApplied, a.Wrong, a.UnackedApplied, a.LedgerVerified)
 	if !a.OK {
 		t.Fatalf("audit failed: %v", a.Problems)
+	}
+	checkServiceRole(ctx, t, c)
+}
+
+// checkServiceRole: the cluster's processes ran as the service role, which
+// may not rewrite the journal, and the journal's partitions (created at
+// run time by the owners) belong to the owner role.
+func checkServiceRole(ctx context.Context, t *testing.T, c *local.Cluster) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, c.LedgerDSNs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var user string
+	var owners []string
+	if err := conn.QueryRow(ctx, `SELECT current_user, (SELECT array_agg(DISTINCT pg_get_userbyid(c.relowner))
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'transfers'::regclass)`).
+		Scan(&user, &owners); err != nil {
+		t.Fatal(err)
+	}
+	if user != c.ServiceRole || len(owners) != 1 || owners[0] != localpg.OwnerRole {
+		t.Errorf("services connect as %s, partitions owned by %v; want %s and [%s]", user, owners, c.ServiceRole,
+			localpg.OwnerRole)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM transfers`); !pgmigrate.IsPermissionDenied(err) {
+		t.Errorf("DELETE FROM transfers as the service role: got %v, want permission denied", err)
 	}
 }
 

@@ -7,6 +7,12 @@
 // settlement scheduler, and a round-robin HTTP front in this process that
 // spreads requests over the gateways that answer /readyz.
 //
+// Each database is owned by the owner role, which runs `fundd migrate`
+// before anything else starts (as the migration Job does in deploy/k8s);
+// every service connects as the service role (localpg's fund_service),
+// which may insert into the journal but not update, delete, truncate, drop
+// or detach it.
+//
 // The first ledger database also holds the accounts, because fundd settle
 // reads the ledger and the accounts tables from one database; and there is
 // one shard by default, because the accounts service keeps a customer's
