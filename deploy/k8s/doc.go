@@ -4,6 +4,8 @@
 // checks what it renders: resource requests and limits on every container,
 // probes where a container serves HTTP, a PodDisruptionBudget for every
 // replicated workload, pinned images, no secret in plain configuration,
+// the database roles (the migration Job alone reads the owner role's
+// secrets; every service connects as the service role),
 // Kafka topics with replication 3 and min.insync.replicas 2, synchronous
 // Postgres standbys in production. The same test checks the Prometheus rules
 // and the Grafana dashboard in deploy/monitoring against the metric names

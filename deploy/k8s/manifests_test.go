@@ -55,12 +55,35 @@ type object struct {
 			} `json:"synchronous"`
 			Parameters map[string]string `json:"parameters"`
 		} `json:"postgresql"`
+		Bootstrap *struct {
+			InitDB *struct {
+				Database string `json:"database"`
+				Owner    string `json:"owner"`
+			} `json:"initdb"`
+		} `json:"bootstrap"`
+		Managed *struct {
+			Roles []managedRole `json:"roles"`
+		} `json:"managed"`
 		// CloudNativePG Cluster and Strimzi KafkaNodePool
 		Resources *resources `json:"resources"`
 		// NetworkPolicy
 		PodSelector *labelSelector `json:"podSelector"`
 		PolicyTypes []string       `json:"policyTypes"`
 	} `json:"spec"`
+}
+
+// managedRole is a role a CloudNativePG Cluster keeps in its database.
+type managedRole struct {
+	Name           string `json:"name"`
+	Ensure         string `json:"ensure"`
+	Login          bool   `json:"login"`
+	Superuser      bool   `json:"superuser"`
+	CreateRole     bool   `json:"createrole"`
+	CreateDB       bool   `json:"createdb"`
+	BypassRLS      bool   `json:"bypassrls"`
+	PasswordSecret *struct {
+		Name string `json:"name"`
+	} `json:"passwordSecret"`
 }
 
 // rawDoc is a sub-document decoded again when a check needs it.
@@ -652,4 +675,91 @@ func TestNetworkPolicies(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The database roles (docs/operations.md): each Postgres cluster is owned
+// by the owner role and keeps a plain login service role; only the
+// migration step (a Job or an initContainer running `fundd migrate`)
+// reads the owner's secrets, once for every cluster, and grants the
+// service role; every service reads only the service role's secrets, so
+// no running service could rewrite the journal or drop what protects it.
+const (
+	ownerRole   = "fund_owner"
+	serviceRole = "fund_service"
+)
+
+func TestDatabaseRoles(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, objs []object) {
+		ownerSecrets, serviceSecrets := map[string]bool{}, map[string]bool{}
+		for _, o := range objs {
+			if o.Kind != "Cluster" {
+				continue
+			}
+			checkClusterRoles(t, o)
+			ownerSecrets[o.Metadata.Name+"-app"] = true
+			serviceSecrets[o.Metadata.Name+"-service"] = true
+		}
+		migrations := 0
+		for _, w := range workloads(t, objs) {
+			for _, c := range slices.Concat(w.pods.Spec.InitContainers, w.pods.Spec.Containers) {
+				what := w.id() + " container " + c.Name
+				migrates := len(c.Args) > 0 && c.Args[0] == "migrate"
+				read := map[string]bool{}
+				for _, e := range c.Env {
+					if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+						continue
+					}
+					name := e.ValueFrom.SecretKeyRef.Name
+					read[name] = true
+					switch {
+					case ownerSecrets[name] && !migrates:
+						t.Errorf("%s: a service reads the owner role's secret %s; services use %s's", what, name, serviceRole)
+					case serviceSecrets[name] && migrates:
+						t.Errorf("%s: the migration step reads the service role's secret %s", what, name)
+					}
+				}
+				if !migrates {
+					continue
+				}
+				migrations++
+				for name := range ownerSecrets {
+					if !read[name] {
+						t.Errorf("%s: does not migrate the database of %s", what, name)
+					}
+				}
+				if !slices.Contains(c.Args, "--service-role="+serviceRole) {
+					t.Errorf("%s: args %v do not grant --service-role=%s", what, c.Args, serviceRole)
+				}
+			}
+		}
+		if migrations != 1 {
+			t.Errorf("%d containers run fundd migrate, want one migration step", migrations)
+		}
+	})
+}
+
+// checkClusterRoles: the cluster is owned by the owner role and keeps the
+// service role as a plain login role whose password comes from a Secret.
+func checkClusterRoles(t *testing.T, o object) {
+	t.Helper()
+	what := "Cluster/" + o.Metadata.Name
+	if b := o.Spec.Bootstrap; b == nil || b.InitDB == nil || b.InitDB.Owner != ownerRole {
+		t.Errorf("%s: the database's owner is not %s", what, ownerRole)
+	}
+	var roles []managedRole
+	if o.Spec.Managed != nil {
+		roles = o.Spec.Managed.Roles
+	}
+	i := slices.IndexFunc(roles, func(r managedRole) bool { return r.Name == serviceRole })
+	if i < 0 {
+		t.Errorf("%s: no managed role %s", what, serviceRole)
+		return
+	}
+	r := roles[i]
+	if !r.Login || r.Superuser || r.CreateRole || r.CreateDB || r.BypassRLS || (r.Ensure != "" && r.Ensure != "present") {
+		t.Errorf("%s: role %s %+v, want a plain login role", what, serviceRole, r)
+	}
+	if r.PasswordSecret == nil || r.PasswordSecret.Name != o.Metadata.Name+"-service" {
+		t.Errorf("%s: role %s's password is not from Secret %s-service", what, serviceRole, o.Metadata.Name)
+	}
 }
