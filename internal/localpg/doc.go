@@ -20,6 +20,15 @@
 // data directory is chowned to that user and every directory above it must be
 // traversable by it. Directories that Start creates itself are made so.
 //
+// # Roles
+//
+// CreateDatabaseWithRoles makes a database the production way: owned by the
+// role fund_owner (which runs the migrations and owns the tables), with the
+// login role fund_service beside it for the processes, which the migration
+// step grants only what they need. Both roles are the server's, shared by
+// its databases, and have a fixed local-only password. CreateDatabase
+// keeps the one-role setup: the administrator owns and serves.
+//
 // # Using an existing server: FUND_PG_DSN
 //
 // When the environment variable FUND_PG_DSN holds a postgres:// URL, Start

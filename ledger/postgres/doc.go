@@ -22,6 +22,15 @@
 // the transaction unless the writer's epoch is still the shard's, so an
 // owner that lost its lease can never write again.
 //
+// Roles: the migrations run as an owner role, which owns every table; the
+// processes may connect as a service role granted only what ServicePrivileges
+// lists (the journal and transfer_ids: SELECT and INSERT), so that no
+// service can update, delete, truncate, drop or detach history. Journal
+// partitions are created at run time through ledger_create_partition, a
+// SECURITY DEFINER function of the owner role, so they belong to the owner
+// too. settlement/schema runs the migrations and the grants of the whole
+// platform (fundd migrate); with one role for both, Open migrates as today.
+//
 // One Store is one database. Databases spreads the shards over several
 // (ledger.ShardMap: contiguous ranges, in DSN order), keeping each shard's
 // lease, journal, balances and outbox in the shard's own database, and
