@@ -33,6 +33,28 @@ func (b *Broker) Down() {
 	})
 }
 
+// Hiccup leaves the next n (>= 1) fetch requests unanswered, as a broker
+// that stalls for a moment would: each of those clients' reads times out,
+// and it reconnects. The channel is closed once n were left unanswered.
+// For tests of what clients log about a broker that is healthy but for a
+// moment.
+func (b *Broker) Hiccup(n int) <-chan struct{} {
+	done := make(chan struct{})
+	left := max(n, 1)
+	// Control functions run one at a time on the cluster's loop: left
+	// needs no lock.
+	b.c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		// KeepControl sticks to the function until DropControl.
+		b.c.KeepControl()
+		if left--; left == 0 {
+			b.c.DropControl()
+			close(done)
+		}
+		return nil, nil, true // handled, and no answer
+	})
+	return done
+}
+
 // Up ends an outage started by Down.
 func (b *Broker) Up() { b.down.Store(false) }
 

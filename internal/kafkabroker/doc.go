@@ -2,7 +2,8 @@
 // protocol (franz-go's kfake) on loopback, for tests, benches and the dev
 // stack. Production never links it: `fundd` roles take broker addresses
 // from their configuration. Down and Up simulate an outage as clients see
-// it (connections closed, data kept).
+// it (connections closed, data kept); Hiccup a broker that leaves a few
+// fetches unanswered (clients time out and reconnect).
 //
 //	b, err := kafkabroker.Start(0, 8, "ledger-events")
 //	defer b.Close()
