@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,8 @@ type ConsumerConfig struct {
 	// decoded and handed over as before.
 	Wants  func(kind uint16) bool
 	Logger *slog.Logger
+
+	timings timings // the defaults, but in tests
 }
 
 // KindHeader is the Kafka header in which the publisher repeats an event's
@@ -58,24 +62,28 @@ func headerKind(m *kafkago.Message) (uint16, bool) {
 // idempotent: after a crash the last events come again). A failing event is
 // retried AttemptsMax times with backoff; then Consume returns the error
 // rather than skip it.
+//
+// A healthy consumer logs nothing above DEBUG, idle or busy. Brokers that
+// cannot be reached are reported once at WARN, and their return at INFO;
+// see health for how an idle reader is told from a broken one.
 func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
+	cfg = cfg.withDefaults()
+	h := newHealth(cfg)
 	// kafka-go's group reader can stay silent for good after its
-	// connections broke (a broker outage); a reader that logged errors and
-	// then fetched nothing for stallAfter is replaced. Events fetched but
-	// not committed come again to the new reader; handle is idempotent.
+	// connections broke (a broker outage); a reader that stalls, or whose
+	// fetches or commits keep failing, is replaced. Events fetched but not
+	// committed come again to the new reader; handle is idempotent.
 	for restart := 0; ; restart++ {
-		err := consumeOnce(ctx, cfg, handle)
+		err := consumeOnce(ctx, cfg, h, handle)
 		if !errors.Is(err, errStalled) {
 			return err
 		}
 		if restart >= restartsMax {
 			return fmt.Errorf("consumer restarted %d times: %w", restart, err)
 		}
-		if cfg.Logger != nil {
-			cfg.Logger.Warn("kafka reader broke; starting a new one", "restart", restart+1, "err", err)
-		}
+		h.replacing(err)
 		select {
-		case <-time.After(restartBackoff):
+		case <-time.After(cfg.timings.restartBackoff):
 		case <-ctx.Done():
 			return nil
 		}
@@ -85,17 +93,39 @@ func Consume(ctx context.Context, cfg ConsumerConfig, handle func(context.Contex
 var errStalled = errors.New("kafka reader broke or stalled")
 
 const (
-	closeWaitMax   = 5 * time.Second
-	stallAfter     = 3 * time.Second
-	restartsMax    = 1000 // at restartBackoff apart: rides out several minutes of outage
-	restartBackoff = 500 * time.Millisecond
+	closeWaitMax = 5 * time.Second
+	restartsMax  = 1000 // readers replaced before Consume gives up
+	// A reader whose fetches or offset commits keep failing is replaced
+	// after this many in a row, restartBackoff apart. kafka-go itself
+	// retries in between (a failed fetch is its third failed try), so
+	// this takes minutes of outage.
+	fetchErrorsMax    = 100
+	commitFailuresMax = 100
+	// sessionTimeout is how long the group waits for a member that stopped
+	// sending heartbeats (kafka-go sends one every 3 s) before giving its
+	// partitions to the others. kafka-go's default, 30 s, held a replaced
+	// reader's successor, or a restarted process, that long when the old
+	// member could not leave the group cleanly (its brokers away).
+	sessionTimeout = 10 * time.Second
 )
+
+// sleepCtx waits for d or ctx, and reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // consumeOnce runs one reader until ctx ends, the reader breaks or stalls
 // (errStalled), or an event cannot be handled.
-func consumeOnce(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) error {
-	c := newConsumer(cfg.withDefaults(), handle)
-	defer closeBounded(c.r, c.cfg.Logger)
+func consumeOnce(ctx context.Context, cfg ConsumerConfig, h *health, handle func(context.Context, ledger.Event) error) error {
+	c := newConsumer(cfg, h, handle)
+	defer closeBounded(c.r, c.cfg.Logger, h.troubled)
 	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	// Stop the watchdog, the workers and the committer before waiting for
 	// them: a return with ctx still live (an undecodable event, a broken
@@ -131,6 +161,8 @@ func (cfg ConsumerConfig) withDefaults() ConsumerConfig {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Logger = cfg.Logger.With("topic", cfg.Topic, "group", cfg.Group)
+	cfg.timings = cfg.timings.withDefaults()
 	return cfg
 }
 
@@ -142,18 +174,21 @@ func (cfg ConsumerConfig) withDefaults() ConsumerConfig {
 // and the next fetch returns it.
 type consumer struct {
 	cfg    ConsumerConfig
+	h      *health
 	handle func(context.Context, ledger.Event) error
 	r      *kafkago.Reader
 	// ctx lives as long as this run; cancel ends it with a cause.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	// The watchdog's inputs, in Unix nanoseconds: the reader's last logged
-	// error and the last successful fetch.
-	lastErr, lastFetch atomic.Int64
+	// waiting is since when fetch has waited for an event, in Unix
+	// nanoseconds; 0 while the consumer is busy elsewhere (a reader is
+	// not stalled while its consumer waits for a worker).
+	waiting atomic.Int64
 
 	mu      sync.Mutex
 	order   map[int][]*work // per partition, in offset order; guarded by mu
+	next    map[int]int64   // per partition, the offset after the last fetched; guarded by mu
 	slots   chan struct{}   // one per event being handled: bounds the workers
 	commits chan struct{}   // nudges commitDone: some work is done
 	wg      sync.WaitGroup  // the watchdog, commitDone and the workers
@@ -164,29 +199,30 @@ type work struct {
 	done bool
 }
 
-func newConsumer(cfg ConsumerConfig, handle func(context.Context, ledger.Event) error) *consumer {
+func newConsumer(cfg ConsumerConfig, h *health, handle func(context.Context, ledger.Event) error) *consumer {
 	c := &consumer{
-		cfg: cfg, handle: handle,
+		cfg: cfg, h: h, handle: handle,
 		order:   map[int][]*work{},
+		next:    map[int]int64{},
 		slots:   make(chan struct{}, cfg.InFlightMax),
 		commits: make(chan struct{}, 1),
 	}
 	c.r = kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
-		MaxWait: 50 * time.Millisecond, StartOffset: kafkago.FirstOffset,
-		ErrorLogger: kafkago.LoggerFunc(func(format string, args ...any) {
-			c.lastErr.Store(time.Now().UnixNano())
-			cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(format, args...))
-		}),
+		MaxWait: cfg.timings.maxWait, StartOffset: kafkago.FirstOffset,
+		SessionTimeout: sessionTimeout,
+		// Every failed try is logged, and retried by kafka-go; health
+		// tells an operator when they add up to something.
+		ErrorLogger: kafkago.LoggerFunc(h.readerError),
 	})
 	return c
 }
 
-// watch is the watchdog: errors, then silence for stallAfter, means the
+// watch is the watchdog: on every tick, health.check says whether the
 // reader stalled.
 func (c *consumer) watch() {
 	defer c.wg.Done()
-	tick := time.NewTicker(stallAfter / 3)
+	tick := time.NewTicker(c.cfg.timings.watchEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -194,32 +230,58 @@ func (c *consumer) watch() {
 			return
 		case <-tick.C:
 		}
-		e, f := c.lastErr.Load(), c.lastFetch.Load()
-		if e != 0 && e > f && time.Since(time.Unix(0, e)) > stallAfter {
+		var waiting time.Time
+		if w := c.waiting.Load(); w != 0 {
+			waiting = time.Unix(0, w)
+		}
+		if c.h.check(c.ctx, time.Now(), waiting, c.positions()) == stalled {
 			c.cancel(errStalled)
 			return
 		}
 	}
 }
 
+// positions returns a copy of next.
+func (c *consumer) positions() map[int]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.next)
+}
+
 // fetch returns the next event's message, or false and why the run ends:
 // the cause ctx was cancelled with (a worker's failure, a stall), nil when
-// ctx itself ended, errStalled when the connection broke.
+// ctx itself ended, errStalled after fetchErrorsMax failed fetches in a
+// row.
+//
+// A failed fetch is kafka-go giving up one try (a group it could not
+// rejoin, a partition it could not read from) while it goes on trying: the
+// same reader is asked again, after a pause. Replacing it instead, as this
+// did before, made an outage longer: the old reader cannot leave its group
+// while the brokers are away, and the group then waits for its session to
+// time out before the new one may join.
 func (c *consumer) fetch() (kafkago.Message, bool, error) {
-	m, err := c.r.FetchMessage(c.ctx)
-	if err == nil {
-		c.lastFetch.Store(time.Now().UnixNano())
-		return m, true, nil
+	for failed := 0; ; {
+		c.waiting.Store(time.Now().UnixNano())
+		m, err := c.r.FetchMessage(c.ctx)
+		c.waiting.Store(0)
+		if err == nil {
+			c.h.fetched()
+			return m, true, nil
+		}
+		if cause := context.Cause(c.ctx); cause != nil && cause != c.ctx.Err() && !errors.Is(cause, context.Canceled) {
+			return m, false, cause
+		}
+		if c.ctx.Err() != nil {
+			return m, false, nil
+		}
+		c.h.readerError("fetch: %v", err)
+		if failed++; failed >= fetchErrorsMax {
+			return m, false, fmt.Errorf("%w: %d fetches failed in a row: %v", errStalled, failed, err)
+		}
+		if !sleepCtx(c.ctx, c.cfg.timings.restartBackoff) {
+			return m, false, nil
+		}
 	}
-	if cause := context.Cause(c.ctx); cause != nil && cause != c.ctx.Err() && !errors.Is(cause, context.Canceled) {
-		return m, false, cause
-	}
-	if c.ctx.Err() != nil {
-		return m, false, nil
-	}
-	// The connection broke (an outage): a new reader rejoins the group
-	// once the broker is back.
-	return m, false, fmt.Errorf("%w: fetch: %v", errStalled, err)
 }
 
 // dispatch notes m in its partition's order and hands its event to a
@@ -274,6 +336,7 @@ func (c *consumer) runWorker(w *work, e ledger.Event) {
 func (c *consumer) track(w *work) {
 	c.mu.Lock()
 	c.order[w.msg.Partition] = append(c.order[w.msg.Partition], w)
+	c.next[w.msg.Partition] = w.msg.Offset + 1
 	c.mu.Unlock()
 }
 
@@ -286,22 +349,44 @@ func (c *consumer) nudge() {
 }
 
 // commitDone commits, whenever nudged, per partition, the offset of the
-// last event whose predecessors are all done. A failed commit ends the run
-// (errStalled: a new reader starts from the last committed offsets).
+// last event whose predecessors are all done. A commit that fails is tried
+// again after a pause, together with what is done meanwhile (brokers away
+// for a moment lose nothing, and a later offset covers an earlier one);
+// after commitFailuresMax failures in a row the run ends (errStalled: a new
+// reader starts from the last committed offsets).
 func (c *consumer) commitDone() {
 	defer c.wg.Done()
-	for {
+	pending := map[int]kafkago.Message{} // per partition, the last done and not yet committed
+	var retry <-chan time.Time
+	for failed := 0; ; {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.commits:
+		case <-retry:
 		}
-		if done := c.takeDone(); len(done) > 0 {
-			if err := c.r.CommitMessages(c.ctx, done...); err != nil && c.ctx.Err() == nil {
-				c.cancel(fmt.Errorf("%w: commit offset: %v", errStalled, err))
-				return
-			}
+		retry = nil
+		for _, m := range c.takeDone() {
+			pending[m.Partition] = m
 		}
+		if len(pending) == 0 {
+			continue
+		}
+		err := c.r.CommitMessages(c.ctx, slices.Collect(maps.Values(pending))...)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			clear(pending)
+			failed = 0
+			continue
+		}
+		c.h.readerError("commit offsets: %v", err)
+		if failed++; failed >= commitFailuresMax {
+			c.cancel(fmt.Errorf("%w: %d offset commits failed in a row: %v", errStalled, failed, err))
+			return
+		}
+		retry = time.After(c.cfg.timings.restartBackoff)
 	}
 }
 
@@ -346,7 +431,9 @@ func handleWithRetry(ctx context.Context, cfg ConsumerConfig, handle func(contex
 // offsets that matter were committed after the work already; a reader whose
 // Close is abandoned loses nothing but a clean leave (the group rebalances
 // once its session times out). The abandoned goroutine ends when Close does.
-func closeBounded(r *kafkago.Reader, logger *slog.Logger) {
+// While the consumer is in trouble (brokers away) that is expected, and
+// logged at DEBUG only.
+func closeBounded(r *kafkago.Reader, logger *slog.Logger, troubled func() bool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -355,6 +442,10 @@ func closeBounded(r *kafkago.Reader, logger *slog.Logger) {
 	select {
 	case <-done:
 	case <-time.After(closeWaitMax):
-		logger.Warn("kafka reader did not close in time; leaving it behind", "wait", closeWaitMax)
+		level := slog.LevelWarn
+		if troubled() {
+			level = slog.LevelDebug
+		}
+		logger.Log(context.Background(), level, "kafka reader did not close in time; leaving it behind", "wait", closeWaitMax)
 	}
 }
