@@ -31,6 +31,7 @@ import (
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"
 	"github.com/fundplatform/fund/settlement/recon"
+	"github.com/fundplatform/fund/settlement/schema"
 )
 
 // Defaults of Options.
@@ -78,7 +79,9 @@ type Role struct {
 // or Recon asks for them.
 type Options struct {
 	// DSN of an existing database; "" = a private Postgres (internal/localpg,
-	// or the server FUND_PG_DSN names) with a fresh database, removed on Stop.
+	// or the server FUND_PG_DSN names) with a fresh database, removed on Stop,
+	// migrated by its owner role and used as the service role, as in
+	// production (Stack.DSN is then the service role's).
 	DSN string
 	// PGSettings are postgresql.conf settings of the private Postgres.
 	PGSettings map[string]string
@@ -301,7 +304,8 @@ func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
 		_ = srv.Stop(sctx)
 	})
 	name := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if s.DSN, err = srv.CreateDatabase(ctx, name); err != nil {
+	roles, err := srv.CreateDatabaseWithRoles(ctx, name)
+	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	s.closers = append(s.closers, func() {
@@ -309,6 +313,13 @@ func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
 		defer cancel()
 		_ = srv.DropDatabase(sctx, name)
 	})
+	// As in production: the owner role migrates (fundd migrate), every
+	// role of the stack connects as the service role, which may not
+	// rewrite the journal (docs/operations.md 1.3).
+	if err := schema.Migrate(ctx, schema.Config{DSNs: []string{roles.Owner}, ServiceRole: roles.ServiceRole}); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.DSN = roles.Service
 	return nil
 }
 

@@ -127,7 +127,8 @@ func printCluster(c *local.Cluster) {
 		fmt.Printf("  %-10s pid %-7d http://%s/metrics  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
 	}
 	fmt.Printf("  %-10s pid %-7d log %s\n", c.Settle.Name, c.Settle.Pid(), c.Settle.LogPath)
-	fmt.Printf("ledger databases:  %s (the first holds the accounts too)\n", strings.Join(c.LedgerDSNs, ","))
+	fmt.Printf("ledger databases:  %s (the first holds the accounts too; as %s)\n", strings.Join(c.LedgerDSNs, ","), c.ServiceRole)
+	fmt.Printf("  as the owner:    %s (migrations: fundd migrate)\n", strings.Join(c.OwnerDSNs, ","))
 	fmt.Printf("kafka:             %s (topic %s)\n", strings.Join(c.Brokers, ","), c.Topic)
 	fmt.Printf("JWT key file:      %s\n", c.KeyFile)
 	fmt.Printf("\nload (the demo's Double-11 profile, audited):\n")
