@@ -2,9 +2,12 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/fundplatform/fund/gateway"
 	"github.com/fundplatform/fund/gateway/server"
+	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement/nightly"
 	"github.com/fundplatform/fund/settlement/recon/worker"
 )
@@ -46,8 +49,59 @@ func settleWorker(o SettleOptions) Worker {
 			return Role{}, err
 		}
 		s.Settlement = runner
-		return Role{Settler: server.NewSettler(runner), Close: release}, nil
+		return Role{Settler: handBackSettler{Settler: server.NewSettler(runner), s: s}, Close: release}, nil
 	}}
+}
+
+// handBackWaitMax bounds handBackSettler's wait for the owner: it takes a
+// released shard back within a third of leaseTTL, once its own renewal has
+// found the lease lost (another third).
+const handBackWaitMax = 10 * time.Second
+
+// handBackSettler answers a settlement call only once the stack's owner
+// serves the ledger shard again after the run, so that what the caller
+// reads next shows the run: until its host finds the lease lost, the
+// fenced sequencer would answer reads from its book as it was before the
+// run (and orders with 503). A run that did not take the shard (a date
+// already settled, a refusal before it started) answers at once.
+type handBackSettler struct {
+	gateway.Settler
+	s *Stack
+}
+
+func (h handBackSettler) Run(ctx context.Context, req gateway.SettlementRequest) (gateway.SettlementRun, error) {
+	before, _ := h.s.Host.Sequencer(0)
+	epoch, err := h.s.shardEpoch(ctx)
+	if err != nil {
+		return gateway.SettlementRun{}, err
+	}
+	run, err := h.Settler.Run(ctx, req)
+	if after, aerr := h.s.shardEpoch(ctx); aerr == nil && after != epoch {
+		h.s.waitHandBack(ctx, before)
+	}
+	return run, err
+}
+
+// shardEpoch is shard 0's lease epoch in the database.
+func (s *Stack) shardEpoch(ctx context.Context) (int64, error) {
+	ls, err := s.LedgerStore.Leases(ctx)
+	if err != nil || len(ls) == 0 {
+		return 0, fmt.Errorf("ledger lease of shard 0: %w", err)
+	}
+	return ls[0].Epoch, nil
+}
+
+// waitHandBack waits (at most handBackWaitMax) until the owner serves
+// shard 0 with a sequencer other than before, loaded.
+func (s *Stack) waitHandBack(ctx context.Context, before *ledger.Sequencer) {
+	deadline := time.Now().Add(handBackWaitMax)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if seq, ok := s.Host.Sequencer(0); ok && seq != before { // Sequencer gives loaded ones only
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Logger.Warn("the ledger owner did not take shard 0 back after a settlement run in time", "waited", handBackWaitMax)
 }
 
 // reconWorker is the reconciliation role on the stack's database and

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fundplatform/fund/internal/clock"
 	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
@@ -26,8 +27,8 @@ var projectFiles = []string{"package.json", "package-lock.json", "tsconfig.json"
 // seconds, a cold one well under a minute.
 const stepTimeout = 5 * time.Minute
 
-// A client generated from the served OpenAPI 3 document runs the customer's
-// cycle against the dev stack.
+// A client generated from the served OpenAPI 3 document runs the whole
+// money cycle against the dev stack on a test clock (a sandbox).
 func TestGeneratedClientCycle(t *testing.T) {
 	npm := nodeTools(t)
 	st := startStack(t)
@@ -72,13 +73,19 @@ func nodeTools(t *testing.T) string {
 	return npm
 }
 
-// startStack runs what `fundd dev` runs on a fresh database of the test's
+// sandboxStart is where the test clock starts: a Monday, before the 15:00
+// cut-off (China Standard Time), as in the README's walk-through.
+var sandboxStart = time.Date(2026, 11, 9, 10, 0, 0, 0, time.FixedZone("CST", 8*3600))
+
+// startStack runs what `fundd dev --test-clock` runs (settlement on demand,
+// the business time on a test clock) on a fresh database of the test's
 // Postgres.
 func startStack(t *testing.T) *devstack.Stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := devstack.Start(ctx, devstack.Options{DSN: pgtest.NewDatabase(t)})
+	st, err := devstack.Start(ctx, devstack.Options{DSN: pgtest.NewDatabase(t), Clock: clock.NewTest(sandboxStart),
+		Settle: &devstack.SettleOptions{FileDir: t.TempDir()}})
 	if err != nil {
 		t.Fatalf("devstack: %v", err)
 	}
