@@ -17,6 +17,12 @@
 //     settlement calls; with Options.Recon, the reconciliation worker
 //     (settlement/recon/worker.OpenEmbedded) and its report.
 //
+// Every role reads one business clock (Options.Clock, Stack.Clock): the
+// wall clock, or a test clock (internal/clock) that stands still until the
+// admin API moves it, which makes the stack a sandbox (`fundd dev
+// --test-clock`). A settlement call answers once the owner serves the
+// ledger shard again, so that the next read shows the run.
+//
 // Every role's metrics share one registry, served at the gateway's
 // /metrics. Other roles plug in as Workers: each gets the running Stack
 // (DSN, brokers, topic, ledger client, accounts service, metrics
