@@ -37,10 +37,25 @@ type RelayConfig struct {
 	// under load, rounds back to back carried one or two batches each. It
 	// adds at most Linger to an event's way to the broker. 0 = 5 ms; < 0 =
 	// none.
-	Linger      time.Duration
+	Linger time.Duration
+	// IdlePoll is the sleep between rounds once every outbox has stayed
+	// empty for idleAfter: an idle relay read the outbox 50 times a
+	// second, most of an idle process's CPU. The first event after a quiet
+	// spell waits up to IdlePoll longer; steady traffic keeps
+	// PollInterval. 0 = 100 ms; < 0 = PollInterval always.
+	IdlePoll    time.Duration
 	AttemptsMax int // consecutive failed rounds before Run gives up
 	BackoffMax  time.Duration
+	// ReportAfter: rounds failing in a row for this long are reported
+	// once at WARN, and the first round that succeeds after them at INFO;
+	// each failed round is logged at DEBUG (a broker or database away for
+	// a moment is not worth an operator's attention). 0 = 5 s.
+	ReportAfter time.Duration
 }
+
+// idleAfter is how long every outbox stays empty before the relay polls
+// at IdlePoll.
+const idleAfter = time.Second
 
 func (c *RelayConfig) setDefaults() {
 	if c.BatchesMax == 0 {
@@ -57,6 +72,15 @@ func (c *RelayConfig) setDefaults() {
 	}
 	if c.BackoffMax == 0 {
 		c.BackoffMax = time.Second
+	}
+	if c.IdlePoll == 0 {
+		c.IdlePoll = 100 * time.Millisecond
+	}
+	if c.IdlePoll < 0 {
+		c.IdlePoll = c.PollInterval
+	}
+	if c.ReportAfter == 0 {
+		c.ReportAfter = 5 * time.Second
 	}
 }
 
@@ -88,39 +112,86 @@ func (r *Relay) Published() (events, failures int64) { return r.published.Load()
 // Run relays until ctx ends, or returns an error after AttemptsMax
 // consecutive failed rounds.
 func (r *Relay) Run(ctx context.Context) error {
-	failed := 0
-	backoff := 10 * time.Millisecond
+	var fails failStreak
+	var emptySince time.Time // zero while events move
 	for ctx.Err() == nil {
 		moved, full, err := r.round(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			failed++
 			r.failures.Add(1)
-			if failed >= r.cfg.AttemptsMax {
-				return fmt.Errorf("relay: %d rounds failed in a row: %w", failed, err)
+			backoff, err := fails.failed(r, err)
+			if err != nil {
+				return err
 			}
-			r.log.Warn("relay round failed; backing off", "attempt", failed, "backoff", backoff, "err", err)
 			if !sleep(ctx, backoff) {
 				return nil
 			}
-			backoff = min(2*backoff, r.cfg.BackoffMax)
 			continue
 		}
-		failed, backoff = 0, 10*time.Millisecond
+		fails.succeeded(r)
+		pause := time.Duration(0)
 		switch {
 		case moved == 0:
-			if !sleep(ctx, r.cfg.PollInterval) {
-				return nil
+			if emptySince.IsZero() {
+				emptySince = time.Now()
+			}
+			pause = r.cfg.PollInterval
+			if time.Since(emptySince) >= idleAfter {
+				pause = r.cfg.IdlePoll
 			}
 		case !full && r.cfg.Linger > 0:
-			if !sleep(ctx, r.cfg.Linger) {
-				return nil
-			}
+			emptySince = time.Time{}
+			pause = r.cfg.Linger
+		default:
+			emptySince = time.Time{}
+		}
+		if pause > 0 && !sleep(ctx, pause) {
+			return nil
 		}
 	}
 	return nil
+}
+
+// failStreak is the relay's consecutive failed rounds.
+type failStreak struct {
+	n        int
+	since    time.Time
+	backoff  time.Duration
+	reported bool
+}
+
+// failed counts a failed round and returns the pause before the next, or
+// the error to stop with once AttemptsMax rounds failed in a row.
+func (f *failStreak) failed(r *Relay, err error) (time.Duration, error) {
+	if f.n == 0 {
+		f.since, f.backoff = time.Now(), 10*time.Millisecond
+	}
+	f.n++
+	if f.n >= r.cfg.AttemptsMax {
+		return 0, fmt.Errorf("relay: %d rounds failed in a row: %w", f.n, err)
+	}
+	r.log.Debug("relay round failed; backing off", "attempt", f.n, "backoff", f.backoff, "err", err)
+	if !f.reported && time.Since(f.since) >= r.cfg.ReportAfter {
+		f.reported = true
+		r.log.Warn("relay cannot publish; retrying", "for", time.Since(f.since).Round(time.Millisecond),
+			"rounds_failed", f.n, "err", err)
+	}
+	backoff := f.backoff
+	f.backoff = min(2*f.backoff, r.cfg.BackoffMax)
+	return backoff, nil
+}
+
+// succeeded ends the streak, if any.
+func (f *failStreak) succeeded(r *Relay) {
+	if f.n == 0 {
+		return
+	}
+	if f.reported {
+		r.log.Info("relay publishing again", "after", time.Since(f.since).Round(time.Millisecond), "rounds_failed", f.n)
+	}
+	*f = failStreak{}
 }
 
 // round publishes what is waiting on every shard (one read, one publish,

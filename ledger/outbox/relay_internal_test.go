@@ -2,9 +2,12 @@ package outbox
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,5 +153,87 @@ func TestRelayLingersAndPublishesAll(t *testing.T) {
 			t.Fatalf("shard %d: event %d after %d", e.Shard, e.Timestamp, last[e.Shard])
 		}
 		last[e.Shard] = e.Timestamp
+	}
+}
+
+// flakyPublisher fails every Publish until healed.
+type flakyPublisher struct {
+	memPublisher
+	healed atomic.Bool
+}
+
+func (p *flakyPublisher) Publish(ctx context.Context, events []ledger.Event) error {
+	if !p.healed.Load() {
+		return errors.New("broker away")
+	}
+	return p.memPublisher.Publish(ctx, events)
+}
+
+// levelCounter is a slog handler that counts records per level and keeps
+// the messages of those at INFO and above.
+type levelCounter struct {
+	mu     sync.Mutex
+	counts map[slog.Level]int
+	msgs   []string
+}
+
+func (c *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (c *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[r.Level]++
+	if r.Level >= slog.LevelInfo {
+		c.msgs = append(c.msgs, r.Level.String()+" "+r.Message)
+	}
+	return nil
+}
+func (c *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *levelCounter) WithGroup(string) slog.Handler      { return c }
+
+func (c *levelCounter) count(l slog.Level) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[l]
+}
+
+// Rounds that keep failing are logged at DEBUG each and reported once at
+// WARN once they lasted ReportAfter, however many follow; the first round
+// that succeeds after them is logged at INFO.
+func TestRelayReportsFailuresOnce(t *testing.T) {
+	ob := &memOutbox{batches: map[int][]ledger.OutboxBatch{}}
+	ob.add(0, 1)
+	pub := &flakyPublisher{}
+	logs := &levelCounter{counts: map[slog.Level]int{}}
+	r := NewRelay(RelayConfig{Shards: []int{0}, BackoffMax: 5 * time.Millisecond, ReportAfter: 50 * time.Millisecond},
+		ob, pub, slog.New(logs))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 30 s: %s", what)
+			}
+		}
+	}
+	waitUntil("the failure reported", func() bool { return logs.count(slog.LevelWarn) > 0 })
+	// Ten more failed rounds after the report.
+	_, failures := r.Published()
+	waitUntil("ten more failed rounds", func() bool { _, f := r.Published(); return f >= failures+10 })
+	pub.healed.Store(true)
+	waitUntil("the outbox drained", ob.empty)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if !slices.Equal(logs.msgs, []string{"WARN relay cannot publish; retrying", "INFO relay publishing again"}) {
+		t.Errorf("logged at INFO and above: %q, want the failure reported once and the recovery", logs.msgs)
+	}
+	if logs.counts[slog.LevelDebug] < 10 {
+		t.Errorf("%d failed rounds logged at DEBUG, want each", logs.counts[slog.LevelDebug])
 	}
 }
