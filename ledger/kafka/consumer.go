@@ -320,7 +320,7 @@ func (c *consumer) dispatch(m kafkago.Message) error {
 func (c *consumer) runWorker(w *work, e ledger.Event) {
 	defer c.wg.Done()
 	defer func() { <-c.slots }()
-	if err := handleWithRetry(c.ctx, c.cfg, c.handle, e); err != nil {
+	if err := handleWithRetry(c.ctx, c.cfg, &c.h.handling, c.handle, e); err != nil {
 		if c.ctx.Err() == nil {
 			c.cancel(fmt.Errorf("event %s: %w", e.ID, err))
 		}
@@ -409,20 +409,66 @@ func (c *consumer) takeDone() []kafkago.Message {
 	return done
 }
 
-func handleWithRetry(ctx context.Context, cfg ConsumerConfig, handle func(context.Context, ledger.Event) error, e ledger.Event) error {
+func handleWithRetry(ctx context.Context, cfg ConsumerConfig, fails *handleFailures, handle func(context.Context, ledger.Event) error, e ledger.Event) error {
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := handle(ctx, e)
+		if err == nil {
+			fails.succeeded(cfg.Logger)
+		}
 		if err == nil || ctx.Err() != nil || errors.Is(err, ledger.ErrInvariantBroke) || attempt >= cfg.AttemptsMax {
 			return err
 		}
-		cfg.Logger.Warn("event handling failed; retrying", "id", e.ID, "attempt", attempt, "err", err)
+		fails.failed(cfg.Logger, cfg.timings.reportAfter, e, attempt, err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 		}
 		backoff = min(2*backoff, cfg.BackoffMax)
 	}
+}
+
+// handleFailures reports handling that keeps failing once, not per retry:
+// a shard failing over fails every event in flight, thousands, for a few
+// seconds. Each failed attempt is logged at DEBUG; failures with no
+// success between them for reportAfter are reported once at WARN, and the
+// next success at INFO. (Giving up on an event ends Consume with its
+// error.)
+type handleFailures struct {
+	active   atomic.Bool // a failure since the last success: the fast path of succeeded
+	mu       sync.Mutex
+	since    time.Time // the first failure since the last success
+	n        int
+	reported bool
+}
+
+func (f *handleFailures) failed(logger *slog.Logger, reportAfter time.Duration, e ledger.Event, attempt int, err error) {
+	logger.Debug("event handling failed; retrying", "id", e.ID, "attempt", attempt, "err", err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.since = time.Now()
+		f.active.Store(true)
+	}
+	f.n++
+	if !f.reported && time.Since(f.since) >= reportAfter {
+		f.reported = true
+		logger.Warn("event handling keeps failing; retrying", "for", time.Since(f.since).Round(time.Millisecond),
+			"failures", f.n, "id", e.ID, "err", err)
+	}
+}
+
+func (f *handleFailures) succeeded(logger *slog.Logger) {
+	if !f.active.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reported {
+		logger.Info("event handling succeeds again", "after", time.Since(f.since).Round(time.Millisecond), "failures", f.n)
+	}
+	f.since, f.n, f.reported = time.Time{}, 0, false
+	f.active.Store(false)
 }
 
 // closeBounded closes r but waits at most closeWaitMax: kafka-go's group

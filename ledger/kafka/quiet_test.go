@@ -2,10 +2,13 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +196,63 @@ func TestStalledReaderReplacedAndReportedOnce(t *testing.T) {
 	}
 	if replaced == 0 {
 		t.Error("the stalled reader was not replaced")
+	}
+}
+
+// A handler that keeps failing (a shard failing over) is retried, which is
+// reported once at WARN however many attempts follow, and its recovery at
+// INFO.
+func TestHandlerFailuresReportedOnce(t *testing.T) {
+	broker, err := kafkabroker.Start(0, 1, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	logs := newLogCapture()
+	pub := kafka.NewPublisher(broker.Addrs(), topic)
+	defer func() { _ = pub.Close() }()
+	var healed atomic.Bool
+	var attempts atomic.Int64
+	handled := make(chan ledger.TransferID, 16)
+	cfg := kafka.WithTimings(kafka.ConsumerConfig{Brokers: broker.Addrs(), Topic: topic, Group: "handler",
+		AttemptsMax: 100_000, BackoffMax: 5 * time.Millisecond, Logger: slog.New(logs)},
+		kafka.Timings{MaxWait: 200 * time.Millisecond, ReportAfter: 100 * time.Millisecond})
+	stop := runAll(t, func(ctx context.Context) error {
+		return kafka.Consume(ctx, cfg, func(_ context.Context, e ledger.Event) error {
+			if !healed.Load() {
+				attempts.Add(1)
+				return errors.New("shard moving")
+			}
+			handled <- e.ID
+			return nil
+		})
+	})
+	defer stop()
+	e := testEvent()
+	if err := pub.Publish(context.Background(), []ledger.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	logs.waitFor(t, "the failures reported", func(r record) bool { return r.level == slog.LevelWarn })
+	for n, deadline := attempts.Load()+10, time.Now().Add(30*time.Second); attempts.Load() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the handler was not retried ten more times within 30 s")
+		}
+	}
+	healed.Store(true)
+	waitHandled(t, handled, e.ID)
+	stop()
+
+	var above []string
+	for _, r := range logs.all() {
+		if r.level >= slog.LevelInfo && strings.HasPrefix(r.msg, "event handling") {
+			above = append(above, r.level.String()+" "+r.msg)
+		}
+		if r.level >= slog.LevelWarn && !strings.HasPrefix(r.msg, "event handling") {
+			t.Errorf("logged %s", r)
+		}
+	}
+	if !slices.Equal(above, []string{"WARN event handling keeps failing; retrying", "INFO event handling succeeds again"}) {
+		t.Errorf("logged about handling: %q, want the failures reported once and the recovery", above)
 	}
 }
 

@@ -35,7 +35,7 @@ type timings struct {
 	// (sessionTimeout).
 	stallAfter time.Duration
 	// reportAfter: brokers unreachable for this long are an outage,
-	// reported once.
+	// reported once; so are events whose handling fails for this long.
 	reportAfter time.Duration
 	// watchEvery is the watchdog's tick.
 	watchEvery time.Duration
@@ -96,6 +96,10 @@ type health struct {
 	since              atomic.Int64 // the current trouble's first error
 	lastErrText        atomic.Pointer[string]
 	errs               atomic.Int64 // reader errors in the current trouble
+
+	// handling is the handler's failures, reported apart from the
+	// reader's.
+	handling handleFailures
 
 	// The watchdog's own: one watchdog runs at a time, and consumeOnce
 	// waits for it before the next reader starts.
