@@ -32,8 +32,8 @@ type Privilege struct {
 // (the dev default) that role owns the tables, and an owner's rights come
 // from owning, not from grants. Otherwise the role must exist and must not
 // be able to bypass the grants: a superuser, a member of the owner role
-// (which would inherit ownership) or a role allowed to CREATE in the schema
-// is refused with an error saying so.
+// (which would inherit ownership), a role that owns anything in the schema
+// or one allowed to CREATE in it is refused with an error saying so.
 func Grant(ctx context.Context, pool *pgxpool.Pool, role string, privs []Privilege) error {
 	if role == "" {
 		return errors.New("grant: no role")
@@ -65,14 +65,21 @@ func Grant(ctx context.Context, pool *pgxpool.Pool, role string, privs []Privile
 // checkServiceRole reports whether role is the current user (nothing to
 // grant) and refuses a role the grants would not restrict.
 func checkServiceRole(ctx context.Context, tx pgx.Tx, role string) (self bool, schema string, err error) {
-	var exists, super, member, create bool
+	var (
+		exists, super, member, create bool
+		owns                          int
+		owned, me                     string
+	)
 	err = tx.QueryRow(ctx, `
 		SELECT r.rolname IS NOT NULL, coalesce(r.rolsuper, false),
 			r.rolname IS NOT NULL AND r.rolname <> current_user AND pg_has_role(r.rolname, current_user, 'USAGE'),
 			r.rolname IS NOT NULL AND has_schema_privilege(r.rolname, current_schema(), 'CREATE'),
-			coalesce(current_schema(), ''), $1 = current_user
+			coalesce(current_schema(), ''), $1 = current_user, current_user::text,
+			(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = current_schema()::regnamespace),
+			(SELECT coalesce(min(c.relname::text), '') FROM pg_class c
+				WHERE c.relowner = r.oid AND c.relnamespace = current_schema()::regnamespace)
 		FROM (SELECT 1) one LEFT JOIN pg_roles r ON r.rolname = $1`, role).
-		Scan(&exists, &super, &member, &create, &schema, &self)
+		Scan(&exists, &super, &member, &create, &schema, &self, &me, &owns, &owned)
 	switch {
 	case err != nil:
 		return false, "", fmt.Errorf("check role %s: %w", role, err)
@@ -87,6 +94,12 @@ func checkServiceRole(ctx context.Context, tx pgx.Tx, role string) (self bool, s
 		return false, "", fmt.Errorf("grant: role %q is a superuser: no grant restricts it", role)
 	case member:
 		return false, "", fmt.Errorf("grant: role %q is a member of the owner role and would act as the tables' owner", role)
+	case owns > 0:
+		// Say, journal partitions it created while it was the only role:
+		// an owner may drop or detach them whatever is granted.
+		return false, "", fmt.Errorf("grant: role %q owns %d relations in schema %q (%s first): "+
+			"hand them to the owner role (as a superuser: REASSIGN OWNED BY %s TO %s)",
+			role, owns, schema, owned, pgx.Identifier{role}.Sanitize(), pgx.Identifier{me}.Sanitize())
 	case create:
 		return false, "", fmt.Errorf("grant: role %q may CREATE in schema %q: revoke it (REVOKE CREATE ON SCHEMA %s FROM PUBLIC, %s)",
 			role, schema, pgx.Identifier{schema}.Sanitize(), pgx.Identifier{role}.Sanitize())

@@ -225,6 +225,25 @@ func TestGrantRefusesRolesItCannotRestrict(t *testing.T) {
 			t.Errorf("grant to %s: got %v, want an error saying %q", role, err, want)
 		}
 	}
+	// A role that owns a partition (one that created it while it was the
+	// only role) could drop it whatever is granted.
+	admin, err := pgxpool.New(ctx, roles.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var part string
+	if err := owner.QueryRow(ctx, `SELECT ledger_create_partition('2026-11-11'), 'transfers_20261111'`).
+		Scan(nil, &part); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `ALTER TABLE `+part+` OWNER TO `+localpg.ServiceRole); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgmigrate.Grant(ctx, owner, localpg.ServiceRole, postgres.ServicePrivileges()); err == nil ||
+		!strings.Contains(err.Error(), "owns 2 relations") { // the partition and its index
+		t.Errorf("grant to a role owning %s: got %v, want an error saying it owns it", part, err)
+	}
 	// Granting to the owner itself (one role for both) changes nothing.
 	if err := pgmigrate.Grant(ctx, owner, localpg.OwnerRole, postgres.ServicePrivileges()); err != nil {
 		t.Errorf("grant to the owner itself: %v", err)
