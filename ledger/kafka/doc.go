@@ -8,6 +8,13 @@
 // dev stack point it at an in-process broker (internal/kafkabroker);
 // production at a list of real brokers.
 //
+// A healthy consumer logs nothing above DEBUG, idle or busy: kafka-go's
+// own error log (every try it retries) goes to DEBUG, and Consume reports
+// what an operator must act on once, with its end at INFO: brokers
+// unreachable for 5 s, a reader that leaves events waiting for 20 s
+// (replaced), a handler that keeps failing for 5 s. Fetches long-poll the
+// broker for up to 2 s, so an idle consumer costs next to nothing.
+//
 // Each message repeats its event's kind in the KindHeader header, so a
 // consumer that acts on a few kinds (the cross-shard saga's, which wants
 // only leg 1) passes over the rest without decoding them:
