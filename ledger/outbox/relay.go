@@ -175,7 +175,7 @@ func (f *failStreak) failed(r *Relay, err error) (time.Duration, error) {
 	r.log.Debug("relay round failed; backing off", "attempt", f.n, "backoff", f.backoff, "err", err)
 	if !f.reported && time.Since(f.since) >= r.cfg.ReportAfter {
 		f.reported = true
-		r.log.Warn("relay cannot publish; retrying", "for", time.Since(f.since).Round(time.Millisecond),
+		r.log.Warn("relay rounds keep failing; retrying", "for", time.Since(f.since).Round(time.Millisecond),
 			"rounds_failed", f.n, "err", err)
 	}
 	backoff := f.backoff
@@ -189,7 +189,7 @@ func (f *failStreak) succeeded(r *Relay) {
 		return
 	}
 	if f.reported {
-		r.log.Info("relay publishing again", "after", time.Since(f.since).Round(time.Millisecond), "rounds_failed", f.n)
+		r.log.Info("relay rounds succeed again", "after", time.Since(f.since).Round(time.Millisecond), "rounds_failed", f.n)
 	}
 	*f = failStreak{}
 }

@@ -230,7 +230,7 @@ func TestRelayReportsFailuresOnce(t *testing.T) {
 	}
 	logs.mu.Lock()
 	defer logs.mu.Unlock()
-	if !slices.Equal(logs.msgs, []string{"WARN relay cannot publish; retrying", "INFO relay publishing again"}) {
+	if !slices.Equal(logs.msgs, []string{"WARN relay rounds keep failing; retrying", "INFO relay rounds succeed again"}) {
 		t.Errorf("logged at INFO and above: %q, want the failure reported once and the recovery", logs.msgs)
 	}
 	if logs.counts[slog.LevelDebug] < 10 {
