@@ -53,6 +53,13 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 					return err
 				}
 			}
+			keys, err := gf.publicKeys(ctx, logger)
+			if err != nil {
+				return err
+			}
+			if keys != nil {
+				defer keys.Close()
+			}
 			acfg, err := gf.accountsConfig()
 			if err != nil {
 				return err

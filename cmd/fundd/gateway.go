@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,6 +22,7 @@ import (
 type gatewayFlags struct {
 	httpAddr, grpcAddr string
 	keyFile            string
+	jwksFile, jwksURL  string
 	cfg                gateway.Config
 	breaker            gateway.BreakerConfig
 	fastMax            string
@@ -31,6 +33,8 @@ func (g *gatewayFlags) register(f *pflag.FlagSet, httpDefault, grpcDefault strin
 	f.StringVar(&g.httpAddr, "http", httpDefault, "REST/JSON listen address (also /healthz, /readyz, /metrics, /openapi.json)")
 	f.StringVar(&g.grpcAddr, "grpc", grpcDefault, "gRPC listen address")
 	f.StringVar(&g.keyFile, "jwt-key-file", "", "file holding the JWT signing key (>= 32 bytes); default $"+auth.EnvKey)
+	f.StringVar(&g.jwksFile, "jwks-file", "", "JWKS file of an identity provider's public keys (EdDSA, RS256, by kid): its tokens are accepted too; read again as it changes")
+	f.StringVar(&g.jwksURL, "jwks-url", "", "JWKS URL of an identity provider's public keys (https, or http on loopback): its tokens are accepted too; fetched again every few minutes and on an unknown kid")
 	f.IntVar(&g.cfg.ConcurrencyMax, "concurrency-max", 512, "requests handled at once; more are refused at once with 429")
 	f.DurationVar(&g.cfg.LatencyTarget, "latency-target", 0, "adapt the concurrency limit to keep the p99 near this (0 = fixed limit)")
 	f.IntVar(&g.cfg.ConcurrencyMin, "concurrency-min", 0, "floor of the adaptive concurrency limit (0 = 16, or --concurrency-max if lower)")
@@ -44,6 +48,43 @@ func (g *gatewayFlags) register(f *pflag.FlagSet, httpDefault, grpcDefault strin
 	f.DurationVar(&g.breaker.OpenFor, "breaker-open-for", 2*time.Second, "how long an open breaker refuses before probing")
 	f.StringVar(&g.fastMax, "fast-redeem-daily-max", "10000.00", "fast redemption cap per customer per natural day, CNY")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug (every request), info, warn or error")
+}
+
+// publicKeys opens the identity provider's key set that --jwks-file or
+// --jwks-url names and puts it in the gateway's config (nil, nil when
+// neither is given). It fails when the first read fails, so a gateway never
+// starts unable to verify its users' tokens. The caller closes the source
+// once the gateway has stopped.
+func (g *gatewayFlags) publicKeys(ctx context.Context, logger *slog.Logger) (*auth.JWKSSource, error) {
+	var (
+		src *auth.JWKSSource
+		err error
+	)
+	switch {
+	case g.jwksFile != "" && g.jwksURL != "":
+		return nil, fmt.Errorf("give --jwks-file or --jwks-url, not both")
+	case g.jwksFile != "":
+		src, err = auth.NewJWKSFile(ctx, g.jwksFile, auth.JWKSConfig{Logger: logger})
+	case g.jwksURL != "":
+		src, err = auth.NewJWKSURL(ctx, g.jwksURL, auth.JWKSConfig{Logger: logger})
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("identity provider's keys: %w", err)
+	}
+	g.cfg.JWTKeys = src
+	return src, nil
+}
+
+// sharedKey is the HS256 key of --jwt-key-file or $FUND_JWT_KEY. With an
+// identity provider's keys and neither of those it is nil: only the
+// provider's tokens are accepted.
+func (g *gatewayFlags) sharedKey() ([]byte, error) {
+	if g.keyFile == "" && os.Getenv(auth.EnvKey) == "" && (g.jwksFile != "" || g.jwksURL != "") {
+		return nil, nil
+	}
+	return auth.LoadKey(g.keyFile)
 }
 
 func (g *gatewayFlags) logger(role string) (*slog.Logger, error) {
@@ -85,8 +126,15 @@ circuit breaker. A shard without an owner fails fast with 503; retry with the sa
 			if cfg.DSN == "" {
 				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
 			}
-			if cfg.JWTKey, err = auth.LoadKey(gf.keyFile); err != nil {
+			if cfg.JWTKey, err = gf.sharedKey(); err != nil {
 				return err
+			}
+			keys, err := gf.publicKeys(cmd.Context(), cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if keys != nil {
+				defer keys.Close()
 			}
 			if cfg.Accounts, err = gf.accountsConfig(); err != nil {
 				return err
