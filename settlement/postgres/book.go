@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fundplatform/fund/accounts"
+	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"
@@ -282,11 +283,16 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 			return err
 		}
 		// The customers' daily income, for the holdings view (accounts'
-		// customer_income, whose rows are written once, never changed).
+		// customer_income, whose rows are written once, never changed),
+		// written by the accounts package in this transaction.
 		tr = s.tracer(l.Shard, len(b.Entries))
-		if _, err := w.Tx().CopyFrom(ctx, pgx.Identifier{"customer_income"}, []string{"customer_id", "date", "amount"},
-			&incomeRows{entries: b.Entries, date: date, progress: report}); err != nil {
-			return fmt.Errorf("record customer income: %w", err)
+		stride, offset := sharesLayout()
+		customerIncome := func(i int) (accounts.CustomerID, int64) {
+			e := b.Entries[i]
+			return accounts.CustomerID((int64(e.Account) - offset) / stride), e.Amount
+		}
+		if err := accountspg.RecordIncomeTx(ctx, w.Tx(), date, len(b.Entries), customerIncome, half); err != nil {
+			return err
 		}
 		report(int64(len(b.Entries)) - sent) // what the halves left out
 		tr("customer income")
@@ -300,31 +306,6 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 	}
 	return res, err
 }
-
-type incomeRows struct {
-	entries  []settlement.IncomeEntry
-	date     time.Time
-	i        int
-	progress func(int64)
-}
-
-func (r *incomeRows) Next() bool {
-	r.i++
-	if r.i <= len(r.entries) && r.i%progressEvery == 0 {
-		r.progress(progressEvery / 2)
-	}
-	return r.i <= len(r.entries)
-}
-func (r *incomeRows) Values() ([]any, error) {
-	e := r.entries[r.i-1]
-	stride, offset := sharesLayout()
-	return []any{(int64(e.Account) - offset) / stride, r.date, e.Amount}, nil
-}
-func (r *incomeRows) Err() error { return nil }
-
-// progressEvery is how many customer income rows pass between progress
-// reports.
-const progressEvery = 10_000
 
 // sharesLayout returns accounts.SharesAccount as the linear map it is,
 // customer * stride + offset, so that SQL derives a customer's shares

@@ -12,10 +12,13 @@
 //     writes the step's entries set-based (COPY) with their outbox rows and
 //     the fence. The step's marker (settlement_steps, settlement_cuts) goes
 //     into the same transaction, so a step is done once or not at all.
-//   - the accounts' tables: the customers' daily income rows go into the
-//     same transaction as the income entries; completing the due orders
-//     updates their status. (Both still in SQL here; accounts/postgres
-//     has no set-based writer for them yet.)
+//   - the accounts' tables through accounts/postgres, in this package's
+//     transaction: the customers' daily income rows
+//     (accountspg.RecordIncomeTx, by COPY) in the ledger transaction of
+//     the income entries (ShardTx.Tx()), and the due orders' completion
+//     (accountspg.CompleteOrdersTx) in the transaction of the movements and
+//     the orders step's marker. The fund's yields are published through
+//     accounts.Service (OpenYieldPublisher).
 //
 // It reads the ledger's and the accounts' tables where the run needs a
 // snapshot (holdings at the cut, due orders), with account ids and transfer

@@ -18,15 +18,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // servicePrivileges are what the settle role needs on settlement's tables,
 // read off this package's statements: runs are opened, corrected, failed
-// and completed; cuts, steps and movements are appended. It completes the
-// orders it settles (their status only), and appends customers' income
-// (customer_income, by COPY), which the accounts' list grants already. Its
+// and completed; cuts, steps and movements are appended. What it writes
+// in the accounts' tables (the orders it completes, the customers' income)
+// is written through accounts/postgres, under the accounts' grants; its
 // entries are booked through ledger/postgres's InShard, under the
 // ledger's grants.
 var servicePrivileges = []pgmigrate.Privilege{
 	{Privileges: "SELECT, INSERT, UPDATE", On: "TABLE settlement_runs"},
 	{Privileges: "SELECT, INSERT", On: "TABLE settlement_cuts, settlement_steps, settlement_movements"},
-	{Privileges: "UPDATE (status)", On: "TABLE orders"},
 	{Privileges: "SELECT", On: "TABLE " + gooseTable},
 }
 

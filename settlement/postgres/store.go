@@ -15,7 +15,6 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/internal/pgmigrate"
-	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"
 )
@@ -483,14 +482,10 @@ func (s *Store) CompleteOrders(ctx context.Context, date time.Time, orders []set
 		ids[i], reqs[i], kinds[i], amounts[i] = int64(o.Customer), o.RequestID, string(o.Kind), o.Amount
 		total += o.Amount
 	}
-	tag, err := tx.Exec(ctx, `UPDATE orders o SET status = 'completed'
-		FROM unnest($1::bigint[], $2::text[]) AS u(customer_id, request_id)
-		WHERE o.customer_id = u.customer_id AND o.request_id = u.request_id AND o.status = 'pending'`, ids, reqs)
-	if err != nil {
-		return fmt.Errorf("complete orders: %w", err)
-	}
-	if int(tag.RowsAffected()) != n {
-		return fmt.Errorf("%w: completed %d of %d due orders", ledger.ErrInvariantBroke, tag.RowsAffected(), n)
+	// The orders' status is the accounts package's to write; it does so in
+	// this transaction, with the movements and the step marker.
+	if err := accountspg.CompleteOrdersTx(ctx, tx, ids, reqs); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO settlement_movements (date, customer_id, request_id, kind, amount)
 		SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[])`, date, ids, reqs, kinds, amounts); err != nil {
