@@ -23,6 +23,11 @@ func (Wall) Now() time.Time { return time.Now() }
 // settled dates and daily quotas were taken from it.
 var ErrBackwards = errors.New("the test clock only moves forward")
 
+// ErrMoveConflict is returned for a move under a request id that moved a
+// shared test clock before with another move (pgclock): a retried move
+// applies once, and a reused id is refused rather than guessed at.
+var ErrMoveConflict = errors.New("the request id moved the test clock before with another move")
+
 // Test is a clock that stands still until moved forward. It is safe for
 // concurrent use; readers see either the time before a move or after it.
 type Test struct {
