@@ -1,10 +1,12 @@
 // Package schema is the migration step of the whole platform: on each of
 // its databases it applies every component's migrations (ledger, accounts,
 // settlement, reconciliation, in that order, because later ones refer to
-// earlier tables) as the owner role, then grants the service role exactly
-// the union of what each component lists (pgmigrate.Grant). It is what
-// `fundd migrate` runs, as a Kubernetes Job or initContainer with the
-// owner's secret, before the services start with theirs.
+// earlier tables; then the shared test clock of rehearsals,
+// internal/clock/pgclock, whose table stays empty in production) as the
+// owner role, then grants the service role exactly the union of what each
+// component lists (pgmigrate.Grant). It is what `fundd migrate` runs, as a
+// Kubernetes Job or initContainer with the owner's secret, before the
+// services start with theirs.
 //
 // It lives under settlement because settlement is the one domain that
 // sits on every other's tables (the layer rule allows nothing but the

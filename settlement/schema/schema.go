@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/internal/clock/pgclock"
 	"github.com/fundplatform/fund/internal/pgmigrate"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
@@ -38,12 +39,14 @@ type component struct {
 
 // components in the order their migrations must run: the accounts' refer
 // to nothing, settlement's index the accounts' orders, reconciliation
-// reads the journal.
+// reads the journal. The test clock's table refers to nothing; it stays
+// empty unless a rehearsal's processes run with --test-clock.
 var components = []component{
 	{"ledger", ledgerpg.Migrate, ledgerpg.ServicePrivileges},
 	{"accounts", accountspg.Migrate, accountspg.ServicePrivileges},
 	{"settlement", settlepg.Migrate, settlepg.ServicePrivileges},
 	{"reconciliation", reconpg.Migrate, reconpg.ServicePrivileges},
+	{"test clock", pgclock.Migrate, pgclock.ServicePrivileges},
 }
 
 // Migrate applies every component's migrations to each database and grants

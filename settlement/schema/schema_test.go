@@ -4,10 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
+	"github.com/fundplatform/fund/internal/clock/pgclock"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
@@ -55,6 +57,14 @@ func TestServicesOpenAfterTheMigrationStep(t *testing.T) {
 			t.Fatalf("database %d: reconciliation as the service role: %v", i, err)
 		}
 		rs.Close()
+		tc, err := pgclock.Open(ctx, pgclock.Config{DSN: r.Service})
+		if err != nil {
+			t.Fatalf("database %d: test clock as the service role: %v", i, err)
+		}
+		if _, err := tc.Advance(time.Hour); err != nil {
+			t.Fatalf("database %d: test clock moved by the service role: %v", i, err)
+		}
+		tc.Close()
 
 		pool, err := pgxpool.New(ctx, r.Owner)
 		if err != nil {
