@@ -61,7 +61,7 @@ type ShardTx struct {
 // Postgres adapters of the same database, so lending the transaction to
 // the caller's function is the simple way to one atomic commit; the ledger
 // keeps the transaction's bounds, the lock and the fence, and its tables
-// are written only by the methods of ShardTx (ledger/postgres's
+// are written only by the methods of ShardTx (internal/archtest's
 // TestOneWriter checks that no other package writes them).
 func (s *Store) InShard(ctx context.Context, shard int, epoch int64, fn func(ctx context.Context, w *ShardTx) error) error {
 	// Entries get timestamps of now (the store's clock); their partitions

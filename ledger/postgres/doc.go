@@ -3,8 +3,8 @@
 // ledger.LeaseStore (shard leases with fencing epochs), and holds the
 // transactional outbox the ledger's relay (ledger/outbox) publishes.
 //
-// It is the only writer of these tables (TestOneWriter checks the rest of
-// the module). Writers other than the sequencer use it too: the settlement
+// It is the only writer of these tables (internal/archtest's TestOneWriter
+// checks the rest of the module). Writers other than the sequencer use it too: the settlement
 // run takes a shard's lease (TakeLease, with force to fence a live owner)
 // and books its entries set-based in one fenced transaction (InShard and
 // ShardTx: catch-up of the balances with Load's replay, accounts, pending
