@@ -5,6 +5,12 @@
 // tracked in their own goose table (accounts_goose_db_version) under their
 // own advisory lock.
 //
+// It is the only writer of its tables (internal/archtest's TestOneWriter).
+// What the settlement run writes in them, the customers' income and the
+// completion of the due orders, it writes through RecordIncomeTx and
+// CompleteOrdersTx (settled.go), in settlement's transaction, so that they
+// commit with the run's ledger entries and step markers.
+//
 // Orders are placed in batches (orders.go): per batch one transaction takes
 // advisory locks on the parties (shared) and the order keys (exclusive),
 // reads the parties and the keys already stored, runs the applies, inserts
