@@ -182,3 +182,32 @@ func idOf(body []byte) (int64, error) {
 	}
 	return id, nil
 }
+
+// errorBody is the gateway's error answer (a google.rpc.Status in JSON).
+type errorBody struct {
+	Message string `json:"message"`
+	Details []struct {
+		Type   string `json:"@type"`
+		Reason string `json:"reason"`
+	} `json:"details"`
+}
+
+// reasonOf reads the ErrorInfo reason of an error answer ("" if none).
+func reasonOf(body []byte) string {
+	var e errorBody
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	for _, d := range e.Details {
+		if strings.HasSuffix(d.Type, "ErrorInfo") && d.Reason != "" {
+			return d.Reason
+		}
+	}
+	return ""
+}
+
+func messageOf(body []byte) string {
+	var e errorBody
+	_ = json.Unmarshal(body, &e)
+	return e.Message
+}

@@ -2,11 +2,13 @@ package loadtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +57,16 @@ type Config struct {
 	// (or whose connection broke) is sent again with the same
 	// Idempotency-Key, as the app does; 0 = default, -1 = none.
 	TimeoutRetries int
-	Seed           uint64 // 0 = from the clock
-	RunID          string // prefix of every Idempotency-Key; "" = from the seed
+	// Seed draws the arrivals and the requests; 0 = from the clock. A part
+	// of a split run draws from Part.Seed(Seed).
+	Seed  uint64
+	RunID string // prefix of every Idempotency-Key (with the part's); "" = from the seed
+	// Arrivals: ArrivalsPoisson ("" too) or ArrivalsEven.
+	Arrivals Arrivals
+	// Part of a run split over several generator processes: it sends
+	// Part.Share(Profile), under keys of Part.RunID(RunID), for Customers,
+	// which must be the part's (SetupConfig.Part). The zero Part is all.
+	Part Part
 	// Progress gets one line a second; nil = none.
 	Progress io.Writer
 
@@ -83,11 +93,16 @@ type Record struct {
 
 // Result of a run.
 type Result struct {
-	RunID           string           `json:"run_id"`
-	Target          string           `json:"target"`
-	Profile         Profile          `json:"profile"`
-	Mix             string           `json:"mix"`
-	Seed            uint64           `json:"seed"`
+	RunID    string   `json:"run_id"`
+	Target   string   `json:"target"`
+	Profile  Profile  `json:"profile"`
+	Mix      string   `json:"mix"`
+	Seed     uint64   `json:"seed"`
+	Arrivals Arrivals `json:"arrivals"`
+	// Part is which part of a split run this is; a merged result has
+	// Parts, the number of parts merged, and Part zero.
+	Part            Part             `json:"part"`
+	Parts           int              `json:"parts,omitempty"`
 	Customers       int              `json:"customers"`
 	Merchants       int              `json:"merchants"`
 	MaxInFlight     int              `json:"max_in_flight"`
@@ -109,12 +124,18 @@ type Result struct {
 	// Notes are lines for the reader from whoever ran the test (the demo
 	// records its settlement here).
 	Notes []string `json:"notes,omitempty"`
+	// Histograms are the run's HDR histograms, encoded, so that the
+	// results of a split run's parts merge exactly (Merge).
+	Histograms *Histograms `json:"histograms,omitempty"`
 }
 
 // OpResult is one operation's counts and latency.
 type OpResult struct {
 	Counts
 	Latency Latency `json:"latency"`
+	// RefusedBy counts the Rejected orders by the rule that refused them
+	// (INSUFFICIENT_FUNDS, FAST_REDEEM_LIMIT, ...).
+	RefusedBy map[string]int64 `json:"refused_by,omitempty"`
 }
 
 // Audit is the outcome of checking a run against the books (package
@@ -174,8 +195,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	st := newStats(secondsMax)
 	res := &Result{
 		RunID: cfg.RunID, Target: cfg.Target, Profile: cfg.Profile, Mix: cfg.Mix.String(), Seed: cfg.Seed,
-		Customers: len(cfg.Customers), Merchants: len(cfg.Merchants), MaxInFlight: cfg.MaxInFlight,
-		StartedAt: time.Now().UTC(),
+		Arrivals: cfg.Arrivals, Part: cfg.Part, Customers: len(cfg.Customers), Merchants: len(cfg.Merchants),
+		MaxInFlight: cfg.MaxInFlight, StartedAt: time.Now().UTC(),
 	}
 	var recMu sync.Mutex
 	record := func(r Record) {
@@ -189,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	gen := newGenerator(cfg)
-	sched := NewSchedule(cfg.Profile)
+	sched := NewArrivalSchedule(cfg.Part.Share(cfg.Profile), cfg.Arrivals, cfg.Part.Seed(cfg.Seed))
 	sem := make(chan struct{}, cfg.MaxInFlight)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -240,9 +261,9 @@ dispatch:
 			defer wg.Done()
 			defer func() { <-sem }()
 			due := start.Add(req.at)
-			out, code, status, retries := send(ctx, client, cfg, req)
+			out, code, status, reason, retries := send(ctx, client, cfg, req)
 			done := time.Now()
-			st.finished(int(done.Sub(start)/time.Second), req.op, out, code, done.Sub(due), retries)
+			st.finished(int(done.Sub(start)/time.Second), req.op, out, code, reason, done.Sub(due), retries)
 			if req.op.IsOrder() {
 				r := req.record(out, code, status)
 				r.Attempts = retries + 1
@@ -258,21 +279,7 @@ dispatch:
 	progressWG.Wait()
 
 	res.DurationSeconds = time.Since(start).Seconds()
-	res.Totals, res.Orders = st.snapshot()
-	res.Latency = summarize(st.all)
-	res.Codes = st.codes
-	res.Timeline = st.timeline()
-	res.Distribution = distribution(st.all)
-	res.ByOp = map[Op]OpResult{}
-	for _, op := range Ops {
-		if c := st.byOp[op]; c.Offered > 0 {
-			r := OpResult{Counts: *c}
-			if h := st.opHist[op]; h != nil {
-				r.Latency = summarize(h)
-			}
-			res.ByOp[op] = r
-		}
-	}
+	st.fill(res)
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("run cut short: %w", err)
 	}
@@ -342,7 +349,14 @@ func (cfg *Config) defaults() error {
 	if cfg.RunID == "" {
 		cfg.RunID = "lt" + strconv.FormatUint(cfg.Seed%(1<<40), 36)
 	}
-	return nil
+	if cfg.Arrivals == "" {
+		cfg.Arrivals = ArrivalsPoisson
+	}
+	if _, err := ParseArrivals(string(cfg.Arrivals)); err != nil {
+		return err
+	}
+	cfg.Part = cfg.Part.norm()
+	return cfg.Part.Validate()
 }
 
 // generator draws requests; only the dispatcher uses it.
@@ -352,12 +366,16 @@ type generator struct {
 	zipf   *rand.Zipf
 	picker picker
 	seq    int64
+	// keyPrefix is the part's run id and "-": keys never collide between
+	// the parts of a split run.
+	keyPrefix string
 }
 
 func newGenerator(cfg Config) *generator {
-	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9E3779B97F4A7C15))
+	seed := cfg.Part.Seed(cfg.Seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15))
 	return &generator{
-		cfg: cfg, rng: rng, picker: newPicker(cfg.Mix),
+		cfg: cfg, rng: rng, picker: newPicker(cfg.Mix), keyPrefix: cfg.Part.RunID(cfg.RunID) + "-",
 		zipf: rand.NewZipf(rng, cfg.ZipfSkew, zipfOffset, uint64(len(cfg.Customers)-1)),
 	}
 }
@@ -370,21 +388,18 @@ func (g *generator) next(at time.Duration) request {
 	r := request{
 		op:       g.picker.pick(g.rng.IntN(g.picker.total)),
 		customer: g.cfg.Customers[g.zipf.Uint64()],
-		key:      g.cfg.RunID + "-" + strconv.FormatInt(g.seq, 36),
+		key:      g.keyPrefix + strconv.FormatInt(g.seq, 36),
 		at:       at,
 	}
+	if amt, ok := opAmounts[r.op]; ok {
+		r.amount = g.amount(amt[0], amt[1])
+	}
 	switch r.op {
-	case OpSubscribe:
-		r.amount = g.amount(100, 10_000) // 1.00 .. 100.00
-	case OpFastRedeem, OpStandardRedeem:
-		r.amount = g.amount(1, 2_000)
 	case OpTransfer:
-		r.amount = g.amount(1, 5_000)
 		for r.counterparty == 0 || r.counterparty == r.customer {
 			r.counterparty = g.cfg.Customers[g.rng.IntN(len(g.cfg.Customers))]
 		}
 	case OpPay:
-		r.amount = g.amount(1, 3_000)
 		if g.rng.Float64() < hotMerchantShare {
 			r.counterparty = g.cfg.Merchants[g.rng.IntN(g.cfg.HotMerchants)]
 		} else {
@@ -397,10 +412,10 @@ func (g *generator) next(at time.Duration) request {
 // send makes the request, again with the same Idempotency-Key while an
 // attempt times out or loses its connection (at most TimeoutRetries more
 // times), and classifies the final answer.
-func send(ctx context.Context, client *api, cfg Config, r request) (o Outcome, code, status string, retries int) {
+func send(ctx context.Context, client *api, cfg Config, r request) (o Outcome, code, status, reason string, retries int) {
 	token, err := cfg.Tokens.Customer(r.customer)
 	if err != nil {
-		return Failed, "token", "", 0
+		return Failed, "token", "", "", 0
 	}
 	method, path, body := r.httpRequest()
 	var a answer
@@ -416,23 +431,38 @@ func send(ctx context.Context, client *api, cfg Config, r request) (o Outcome, c
 	code = codeOf(a)
 	switch {
 	case a.Err != nil:
-		return Failed, code, "", retries
+		return Failed, code, "", "", retries
 	case a.Status == 429:
-		return Shed, code, "", retries
+		return Shed, code, "", "", retries
 	case a.Status == 422:
-		return Rejected, code, "REJECTED", retries
+		return Rejected, code, "REJECTED", refusal(a.Body), retries
 	case a.Status >= 200 && a.Status < 300:
 		if !r.op.IsOrder() {
-			return Accepted, code, "", retries
+			return Accepted, code, "", "", retries
 		}
 		status = orderStatus(a.Body)
 		if isRejected(status) {
-			return Rejected, code, status, retries
+			return Rejected, code, status, refusal(a.Body), retries
 		}
-		return Accepted, code, status, retries
+		return Accepted, code, status, "", retries
 	default:
-		return Failed, code, "", retries
+		return Failed, code, "", "", retries
 	}
+}
+
+// refusal names the rule that refused an order: the ErrorInfo reason of a
+// 422, or the rejected order's reason, upper-cased ("INSUFFICIENT_FUNDS").
+func refusal(body []byte) string {
+	if r := reasonOf(body); r != "" {
+		return r
+	}
+	var o struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(body, &o) == nil && o.Reason != "" {
+		return strings.ToUpper(o.Reason)
+	}
+	return "UNKNOWN"
 }
 
 func isRejected(status string) bool {

@@ -70,6 +70,8 @@ func baseConfig(target string, p Profile) Config {
 	return Config{
 		Target: target, Profile: p, Customers: cs, Merchants: []int64{1, 2, 3, 4, 5},
 		Tokens: fixedTokens{}, Seed: 42, RequestTimeout: 10 * time.Second,
+		// Evenly spaced: these tests count arrivals exactly.
+		Arrivals: ArrivalsEven,
 	}
 }
 

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,15 @@ type SetupConfig struct {
 	// path, such as calling the accounts service in-process); nil = the
 	// API at Target.
 	Backend Backend
+	// Part opens only this part's customers (setup indices i-1 modulo n,
+	// keyed by their index, so that the parts of a split run never send
+	// the same key); the zero Part opens them all. Every part registers
+	// every merchant, under the same keys.
+	Part Part
+	// OnSubscribed, when set, is told the trade and confirm dates of each
+	// setup subscription the REST API accepted (ConfirmShares settles up
+	// to the last confirm date). It may be called from several goroutines.
+	OnSubscribed func(tradeDate, confirmDate string)
 }
 
 // Backend is what the setup needs from the platform. Each call is
@@ -83,6 +93,9 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 	if cfg.Subscribe > cfg.Balance || cfg.Balance < 0 || cfg.Subscribe < 0 {
 		return nil, nil, fmt.Errorf("balance %d, subscribe %d: want 0 <= subscribe <= balance", cfg.Balance, cfg.Subscribe)
 	}
+	if cfg.Part = cfg.Part.norm(); cfg.Part.Validate() != nil {
+		return nil, nil, cfg.Part.Validate()
+	}
 	if cfg.RunID == "" {
 		cfg.RunID = "setup" + strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)
 	}
@@ -94,7 +107,7 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 		}
 		client := newAPI(u.String(), cfg.Parallelism)
 		defer client.close()
-		be = &apiBackend{client: client, admin: cfg.AdminToken, tokens: cfg.Tokens}
+		be = &apiBackend{client: client, admin: cfg.AdminToken, tokens: cfg.Tokens, onSubscribed: cfg.OnSubscribed}
 	}
 
 	for m := 1; m <= cfg.Merchants; m++ {
@@ -106,12 +119,13 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 
 	var bar *progressbar.ProgressBar
 	if cfg.Progress != nil {
-		bar = progressbar.NewOptions(cfg.Customers, progressbar.OptionSetWriter(cfg.Progress),
+		bar = progressbar.NewOptions(cfg.Part.Size(cfg.Customers), progressbar.OptionSetWriter(cfg.Progress),
 			progressbar.OptionSetDescription("opening customers"), progressbar.OptionShowCount(),
 			progressbar.OptionShowIts(), progressbar.OptionThrottle(500*time.Millisecond),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(cfg.Progress) }))
 	}
-	customers = make([]int64, cfg.Customers)
+	// The part's customers: setup indices Index-1, Index-1+Count, ...
+	customers = make([]int64, cfg.Part.Size(cfg.Customers))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -125,16 +139,16 @@ func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, 
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= cfg.Customers || ctx.Err() != nil {
+				j := int(next.Add(1)) - 1
+				if j >= len(customers) || ctx.Err() != nil {
 					return
 				}
-				id, err := openOne(ctx, be, cfg, i)
+				id, err := openOne(ctx, be, cfg, j*cfg.Part.Count+cfg.Part.Index-1)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
-				customers[i] = id
+				customers[j] = id
 				if bar != nil {
 					_ = bar.Add(1)
 				}
@@ -180,6 +194,7 @@ type apiBackend struct {
 	tokens interface {
 		Customer(int64) (string, error)
 	}
+	onSubscribed func(tradeDate, confirmDate string)
 }
 
 func (b *apiBackend) OpenCustomer(ctx context.Context, key, name string) (int64, error) {
@@ -190,22 +205,32 @@ func (b *apiBackend) OpenCustomer(ctx context.Context, key, name string) (int64,
 	return idOf(body)
 }
 
-func (b *apiBackend) order(ctx context.Context, c int64, path, key string, amount int64) error {
+func (b *apiBackend) order(ctx context.Context, c int64, path, key string, amount int64) ([]byte, error) {
 	token, err := b.tokens.Customer(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = setupCall(ctx, b.client, "POST", "/v1/customers/"+strconv.FormatInt(c, 10)+path, token, key,
+	return setupCall(ctx, b.client, "POST", "/v1/customers/"+strconv.FormatInt(c, 10)+path, token, key,
 		map[string]string{"amount": accounts.FormatAmount(amount)})
-	return err
 }
 
 func (b *apiBackend) TopUp(ctx context.Context, c int64, key string, amount int64) error {
-	return b.order(ctx, c, "/topups", key, amount)
+	_, err := b.order(ctx, c, "/topups", key, amount)
+	return err
 }
 
 func (b *apiBackend) Subscribe(ctx context.Context, c int64, key string, amount int64) error {
-	return b.order(ctx, c, "/subscriptions", key, amount)
+	body, err := b.order(ctx, c, "/subscriptions", key, amount)
+	if err == nil && b.onSubscribed != nil {
+		var o struct {
+			TradeDate   string `json:"trade_date"`
+			ConfirmDate string `json:"confirm_date"`
+		}
+		if json.Unmarshal(body, &o) == nil && o.ConfirmDate != "" {
+			b.onSubscribed(o.TradeDate, o.ConfirmDate)
+		}
+	}
+	return err
 }
 
 func (b *apiBackend) RegisterMerchant(ctx context.Context, m int64, key string) error {

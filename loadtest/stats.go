@@ -116,6 +116,7 @@ type stats struct {
 	total   Counts
 	orders  Counts
 	byOp    map[Op]*Counts
+	refused map[Op]map[string]int64 // business-rule refusals by reason
 	opHist  map[Op]*hdrhistogram.Histogram
 	all     *hdrhistogram.Histogram
 	codes   map[string]int64
@@ -130,15 +131,17 @@ type secondAcc struct {
 	Counts
 	// hist collects the latencies of the answers that came in this second
 	// until the clock moves on; then it is summarised into lat and
-	// dropped, so a long run holds one histogram, not one per second.
+	// dropped (kept encoded, a few hundred bytes, for a merge), so a long
+	// run holds one histogram, not one per second.
 	hist  *hdrhistogram.Histogram
 	lat   Latency
+	enc   string
 	codes map[string]int64
 }
 
 func newStats(secondsMax int) *stats {
 	s := &stats{
-		byOp: map[Op]*Counts{}, opHist: map[Op]*hdrhistogram.Histogram{},
+		byOp: map[Op]*Counts{}, refused: map[Op]map[string]int64{}, opHist: map[Op]*hdrhistogram.Histogram{},
 		all: newHist(), codes: map[string]int64{}, window: newHist(), wcodes: map[string]int64{},
 		seconds: make([]*secondAcc, secondsMax),
 	}
@@ -165,6 +168,7 @@ func (s *stats) closeBefore(sec int) {
 	for ; s.closed < min(sec, len(s.seconds)-1); s.closed++ {
 		if acc := s.seconds[s.closed]; acc != nil && acc.hist != nil {
 			acc.lat = summarize(acc.hist)
+			acc.enc = encodeHist(acc.hist)
 			acc.hist = nil
 		}
 	}
@@ -192,7 +196,8 @@ func (s *stats) scheduled(sec int, op Op, dropped bool) {
 	}
 }
 
-func (s *stats) finished(sec int, op Op, o Outcome, code string, lat time.Duration, retries int) {
+// finished files an answer; reason is why a rejected order was refused.
+func (s *stats) finished(sec int, op Op, o Outcome, code, reason string, lat time.Duration, retries int) {
 	us := max(lat.Microseconds(), 1)
 	us = min(us, latencyMax.Microseconds())
 	s.mu.Lock()
@@ -209,6 +214,12 @@ func (s *stats) finished(sec int, op Op, o Outcome, code string, lat time.Durati
 	for _, c := range cs {
 		c.add(o)
 		c.Retries += int64(retries)
+	}
+	if o == Rejected {
+		if s.refused[op] == nil {
+			s.refused[op] = map[string]int64{}
+		}
+		s.refused[op][reason]++
 	}
 	s.codes[code]++
 	acc.codes[code]++
