@@ -10,13 +10,15 @@ import (
 
 	"github.com/fundplatform/fund/accounts"
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
+	"github.com/fundplatform/fund/internal/clock"
 	"github.com/fundplatform/fund/ledger"
 )
 
-// TestClock is a sandbox's business clock (internal/clock.Test), which the
-// admin API moves. The process gives the same clock to everything that
-// reads business time (accounts, the ledger, settlement); the gateway's
-// own Config.Now (token expiry, rate limits) stays on real time.
+// TestClock is a sandbox's business clock (internal/clock.Test, or a
+// rehearsal cluster's shared clock, a SharedTestClock), which the admin API
+// moves. The process gives the same clock to everything that reads
+// business time (accounts, the ledger, settlement); the gateway's own
+// Config.Now (token expiry, rate limits) stays on real time.
 type TestClock interface {
 	Now() time.Time
 	// Set moves the clock to an instant, Advance by a duration; both
@@ -25,9 +27,25 @@ type TestClock interface {
 	Advance(d time.Duration) (time.Time, error)
 }
 
+// SharedTestClock is a test clock that several processes share (a
+// rehearsal cluster's, internal/clock/pgclock): it remembers its moves by
+// request id itself, so that a retry sent to another gateway moves it
+// once, and GET /v1/admin/clock reads it fresh. Config.TestClock is used
+// through these methods when it has them.
+type SharedTestClock interface {
+	TestClock
+	// Refresh reads the shared time now.
+	Refresh(ctx context.Context) (time.Time, error)
+	// SetOnce and AdvanceOnce are Set and Advance applied once per
+	// request id: a repeat returns the first result, the id with another
+	// move is clock.ErrMoveConflict.
+	SetOnce(ctx context.Context, requestID string, to time.Time) (time.Time, error)
+	AdvanceOnce(ctx context.Context, requestID string, by time.Duration) (time.Time, error)
+}
+
 // ErrTestClockDisabled: the clock calls need a test clock, and this process
 // runs on the wall clock.
-var ErrTestClockDisabled = errors.New("this process runs on the wall clock, not a test clock: start it with fundd dev --test-clock to move business time")
+var ErrTestClockDisabled = errors.New("this process runs on the wall clock, not a test clock: start it with fundd dev --test-clock (or a rehearsal cluster's processes with --test-clock) to move business time")
 
 // clockMovesMax bounds the request ids of clock moves remembered, so that
 // a retry of a `by` moves the clock once (oldest forgotten first).
@@ -88,8 +106,9 @@ func (s *adminServer) AdvanceClock(ctx context.Context, r *fundv1.AdvanceClockRe
 		v.add("request_id", "must be 1 to 64 printable ASCII characters")
 	}
 	var (
-		ask   string
-		apply func(TestClock) (time.Time, error)
+		ask    string
+		apply  func(TestClock) (time.Time, error)
+		shared func(SharedTestClock) (time.Time, error)
 	)
 	switch m := r.GetMove().(type) {
 	case *fundv1.AdvanceClockRequest_To:
@@ -99,6 +118,7 @@ func (s *adminServer) AdvanceClock(ctx context.Context, r *fundv1.AdvanceClockRe
 		}
 		ask = "to " + to.Format(time.RFC3339Nano)
 		apply = func(c TestClock) (time.Time, error) { return c.Set(to) }
+		shared = func(c SharedTestClock) (time.Time, error) { return c.SetOnce(ctx, rid, to) }
 	case *fundv1.AdvanceClockRequest_By:
 		by, err := time.ParseDuration(strings.TrimSpace(m.By))
 		if err != nil || by <= 0 {
@@ -106,6 +126,7 @@ func (s *adminServer) AdvanceClock(ctx context.Context, r *fundv1.AdvanceClockRe
 		}
 		ask = "by " + by.String()
 		apply = func(c TestClock) (time.Time, error) { return c.Advance(by) }
+		shared = func(c SharedTestClock) (time.Time, error) { return c.AdvanceOnce(ctx, rid, by) }
 	default:
 		v.add("to", "give to (an instant) or by (a duration)")
 	}
@@ -116,7 +137,16 @@ func (s *adminServer) AdvanceClock(ctx context.Context, r *fundv1.AdvanceClockRe
 	if c == nil {
 		return nil, statusOf(ErrTestClockDisabled, s.g.log)
 	}
-	now, err := s.clocks.move(rid, ask, func() (time.Time, error) { return apply(c) })
+	var (
+		now time.Time
+		err error
+	)
+	if sc, ok := c.(SharedTestClock); ok {
+		now, err = shared(sc)
+		err = sharedClockError(ctx, err)
+	} else {
+		now, err = s.clocks.move(rid, ask, func() (time.Time, error) { return apply(c) })
+	}
 	if err != nil {
 		return nil, statusOf(err, s.g.log)
 	}
@@ -130,9 +160,30 @@ func (s *adminServer) GetClock(ctx context.Context, _ *fundv1.GetClockRequest) (
 		return nil, err
 	}
 	if c := s.g.cfg.TestClock; c != nil {
-		return clockMsg(c.Now(), true, s.g.accts.Calendar()), nil
+		now := c.Now()
+		if sc, ok := c.(SharedTestClock); ok {
+			var err error
+			if now, err = sc.Refresh(ctx); err != nil {
+				return nil, statusOf(sharedClockError(ctx, err), s.g.log)
+			}
+		}
+		return clockMsg(now, true, s.g.accts.Calendar()), nil
 	}
 	return clockMsg(time.Now(), false, s.g.accts.Calendar()), nil
+}
+
+// sharedClockError maps a shared test clock's error onto the error table:
+// a reused request id is the idempotency conflict of any other call, and
+// a database that could not answer is the accounts database's 503 (the
+// clock's row lives there); a move back, or a request that ended, stays.
+func sharedClockError(ctx context.Context, err error) error {
+	switch {
+	case err == nil, errors.Is(err, clock.ErrBackwards), ctx.Err() != nil:
+		return err
+	case errors.Is(err, clock.ErrMoveConflict):
+		return fmt.Errorf("%w: %w", err, accounts.ErrIdempotencyConflict)
+	}
+	return fmt.Errorf("shared test clock: %w: %w", err, accounts.ErrUnavailable)
 }
 
 // clockMsg is the business time now and what follows from it: the natural

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/internal/clock"
+	"github.com/fundplatform/fund/internal/clock/pgclock"
 	"github.com/fundplatform/fund/internal/devstack"
+	"github.com/fundplatform/fund/internal/localpg/pgtest"
 )
 
 // TestTestClock drives the clock calls of a sandbox over REST: what GET
@@ -117,5 +119,51 @@ func TestNoTestClock(t *testing.T) {
 	}
 	if r = c.req("POST", "/v1/admin/clock:advance", admin, map[string]any{"by": "1h"}, "Idempotency-Key", "k").want(t, 404); r.reason() != "TEST_CLOCK_DISABLED" {
 		t.Errorf("advance without a test clock: %s", r.raw)
+	}
+}
+
+// TestSharedTestClock: with a clock that several processes share (a
+// rehearsal cluster's, pgclock), GET shows a move another process made at
+// once, a move retried through another process applies once, and a
+// request id reused for another move or a move back is refused as on a
+// sandbox.
+func TestSharedTestClock(t *testing.T) {
+	cst := time.FixedZone("CST", 8*3600)
+	clockDSN := pgtest.NewDatabase(t)
+	open := func() *pgclock.Clock {
+		c, err := pgclock.Open(t.Context(), pgclock.Config{DSN: clockDSN, Start: time.Date(2026, 11, 9, 10, 0, 0, 0, cst),
+			RefreshEvery: time.Hour}) // only Refresh reads: the test sees what reads fresh
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	mine, other := open(), open()
+	st := startStack(t, devstack.Options{Clock: mine})
+	c := newClient(t, st)
+	admin := token(t, st, 0, true)
+
+	r := c.req("POST", "/v1/admin/clock:advance", admin, map[string]any{"by": "24h"}, "Idempotency-Key", "day-2").want(t, 200)
+	if r.str("now") != "2026-11-10T10:00:00+08:00" {
+		t.Fatalf("advance by 24h: %s", r.raw)
+	}
+	// The same move through the other process: the first result, no move.
+	if got, err := other.AdvanceOnce(t.Context(), "day-2", 24*time.Hour); err != nil || !got.Equal(time.Date(2026, 11, 10, 10, 0, 0, 0, cst)) {
+		t.Fatalf("the move retried elsewhere: %s, %v", got, err)
+	}
+	// A move by the other process shows at once.
+	if _, err := other.AdvanceOnce(t.Context(), "plus-1h", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if r = c.req("GET", "/v1/admin/clock", admin, nil).want(t, 200); r.str("now") != "2026-11-10T11:00:00+08:00" || r.body["test_clock"] != true {
+		t.Errorf("GET after the other's move: %s", r.raw)
+	}
+	if r = c.req("POST", "/v1/admin/clock:advance", admin, map[string]any{"by": "2h"}, "Idempotency-Key", "plus-1h").want(t, 409); r.reason() != "IDEMPOTENCY_CONFLICT" {
+		t.Errorf("the other's key reused for another move: %s", r.raw)
+	}
+	r = c.req("POST", "/v1/admin/clock:advance", admin, map[string]any{"to": "2026-11-10T10:30:00+08:00"}, "Idempotency-Key", "back").want(t, 400)
+	if r.reason() != "CLOCK_BACKWARDS" || !slices.Equal(r.fieldViolations(), []string{"to"}) {
+		t.Errorf("backwards: %s", r.raw)
 	}
 }
