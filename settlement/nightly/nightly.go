@@ -58,9 +58,14 @@ type Config struct {
 	HTTPAddr string
 	// Logger; nil = discard. The role adds role=settle.
 	Logger *slog.Logger
-	// Now is the business clock of the schedule and of the runs' cut-off
-	// check; nil = time.Now.
+	// Now is the business clock of the schedule, of the runs' cut-off
+	// check and of the entries the runs write; nil = time.Now.
 	Now func() time.Time
+	// Refresh, when set, brings Now up to date before each look at what
+	// is due, so that neither the schedule nor a run's cut-off check acts
+	// on a stale time (a rehearsal's shared test clock, which each process
+	// otherwise reads on an interval). An error skips the tick.
+	Refresh func(context.Context) error
 }
 
 // Run is the role: it settles due dates on every tick until ctx ends. A
@@ -75,11 +80,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	logger = logger.With("role", "settle")
 	parallel := cmp.Or(cfg.Parallel, ParallelDefault)
-	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, cfg.DSN, parallel)
+	// The store as settlepg.OpenForRunner opens it, but on the business
+	// clock: the entries a run writes are stamped by it.
+	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: int32(4 + 2*max(parallel, 2)), Now: cfg.Now})
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer store.Close()
+	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer closeYields()
 	var events settlement.EventPublisher // stays a nil interface without brokers
 	if len(cfg.Brokers) > 0 {
 		pub := settlekafka.NewPublisher(cfg.Brokers, cmp.Or(cfg.Topic, settlekafka.TopicDefault))
@@ -92,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 	runner := settlement.NewRunner(settlement.Config{Shards: cfg.Shards, Parallel: parallel, FileDir: cfg.FileDir,
 		TakeShards: cfg.TakeShards, Observe: metrics.Observe, Now: cfg.Now}, store, yields, events, logger)
 	s := &schedule{runner: runner, store: store, incomeDir: cmp.Or(cfg.IncomeDir, "."), first: cfg.From,
-		delay: cmp.Or(cfg.Delay, DelayDefault), log: logger, now: cfg.Now}
+		delay: cmp.Or(cfg.Delay, DelayDefault), log: logger, now: cfg.Now, refresh: cfg.Refresh}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -35,6 +35,7 @@ type schedule struct {
 	delay     time.Duration
 	log       *slog.Logger
 	now       func() time.Time
+	refresh   func(context.Context) error // nil: now is never stale
 }
 
 func (s *schedule) run(ctx context.Context, tick time.Duration) error {
@@ -57,6 +58,11 @@ func (s *schedule) run(ctx context.Context, tick time.Duration) error {
 // once settles every date that is due, oldest first, at most
 // datesPerCallMax per call.
 func (s *schedule) once(ctx context.Context) error {
+	if s.refresh != nil {
+		if err := s.refresh(ctx); err != nil {
+			return fmt.Errorf("business clock: %w", err)
+		}
+	}
 	for i := 0; i < datesPerCallMax && ctx.Err() == nil; i++ {
 		date, err := s.next(ctx)
 		if err != nil {

@@ -130,3 +130,36 @@ func TestSettleMetrics(t *testing.T) {
 		t.Errorf("fund_settlement_last_success_timestamp_seconds %v", v)
 	}
 }
+
+// A schedule on a clock read on an interval refreshes it before each look
+// at what is due: the date due by the fresh time is found on that tick,
+// and a clock that cannot be read skips the tick rather than act on a
+// stale time.
+func TestScheduleRefreshesTheClock(t *testing.T) {
+	stale := time.Date(2026, 11, 17, 10, 0, 0, 0, time.UTC)
+	now := stale
+	store := runsOnly{runs: map[string]settlement.RunState{}}
+	refreshErr := errors.New("database away")
+	var failing bool
+	s := &schedule{store: store, incomeDir: t.TempDir(), first: time.Date(2026, 11, 17, 0, 0, 0, 0, time.UTC),
+		log: slog.New(slog.DiscardHandler), now: func() time.Time { return now },
+		refresh: func(context.Context) error {
+			if failing {
+				return refreshErr
+			}
+			now = stale.Add(48 * time.Hour) // a move another process made
+			return nil
+		}}
+	// The fresh time makes the 17th due; with no income file the tick
+	// waits for it, having looked with the fresh time.
+	if err := s.once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !now.Equal(stale.Add(48 * time.Hour)) {
+		t.Fatalf("once did not refresh the clock: %s", now)
+	}
+	failing = true
+	if err := s.once(context.Background()); !errors.Is(err, refreshErr) {
+		t.Fatalf("once with a clock that cannot be read: %v, want the refresh's error", err)
+	}
+}

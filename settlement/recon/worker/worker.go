@@ -65,6 +65,10 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger; nil = discard. The worker adds role=recon.
 	Logger *slog.Logger
+	// Now is the business clock, which decides the journal's days to
+	// compare and up to when (a rehearsal's shared test clock); nil =
+	// time.Now.
+	Now func() time.Time
 }
 
 // Run is the role: it consumes, compares and reports until ctx ends or
@@ -106,6 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// the first database).
 		CompareLock: first.CompareLock,
 		Registerer:  reg,
+		Now:         cfg.Now,
 	}, set, logger)
 	if err != nil {
 		return err
