@@ -110,6 +110,7 @@ func newGatewayCmd() *cobra.Command {
 	var (
 		gf  gatewayFlags
 		cfg server.Config
+		tc  testClockFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -140,6 +141,20 @@ circuit breaker. A shard without an owner fails fast with 503; retry with the sa
 				return err
 			}
 			cfg.HTTPAddr, cfg.GRPCAddr, cfg.Gateway, cfg.Breaker = gf.httpAddr, gf.grpcAddr, gf.cfg, gf.breaker
+			clockDSN := cfg.DSN // the shared clock lives in shard group 0's database
+			if len(cfg.LedgerDSNs) > 0 {
+				clockDSN = cfg.LedgerDSNs[0]
+			}
+			clk, err := tc.open(cmd.Context(), clockDSN, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if clk != nil {
+				defer clk.Close()
+				// Business time for orders, and the admin API's clock
+				// calls; tokens and rate limits stay on real time.
+				cfg.Accounts.Now, cfg.Gateway.TestClock = clk.Now, clk
+			}
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -152,6 +167,7 @@ circuit breaker. A shard without an owner fails fast with 503; retry with the sa
 	f.IntVar(&cfg.LedgerAttempts, "ledger-attempts", server.LedgerAttemptsDefault, "attempts of one ledger call at most (the request's deadline bounds their time; 503 once another attempt could not finish before it)")
 	f.DurationVar(&cfg.LedgerAttemptTimeout, "ledger-attempt-timeout", server.LedgerAttemptTimeoutDefault, "timeout of one ledger attempt")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", server.StartTimeoutDefault, "how long to wait for the databases at start")
+	tc.register(f)
 	return cmd
 }
 

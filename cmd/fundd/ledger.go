@@ -16,7 +16,10 @@ import (
 // newLedgerCmd is `fundd ledger`: a process that owns ledger shards through
 // leases and serves them over gRPC (ledger/owner).
 func newLedgerCmd() *cobra.Command {
-	var cfg owner.Config
+	var (
+		cfg owner.Config
+		tc  testClockFlags
+	)
 	hostname, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "ledger",
@@ -26,6 +29,14 @@ func newLedgerCmd() *cobra.Command {
 				return fmt.Errorf("--dsn (or %s) is required", localpg.EnvDSN)
 			}
 			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			clk, err := tc.open(cmd.Context(), cfg.DSNs[0], cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if clk != nil {
+				defer clk.Close()
+				cfg.Host.Sequencer.Now = clk.Now // the journal's timestamps
+			}
 			return owner.Run(cmd.Context(), cfg)
 		},
 	}
@@ -43,6 +54,7 @@ func newLedgerCmd() *cobra.Command {
 	fl.IntVar(&cfg.Host.ShardsMax, "shards-max", 0, "most shards this process owns (0 = as many as it can take)")
 	fl.DurationVar(&cfg.Host.LeaseTTL, "lease-ttl", 5*time.Second, "lease length: a dead owner's shards move after at most this long")
 	fl.DurationVar(&cfg.StartTimeout, "start-timeout", owner.StartTimeoutDefault, "how long to wait for the databases at start")
+	tc.register(fl)
 	fl.StringVar(&cfg.Fill, "fill", "auto", "sequencers fill the next batch while one commits: auto (when several shards share a database), on, off")
 	return cmd
 }

@@ -17,7 +17,10 @@ import (
 // (settlement/recon/worker). Run as many as the topic has partitions; they
 // share them through the consumer group.
 func newReconCmd() *cobra.Command {
-	var cfg worker.Config
+	var (
+		cfg worker.Config
+		tc  testClockFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "recon",
 		Short: "Reconcile the ledger: consume its events, keep totals, compare with the journal, report breaks",
@@ -36,6 +39,14 @@ fund_recon_events_total{result}.`,
 				return errors.New("--kafka-brokers is required")
 			}
 			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil)) // the worker adds role=recon
+			clk, err := tc.open(cmd.Context(), cfg.DSNs[0], cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if clk != nil {
+				defer clk.Close()
+				cfg.Now = clk.Now // which journal days to compare, up to when
+			}
 			return worker.Run(cmd.Context(), cfg)
 		},
 	}
@@ -54,5 +65,6 @@ fund_recon_events_total{result}.`,
 	fl.DurationVar(&cfg.Grace, "grace", 2*time.Minute, "entries newer than this are not compared yet (still on their way)")
 	fl.IntVar(&cfg.DaysBack, "days-back", 1, "past business days compared (each once, whole, after it closed and the grace passed)")
 	fl.DurationVar(&cfg.StartTimeout, "start-timeout", worker.StartTimeoutDefault, "how long to wait for the databases at start")
+	tc.register(fl)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +21,7 @@ func newSettleCmd() *cobra.Command {
 	var (
 		cfg           nightly.Config
 		brokers, from string
+		tc            testClockFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "settle",
@@ -49,6 +51,17 @@ run); with --take-shards it fences ledger processes that still own them.`,
 				cfg.Brokers = strings.Split(brokers, ",")
 			}
 			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			clk, err := tc.open(cmd.Context(), cfg.DSN, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if clk != nil {
+				defer clk.Close()
+				// Read fresh before each look at what is due: a date is
+				// settled on the first tick after the move that made it due.
+				cfg.Now = clk.Now
+				cfg.Refresh = func(ctx context.Context) error { _, err := clk.Refresh(ctx); return err }
+			}
 			return nightly.Run(cmd.Context(), cfg)
 		},
 	}
@@ -65,5 +78,6 @@ run); with --take-shards it fences ledger processes that still own them.`,
 	f.StringVar(&brokers, "kafka", "", "Kafka brokers for settlement events; empty = none")
 	f.StringVar(&cfg.Topic, "topic", settlekafka.TopicDefault, "Kafka topic of settlement events")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9104", "where /metrics is served; empty = nowhere")
+	tc.register(f)
 	return cmd
 }
