@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,6 +45,10 @@ type loadtestOpts struct {
 	// setupBackend, when set, opens the customers instead of the API.
 	setupBackend loadtest.Backend
 	subscribers  int
+	arrivals     string
+	part         string
+	startAt      string
+	setupIncome  string // income per 10,000 shares of the days the setup settles
 }
 
 const (
@@ -56,8 +62,13 @@ func newLoadtestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "loadtest",
 		Short: "Open-loop load against the gateway (Double-11 and other profiles), a report and an audit",
-		Long: `Opens --customers customers with balances through the admin API, then sends requests on a
-schedule drawn from the profile's arrival rate (open loop: never waiting for answers; at most
+		Long: `Opens --customers customers with balances through the admin API and registers --merchants;
+on a sandbox with a test clock (fundd dev --test-clock) it then moves the clock past the setup
+subscriptions' confirm date and settles the dates in between, so that the customers hold confirmed
+shares to redeem and pay with (on a wall clock it says that they do not, and goes on). --balance
+and --subscribe auto size them so that the busiest customer's orders are covered. Then it sends
+requests at the profile's arrival rate, a Poisson process from --seed by default (--arrivals
+even: evenly spaced) (open loop: never waiting for answers; at most
 --max-in-flight out, the rest counted as dropped by the generator), with latency measured from
 each request's scheduled send time. Prints progress every second; writes report.json,
 report.html and PNG charts into --out. With --audit it then checks every order against the
@@ -66,9 +77,19 @@ ledger verify on every shard, reconciliation without breaks; it fails when any i
 
 Profiles: double11 (calm baseline, midnight spike to --peak-rps = --peak-ratio x baseline, held,
 then decay), constant, ramp (peak/10 to peak), or a .json/.csv file of seconds,rps knots
-(absolute; --duration and --peak-rps do not apply).`,
+(absolute; --duration and --peak-rps do not apply).
+
+One generator on one core cannot drive a cluster: --part i/n runs part i of n processes (give each
+the same --run-id and --seed), each with its own customers and keys and 1/n of the rate; each
+writes part-i-of-n.json into --out, and ` + "`fundctl loadtest merge`" + ` makes one report of them,
+with the latency histograms merged exactly, and audits the orders of all parts once.`,
 		Example: `  fundctl loadtest --target http://127.0.0.1:8080 --profile double11 --duration 2m --peak-rps 1500 \
-      --jwt-key-file key --audit --dsn "$FUND_PG_DSN"`,
+      --jwt-key-file key --audit --dsn "$FUND_PG_DSN"
+
+  # the same load from two processes (same --run-id and --seed), merged and audited once
+  for i in 1 2; do fundctl loadtest --target $URL --jwt-key-file key --run-id night1 --seed 7 --part $i/2 \
+      --start-at $(date -u -d '+40 sec' +%FT%TZ) --out parts & done; wait
+  fundctl loadtest merge parts/part-*-of-2.json --out night1 --audit --dsn "$FUND_PG_DSN" --target $URL --jwt-key-file key`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			key, err := auth.LoadKey(o.jwtKeyFile)
 			if err != nil {
@@ -87,8 +108,12 @@ then decay), constant, ramp (peak/10 to peak), or a .json/.csv file of seconds,r
 	f.Float64Var(&o.peakRatio, "peak-ratio", loadtest.Double11PeakRatioDefault, "double11: peak / baseline (10..20)")
 	f.StringVar(&o.mix, "mix", loadtest.DefaultMix().String(), "operation weights: "+opNames())
 	f.IntVar(&o.customers, "customers", 1000, "customers to open (through POST /v1/customers)")
-	f.StringVar(&o.balance, "balance", "1000.00", "cash each customer is topped up with")
-	f.StringVar(&o.subscribe, "subscribe", "200.00", "part of it subscribed into fund shares during setup")
+	f.StringVar(&o.balance, "balance", "auto", "cash each customer is topped up with; auto = what the busiest customer of the run spends, at least 1000.00")
+	f.StringVar(&o.subscribe, "subscribe", "auto", "part of it subscribed into fund shares during setup; auto = what the busiest customer redeems and pays, at least 200.00")
+	f.StringVar(&o.setupIncome, "setup-income-per-10k", "0.6500", "on a test clock: the income per 10,000 shares of each day the setup settles")
+	f.StringVar(&o.arrivals, "arrivals", string(loadtest.ArrivalsPoisson), "poisson (random, exponential gaps from the seed) or even (evenly spaced)")
+	f.StringVar(&o.part, "part", "", "i/n: this process is part i of n generators (its customers, keys and 1/n of the rate); writes part-i-of-n.json for `fundctl loadtest merge`")
+	f.StringVar(&o.startAt, "start-at", "", "RFC 3339 wall time to start the load at, after the setup (so that the parts of a split run start together)")
 	f.IntVar(&o.subscribers, "subscribers", 0, "how many customers subscribe during setup (the busiest first); 0 = all")
 	f.IntVar(&o.merchants, "merchants", 20, "merchants to register")
 	f.IntVar(&o.hotMerchants, "hot-merchants", loadtest.HotMerchantsDefault, "merchants that get 80% of payments")
@@ -97,13 +122,15 @@ then decay), constant, ramp (peak/10 to peak), or a .json/.csv file of seconds,r
 	f.IntVar(&o.maxInFlight, "max-in-flight", loadtest.MaxInFlightDefault, "requests out at once; beyond, dropped and counted")
 	f.DurationVar(&o.timeout, "timeout", loadtest.RequestTimeoutDefault, "per attempt")
 	f.IntVar(&o.retries, "retries", loadtest.TimeoutRetriesDefault, "retries of a timed-out request with the same key (-1 = none)")
-	f.Uint64Var(&o.seed, "seed", 0, "random seed (0 = from the clock)")
+	f.Uint64Var(&o.seed, "seed", 0, "random seed of the arrivals and the requests (0 = from the clock; printed, give it again to replay)")
+	f.StringVar(&o.runID, "run-id", "", "prefix of the idempotency keys (default from the clock); the parts of a split run share it")
 	f.StringVar(&o.out, "out", "", "report directory (default loadtest-<run id>)")
 	f.BoolVar(&o.doAudit, "audit", false, "check every order against the books afterwards (needs --dsn)")
 	f.StringVar(&o.dsn, "dsn", os.Getenv(localpg.EnvDSN), "ledger database for --audit")
 	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit, when not the ledger's")
 	f.DurationVar(&o.reconWait, "recon-wait", time.Minute, "--audit: how long to wait for reconciliation to catch up")
 	f.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "token signing key file (default: $"+auth.EnvKey+")")
+	cmd.AddCommand(newLoadtestMergeCmd())
 	return cmd
 }
 
@@ -115,8 +142,9 @@ func opNames() string {
 	return strings.Join(s, ", ")
 }
 
-// runLoadtest is the whole of `fundctl loadtest`: setup, run, audit,
-// report, summary.
+// runLoadtest is the whole of `fundctl loadtest`: setup, shares
+// confirmed, run, then audit and report (or, for a part of a split run,
+// its part file).
 func runLoadtest(ctx context.Context, o loadtestOpts, key []byte, progress, out io.Writer) (*loadtest.Result, error) {
 	p, err := planLoad(&o, key)
 	if err != nil {
@@ -126,9 +154,22 @@ func runLoadtest(ctx context.Context, o loadtestOpts, key []byte, progress, out 
 	if err != nil {
 		return nil, err
 	}
+	note, err := p.confirm(ctx, customers, progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitStart(ctx, o.startAt, progress); err != nil {
+		return nil, err
+	}
 	res, err := p.run(ctx, customers, merchants, progress)
+	if res != nil && note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	if err != nil {
 		return res, err
+	}
+	if p.part.Count > 1 {
+		return res, writePart(o, res, out)
 	}
 	admin := p.tokens.Admin()
 	return res, auditAndReport(ctx, o, res, progress, out, func(ctx context.Context) (string, int64, error) {
@@ -143,6 +184,13 @@ type loadPlan struct {
 	mix                loadtest.Mix
 	balance, subscribe int64
 	tokens             *loadtest.Tokens
+	arrivals           loadtest.Arrivals
+	part               loadtest.Part
+	budget             loadtest.Budget
+	// tradeDate and confirmDate span the setup's subscriptions (set by
+	// setup through the API, read by confirm).
+	datesMu                sync.Mutex
+	tradeDate, confirmDate string
 }
 
 // planLoad checks the options and fills in o's seed and run id.
@@ -158,31 +206,23 @@ func planLoad(o *loadtestOpts, key []byte) (*loadPlan, error) {
 	}
 	p := &loadPlan{o: o}
 	var err error
-	switch {
-	case strings.HasSuffix(o.profile, ".json") || strings.HasSuffix(o.profile, ".csv"):
-		p.prof, err = loadtest.ReadProfile(o.profile)
-	case o.profile == "double11":
-		if o.peakRatio < 10 || o.peakRatio > 20 {
-			return nil, fmt.Errorf("--peak-ratio %v: want 10..20", o.peakRatio)
-		}
-		p.prof = loadtest.Double11(o.duration, o.peakRPS, o.peakRatio)
-		err = p.prof.Validate()
-	default:
-		p.prof, err = loadtest.BuiltinProfile(o.profile, o.duration, o.peakRPS)
-	}
-	if err != nil {
+	if p.prof, err = o.loadProfile(); err != nil {
 		return nil, err
 	}
 	if p.mix, err = loadtest.ParseMix(o.mix); err != nil {
 		return nil, err
 	}
-	if p.balance, err = accounts.ParseAmount(o.balance); err != nil {
-		return nil, fmt.Errorf("--balance: %w", err)
+	if p.arrivals, err = loadtest.ParseArrivals(o.arrivals); err != nil {
+		return nil, fmt.Errorf("--arrivals: %w", err)
 	}
-	if o.subscribe != "" && o.subscribe != "0" {
-		if p.subscribe, err = accounts.ParseAmount(o.subscribe); err != nil {
-			return nil, fmt.Errorf("--subscribe: %w", err)
-		}
+	if p.part, err = loadtest.ParsePart(o.part); err != nil {
+		return nil, fmt.Errorf("--part: %w", err)
+	}
+	if p.part.Count > 1 && o.doAudit {
+		return nil, errors.New("--audit with --part: audit once, when merging the parts (fundctl loadtest merge --audit)")
+	}
+	if err := p.sizeBalances(); err != nil {
+		return nil, err
 	}
 	if p.tokens, err = loadtest.NewTokens(key, tokenTTL); err != nil {
 		return nil, err
@@ -191,9 +231,65 @@ func planLoad(o *loadtestOpts, key []byte) (*loadPlan, error) {
 		o.seed = uint64(time.Now().UnixNano())
 	}
 	if o.runID == "" {
+		if p.part.Count > 1 {
+			return nil, errors.New("--part needs --run-id (and --seed): the parts of one run share them")
+		}
 		o.runID = fmt.Sprintf("lt%d", time.Now().Unix()%1_000_000_000)
 	}
 	return p, nil
+}
+
+// loadProfile reads --profile.
+func (o *loadtestOpts) loadProfile() (loadtest.Profile, error) {
+	switch {
+	case strings.HasSuffix(o.profile, ".json") || strings.HasSuffix(o.profile, ".csv"):
+		return loadtest.ReadProfile(o.profile)
+	case o.profile == "double11":
+		if o.peakRatio < 10 || o.peakRatio > 20 {
+			return loadtest.Profile{}, fmt.Errorf("--peak-ratio %v: want 10..20", o.peakRatio)
+		}
+		p := loadtest.Double11(o.duration, o.peakRPS, o.peakRatio)
+		return p, p.Validate()
+	default:
+		return loadtest.BuiltinProfile(o.profile, o.duration, o.peakRPS)
+	}
+}
+
+// Floors of --balance auto and --subscribe auto: what a customer of a
+// small run gets, as before they were sized.
+const (
+	balanceAutoMin   = 100_000 // 1,000.00
+	subscribeAutoMin = 20_000  // 200.00
+	balanceAutoStep  = 10_000  // rounded up to 100.00
+)
+
+// sizeBalances parses --balance and --subscribe; "auto" sizes them by the
+// busiest customer's budget of this part of the run: shares for its
+// redemptions and payments, cash besides for its subscriptions and
+// transfers.
+func (p *loadPlan) sizeBalances() error {
+	o := p.o
+	p.budget = loadtest.BudgetFor(p.part.Share(p.prof).Expected(), p.mix, max(p.part.Size(o.customers), 1), o.zipf)
+	roundUp := func(v int64) int64 { return (v + balanceAutoStep - 1) / balanceAutoStep * balanceAutoStep }
+	var err error
+	switch o.subscribe {
+	case "auto":
+		p.subscribe = max(subscribeAutoMin, roundUp(p.budget.Shares))
+	case "", "0":
+	default:
+		if p.subscribe, err = accounts.ParseAmount(o.subscribe); err != nil {
+			return fmt.Errorf("--subscribe: %w", err)
+		}
+	}
+	if o.balance == "auto" {
+		p.balance = max(balanceAutoMin, p.subscribe+roundUp(p.budget.Cash))
+	} else if p.balance, err = accounts.ParseAmount(o.balance); err != nil {
+		return fmt.Errorf("--balance: %w", err)
+	}
+	if p.subscribe > p.balance {
+		return fmt.Errorf("--subscribe %s is more than --balance %s", accounts.FormatAmount(p.subscribe), accounts.FormatAmount(p.balance))
+	}
+	return nil
 }
 
 // setup opens the customers and registers the merchants.
@@ -203,31 +299,123 @@ func (p *loadPlan) setup(ctx context.Context, progress io.Writer) (customers, me
 	if o.setupBackend != nil {
 		how = "through the accounts service in-process"
 	}
-	fmt.Fprintf(progress, "setup: %d customers with %s each (%s subscribed), %d merchants, %s, %d calls at once\n",
-		o.customers, accounts.FormatAmount(p.balance), accounts.FormatAmount(p.subscribe), o.merchants, how, o.setupParallelism)
+	share := ""
+	if p.part.Count > 1 {
+		share = fmt.Sprintf(" (part %s: %d of %d customers)", p.part, p.part.Size(o.customers), o.customers)
+	}
+	fmt.Fprintf(progress, "setup: %d customers%s with %s each (%s subscribed), %d merchants, %s, %d calls at once\n",
+		o.customers, share, accounts.FormatAmount(p.balance), accounts.FormatAmount(p.subscribe), o.merchants, how, o.setupParallelism)
+	if o.balance == "auto" || o.subscribe == "auto" {
+		fmt.Fprintf(progress, "setup: sized for the busiest customer (%.2f%% of the requests): %s cash for subscriptions and transfers, %s shares for redemptions and payments\n",
+			100*p.budget.BusiestShare, accounts.FormatAmount(p.budget.Cash), accounts.FormatAmount(p.budget.Shares))
+	}
+	if p.budget.FastRedeem > loadtest.FastRedeemDailyCap {
+		fmt.Fprintf(progress, "setup: warning: the busiest customer may fast-redeem up to %s in the run's day, past the %s daily cap: expect FAST_REDEEM_LIMIT refusals\n",
+			accounts.FormatAmount(p.budget.FastRedeem), accounts.FormatAmount(loadtest.FastRedeemDailyCap))
+	}
 	start := time.Now()
 	customers, merchants, err = loadtest.Setup(ctx, loadtest.SetupConfig{
 		Target: o.target, AdminToken: p.tokens.Admin(), Tokens: p.tokens, Customers: o.customers, Balance: p.balance,
 		Subscribe: p.subscribe, Subscribers: o.subscribers, Merchants: o.merchants, Parallelism: o.setupParallelism, RunID: o.runID + "s",
-		Progress: progress, Backend: o.setupBackend,
+		Progress: progress, Backend: o.setupBackend, Part: p.part, OnSubscribed: p.subscribed,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	took := time.Since(start).Seconds()
-	fmt.Fprintf(progress, "setup took %.1fs (%.0f customers/s)\n", took, float64(o.customers)/took)
+	fmt.Fprintf(progress, "setup took %.1fs (%.0f customers/s)\n", took, float64(len(customers))/took)
 	return customers, merchants, nil
+}
+
+// subscribed widens the span of the setup's subscription dates.
+func (p *loadPlan) subscribed(tradeDate, confirmDate string) {
+	p.datesMu.Lock()
+	defer p.datesMu.Unlock()
+	if p.tradeDate == "" || tradeDate < p.tradeDate {
+		p.tradeDate = tradeDate
+	}
+	if confirmDate > p.confirmDate {
+		p.confirmDate = confirmDate
+	}
+}
+
+// confirm settles the setup's dates on a sandbox (loadtest.ConfirmShares)
+// and returns a line for the report; against a wall clock it says the
+// shares stay pending and what that means for the run.
+func (p *loadPlan) confirm(ctx context.Context, customers []int64, progress io.Writer) (string, error) {
+	if p.subscribe == 0 || len(customers) == 0 {
+		return "", nil
+	}
+	p.datesMu.Lock()
+	tradeDate, confirmDate := p.tradeDate, p.confirmDate
+	p.datesMu.Unlock()
+	subscribers := customers
+	if n := p.o.subscribers; n > 0 && p.part.Size(n) < len(customers) {
+		subscribers = customers[:max(p.part.Size(n), 1)]
+	}
+	probes := []int64{subscribers[0], subscribers[len(subscribers)/2], subscribers[len(subscribers)-1]}
+	c, err := loadtest.ConfirmShares(ctx, loadtest.ConfirmConfig{
+		Target: p.o.target, AdminToken: p.tokens.Admin(), TradeDate: tradeDate, ConfirmDate: confirmDate,
+		IncomePer10k: p.o.setupIncome, RunID: p.o.runID + "s", Probes: probes,
+	})
+	if err != nil {
+		return "", err
+	}
+	if !c.TestClock {
+		note := "The target runs on the wall clock: the setup's subscriptions stay unconfirmed (pending) until the platform " +
+			"settles " + tradeDate + ", so fast and standard redemptions and payments in this run are refused (INSUFFICIENT_FUNDS)."
+		fmt.Fprintln(progress, "setup: warning: "+note)
+		return note, nil
+	}
+	note := fmt.Sprintf("Setup on a test clock: subscriptions of %s confirmed by settling %s (income %s per 10,000 shares); business time now %s.",
+		tradeDate, strings.Join(c.Settled, ", "), p.o.setupIncome, c.Now)
+	fmt.Fprintf(progress, "setup: shares confirmed: settled %s on the test clock, now %s; %d customers' holdings checked\n",
+		strings.Join(c.Settled, ", "), c.Now, c.Probed)
+	return note, nil
+}
+
+// startAtWaitMax bounds --start-at.
+const startAtWaitMax = time.Hour
+
+// waitStart waits until --start-at, if given.
+func waitStart(ctx context.Context, startAt string, progress io.Writer) error {
+	if startAt == "" {
+		return nil
+	}
+	at, err := time.Parse(time.RFC3339, startAt)
+	if err != nil {
+		return fmt.Errorf("--start-at: %w", err)
+	}
+	d := time.Until(at)
+	if d > startAtWaitMax {
+		return fmt.Errorf("--start-at %s is more than %s away", startAt, startAtWaitMax)
+	}
+	if d <= 0 {
+		fmt.Fprintf(progress, "start: %s has passed already (the setup took longer): starting now\n", startAt)
+		return nil
+	}
+	fmt.Fprintf(progress, "start: waiting %.1fs for %s\n", d.Seconds(), startAt)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // run sends the load.
 func (p *loadPlan) run(ctx context.Context, customers, merchants []int64, progress io.Writer) (*loadtest.Result, error) {
 	o := p.o
-	fmt.Fprintf(progress, "load: %s profile, %s, peak %.0f/s, ~%.0f requests, mix %s, seed %d, run %s\n",
-		p.prof.Name, p.prof.Duration(), p.prof.Peak(), p.prof.Expected(), p.mix, o.seed, o.runID)
+	share := p.part.Share(p.prof)
+	fmt.Fprintf(progress, "load: %s profile, %s, peak %.0f/s, ~%.0f requests, %s arrivals, mix %s, seed %d (--seed %d replays it), run %s, part %s\n",
+		p.prof.Name, p.prof.Duration(), share.Peak(), share.Expected(), p.arrivals, p.mix, o.seed, o.seed, o.runID, p.part)
 	return loadtest.Run(ctx, loadtest.Config{
 		Target: o.target, Profile: p.prof, Mix: p.mix, Customers: customers, Merchants: merchants,
 		HotMerchants: o.hotMerchants, ZipfSkew: o.zipf, Tokens: p.tokens, MaxInFlight: o.maxInFlight,
 		RequestTimeout: o.timeout, TimeoutRetries: o.retries, Seed: o.seed, RunID: o.runID, Progress: progress,
+		Arrivals: p.arrivals, Part: p.part,
 	})
 }
 
@@ -264,40 +452,94 @@ func auditAndReport(ctx context.Context, o loadtestOpts, res *loadtest.Result, p
 }
 
 func printSummary(w io.Writer, res *loadtest.Result, written report.Written) {
-	o := res.Orders
-	fmt.Fprintf(w, "\n== load test %s: %s profile, peak %.0f/s, %.0fs ==\n", res.RunID, res.Profile.Name, res.Profile.Peak(), res.DurationSeconds)
-	fmt.Fprintf(w, "orders sent        %8d\n", o.Sent)
-	fmt.Fprintf(w, "acknowledged       %8d   (accepted %d, rejected by a business rule %d)\n", o.Accepted+o.Rejected, o.Accepted, o.Rejected)
-	fmt.Fprintf(w, "shed (429)         %8d\n", o.Shed)
-	fmt.Fprintf(w, "failed             %8d\n", o.Failed)
-	fmt.Fprintf(w, "dropped (client)   %8d   (more than %d in flight)\n", o.Dropped, res.MaxInFlight)
+	printCounts(w, res)
 	if a := res.Audit; a != nil {
-		fmt.Fprintf(w, "lost               %8d\n", a.Lost)
-		fmt.Fprintf(w, "duplicated         %8d\n", a.Duplicated)
-		fmt.Fprintf(w, "half-applied       %8d   (wrong %d; unacknowledged but applied whole %d)\n", a.HalfApplied, a.Wrong, a.UnackedApplied)
-		fmt.Fprintf(w, "settled once       %8d   (subscriptions confirmed, standard redemptions paid)\n", a.Settled)
-		fmt.Fprintf(w, "ledger verify      %8v   (shards %v)\n", a.LedgerVerified, a.Shards)
-		switch {
-		case a.ReconRan:
-			fmt.Fprintf(w, "reconciliation     %8d breaks (%s)\n", a.ReconBreaks, a.Recon)
-		case a.Recon != "":
-			fmt.Fprintf(w, "reconciliation     not checked (%s)\n", a.Recon)
-		default:
-			fmt.Fprintf(w, "reconciliation     not checked\n")
-		}
-		for _, p := range a.Problems {
-			fmt.Fprintln(w, "  ! "+p)
-		}
+		printAudit(w, a)
 	} else {
 		fmt.Fprintf(w, "lost / duplicated  not audited (--audit --dsn)\n")
 	}
-	l := res.Latency
-	fmt.Fprintf(w, "latency ms         p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f   (all %d requests, from the scheduled send time)\n",
-		l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, res.Totals.Sent)
 	if abs, err := filepath.Abs(written.HTML); err == nil {
 		fmt.Fprintf(w, "report             %s\n", abs)
 	}
 	fmt.Fprintf(w, "                   %s, %d PNG charts beside it\n", written.JSON, len(written.PNGs))
+}
+
+// printCounts prints the run's outcome counts, each operation's
+// acceptance and the latency.
+func printCounts(w io.Writer, res *loadtest.Result) {
+	o := res.Orders
+	parts := ""
+	if res.Parts > 1 {
+		parts = fmt.Sprintf(", %d parts merged", res.Parts)
+	} else if res.Part.Count > 1 {
+		parts = ", part " + res.Part.String()
+	}
+	fmt.Fprintf(w, "\n== load test %s: %s profile, peak %.0f/s, %.0fs, %s arrivals, seed %d%s ==\n", res.RunID, res.Profile.Name,
+		res.Profile.Peak(), res.DurationSeconds, res.Arrivals, res.Seed, parts)
+	fmt.Fprintf(w, "orders sent        %8d\n", o.Sent)
+	fmt.Fprintf(w, "acknowledged       %8d   (accepted %d, rejected by a business rule %d = %.2f%% of those sent)\n",
+		o.Accepted+o.Rejected, o.Accepted, o.Rejected, pct(o.Rejected, o.Sent))
+	fmt.Fprintf(w, "shed (429)         %8d\n", o.Shed)
+	fmt.Fprintf(w, "failed             %8d\n", o.Failed)
+	fmt.Fprintf(w, "dropped (client)   %8d   (more than %d in flight)\n", o.Dropped, res.MaxInFlight)
+	fmt.Fprintf(w, "by operation       %-16s %8s %8s %8s %8s %8s  %s\n", "", "sent", "accepted", "refused", "shed", "failed", "refused by")
+	for _, op := range loadtest.Ops {
+		r, ok := res.ByOp[op]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "                   %-16s %8d %8d %8d %8d %8d  %s\n", op, r.Sent, r.Accepted, r.Rejected, r.Shed, r.Failed,
+			reasons(r.RefusedBy))
+	}
+	l := res.Latency
+	fmt.Fprintf(w, "latency ms         p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f   (all %d requests, from the scheduled send time)\n",
+		l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, res.Totals.Sent)
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note               %s\n", n)
+	}
+}
+
+func pct(n, of int64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
+}
+
+// reasons formats refusal counts, the largest first.
+func reasons(m map[string]int64) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool { return m[ks[i]] > m[ks[j]] || m[ks[i]] == m[ks[j]] && ks[i] < ks[j] })
+	var out []string
+	for _, k := range ks {
+		out = append(out, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ", ")
+}
+
+func printAudit(w io.Writer, a *loadtest.Audit) {
+	fmt.Fprintf(w, "lost               %8d\n", a.Lost)
+	fmt.Fprintf(w, "duplicated         %8d\n", a.Duplicated)
+	fmt.Fprintf(w, "half-applied       %8d   (wrong %d; unacknowledged but applied whole %d)\n", a.HalfApplied, a.Wrong, a.UnackedApplied)
+	fmt.Fprintf(w, "settled once       %8d   (subscriptions confirmed, standard redemptions paid)\n", a.Settled)
+	fmt.Fprintf(w, "ledger verify      %8v   (shards %v)\n", a.LedgerVerified, a.Shards)
+	switch {
+	case a.ReconRan:
+		fmt.Fprintf(w, "reconciliation     %8d breaks (%s)\n", a.ReconBreaks, a.Recon)
+	case a.Recon != "":
+		fmt.Fprintf(w, "reconciliation     not checked (%s)\n", a.Recon)
+	default:
+		fmt.Fprintf(w, "reconciliation     not checked\n")
+	}
+	for _, p := range a.Problems {
+		fmt.Fprintln(w, "  ! "+p)
+	}
 }
 
 // errReconNotConfigured: the gateway has no reconciler (501).
