@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -42,6 +43,9 @@ const (
 	dbStopTimeout       = time.Minute
 	ownersMax           = 16
 	settleTick          = 10 * time.Second // how often fundd settle looks for a date to settle
+	// settleTickTestClock: on a test clock a date is due the moment the
+	// clock is moved past it, and a rehearsal waits for its settlement.
+	settleTickTestClock = time.Second
 	gatewaysMax         = 16
 )
 
@@ -75,6 +79,15 @@ type Config struct {
 	// StartTimeout bounds Start after the binary is built [3m].
 	StartTimeout time.Duration
 	Logger       *slog.Logger
+	// TestClock runs every process on the shared test clock (fundd
+	// --test-clock, internal/clock/pgclock) instead of the wall clock, so
+	// that a rehearsal moves business time through a gateway's admin API
+	// (POST /v1/admin/clock:advance) and settles its setup day at once.
+	// Never in production.
+	TestClock bool
+	// TestClockStart is where the test clock starts [the wall clock's
+	// now]; fundd settle settles from its business date on.
+	TestClockStart time.Time
 }
 
 // Cluster is a running multi-process cluster. Its fields are set by Start.
@@ -112,6 +125,9 @@ type Cluster struct {
 	FileDir string
 	// SettlementTopic carries settlement events.
 	SettlementTopic string
+	// TestClockStart is where the shared test clock started, zero without
+	// Config.TestClock.
+	TestClockStart time.Time
 
 	fundd     string
 	log       *slog.Logger
@@ -133,6 +149,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	c := &Cluster{Brokers: cfg.Brokers, Topic: cfg.Topic, SettlementTopic: settlekafka.TopicDefault,
 		Shards: cfg.Shards, LeaseTTL: cfg.LeaseTTL, log: cfg.Logger, client: &http.Client{Timeout: probeTimeout}}
+	if cfg.TestClock {
+		// One start for every process: the first to open the clock
+		// starts it, and fundd settle settles from its date.
+		c.TestClockStart = cmp.Or(cfg.TestClockStart, time.Now()).Round(0).Truncate(time.Second)
+	}
 	defer func() {
 		if err != nil {
 			_ = c.Stop(context.WithoutCancel(ctx))
@@ -354,8 +375,18 @@ func (c *Cluster) startOwner(i, shardsMax int) (*Process, error) {
 		"--kafka-brokers=" + strings.Join(c.Brokers, ","),
 		"--topic=" + c.Topic,
 	}}
+	p.Args = append(p.Args, c.testClockArgs()...)
 	env := []string{localpg.EnvDSN + "=" + strings.Join(c.LedgerDSNs, ",")}
 	return p, p.start(c.fundd, env)
+}
+
+// testClockArgs are the flags that put a process on the shared test clock
+// (none without one).
+func (c *Cluster) testClockArgs() []string {
+	if c.TestClockStart.IsZero() {
+		return nil
+	}
+	return []string{"--test-clock", "--test-clock-start=" + c.TestClockStart.Format(time.RFC3339)}
 }
 
 // startGateway starts `fundd gateway` number i.
@@ -379,6 +410,7 @@ func (c *Cluster) startGateway(i int) (*Process, error) {
 		// (localpg), so the DSN on a command line gives nothing away.
 		"--ledger-dsn=" + strings.Join(c.LedgerDSNs, ","),
 	}}
+	p.Args = append(p.Args, c.testClockArgs()...)
 	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
 	return p, p.start(c.fundd, env)
 }
@@ -398,6 +430,7 @@ func (c *Cluster) startRecon() (*Process, error) {
 		"--group=fund-recon",
 		"--http-addr=" + httpAddr,
 	}}
+	p.Args = append(p.Args, c.testClockArgs()...)
 	env := []string{localpg.EnvDSN + "=" + strings.Join(c.LedgerDSNs, ",")}
 	return p, p.start(c.fundd, env)
 }
@@ -407,6 +440,10 @@ func (c *Cluster) startRecon() (*Process, error) {
 // shard from the owners for its duration (--take-shards) and they take
 // them back after it.
 func (c *Cluster) startSettle() (*Process, error) {
+	tick := settleTick
+	if !c.TestClockStart.IsZero() {
+		tick = settleTickTestClock
+	}
 	p := &Process{Name: "settle", LogPath: filepath.Join(c.Dir, "settle.log"), Args: []string{
 		"settle",
 		"--shards=" + strconv.Itoa(c.Shards),
@@ -415,8 +452,14 @@ func (c *Cluster) startSettle() (*Process, error) {
 		"--take-shards",
 		"--kafka=" + strings.Join(c.Brokers, ","),
 		"--topic=" + c.SettlementTopic,
-		"--tick=" + settleTick.String(),
+		"--tick=" + tick.String(),
 	}}
+	if !c.TestClockStart.IsZero() {
+		// From the test clock's first day (not a walk back from
+		// yesterday to the first run, every tick).
+		p.Args = append(p.Args, c.testClockArgs()...)
+		p.Args = append(p.Args, "--from="+c.TestClockStart.In(ledger.BusinessZone()).Format(time.DateOnly))
+	}
 	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
 	return p, p.start(c.fundd, env)
 }

@@ -3,12 +3,14 @@ package local_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +37,12 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // SIGKILL in the middle of it: another owner takes the shard, the load goes
 // on, and the audit finds every acknowledged order in the books exactly
 // once, nothing half-applied, and the journal agreeing with the balances.
+//
+// It runs on the shared test clock, as a rehearsal does: the setup and
+// the load happen on Monday 2026-11-09 at 10:00 by every process's clock,
+// and afterwards one gateway moves the clock a day on; the other gateway
+// shows the move, and fundd settle settles the setup day right after it
+// (see rehearseSetupDay).
 func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds fundd and starts processes")
@@ -42,7 +50,7 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Logger: logger})
+	c, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Logger: logger, TestClock: true, TestClockStart: setupDay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +166,107 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 	if !a.OK {
 		t.Fatalf("audit failed: %v", a.Problems)
 	}
+	rehearseSetupDay(ctx, t, c, tokens.Admin())
 	checkServiceRole(ctx, t, c)
+}
+
+// setupDay is where the cluster's test clock starts: Monday 10:00 in China
+// Standard Time, before the day's cut-off (weeks before the wall clock,
+// which a process on the wall clock would take for long settleable).
+var setupDay = time.Date(2026, 11, 9, 10, 0, 0, 0, time.FixedZone("CST", 8*3600))
+
+// rehearseSetupDay: every process of the cluster reads the shared test
+// clock. With the setup day's income in place, fundd settle leaves the day
+// alone while the clock stands in it (on the wall clock it would be long
+// due); gateway-0 moves the clock a day on (the same move retried through
+// gateway-1 moves it once), gateway-1 shows the new time, and the settle
+// role settles the setup day within a few of its one-second ticks.
+func rehearseSetupDay(ctx context.Context, t *testing.T, c *local.Cluster, admin string) {
+	t.Helper()
+	day := setupDay.Format(time.DateOnly)
+	if err := os.WriteFile(filepath.Join(c.IncomeDir, day), []byte("income_per_10k=0.6500\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, c.AccountsDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	settled := func() (bool, error) {
+		var done bool
+		err := conn.QueryRow(ctx, `SELECT completed FROM settlement_runs WHERE date = $1`, day).Scan(&done)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return done, err
+	}
+	time.Sleep(3 * time.Second) // three ticks of fundd settle
+	if done, err := settled(); err != nil || done {
+		t.Fatalf("%s settled (%v, %v) while the test clock stands in it", day, done, err)
+	}
+
+	gw0, gw1 := "http://"+c.Gateways[0].HTTPAddr, "http://"+c.Gateways[1].HTTPAddr
+	want := setupDay.AddDate(0, 0, 1).Format(time.RFC3339) // Tuesday 10:00, past Monday's end
+	for _, gw := range []string{gw0, gw1} {
+		var got map[string]any
+		adminCall(ctx, t, gw, "POST", "/v1/admin/clock:advance", admin, `{"by":"24h"}`, "rehearsal-next-day", &got)
+		if got["now"] != want {
+			t.Fatalf("advance by 24h through %s: %v; want now %s", gw, got, want)
+		}
+	}
+	moved := time.Now()
+	var got map[string]any
+	adminCall(ctx, t, gw1, "GET", "/v1/admin/clock", admin, "", "", &got)
+	if got["now"] != want || got["test_clock"] != true || got["settleable_through"] != day {
+		t.Fatalf("gateway-1's clock after gateway-0's move: %v; want now %s, settleable through %s", got, want, day)
+	}
+	deadline := moved.Add(60 * time.Second)
+	for {
+		done, err := settled()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not settled 60 s after the clock was moved past it; settle log:\n%s", day, lastBytes([]byte(readLog(c.Settle)), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("fundd settle settled %s %s after the clock moved", day, time.Since(moved).Round(10*time.Millisecond))
+}
+
+// adminCall sends an admin request to a gateway and decodes its 200 answer
+// into out.
+func adminCall(ctx context.Context, t *testing.T, base, method, path, token, body, key string, out any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s%s: %d %s", method, base, path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s %s: %v: %s", method, path, err, b)
+	}
 }
 
 // checkServiceRole: the cluster's processes ran as the service role, which

@@ -32,6 +32,14 @@
 //	owner, _ := c.OwnerOf(ctx, 0)
 //	owner.Kill()                                   // SIGKILL: its shards move within the lease TTL
 //
+// With Config.TestClock every process runs on one shared test clock
+// (fundd --test-clock, internal/clock/pgclock) that a gateway's admin API
+// moves forward, so that a rehearsal settles its setup day at once; never
+// in production (docs/operations.md, 6.1):
+//
+//	c, err := local.Start(ctx, local.Config{TestClock: true, TestClockStart: monday10am})
+//	// POST /v1/admin/clock:advance {"by":"24h"} on any gateway; fundd settle settles Monday
+//
 // Every child process is this module's fundd (built once with `go build`
 // unless Config.Fundd names a binary), started with the same flags the
 // Kubernetes manifests in deploy/k8s give it; its output goes to a log file

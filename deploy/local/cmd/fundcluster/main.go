@@ -7,6 +7,7 @@
 //
 //	go run ./deploy/local/cmd/fundcluster
 //	go run ./deploy/local/cmd/fundcluster --kill-owner-after 30s   # and see the shard move
+//	go run ./deploy/local/cmd/fundcluster --test-clock --test-clock-start 2026-11-09T10:00:00+08:00   # a rehearsal
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fundplatform/fund/deploy/local"
+	"github.com/fundplatform/fund/ledger"
 )
 
 func main() {
@@ -40,6 +42,7 @@ func run(ctx context.Context, args []string) error {
 		brokers   string
 		killAfter time.Duration
 		verbose   bool
+		clockAt   string
 	)
 	fs := flag.NewFlagSet("fundcluster", flag.ContinueOnError)
 	fs.StringVar(&cfg.Fundd, "fundd", "", "fundd binary (default: go build ./cmd/fundd into --dir)")
@@ -53,8 +56,20 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.FrontAddr, "front", "127.0.0.1:8080", "address of the round-robin front")
 	fs.DurationVar(&killAfter, "kill-owner-after", 0, "kill -9 the owner of shard 0 this long after start (0 = never)")
 	fs.BoolVar(&verbose, "v", false, "log the cluster's steps")
+	fs.BoolVar(&cfg.TestClock, "test-clock", false, "REHEARSALS ONLY: every process on one shared test clock, moved by POST /v1/admin/clock:advance on a gateway")
+	fs.StringVar(&clockAt, "test-clock-start", "", "with --test-clock: where the clock starts, RFC 3339 (default: now)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if clockAt != "" {
+		if !cfg.TestClock {
+			return errors.New("--test-clock-start needs --test-clock")
+		}
+		at, err := time.Parse(time.RFC3339, clockAt)
+		if err != nil {
+			return fmt.Errorf("--test-clock-start: want an instant in RFC 3339, e.g. 2026-11-09T10:00:00+08:00: %w", err)
+		}
+		cfg.TestClockStart = at
 	}
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
@@ -137,6 +152,13 @@ func printCluster(c *local.Cluster) {
 	fmt.Printf("admin token:\n  go run ./cmd/fundctl token --admin --key-file %s\n", c.KeyFile)
 	fmt.Printf("settle a business date D once it has ended (fundd settle takes the shards for the run):\n")
 	fmt.Printf("  echo income_per_10k=0.6543 > %s/D    # custodian file appears in %s\n", c.IncomeDir, c.FileDir)
+	if !c.TestClockStart.IsZero() {
+		fmt.Printf("TEST CLOCK (never in production): business time started at %s and moves only when asked:\n",
+			c.TestClockStart.In(ledger.BusinessZone()).Format(time.RFC3339))
+		fmt.Printf("  curl -s %s/v1/admin/clock:advance -H \"Authorization: Bearer $ADMIN\" -H 'Idempotency-Key: clock-1' --json '{\"by\":\"24h\"}'\n", c.URL)
+		fmt.Printf("  (every process sees a move within 200 ms; fundd settle settles from %s on)\n",
+			c.TestClockStart.In(ledger.BusinessZone()).Format(time.DateOnly))
+	}
 	fmt.Printf("reconciliation breaks:\n  go run ./cmd/fundctl recon report --dsn '%s' --shards %d\n", strings.Join(c.LedgerDSNs, ","), c.Shards)
 	fmt.Printf("\nCtrl-C stops everything.\n")
 }
