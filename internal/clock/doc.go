@@ -10,6 +10,10 @@
 // clock:advance), so a whole money cycle, subscribe to income to
 // redemption, runs in a minute and comes out the same every time.
 //
+// A rehearsal cluster's processes share one test clock instead, kept in
+// Postgres by the sub-package pgclock (`fundd ledger|gateway|settle|recon
+// --test-clock`); moves from any gateway apply once, and only forward.
+//
 // Components take the clock as a `Now func() time.Time` in their configs,
 // so the domains import nothing of this package; the process that composes
 // them (the dev stack) passes the same clock's Now to all of them. Real
