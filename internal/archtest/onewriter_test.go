@@ -40,6 +40,7 @@ var wantOwners = map[string]string{
 	"recon_events": "settlement/recon/postgres", "recon_day_totals": "settlement/recon/postgres",
 	"recon_account_totals": "settlement/recon/postgres", "recon_sagas": "settlement/recon/postgres",
 	"recon_breaks": "settlement/recon/postgres", "recon_statements": "settlement/recon/postgres",
+	"test_clock": "internal/clock/pgclock", "test_clock_moves": "internal/clock/pgclock",
 }
 
 // createSQL finds what a migration creates: tables (not the partitions a
