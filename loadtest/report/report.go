@@ -175,6 +175,9 @@ type headline struct {
 type opRow struct {
 	Op string
 	loadtest.OpResult
+	// AcceptedPct is accepted of sent, in percent; Refusals the business
+	// rules that refused the rest, the most frequent first.
+	AcceptedPct, Refusals string
 }
 
 type page struct {
@@ -197,7 +200,7 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 		{"orders sent", itoa(o.Sent), ""},
 		{"acknowledged", itoa(o.Accepted + o.Rejected), ""},
 		{"accepted", itoa(o.Accepted), ""},
-		{"rejected (business rule)", itoa(o.Rejected), ""},
+		{"rejected (business rule)", itoa(o.Rejected) + " (" + percent(o.Rejected, o.Sent) + ")", ""},
 		{"shed (429)", itoa(o.Shed), ""},
 		{"failed", itoa(o.Failed), ""},
 		{"dropped by generator", itoa(o.Dropped), ""},
@@ -215,7 +218,7 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 	}
 	for _, op := range loadtest.Ops {
 		if r, ok := res.ByOp[op]; ok {
-			p.Ops = append(p.Ops, opRow{string(op), r})
+			p.Ops = append(p.Ops, opRow{Op: string(op), OpResult: r, AcceptedPct: percent(r.Accepted, r.Sent), Refusals: refusals(r.RefusedBy)})
 		}
 	}
 	var codes []string
@@ -230,6 +233,34 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// percent is n of all, "12.34%"; "-" of nothing.
+func percent(n, all int64) string {
+	if all == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(100*float64(n)/float64(all), 'f', 2, 64) + "%"
+}
+
+// refusals formats refusal counts by reason, the most frequent first.
+func refusals(m map[string]int64) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool { return m[ks[i]] > m[ks[j]] || m[ks[i]] == m[ks[j]] && ks[i] < ks[j] })
+	out := ""
+	for i, k := range ks {
+		if i > 0 {
+			out += ", "
+		}
+		out += k + " " + itoa(m[k])
+	}
+	if out == "" {
+		return "-"
+	}
+	return out
+}
 
 func goodBad(ok bool) string {
 	if ok {
@@ -263,7 +294,7 @@ svg .grid { stroke: #eee; } svg .axis { stroke: #888; }
 <body>
 <h1>Load test {{.R.RunID}}: {{.R.Profile.Name}} profile, peak {{.Peak}} requests/s</h1>
 <div class="meta">target {{.R.Target}} · started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}} · {{n .R.DurationSeconds}} s ·
-{{.R.Customers}} customers (Zipf) · {{.R.Merchants}} merchants · mix {{.R.Mix}} · at most {{.R.MaxInFlight}} in flight · seed {{.R.Seed}}</div>
+{{.R.Customers}} customers (Zipf) · {{.R.Merchants}} merchants · mix {{.R.Mix}} · at most {{.R.MaxInFlight}} in flight · {{.R.Arrivals}} arrivals · seed {{.R.Seed}}{{if gt .R.Parts 1}} · {{.R.Parts}} generator processes merged{{end}}</div>
 <div class="cards">{{range .Headline}}<div class="card {{.Class}}"><div class="v">{{.Value}}</div><div class="l">{{.Label}}</div></div>{{end}}</div>
 <div class="meta">Latency of all requests, from the scheduled send time: p50 {{n .R.Latency.P50Ms}} ms · p90 {{n .R.Latency.P90Ms}} ms ·
 p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.Latency.MaxMs}} ms</div>
@@ -286,8 +317,8 @@ p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.
 {{range .Charts}}{{.}}
 {{end}}
 <h2>By operation</h2>
-<table><tr><th>operation</th><th>offered</th><th>sent</th><th>accepted</th><th>rejected</th><th>shed</th><th>failed</th><th>dropped</th><th>retries</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>
-{{range .Ops}}<tr><td>{{.Op}}</td><td>{{.Offered}}</td><td>{{.Sent}}</td><td>{{.Accepted}}</td><td>{{.Rejected}}</td><td>{{.Shed}}</td><td>{{.Failed}}</td><td>{{.Dropped}}</td><td>{{.Retries}}</td><td>{{n .Latency.P50Ms}}</td><td>{{n .Latency.P99Ms}}</td><td>{{n .Latency.MaxMs}}</td></tr>
+<table><tr><th>operation</th><th>offered</th><th>sent</th><th>accepted</th><th>accepted %</th><th>refused by a rule</th><th>refused by</th><th>shed</th><th>failed</th><th>dropped</th><th>retries</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>
+{{range .Ops}}<tr><td>{{.Op}}</td><td>{{.Offered}}</td><td>{{.Sent}}</td><td>{{.Accepted}}</td><td>{{.AcceptedPct}}</td><td>{{.Rejected}}</td><td>{{.Refusals}}</td><td>{{.Shed}}</td><td>{{.Failed}}</td><td>{{.Dropped}}</td><td>{{.Retries}}</td><td>{{n .Latency.P50Ms}}</td><td>{{n .Latency.P99Ms}}</td><td>{{n .Latency.MaxMs}}</td></tr>
 {{end}}</table>
 <h2>Answers by code</h2>
 <table><tr><th>code</th><th>answers</th></tr>{{range .Codes}}<tr><td>{{.Label}}</td><td>{{.Value}}</td></tr>{{end}}</table>

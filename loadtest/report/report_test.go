@@ -45,7 +45,8 @@ func sample() *loadtest.Result {
 		from := []float64{0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 15, 20}
 		res.Distribution = append(res.Distribution, loadtest.Bucket{FromMs: from[i], ToMs: from[i+1], Count: c})
 	}
-	res.ByOp[loadtest.OpPay] = loadtest.OpResult{Counts: res.Orders, Latency: res.Latency}
+	res.ByOp[loadtest.OpPay] = loadtest.OpResult{Counts: res.Orders, Latency: res.Latency,
+		RefusedBy: map[string]int64{"INSUFFICIENT_FUNDS": res.Orders.Rejected}}
 	res.Audit = &loadtest.Audit{Checked: res.Orders.Sent, Acknowledged: res.Orders.Accepted + res.Orders.Rejected,
 		Applied: res.Orders.Accepted, LedgerVerified: true, Shards: []int{0}, OK: true}
 	return res
@@ -69,7 +70,7 @@ func TestWriteReport(t *testing.T) {
 	if m := regexp.MustCompile(`(?i)(src|href)\s*=|@import|url\(`).FindString(html); m != "" {
 		t.Fatalf("page refers to something outside itself: %q", m)
 	}
-	for _, want := range []string{"lost", "duplicated", "orders sent", "shed (429)"} {
+	for _, want := range []string{"lost", "duplicated", "orders sent", "shed (429)", "accepted %", "INSUFFICIENT_FUNDS "} {
 		if !strings.Contains(html, want) {
 			t.Fatalf("page lacks %q", want)
 		}
@@ -84,7 +85,8 @@ func TestWriteReport(t *testing.T) {
 		}
 	}
 	js, err := os.ReadFile(w.JSON)
-	if err != nil || !bytes.Contains(js, []byte(`"timeline"`)) || !bytes.Contains(js, []byte(`"lost": 0`)) {
+	if err != nil || !bytes.Contains(js, []byte(`"timeline"`)) || !bytes.Contains(js, []byte(`"lost": 0`)) ||
+		!bytes.Contains(js, []byte(`"refused_by"`)) {
 		t.Fatalf("report.json: %v %.200s", err, js)
 	}
 }
