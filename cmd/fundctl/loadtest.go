@@ -367,7 +367,7 @@ func (p *loadPlan) confirm(ctx context.Context, customers []int64, progress io.W
 		fmt.Fprintln(progress, "setup: warning: "+note)
 		return note, nil
 	}
-	note := fmt.Sprintf("Setup on a test clock: subscriptions of trade dates %s..%s confirmed by settling %s (income %s per 10,000 shares); business time now %s.",
+	note := fmt.Sprintf("Setup on a test clock: its subscriptions (traded from %s, due by %s) confirmed by settling %s (income %s per 10,000 shares); business time now %s.",
 		tradeDate, confirmDate, strings.Join(c.Settled, ", "), p.o.setupIncome, c.Now)
 	fmt.Fprintf(progress, "setup: shares confirmed: settled %s on the test clock, now %s; %d customers' holdings checked\n",
 		strings.Join(c.Settled, ", "), c.Now, c.Probed)
