@@ -32,27 +32,67 @@ var (
 	ErrStopTimeout = errors.New("local: process did not stop in time and was killed")
 )
 
-// Process is one fundd child process.
+// Process is one child process of the cluster: a fundd role or the
+// broker.
 type Process struct {
 	Name     string   // ledger-0, gateway-1, ...
 	Args     []string // fundd's arguments (no credentials: those are in its environment)
 	HTTPAddr string   // host:port of /healthz, /readyz and /metrics (and REST on a gateway)
 	LogPath  string   // its stdout and stderr
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has been waited for
-	err  error         // its exit status, once done
+	mu      sync.Mutex
+	bin     string   // the binary, kept for a restart
+	env     []string // added to the environment, kept for a restart
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has been waited for
+	err     error         // its exit status, once done
+	started time.Time     // of the current run
+	ended   time.Time     // of the last run, once done
+	// stopped: Stop was called, so the process ended on purpose and the
+	// supervisor leaves it down. Kill does not set it: a SIGKILL is a
+	// fault, and the supervisor restarts the process as Kubernetes would.
+	stopped bool
 }
 
+// errStopped: a restart of a process that was stopped on purpose.
+var errStopped = errors.New("local: process was stopped")
+
 // start runs the process with env added to this process's environment.
-func (p *Process) start(fundd string, env []string) error {
+func (p *Process) start(bin string, env []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bin, p.env = bin, env
+	return p.startLocked()
+}
+
+// restart runs the process again with the same binary, arguments and
+// environment (so at the same addresses), unless it was stopped on purpose
+// or is still running. Its output is appended to the same log.
+func (p *Process) restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return errStopped
+	}
+	if p.done != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("%s: restart: still running", p.Name)
+		}
+	}
+	return p.startLocked()
+}
+
+// startLocked starts the process; p.mu is held, so that a Stop either
+// comes before (and the start is refused) or sees the new process.
+func (p *Process) startLocked() error {
 	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("%s: log: %w", p.Name, err)
 	}
-	cmd := exec.Command(fundd, p.Args...)
-	cmd.Env = append(os.Environ(), env...) // later entries win
+	cmd := exec.Command(p.bin, p.Args...)
+	cmd.Env = append(os.Environ(), p.env...) // later entries win
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C in the terminal reaches the cluster
 	// process, which stops the children in order, not all at once.
@@ -61,15 +101,13 @@ func (p *Process) start(fundd string, env []string) error {
 		logf.Close()
 		return fmt.Errorf("%s: start: %w", p.Name, err)
 	}
-	p.mu.Lock()
-	p.cmd, p.done, p.err = cmd, make(chan struct{}), nil
-	done := p.done
-	p.mu.Unlock()
+	done := make(chan struct{})
+	p.cmd, p.done, p.err, p.started = cmd, done, nil, time.Now()
 	go func() {
 		err := cmd.Wait()
 		logf.Close()
 		p.mu.Lock()
-		p.err = err
+		p.err, p.ended = err, time.Now()
 		p.mu.Unlock()
 		close(done)
 	}()
@@ -103,7 +141,8 @@ func (p *Process) Running() bool {
 }
 
 // Kill sends SIGKILL, as a crash or a lost machine would, and waits until
-// the process is gone.
+// the process is gone. It is a fault, not a stop: the cluster's supervisor
+// restarts the process (as Kubernetes restarts a killed container).
 func (p *Process) Kill() error {
 	return p.signalAndWait(context.Background(), syscall.SIGKILL)
 }
@@ -111,10 +150,49 @@ func (p *Process) Kill() error {
 // Stop sends SIGTERM (a clean stop: a ledger owner releases its leases, a
 // gateway finishes its requests) and waits; after stopGrace or when ctx
 // ends it kills the process.
+//
+// A stopped process stays down: the cluster's supervisor restarts only
+// processes that ended without Stop (a crash, or Kill).
 func (p *Process) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, stopGrace)
 	defer cancel()
 	return p.signalAndWait(ctx, syscall.SIGTERM)
+}
+
+// Signal sends sig to the process without waiting (SIGSTOP and SIGCONT
+// freeze and thaw it). It is not a stop: a process ended by a signal sent
+// this way is restarted by the supervisor.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s: not started", p.Name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s: %v: %w", p.Name, sig, err)
+	}
+	return nil
+}
+
+// isStopped reports whether Stop was called.
+func (p *Process) isStopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+// uptime is how long the last run lasted (so far, if it is running).
+func (p *Process) uptime() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended.Before(p.started) {
+		return time.Since(p.started)
+	}
+	return p.ended.Sub(p.started)
 }
 
 func (p *Process) signalAndWait(ctx context.Context, sig syscall.Signal) error {
