@@ -1,8 +1,9 @@
 // Command fundcluster runs the platform as a multi-process cluster on this
-// machine (deploy/local): a private Postgres, an in-process
-// Kafka-protocol broker (or --kafka-brokers), three `fundd ledger` owners,
+// machine (deploy/local): a private Postgres, a Kafka-protocol broker
+// process (fundbroker, or --kafka-brokers), three `fundd ledger` owners,
 // two `fundd gateway` processes behind a round-robin front, a `fundd recon`
-// worker and the `fundd settle` scheduler. It prints the front's URL, the DSNs and a load-test
+// worker and the `fundd settle` scheduler, each restarted by a supervisor
+// if it dies. It prints the front's URL, the DSNs and a load-test
 // command, and runs until Ctrl-C, then stops everything in order.
 //
 //	go run ./deploy/local/cmd/fundcluster
@@ -52,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Shards, "shards", local.ShardsDefault, "logical ledger shards (fundd gateway supports 1 today)")
 	fs.IntVar(&cfg.LedgerDatabases, "ledger-databases", 1, "ledger databases the shards are spread over (at most --shards)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", local.LeaseTTLDefault, "shard lease TTL")
-	fs.StringVar(&brokers, "kafka-brokers", "", "external Kafka brokers, comma-separated (default: an in-process broker)")
+	fs.StringVar(&brokers, "kafka-brokers", "", "external Kafka brokers, comma-separated (default: a fundbroker process)")
 	fs.StringVar(&cfg.FrontAddr, "front", "127.0.0.1:8080", "address of the round-robin front")
 	fs.DurationVar(&killAfter, "kill-owner-after", 0, "kill -9 the owner of shard 0 this long after start (0 = never)")
 	fs.BoolVar(&verbose, "v", false, "log the cluster's steps")
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	fmt.Fprintln(os.Stderr, "starting the cluster (building fundd, Postgres, Kafka, owners, gateways)...")
+	fmt.Fprintln(os.Stderr, "starting the cluster (building fundd and fundbroker, Postgres, Kafka, owners, gateways)...")
 	c, err := local.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -145,6 +146,12 @@ func printCluster(c *local.Cluster) {
 	fmt.Printf("ledger databases:  %s (the first holds the accounts too; as %s)\n", strings.Join(c.LedgerDSNs, ","), c.ServiceRole)
 	fmt.Printf("  as the owner:    %s (migrations: fundd migrate)\n", strings.Join(c.OwnerDSNs, ","))
 	fmt.Printf("kafka:             %s (topic %s)\n", strings.Join(c.Brokers, ","), c.Topic)
+	if c.Broker != nil {
+		fmt.Printf("  %-10s pid %-7d log %s\n", c.Broker.Name, c.Broker.Pid(), c.Broker.LogPath)
+		fmt.Printf("  a broker outage that keeps its data (section 6.2 of docs/operations.md):\n")
+		fmt.Printf("    curl -s -X POST http://%s/down; sleep 10; curl -s -X POST http://%s/up\n", c.Broker.HTTPAddr, c.Broker.HTTPAddr)
+	}
+	fmt.Printf("a role that dies (kill -9 PID) is restarted by the cluster's supervisor, as Kubernetes would\n")
 	fmt.Printf("JWT key file:      %s\n", c.KeyFile)
 	fmt.Printf("\nload (the demo's Double-11 profile, audited):\n")
 	fmt.Printf("  go run ./cmd/fundctl loadtest --target %s --jwt-key-file %s --profile double11 --duration 1m --peak-rps 200 --audit --dsn '%s' --accounts-dsn '%s'\n",
