@@ -1,7 +1,8 @@
 // Package local runs the platform as a real multi-process cluster on one
 // machine: a private Postgres with several databases (the accounts
-// database and the ledger databases of the shard map), an in-process
-// Kafka-protocol broker (or an external Kafka), several `fundd ledger`
+// database and the ledger databases of the shard map), a Kafka-protocol
+// broker as a process of its own (cmd/fundbroker: internal/kafkabroker,
+// data in memory; or an external Kafka), several `fundd ledger`
 // owners sharing the shards through their leases, several `fundd gateway`
 // processes, a `fundd recon` reconciliation worker, a `fundd settle`
 // settlement scheduler, and a round-robin HTTP front in this process that
@@ -40,9 +41,30 @@
 //	c, err := local.Start(ctx, local.Config{TestClock: true, TestClockStart: monday10am})
 //	// POST /v1/admin/clock:advance {"by":"24h"} on any gateway; fundd settle settles Monday
 //
-// Every child process is this module's fundd (built once with `go build`
-// unless Config.Fundd names a binary), started with the same flags the
-// Kubernetes manifests in deploy/k8s give it; its output goes to a log file
-// in the cluster's directory. Stop ends them all (SIGTERM, then SIGKILL
-// after a bound) and waits for each.
+// A supervisor restarts any of these processes that ends without Stop (a
+// crash, or Kill: SIGKILL is a fault), as Kubernetes restarts a container:
+// same arguments and addresses, after a backoff from 200 ms doubling to
+// 5 s, at most 10 restarts in 2 minutes, each logged and counted
+// (Cluster.Restarts). A restarted owner runs under its name, so it takes
+// its own shards back at once; Stop (the cluster's, or a test's
+// Process.Stop) ends a process for good.
+//
+//	c.Settle.Kill()                                // back within a second
+//	c.Restarts()                                   // map[settle:1]
+//
+// A Kafka outage is rehearsed on the broker process without losing its
+// data: BrokerDown closes every client's connection until it ends (the
+// relays keep events in the outboxes, the consumers wait), SetBrokerDown
+// starts or ends one. Killing the broker process is a lost Kafka cluster:
+// the restarted broker has empty topics and no consumer offsets.
+//
+//	err := c.BrokerDown(ctx, 10*time.Second)       // Kafka unreachable for 10 s
+//
+// Every role process is this module's fundd and the broker its fundbroker
+// (built once with one `go build` unless Config.Fundd and
+// Config.FundBroker name binaries), started with the same flags the
+// Kubernetes manifests in deploy/k8s give it; each one's output goes to a
+// log file in the cluster's directory. Stop ends the supervisor, then them
+// all (SIGTERM, then SIGKILL after a bound), the broker last, and waits for
+// each.
 package local
