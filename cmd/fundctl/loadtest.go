@@ -49,6 +49,7 @@ type loadtestOpts struct {
 	part         string
 	startAt      string
 	setupIncome  string // income per 10,000 shares of the days the setup settles
+	capacity     capacityOpts
 }
 
 const (
@@ -130,6 +131,7 @@ with the latency histograms merged exactly, and audits the orders of all parts o
 	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit, when not the ledger's")
 	f.DurationVar(&o.reconWait, "recon-wait", time.Minute, "--audit: how long to wait for reconciliation to catch up")
 	f.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "token signing key file (default: $"+auth.EnvKey+")")
+	o.capacity.flags(f)
 	cmd.AddCommand(newLoadtestMergeCmd())
 	return cmd
 }
@@ -160,6 +162,9 @@ func runLoadtest(ctx context.Context, o loadtestOpts, key []byte, progress, out 
 	}
 	if err := waitStart(ctx, o.startAt, progress); err != nil {
 		return nil, err
+	}
+	if o.capacity.enabled {
+		return nil, p.findCapacity(ctx, customers, merchants, progress, out)
 	}
 	res, err := p.run(ctx, customers, merchants, progress)
 	if res != nil && note != "" {
@@ -218,6 +223,9 @@ func planLoad(o *loadtestOpts, key []byte) (*loadPlan, error) {
 	if p.part, err = loadtest.ParsePart(o.part); err != nil {
 		return nil, fmt.Errorf("--part: %w", err)
 	}
+	if p.part.Count > 1 && o.capacity.enabled {
+		return nil, errors.New("--find-capacity with --part: search with one generator")
+	}
 	if p.part.Count > 1 && o.doAudit {
 		return nil, errors.New("--audit with --part: audit once, when merging the parts (fundctl loadtest merge --audit)")
 	}
@@ -269,7 +277,11 @@ const (
 // transfers.
 func (p *loadPlan) sizeBalances() error {
 	o := p.o
-	p.budget = loadtest.BudgetFor(p.part.Share(p.prof).Expected(), p.mix, max(p.part.Size(o.customers), 1), o.zipf)
+	expected := p.part.Share(p.prof).Expected()
+	if o.capacity.enabled {
+		expected = o.capacity.expected()
+	}
+	p.budget = loadtest.BudgetFor(expected, p.mix, max(p.part.Size(o.customers), 1), o.zipf)
 	roundUp := func(v int64) int64 { return (v + balanceAutoStep - 1) / balanceAutoStep * balanceAutoStep }
 	var err error
 	switch o.subscribe {
