@@ -76,7 +76,8 @@ var ErrSetup = errors.New("setup")
 // Setup opens the customers through the admin API (POST /v1/customers),
 // tops each up and subscribes part of it, and registers the merchants; all
 // with idempotency keys, bounded parallelism and bounded retries. It
-// returns the customer and merchant ids.
+// returns the ids of the customers it opened (the part's, for a part of a
+// split run) and of the merchants.
 func Setup(ctx context.Context, cfg SetupConfig) (customers, merchants []int64, err error) {
 	if cfg.Customers < 1 || cfg.Customers > SetupCustomersMax {
 		return nil, nil, fmt.Errorf("customers %d: want 1..%d", cfg.Customers, SetupCustomersMax)
