@@ -68,6 +68,26 @@ func run(m *testing.M) int {
 // (or FUND_PG_DSN set) and is safe for parallel tests.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, func(ctx context.Context, srv *localpg.Server, name string) (string, error) {
+		return srv.CreateDatabase(ctx, name)
+	})
+}
+
+// NewDatabaseWithRoles is NewDatabase for a database owned by the owner
+// role, with the service role beside it (localpg.CreateDatabaseWithRoles):
+// a test migrates as the owner, grants, and then works as the service, as
+// the platform does in production.
+func NewDatabaseWithRoles(t testing.TB) localpg.Roles {
+	t.Helper()
+	return newDatabase(t, func(ctx context.Context, srv *localpg.Server, name string) (localpg.Roles, error) {
+		return srv.CreateDatabaseWithRoles(ctx, name)
+	})
+}
+
+// newDatabase creates t's database with create on the server FUND_PG_DSN
+// names and drops it when t ends.
+func newDatabase[T any](t testing.TB, create func(ctx context.Context, srv *localpg.Server, name string) (T, error)) T {
+	t.Helper()
 	if os.Getenv(localpg.EnvDSN) == "" {
 		t.Fatalf("pgtest: %s is not set; add func TestMain(m *testing.M) { pgtest.Main(m) } to the package", localpg.EnvDSN)
 	}
@@ -79,7 +99,7 @@ func NewDatabase(t testing.TB) string {
 	name := databaseName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
 	defer cancel()
-	dsn, err := srv.CreateDatabase(ctx, name)
+	db, err := create(ctx, srv, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -90,37 +110,7 @@ func NewDatabase(t testing.TB) string {
 			t.Errorf("pgtest: %v", err)
 		}
 	})
-	return dsn
-}
-
-// NewDatabaseWithRoles is NewDatabase for a database owned by the owner
-// role, with the service role beside it (localpg.CreateDatabaseWithRoles):
-// a test migrates as the owner, grants, and then works as the service, as
-// the platform does in production.
-func NewDatabaseWithRoles(t testing.TB) localpg.Roles {
-	t.Helper()
-	if os.Getenv(localpg.EnvDSN) == "" {
-		t.Fatalf("pgtest: %s is not set; add func TestMain(m *testing.M) { pgtest.Main(m) } to the package", localpg.EnvDSN)
-	}
-	srv, err := localpg.Start(context.Background(), localpg.Options{})
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	name := databaseName(t.Name())
-	ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
-	defer cancel()
-	roles, err := srv.CreateDatabaseWithRoles(ctx, name)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), dbOpTimeout)
-		defer cancel()
-		if err := srv.DropDatabase(ctx, name); err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
-	})
-	return roles
+	return db
 }
 
 // databaseName makes a name that says which test owns the database, for
