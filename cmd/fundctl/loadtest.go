@@ -494,14 +494,18 @@ func printCounts(w io.Writer, res *loadtest.Result) {
 	fmt.Fprintf(w, "shed (429)         %8d\n", o.Shed)
 	fmt.Fprintf(w, "failed             %8d\n", o.Failed)
 	fmt.Fprintf(w, "dropped (client)   %8d   (more than %d in flight)\n", o.Dropped, res.MaxInFlight)
-	fmt.Fprintf(w, "by operation       %-16s %8s %8s %8s %8s %8s  %s\n", "", "sent", "accepted", "refused", "shed", "failed", "refused by")
+	// "refused" are orders answered with the business rule that refused
+	// them (the last column): the platform saying no, not an error; their
+	// share of those sent says whether the run was a realistic night or a
+	// test of the refusals.
+	fmt.Fprintf(w, "by operation       %-16s %8s %8s %8s %8s %8s %8s  %s\n", "", "sent", "accepted", "refused", "refused%", "shed", "failed", "refused by (rule)")
 	for _, op := range loadtest.Ops {
 		r, ok := res.ByOp[op]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "                   %-16s %8d %8d %8d %8d %8d  %s\n", op, r.Sent, r.Accepted, r.Rejected, r.Shed, r.Failed,
-			reasons(r.RefusedBy))
+		fmt.Fprintf(w, "                   %-16s %8d %8d %8d %7.2f%% %8d %8d  %s\n", op, r.Sent, r.Accepted, r.Rejected, pct(r.Rejected, r.Sent),
+			r.Shed, r.Failed, reasons(r.RefusedBy))
 	}
 	l := res.Latency
 	fmt.Fprintf(w, "latency ms         p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f   (all %d requests, from the scheduled send time)\n",
