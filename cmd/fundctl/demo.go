@@ -91,7 +91,12 @@ between; the fast bulk path) or through the REST API (--setup api).`,
 	f.StringVar(&d.income, "income-per-10k", "0.6543", "the fund's income per 10,000 shares for the settlement")
 	f.BoolVar(&d.verbose, "verbose", false, "log the platform's own messages to stderr")
 	f.StringVar(&d.setup, "setup", "direct", "how customers are opened: direct (the accounts service in-process) or api (REST)")
-	f.IntVar(&d.parallelism, "setup-parallelism", 128, "setup calls at once (1..256)")
+	// 256 rather than 128: every customer now takes three calls (open, top
+	// up, subscribe), and the ledger's group commit gets fuller batches
+	// (on 2 cores 15,000 customers took 15 s instead of 21 s); the
+	// accounts pool (parallelism + 32) stays under the private Postgres's
+	// 300 connections.
+	f.IntVar(&d.parallelism, "setup-parallelism", 256, "setup calls at once (1..256)")
 	f.StringVar(&d.balance, "balance", "auto", "cash each customer is topped up with; auto = what the busiest customer of the night spends, at least 1000.00")
 	f.StringVar(&d.subscribe, "subscribe", "auto",
 		"part of the balance the --subscribers busiest customers subscribe during setup, confirmed by a settlement before the night; auto = what the busiest customer redeems and pays, at least 200.00 (0 = none, no settlement before)")
