@@ -1,3 +1,10 @@
+//go:build !nodev
+
+// The dev stack (internal/devstack) brings a private Postgres and an
+// in-process Kafka broker with it; production images build fundd with
+// -tags nodev (deploy/docker/Dockerfile), which leaves this file, and so
+// those, out of the binary (dev_off.go stands in).
+
 package main
 
 import (
