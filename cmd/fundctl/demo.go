@@ -239,7 +239,7 @@ func (r *demoRun) startPlatform(ctx context.Context) (err error) {
 	_, _ = rand.Read(r.key) // crypto/rand.Read never returns an error
 	r.step("starting every role: in-process Kafka, ledger shard 0, outbox relay, accounts, gateway, settlement, reconciliation...")
 	r.st, err = devstack.Start(ctx, devstack.Options{
-		DSN: r.dsn, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: int32(r.d.parallelism) + 32,
+		DSN: r.dsn, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: demoAccountsConns(r.d.parallelism),
 		Settle: &devstack.SettleOptions{FileDir: r.d.out, AllowEarly: true},
 		Recon:  &devstack.ReconOptions{LagEvery: reconLagEvery},
 	})
@@ -489,4 +489,17 @@ func (d directSetup) Subscribe(ctx context.Context, c int64, key string, amount 
 
 func (d directSetup) RegisterMerchant(ctx context.Context, m int64, _ string) error {
 	return d.retry(ctx, func() error { return d.svc.RegisterMerchant(ctx, accounts.MerchantID(m)) })
+}
+
+// demoAccountsConnsMax bounds the accounts store's pool: the private
+// Postgres allows 300 connections (internal/localpg), and the ledger owner,
+// settlement and reconciliation need theirs beside it, so setup calls past
+// the pool wait for a connection rather than being refused by the server.
+const demoAccountsConnsMax = 200
+
+// demoAccountsConns is the accounts pool for parallelism setup calls at
+// once: one each and some for the night's orders, at most
+// demoAccountsConnsMax.
+func demoAccountsConns(parallelism int) int32 {
+	return int32(min(parallelism+32, demoAccountsConnsMax))
 }
