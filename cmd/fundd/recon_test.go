@@ -15,6 +15,7 @@ import (
 
 	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/proctest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/kafka"
 	"github.com/fundplatform/fund/ledger/outbox"
@@ -89,7 +90,7 @@ func TestReconProcess(t *testing.T) {
 		}
 	}
 
-	addr := freePort(t)
+	addr := proctest.FreeAddr(t)
 	cmd := startFundd(t, "recon", "--dsn", dsn, "--kafka-brokers", strings.Join(broker.Addrs(), ","), "--shards", "1",
 		"--http-addr", addr, "--grace", "1ms", "--compare-every", "200ms", "--full-every", "1s")
 	page := func() string {
@@ -109,7 +110,7 @@ func TestReconProcess(t *testing.T) {
 		return metricValue(p, "fund_recon_last_compare_timestamp_seconds") > 0 &&
 			metricValue(p, `fund_recon_breaks{kind="missing_event"}`) == 0
 	})
-	if code, _ := httpGet(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+	if code, _ := proctest.Get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz %d", code)
 	}
 

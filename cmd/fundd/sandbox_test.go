@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fundplatform/fund/internal/proctest"
 )
 
 // The README's sandbox walk-through: the whole money cycle on a fresh
@@ -202,7 +204,7 @@ func startSandbox(t *testing.T) (url, token string) {
 				return
 			}
 		}
-	}, "dev", "--test-clock", "--start", sandboxStart, "--http", freePort(t), "--grpc", freePort(t),
+	}, "dev", "--test-clock", "--start", sandboxStart, "--http", proctest.FreeAddr(t), "--grpc", proctest.FreeAddr(t),
 		"--shared-buffers", "128MB", "--settlement-dir", t.TempDir())
 	if url == "" || token == "" {
 		t.Fatalf("fundd dev printed no URL or admin token (exit: %v)", cmd.ProcessState)
@@ -222,7 +224,7 @@ func startFunddWith(t *testing.T, read func(io.Reader), args ...string) *exec.Cm
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stdout = pw
-	logs := &tailBuffer{max: 64 << 10}
+	logs := &proctest.TailBuffer{Max: 64 << 10}
 	cmd.Stderr = logs
 	err = cmd.Start()
 	_ = pw.Close() // the child has its own copy

@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/proctest"
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/ledger/postgres"
 )
@@ -72,7 +72,7 @@ func startOwner(t *testing.T, c child) *exec.Cmd {
 	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
 	// The child's log, shown when the test fails. The tail is enough and
 	// keeps a chatty child from growing memory without bound.
-	logs := &tailBuffer{max: 64 << 10}
+	logs := &proctest.TailBuffer{Max: 64 << 10}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -85,29 +85,6 @@ func startOwner(t *testing.T, c child) *exec.Cmd {
 		}
 	})
 	return cmd
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (w *tailBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	if over := len(w.b) - w.max; over > 0 {
-		w.b = append(w.b[:0], w.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.b)
 }
 
 // leaser is a store (one database or several) that lists the leases.

@@ -2,8 +2,6 @@ package owner
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -12,36 +10,12 @@ import (
 
 	"github.com/fundplatform/fund/internal/kafkabroker"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/internal/proctest"
 	"github.com/fundplatform/fund/ledger"
 	ledgergrpc "github.com/fundplatform/fund/ledger/grpc"
 	"github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
 )
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
 
 // An owner process with Brokers runs the whole saga pipeline
 // itself: it relays its shards' outboxes to Kafka and, as a consumer group
@@ -69,7 +43,7 @@ func TestLedgerProcessRunsSagaPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer broker.Close()
-	httpAddr := freePort(t)
+	httpAddr := proctest.FreeAddr(t)
 	p := startOwner(t, child{DSNs: dsns, Shards: shards, Owner: "x", LeaseTTL: 5 * time.Second,
 		Brokers: broker.Addrs(), Topic: topic, HTTPAddr: httpAddr})
 	waitOwners(t, dbs, map[string]int{"x": shards}, 30*time.Second)
@@ -102,10 +76,10 @@ func TestLedgerProcessRunsSagaPipeline(t *testing.T) {
 		}
 	}
 
-	if code, body := httpGet(t, "http://"+httpAddr+"/readyz"); code != http.StatusOK {
+	if code, body := proctest.Get(t, "http://"+httpAddr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
-	_, metrics := httpGet(t, "http://"+httpAddr+"/metrics")
+	_, metrics := proctest.Get(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{`fund_ledger_shard_owned{shard="0"} 1`, `fund_ledger_shard_owned{shard="3"} 1`,
 		"fund_ledger_batches_total ", "fund_ledger_transfers_total ", "fund_ledger_commit_duration_seconds_bucket",
 		// Second legs write outbox rows too, published moments later: the
