@@ -116,8 +116,18 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) {
 			// A broken connection may leave the outcome unknown; the pool
-			// must not hand it out again.
+			// must not hand it out again. The server may still be running
+			// the transaction, COMMIT included, after we hung up (a
+			// cancelled context closes the connection mid-pipeline): wait
+			// until its backend is gone, so that whatever the caller reads
+			// next (the sequencer reloads the shard) includes the batch if
+			// it did commit. Without the wait a reload could miss a late
+			// commit and serve balances the journal does not add up to.
+			pid := conn.Conn().PgConn().PID()
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			if werr := s.awaitBackendGone(context.WithoutCancel(ctx), pid); werr != nil {
+				return false, fmt.Errorf("commit batch: %w (and its outcome is not settled yet: %v)", err, werr)
+			}
 			return false, fmt.Errorf("commit batch: %w", err)
 		}
 		// The server skipped the rest of the pipeline, COMMIT included,
@@ -319,4 +329,33 @@ func queuePendingNew(q *pgx.Batch, b *ledger.Batch) {
 		FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::smallint[], $7::bigint[], $8::smallint[])
 			AS u(id, dr, cr, amount, asset, exp, state)`,
 		b.Shard, ids, debits, credits, amounts, assets, expires, states)
+}
+
+// Bounds of awaitBackendGone.
+const (
+	backendGoneWaitMax = 10 * time.Second
+	backendGonePoll    = 5 * time.Millisecond
+)
+
+// awaitBackendGone waits until the server backend pid has exited, so that
+// a transaction it was running has either committed or rolled back. It
+// gives up after backendGoneWaitMax.
+func (s *Store) awaitBackendGone(ctx context.Context, pid uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, backendGoneWaitMax)
+	defer cancel()
+	for {
+		var alive bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive)
+		if err != nil {
+			return fmt.Errorf("backend %d: %w", pid, err)
+		}
+		if !alive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("backend %d still running: %w", pid, ctx.Err())
+		case <-time.After(backendGonePoll):
+		}
+	}
 }
