@@ -80,18 +80,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	logger = logger.With("role", "settle")
 	parallel := cmp.Or(cfg.Parallel, ParallelDefault)
-	// The store as settlepg.OpenForRunner opens it, but on the business
-	// clock: the entries a run writes are stamped by it.
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: int32(4 + 2*max(parallel, 2)), Now: cfg.Now})
+	// On the business clock: the entries a run writes are stamped by it.
+	store, yields, release, err := settlepg.OpenForRunner(ctx, cfg.DSN, parallel, cfg.Now)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	yields, closeYields, err := settlepg.OpenYieldPublisher(ctx, cfg.DSN)
-	if err != nil {
-		return err
-	}
-	defer closeYields()
+	defer release()
 	var events settlement.EventPublisher // stays a nil interface without brokers
 	if len(cfg.Brokers) > 0 {
 		pub := settlekafka.NewPublisher(cfg.Brokers, cmp.Or(cfg.Topic, settlekafka.TopicDefault))

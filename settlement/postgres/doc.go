@@ -25,7 +25,7 @@
 // flags from the accounts and ledger packages, never literals. It needs
 // the ledger's and the accounts' tables in the same database.
 //
-//	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsn, 2)
+//	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsn, 2, nil)
 //	defer closeStore()
 //	runner := settlement.NewRunner(settlement.Config{Shards: 8}, store, yields, nil, logger)
 package postgres

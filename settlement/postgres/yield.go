@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/fundplatform/fund/accounts"
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
@@ -59,9 +60,10 @@ func (noMoney) LookupAccounts(context.Context, []ledger.AccountID) ([]ledger.Acc
 // OpenForRunner opens what a settlement.Runner needs from the database at
 // dsn: the store, with connections for parallel shards settled at once (two
 // each, plus a few for the run's own steps), and the yield publisher. release
-// releases both.
-func OpenForRunner(ctx context.Context, dsn string, parallel int) (store *Store, yields *accounts.Service, release func(), err error) {
-	store, err = Open(ctx, Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2))})
+// releases both. now is the business clock that stamps the run's entries
+// (nil = the wall clock).
+func OpenForRunner(ctx context.Context, dsn string, parallel int, now func() time.Time) (store *Store, yields *accounts.Service, release func(), err error) {
+	store, err = Open(ctx, Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2)), Now: now})
 	if err != nil {
 		return nil, nil, nil, err
 	}

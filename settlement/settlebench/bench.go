@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	res := Result{Accounts: cfg.Accounts, Shards: max(cfg.Shards, 1)}
-	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, cfg.DSN, cfg.Parallel)
+	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, cfg.DSN, cfg.Parallel, nil)
 	if err != nil {
 		return res, err
 	}
