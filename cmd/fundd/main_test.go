@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -31,19 +32,6 @@ func startFundd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
-	// The child's log, shown when the test fails. The tail is enough and
-	// keeps a chatty child from growing memory without bound.
-	logs := &proctest.TailBuffer{Max: 64 << 10}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("fundd %v stderr (tail):\n%s", args, logs.String())
-		}
-	})
+	proctest.Start(t, cmd, fmt.Sprintf("fundd %v", args))
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"sync"
 	"testing"
 )
@@ -58,4 +59,24 @@ func Get(t testing.TB, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// Start starts cmd, killing and reaping it when t ends; its stderr's tail
+// is logged under name if t failed.
+func Start(t testing.TB, cmd *exec.Cmd, name string) {
+	t.Helper()
+	// The tail is enough and keeps a chatty child from growing memory
+	// without bound.
+	logs := &TailBuffer{Max: 64 << 10}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s stderr (tail):\n%s", name, logs.String())
+		}
+	})
 }

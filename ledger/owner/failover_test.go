@@ -70,20 +70,7 @@ func startOwner(t *testing.T, c child) *exec.Cmd {
 	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-	// The child's log, shown when the test fails. The tail is enough and
-	// keeps a chatty child from growing memory without bound.
-	logs := &proctest.TailBuffer{Max: 64 << 10}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("owner %s stderr (tail):\n%s", c.Owner, logs.String())
-		}
-	})
+	proctest.Start(t, cmd, "owner "+c.Owner)
 	return cmd
 }
 
