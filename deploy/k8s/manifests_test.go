@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -172,6 +173,9 @@ type probe struct {
 	Exec      any `json:"exec"`
 }
 
+// kustomizeMu serialises kustomize builds (see render).
+var kustomizeMu sync.Mutex
+
 // render builds one overlay with kustomize's own Go API, as `kustomize
 // build` would, and decodes every resource.
 func render(t *testing.T, overlay string) []object {
@@ -181,7 +185,12 @@ func render(t *testing.T, overlay string) []object {
 		t.Fatal(err)
 	}
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	// kustomize loads its OpenAPI schema into package globals on first use,
+	// unguarded: two builds at once race on it (the race detector saw it),
+	// so builds run one at a time while the checks stay parallel.
+	kustomizeMu.Lock()
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	kustomizeMu.Unlock()
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", overlay, err)
 	}
