@@ -1,6 +1,8 @@
 package accounts
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -8,19 +10,26 @@ import (
 )
 
 // Ledger account ids are derived, never stored: anyone who knows a customer
-// id knows its accounts. The id space is split by the top bits:
+// id knows its accounts. Only an id's home (ledger.HomeOf, bits 4..43)
+// decides its shard, so every account of a customer has the customer id
+// as its home and lives on the customer's shard (ShardOf), and the fund's
+// accounts have a copy on every shard (SystemAccountOn, MerchantAccountOn):
 //
-//	customer accounts   customerID<<4 | slot            (< 2^44)
-//	merchant accounts   1<<60 | merchantID
-//	system accounts     1<<61 | n
-//	fast-redeem quotas  1<<62 | day<<40 | customerID     (day since 2000-01-01)
+//	customer accounts   customerID<<4 | slot                         (< 2^44)
+//	merchant accounts   1<<60 | (merchantID<<12 | k)<<4              k picks the shard
+//	system accounts     1<<61 | k<<4 | n                             k picks the shard
+//	fast-redeem quotas  1<<62 | day<<44 | customerID<<4 | slotQuota  (day since 2000-01-01)
 const (
 	slotCash   = 1 // CNY, available never below zero
 	slotShares = 2 // fund shares; pending credits = awaiting confirmation, pending debits = awaiting payout
+	slotQuota  = 3 // fast-redemption quota of one natural day
 
 	merchantBase = ledger.AccountID(1) << 60
 	systemBase   = ledger.AccountID(1) << 61
 	quotaBase    = ledger.AccountID(1) << 62
+	// merchantHomeShift leaves a merchant 2^12 homes to find one on each
+	// shard in (ledger.OnShard): far more than any shard count needs.
+	merchantHomeShift = 12
 )
 
 // CashAccount is the ledger account of a customer's cash.
@@ -29,8 +38,52 @@ func CashAccount(c CustomerID) ledger.AccountID { return ledger.AccountID(c)<<4 
 // SharesAccount is the ledger account of a customer's fund shares.
 func SharesAccount(c CustomerID) ledger.AccountID { return ledger.AccountID(c)<<4 | slotShares }
 
-// MerchantAccount is the ledger account a merchant is paid into.
-func MerchantAccount(m MerchantID) ledger.AccountID { return merchantBase | ledger.AccountID(m) }
+// ShardOf is the ledger shard that holds every account of customer c (and
+// its row and orders) among shards.
+func ShardOf(c CustomerID, shards int) int { return ledger.ShardOf(CashAccount(c), shards) }
+
+// MerchantAccountOn is the account a merchant is paid into on shard: a
+// customer's payment credits the merchant's account on the customer's own
+// shard, so that a payment is one chain on one shard and no merchant is a
+// hot row shared by all shards. The merchant's balance is the sum over
+// shards (MerchantAccounts).
+func MerchantAccountOn(m MerchantID, shard, shards int) ledger.AccountID {
+	return ledger.OnShard(merchantBase|ledger.AccountID(m)<<(4+merchantHomeShift), shard, shards)
+}
+
+// MerchantAccounts lists a merchant's accounts, one per shard, in shard
+// order.
+func MerchantAccounts(m MerchantID, shards int) []ledger.AccountID {
+	out := make([]ledger.AccountID, max(shards, 1))
+	for s := range out {
+		out[s] = MerchantAccountOn(m, s, shards)
+	}
+	return out
+}
+
+// Canonical is the account a per-shard copy stands for: the canonical
+// system account (SystemAccountOn(id, 0, 1)) for a copy of one, the
+// merchant's first account (MerchantAccountOn(m, 0, 1)) for a merchant's,
+// and id itself for every other account. Sums over shards group by it.
+func Canonical(id ledger.AccountID) ledger.AccountID {
+	switch {
+	case id&^(systemBase-1) == systemBase:
+		return ledger.WithHome(id, 0)
+	case id&^(merchantBase-1) == merchantBase:
+		return ledger.WithHome(id, ledger.HomeOf(id)>>merchantHomeShift<<merchantHomeShift)
+	}
+	return id
+}
+
+// SystemAccountOn is the copy of a fund system account (BankSettlement,
+// FundOmnibusCash, ... below: the canonical ids) on shard: every order and
+// every settlement entry is booked inside one shard, so each shard has its
+// own sub-account of each (Ant's hot-account splitting), and the fund's
+// position in an account is the sum over shards. With one shard it is the
+// canonical id.
+func SystemAccountOn(canonical ledger.AccountID, shard, shards int) ledger.AccountID {
+	return ledger.OnShard(canonical, shard, shards)
+}
 
 // System accounts. They carry no balance limit.
 const (
@@ -77,24 +130,26 @@ var epoch2000 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // in fen but is not money, so it stays out of the CNY totals.
 func QuotaAccount(c CustomerID, naturalDay time.Time) ledger.AccountID {
 	days := int64(DateOf(naturalDay).Sub(epoch2000) / (24 * time.Hour))
-	return quotaBase | ledger.AccountID(days)<<40 | ledger.AccountID(c)
+	return quotaBase | ledger.AccountID(days)<<44 | ledger.AccountID(c)<<4 | slotQuota
 }
 
-func systemAccounts() []ledger.Account {
-	byAsset := []struct {
-		asset ledger.Asset
-		ids   []ledger.AccountID
-	}{
-		{ledger.AssetCNY, []ledger.AccountID{BankSettlement, FundOmnibusCash, InTransitCash}},
-		{ledger.AssetFundShares, []ledger.AccountID{FundOmnibusShares, InTransitShares, IncomeDistribution, Rounding}},
-		{ledger.AssetQuota, []ledger.AccountID{QuotaIssuer, QuotaUsed}},
+// SystemAccountIDs lists the canonical system accounts and their assets.
+func SystemAccountIDs() map[ledger.AccountID]ledger.Asset {
+	return map[ledger.AccountID]ledger.Asset{
+		BankSettlement: ledger.AssetCNY, FundOmnibusCash: ledger.AssetCNY, InTransitCash: ledger.AssetCNY,
+		FundOmnibusShares: ledger.AssetFundShares, InTransitShares: ledger.AssetFundShares,
+		IncomeDistribution: ledger.AssetFundShares, Rounding: ledger.AssetFundShares,
+		QuotaIssuer: ledger.AssetQuota, QuotaUsed: ledger.AssetQuota,
 	}
+}
+
+// systemAccountsOn lists the copies of the system accounts on shard.
+func systemAccountsOn(shard, shards int) []ledger.Account {
 	var out []ledger.Account
-	for _, g := range byAsset {
-		for _, id := range g.ids {
-			out = append(out, ledger.Account{ID: id, Asset: g.asset, Code: CodeSystem})
-		}
+	for id, asset := range SystemAccountIDs() {
+		out = append(out, ledger.Account{ID: SystemAccountOn(id, shard, shards), Asset: asset, Code: CodeSystem})
 	}
+	slices.SortFunc(out, func(a, b ledger.Account) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -46,11 +46,11 @@ func (k *knownMerchants) add(m MerchantID) {
 // same whatever the payer holds, and no order is stored for it: the
 // ledger, failing the chain at its first leg that cannot apply, would
 // otherwise answer a payer without shares with a rejected order.
-func (s *Service) checkMerchant(ctx context.Context, m MerchantID) error {
+func (s *Service) checkMerchant(ctx context.Context, m MerchantID, shard int) error {
 	if s.merchants.has(m) {
 		return nil
 	}
-	id := MerchantAccount(m)
+	id := MerchantAccountOn(m, shard, s.cfg.Shards)
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
 	defer cancel()
 	accts, err := s.ledger.LookupAccounts(lctx, []ledger.AccountID{id})

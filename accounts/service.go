@@ -34,6 +34,9 @@ type Config struct {
 	LedgerTimeout time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Shards is the number of logical ledger shards the customers are
+	// spread over (ShardOf); 0 = 1. Every process must use the same.
+	Shards int
 }
 
 // Service is the customer-facing product: customers, orders and queries on
@@ -63,12 +66,15 @@ func NewService(ctx context.Context, cfg Config, store Store, lc ledger.Client, 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Shards = max(cfg.Shards, 1)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, store: store, ledger: lc, log: logger}
-	if err := s.createAccounts(ctx, systemAccounts()); err != nil {
-		return nil, fmt.Errorf("system accounts: %w", err)
+	for shard := range cfg.Shards {
+		if err := s.createAccounts(ctx, systemAccountsOn(shard, cfg.Shards)); err != nil {
+			return nil, fmt.Errorf("system accounts on shard %d: %w", shard, err)
+		}
 	}
 	if cfg.Calendar != nil {
 		s.cal.Store(cfg.Calendar)
@@ -218,10 +224,12 @@ func (s *Service) RegisterMerchant(ctx context.Context, m MerchantID) error {
 	if m <= 0 || m >= MerchantIDMax {
 		return ErrMerchantNotFound
 	}
-	if err := s.createAccounts(ctx, []ledger.Account{
-		{ID: MerchantAccount(m), Asset: ledger.AssetCNY, Code: CodeMerchant, Flags: ledger.DebitsMustNotExceedCredits},
-	}); err != nil {
-		return err
+	for shard, id := range MerchantAccounts(m, s.cfg.Shards) {
+		if err := s.createAccounts(ctx, []ledger.Account{
+			{ID: id, Asset: ledger.AssetCNY, Code: CodeMerchant, Flags: ledger.DebitsMustNotExceedCredits},
+		}); err != nil {
+			return fmt.Errorf("merchant %d on shard %d: %w", m, shard, err)
+		}
 	}
 	s.merchants.add(m)
 	return nil
@@ -245,7 +253,7 @@ func (s *Service) RegisterMerchant(ctx context.Context, m MerchantID) error {
 func (s *Service) TopUp(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindTopUp, amount: amount, allowFrozen: true,
-		chain: []leg{{BankSettlement, CashAccount(c), ledger.AssetCNY, TransferTopUp, 0}},
+		chain: []leg{{s.sys(BankSettlement, c), CashAccount(c), ledger.AssetCNY, TransferTopUp, 0}},
 	})
 }
 
@@ -253,7 +261,7 @@ func (s *Service) TopUp(ctx context.Context, c CustomerID, requestID string, amo
 func (s *Service) Withdraw(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindWithdraw, amount: amount,
-		chain:    []leg{{CashAccount(c), BankSettlement, ledger.AssetCNY, TransferWithdraw, 0}},
+		chain:    []leg{{CashAccount(c), s.sys(BankSettlement, c), ledger.AssetCNY, TransferWithdraw, 0}},
 		shortage: map[int]string{0: reasonInsufficientFunds},
 	})
 }
@@ -265,8 +273,8 @@ func (s *Service) Subscribe(ctx context.Context, c CustomerID, requestID string,
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindSubscribe, amount: amount, confirm: true,
 		chain: []leg{
-			{CashAccount(c), FundOmnibusCash, ledger.AssetCNY, TransferSubscribeCash, 0},
-			{FundOmnibusShares, SharesAccount(c), ledger.AssetFundShares, TransferSubscribeShares, ledger.Pending},
+			{CashAccount(c), s.sys(FundOmnibusCash, c), ledger.AssetCNY, TransferSubscribeCash, 0},
+			{s.sys(FundOmnibusShares, c), SharesAccount(c), ledger.AssetFundShares, TransferSubscribeShares, ledger.Pending},
 		},
 		shortage: map[int]string{0: reasonInsufficientFunds},
 		pending:  true,
@@ -278,7 +286,7 @@ func (s *Service) Subscribe(ctx context.Context, c CustomerID, requestID string,
 func (s *Service) StandardRedeem(ctx context.Context, c CustomerID, requestID string, amount int64) (Order, error) {
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindStandardRedeem, amount: amount, confirm: true,
-		chain:    []leg{{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferStandardRedeem, ledger.Pending}},
+		chain:    []leg{{SharesAccount(c), s.sys(FundOmnibusShares, c), ledger.AssetFundShares, TransferStandardRedeem, ledger.Pending}},
 		shortage: map[int]string{0: reasonInsufficientFunds},
 		pending:  true,
 	})
@@ -303,16 +311,16 @@ func (s *Service) FastRedeem(ctx context.Context, c CustomerID, requestID string
 		before: func(ctx context.Context) ([]ledger.Transfer, error) {
 			err := s.createAccounts(ctx, []ledger.Account{{ID: quota, Asset: ledger.AssetQuota, Code: CodeFastQuota,
 				Flags: ledger.DebitsMustNotExceedCredits}})
-			return []ledger.Transfer{{ID: quotaGrantID(c, today), DebitAccountID: QuotaIssuer, CreditAccountID: quota,
+			return []ledger.Transfer{{ID: quotaGrantID(c, today), DebitAccountID: s.sys(QuotaIssuer, c), CreditAccountID: quota,
 				Amount: s.cfg.FastRedeemDailyMax, Asset: ledger.AssetQuota, Kind: TransferQuotaGrant}}, err
 		},
 		// The shares leg goes first: its fields do not depend on the day, so
 		// a retry after midnight of a redemption whose order row was lost
 		// still finds it ("exists") instead of a conflict.
 		chain: []leg{
-			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferFastRedeemShares, 0},
-			{quota, QuotaUsed, ledger.AssetQuota, TransferFastRedeemQuota, 0},
-			{FundOmnibusCash, CashAccount(c), ledger.AssetCNY, TransferFastRedeemCash, 0},
+			{SharesAccount(c), s.sys(FundOmnibusShares, c), ledger.AssetFundShares, TransferFastRedeemShares, 0},
+			{quota, s.sys(QuotaUsed, c), ledger.AssetQuota, TransferFastRedeemQuota, 0},
+			{s.sys(FundOmnibusCash, c), CashAccount(c), ledger.AssetCNY, TransferFastRedeemCash, 0},
 		},
 		shortage: map[int]string{0: reasonInsufficientFunds, 1: reasonFastRedeemLimit},
 	})
@@ -344,14 +352,23 @@ func (s *Service) Pay(ctx context.Context, c CustomerID, requestID string, m Mer
 	}
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindPay, amount: amount, counterparty: int64(m),
-		check: func(ctx context.Context) error { return s.checkMerchant(ctx, m) },
+		check: func(ctx context.Context) error { return s.checkMerchant(ctx, m, ShardOf(c, s.cfg.Shards)) },
 		chain: []leg{
-			{SharesAccount(c), FundOmnibusShares, ledger.AssetFundShares, TransferPayShares, 0},
-			{FundOmnibusCash, MerchantAccount(m), ledger.AssetCNY, TransferPayCash, 0},
+			{SharesAccount(c), s.sys(FundOmnibusShares, c), ledger.AssetFundShares, TransferPayShares, 0},
+			{s.sys(FundOmnibusCash, c), MerchantAccountOn(m, ShardOf(c, s.cfg.Shards), s.cfg.Shards), ledger.AssetCNY, TransferPayCash, 0},
 		},
 		shortage: map[int]string{0: reasonInsufficientFunds},
 	})
 }
+
+// sys is the copy of a system account on customer c's shard: every order
+// of c is one chain on that shard.
+func (s *Service) sys(canonical ledger.AccountID, c CustomerID) ledger.AccountID {
+	return SystemAccountOn(canonical, ShardOf(c, s.cfg.Shards), s.cfg.Shards)
+}
+
+// Shards is the number of ledger shards the customers are spread over.
+func (s *Service) Shards() int { return s.cfg.Shards }
 
 // leg is one transfer of an order's linked chain; it carries the order's
 // amount.

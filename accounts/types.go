@@ -15,8 +15,9 @@ const CustomerIDMax CustomerID = 1 << 40
 // MerchantID identifies a merchant, below MerchantIDMax.
 type MerchantID int64
 
-// MerchantIDMax bounds merchant ids.
-const MerchantIDMax MerchantID = 1 << 40
+// MerchantIDMax bounds merchant ids (2^28: a merchant id shares its
+// accounts' home with the bits that place a copy on each shard).
+const MerchantIDMax MerchantID = 1 << 28
 
 // Status is a customer's life-cycle state.
 type Status string

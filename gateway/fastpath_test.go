@@ -69,7 +69,7 @@ func (stubLedger) CreateTransfers(_ context.Context, ts []ledger.Transfer) ([]le
 		switch {
 		case t.Amount > 1_000_000_00 && i == len(ts)-1:
 			res[i].Result = ledger.ResultExceedsCredits
-		case t.CreditAccountID == accounts.MerchantAccount(404):
+		case t.CreditAccountID == accounts.MerchantAccountOn(404, 0, 1):
 			res[i].Result = ledger.ResultCreditAccountNotFound
 		}
 	}

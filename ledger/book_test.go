@@ -315,16 +315,16 @@ func TestShardOfSpread(t *testing.T) {
 			}
 		}
 	}
-	// Sequential ids, and ids in strides that a naive modulo would pile
-	// onto one shard, spread within a few percent of even.
+	// Sequential homes, and homes in strides that a naive modulo would
+	// pile onto one shard, spread within a few percent of even.
 	for _, shards := range []int{2, 3, 16, 64, 1000} {
 		for _, stride := range []int64{1, int64(shards), 1024, 1 << 20} {
 			const perShard = 2_000
 			counts := make([]int, shards)
 			for i := int64(1); i <= int64(shards*perShard); i++ {
-				s := ShardOf(AccountID(i*stride), shards)
+				s := ShardOf(AccountID(i*stride)<<4, shards)
 				if s < 0 || s >= shards {
-					t.Fatalf("ShardOf(%d, %d) = %d", i*stride, shards, s)
+					t.Fatalf("ShardOf(%d, %d) = %d", i*stride<<4, shards, s)
 				}
 				counts[s]++
 			}
@@ -335,6 +335,30 @@ func TestShardOfSpread(t *testing.T) {
 					t.Fatalf("%d shards, stride %d: shard %d got %d ids, want about %d", shards, stride, s, n, perShard)
 				}
 			}
+		}
+	}
+	// Only the home decides: the slot (low 4 bits) and the namespace (top
+	// 20) do not move an account, and OnShard finds a copy on each shard
+	// with the same slot and namespace.
+	for home := int64(1); home < 5000; home += 7 {
+		base := WithHome(0, home)
+		for _, other := range []AccountID{base | 0xf, base | 1<<62 | 9<<44 | 3, base | 1<<61 | 7} {
+			if HomeOf(other) != home || ShardOf(other, 64) != ShardOf(base, 64) {
+				t.Fatalf("account %d (home %d) on shard %d, its home's shard is %d", other, HomeOf(other), ShardOf(other, 64), ShardOf(base, 64))
+			}
+		}
+	}
+	for _, canonical := range []AccountID{1<<61 | 3, 1<<60 | 5<<16} {
+		for _, shards := range []int{1, 8, 64} {
+			for shard := range shards {
+				c := OnShard(canonical, shard, shards)
+				if ShardOf(c, shards) != shard || c&0xf != canonical&0xf || c>>44 != canonical>>44 {
+					t.Fatalf("OnShard(%d, %d, %d) = %d on shard %d", canonical, shard, shards, c, ShardOf(c, shards))
+				}
+			}
+		}
+		if OnShard(canonical, 0, 1) != canonical {
+			t.Fatalf("one shard: OnShard(%d) = %d, want itself", canonical, OnShard(canonical, 0, 1))
 		}
 	}
 	// Stable: the same answer every time (a pure function of its input).

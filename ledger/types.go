@@ -282,13 +282,47 @@ func BusinessDate(ts int64) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// ShardOf is the logical shard of an account, a pure function every
-// component computes the same way. Account ids are spread by a multiplicative
-// hash so that sequential ids do not pile onto one shard.
+// An account id's home is its bits 4 to 43. Only the home decides the
+// shard: the low 4 bits (a slot) and the top bits (a namespace) do not. So
+// a product can keep a customer's accounts together (one home, several
+// slots, any namespace) and place its own copy of a system account on a
+// chosen shard (search the home, keep the slot and namespace).
+const (
+	homeShift = 4
+	homeBits  = 40
+)
+
+// HomeOf is the part of an account id that decides its shard.
+func HomeOf(id AccountID) int64 { return int64(id>>homeShift) & (1<<homeBits - 1) }
+
+// WithHome returns id with its home replaced by home (which must be below
+// 2^40): the same slot and namespace, on home's shard.
+func WithHome(id AccountID, home int64) AccountID {
+	const mask = AccountID(1<<homeBits-1) << homeShift
+	return id&^mask | AccountID(home)<<homeShift&mask
+}
+
+// ShardOf is the logical shard of an account, a pure function of its home
+// (HomeOf) that every component computes the same way. Homes are spread by
+// a multiplicative hash so that sequential ones do not pile onto one shard.
 func ShardOf(id AccountID, shards int) int {
 	if shards <= 1 {
 		return 0
 	}
-	h := uint64(id) * 0x9E3779B97F4A7C15
+	h := uint64(HomeOf(id)) * 0x9E3779B97F4A7C15
 	return int((h >> 32) % uint64(shards))
+}
+
+// OnShard returns the account with id's slot and namespace whose home is
+// the first one at or after id's that lives on shard: the copy of a system
+// account on that shard. With one shard it is id itself.
+func OnShard(id AccountID, shard, shards int) AccountID {
+	if shard < 0 || shard >= max(shards, 1) {
+		panic(fmt.Sprintf("ledger.OnShard: shard %d of %d", shard, shards))
+	}
+	for home := HomeOf(id); ; home++ {
+		if c := WithHome(id, home); ShardOf(c, shards) == shard {
+			return c
+		}
+	}
 }

@@ -24,30 +24,6 @@ const (
 // IsSettlementKind reports whether a transfer kind is one the run writes.
 func IsSettlementKind(k uint16) bool { return k >= kindFirst && k <= kindLast }
 
-// settlementAccountBase is where the per-shard copies of the fund's system
-// accounts live: above customer ids (< 2^44), below the saga's in-transit
-// accounts (2^56), merchants (2^60), system (2^61) and quota (2^62) ids.
-const settlementAccountBase = ledger.AccountID(1) << 55
-
-// SystemAccountOn is the fund system account (accounts.FundOmnibusShares,
-// FundOmnibusCash, IncomeDistribution, Rounding) as it exists on shard
-// shard. The canonical account lives on one shard only; every entry is
-// booked inside one shard, so each other shard has its own copy, an id
-// derived from the canonical one that hashes to that shard. The fund's
-// position in such an account is the sum over shards. With one shard it is
-// always the canonical id.
-func SystemAccountOn(canonical ledger.AccountID, shard, shards int) ledger.AccountID {
-	if ledger.ShardOf(canonical, shards) == shard {
-		return canonical
-	}
-	base := settlementAccountBase + ledger.AccountID(canonical&0xffff)<<32
-	for k := ledger.AccountID(0); ; k++ {
-		if id := base + k; ledger.ShardOf(id, shards) == shard {
-			return id
-		}
-	}
-}
-
 // SystemAccounts lists, per asset, the canonical fund accounts the run uses
 // on every shard.
 func SystemAccounts() map[ledger.AccountID]ledger.Asset {

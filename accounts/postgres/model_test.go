@@ -151,7 +151,7 @@ func randomisedAgainstModel(t *testing.T, dsn string) {
 			t.Errorf("customer %d: cash, shares, awaiting confirmation, awaiting payout = %v, model %v", c, got, want)
 		}
 	}
-	if merchant := e.account(accounts.MerchantAccount(1)); merchant.Balance() != m.merchant {
+	if merchant := e.account(accounts.MerchantAccountOn(1, 0, 1)); merchant.Balance() != m.merchant {
 		t.Errorf("merchant %d, model %d", merchant.Balance(), m.merchant)
 	}
 	e.verify()

@@ -237,7 +237,7 @@ func TestFastRedeemDailyCap(t *testing.T) {
 		h.SharesAwaitingPayout != 5_000*yuan {
 		t.Fatalf("holdings %+v", h)
 	}
-	if m := e.account(accounts.MerchantAccount(7)); m.Balance() != 1000*yuan {
+	if m := e.account(accounts.MerchantAccountOn(7, 0, 1)); m.Balance() != 1000*yuan {
 		t.Fatalf("merchant balance %d", m.Balance())
 	}
 	// A configured cap.

@@ -534,7 +534,7 @@ func (o *accountsOpts) merchantCmd() *cobra.Command {
 				if err := svc.RegisterMerchant(cmd.Context(), accounts.MerchantID(m)); err != nil {
 					return err
 				}
-				v := map[string]int64{"merchant": m, "ledger_account": int64(accounts.MerchantAccount(accounts.MerchantID(m)))}
+				v := map[string]int64{"merchant": m, "ledger_account": int64(accounts.MerchantAccountOn(accounts.MerchantID(m), 0, 1))}
 				return o.print(cmd.OutOrStdout(), v, func(tw *tabwriter.Writer) {
 					fmt.Fprintf(tw, "merchant %d registered (ledger account %d)\n", m, v["ledger_account"])
 				})

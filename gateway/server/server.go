@@ -56,9 +56,9 @@ type Config struct {
 	// nil = the routing client, which finds each shard's owner in the
 	// lease tables of LedgerDSNs and calls it over gRPC.
 	Ledger func(shard int) ledger.Client
-	// Shards is the number of logical ledger shards; 0 = ShardsDefault
-	// (the accounts service keeps a customer's and the fund's accounts on
-	// one shard, so 1 today).
+	// Shards is the number of logical ledger shards the customers are
+	// spread over (accounts.ShardOf); 0 = ShardsDefault. Every role must
+	// be given the same.
 	Shards int
 	// LedgerAttempts bounds the attempts of one ledger call (the request's
 	// deadline bounds their time: a call gives up, 503, once another
@@ -80,7 +80,8 @@ type Config struct {
 	// Breaker tunes the circuit breakers: one per owner address with the
 	// routing client (gateway.OwnerBreakers), one per shard with Ledger.
 	Breaker gateway.BreakerConfig
-	// Accounts tunes the accounts service (fast-redemption cap).
+	// Accounts tunes the accounts service (fast-redemption cap); its
+	// Shards is set from Shards.
 	Accounts accounts.Config
 	// AccountsConnsMax is the accounts store's pool; 0 = 64 (enough for
 	// the order writers and the reads of a busy gateway: every order
@@ -179,7 +180,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	retrying := accounts.NewRetryStore(s.store, accounts.RetryConfig{Retryable: func(err error) bool {
 		return errors.Is(err, accounts.ErrUnavailable) && !errors.Is(err, accountspg.ErrClosed)
 	}})
-	if s.svc, err = accounts.NewService(octx, cfg.Accounts, retrying, s.ledger, s.log.With("role", "accounts")); err != nil {
+	acfg := cfg.Accounts
+	acfg.Shards = cfg.Shards
+	if s.svc, err = accounts.NewService(octx, acfg, retrying, s.ledger, s.log.With("role", "accounts")); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
 	return s, nil

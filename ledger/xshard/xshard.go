@@ -25,14 +25,10 @@ const inTransitBase = ledger.AccountID(1) << 56
 
 // InTransitAccount is the account on shard on that holds money in flight
 // between on and peer, for asset: a pure function every process computes
-// alike, chosen so that it lives on shard on.
+// alike, chosen so that it lives on shard on. Each (peer, asset) pair has
+// its own range of homes (2^20 of them, far more than the search needs).
 func InTransitAccount(on, peer, shards int, asset ledger.Asset) ledger.AccountID {
-	base := inTransitBase + ledger.AccountID((peer*8+int(asset))*4096*shards)
-	for k := ledger.AccountID(0); ; k++ {
-		if id := base + k; ledger.ShardOf(id, shards) == on {
-			return id
-		}
-	}
+	return ledger.OnShard(inTransitBase|ledger.AccountID(peer*8+int(asset))<<24, on, shards)
 }
 
 // State is where a saga stands.

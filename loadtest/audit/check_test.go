@@ -93,7 +93,7 @@ func TestCheckClassifies(t *testing.T) {
 		{"accepted, paid to another merchant", rec(loadtest.OpPay, "k7", loadtest.Accepted),
 			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
 				books(r, j, rows, accounts.OrderCompleted)
-				j[LegID(r.Customer, r.Key, 1)][0].credit = accounts.MerchantAccount(3)
+				j[LegID(r.Customer, r.Key, 1)][0].credit = accounts.MerchantAccountOn(3, 0, 1)
 			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
 		{"refused, and nothing moved", rec(loadtest.OpFastRedeem, "k8", loadtest.Rejected),
 			func(r loadtest.Record, _ map[ledger.TransferID][]entry, rows map[string]order) {

@@ -36,7 +36,7 @@ func shardsOf(ctx context.Context, q querier, date time.Time) (int, error) {
 func systemAccountsOn(shard, shards int) []ledger.Account {
 	var out []ledger.Account
 	for canonical, asset := range settlement.SystemAccounts() {
-		out = append(out, ledger.Account{ID: settlement.SystemAccountOn(canonical, shard, shards), Asset: asset,
+		out = append(out, ledger.Account{ID: accounts.SystemAccountOn(canonical, shard, shards), Asset: asset,
 			Code: accounts.CodeSystem})
 	}
 	return out
@@ -96,7 +96,7 @@ func (s *Store) SettleOrders(ctx context.Context, l settlement.Lease, date time.
 			return err
 		}
 		if len(cash) > 0 {
-			paid, err := cashEntries(ctx, w, cash, settlement.SystemAccountOn(accounts.FundOmnibusCash, l.Shard, shards))
+			paid, err := cashEntries(ctx, w, cash, accounts.SystemAccountOn(accounts.FundOmnibusCash, l.Shard, shards))
 			if err != nil {
 				return err
 			}
@@ -246,7 +246,7 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 		}
 		return r, err
 	}
-	dist := settlement.SystemAccountOn(accounts.IncomeDistribution, l.Shard, b.Shards)
+	dist := accounts.SystemAccountOn(accounts.IncomeDistribution, l.Shard, b.Shards)
 	ud := date.Format(time.DateOnly)
 	entries := make([]ledger.Transfer, 0, len(b.Entries)+1)
 	var res settlement.StepResult
@@ -262,7 +262,7 @@ func (s *Store) BookIncome(ctx context.Context, l settlement.Lease, date time.Ti
 	}
 	if b.Absorbed > 0 {
 		entries = append(entries, ledger.Transfer{ID: settlement.RoundingTransferID(date, l.Shard),
-			DebitAccountID: settlement.SystemAccountOn(accounts.Rounding, l.Shard, b.Shards), CreditAccountID: dist,
+			DebitAccountID: accounts.SystemAccountOn(accounts.Rounding, l.Shard, b.Shards), CreditAccountID: dist,
 			Amount: b.Absorbed, Asset: ledger.AssetFundShares, Kind: settlement.KindRoundingAbsorb, UserData: ud})
 	}
 	res.Count, res.Entries = int64(len(b.Entries)), int64(len(entries))

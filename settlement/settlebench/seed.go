@@ -141,7 +141,7 @@ func (p *seedPlan) asOf() int64 {
 }
 
 func (p *seedPlan) omnibusShares(id ledger.AccountID) ledger.AccountID {
-	return settlement.SystemAccountOn(accounts.FundOmnibusShares, ledger.ShardOf(id, p.shards), p.shards)
+	return accounts.SystemAccountOn(accounts.FundOmnibusShares, ledger.ShardOf(id, p.shards), p.shards)
 }
 
 // ledgerAccounts yields the fund's accounts on every shard, every
@@ -150,7 +150,7 @@ func (p *seedPlan) ledgerAccounts() iter.Seq[ledger.Account] {
 	return func(yield func(ledger.Account) bool) {
 		for s := range p.shards {
 			for canonical, asset := range settlement.SystemAccounts() {
-				if !yield(ledger.Account{ID: settlement.SystemAccountOn(canonical, s, p.shards), Asset: asset,
+				if !yield(ledger.Account{ID: accounts.SystemAccountOn(canonical, s, p.shards), Asset: asset,
 					Code: accounts.CodeSystem, Timestamp: p.t0}) {
 					return
 				}
