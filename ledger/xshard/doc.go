@@ -13,6 +13,11 @@
 // is visible in the in-transit accounts; once all are done, the in-transit
 // balances of all shards net to zero (InTransitNet).
 //
+// A caller that records its own state with leg 1 (the accounts service
+// keeps a transfer order PENDING until the saga ends) builds leg 1 with
+// Leg1, sends it to the payer's shard itself, and asks Status later with
+// the plain transfer.
+//
 // Transfer waits for the saga's end up to a bound and otherwise answers
 // InFlight; Status later tells how it ended from what the shards committed
 // (leg 2, the compensation, or leg 1 only), through clients that implement

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fundplatform/fund/ledger"
 )
@@ -92,9 +93,47 @@ func (r *Router) EnsureInTransit(ctx context.Context, assets ...ledger.Asset) er
 	return nil
 }
 
-// userData packs the payee and the caller's kind and data into leg 1.
-func userData(t *ledger.Transfer) string {
-	return "x:" + strconv.FormatInt(int64(t.CreditAccountID), 10) + ":" + strconv.Itoa(int(t.Kind)) + ":" + t.UserData
+// userDataHead is what leg 1's user data carries before the caller's data:
+// the payee and the caller's kind.
+func userDataHead(t *ledger.Transfer) string {
+	return "x:" + strconv.FormatInt(int64(t.CreditAccountID), 10) + ":" + strconv.Itoa(int(t.Kind)) + ":"
+}
+
+// Leg1 is leg 1 of the saga that moves the plain transfer t between two
+// shards among shards: same id, amount and asset, from t's debit account to
+// its shard's in-transit account for the credit account's shard, of kind
+// KindOut, with the payee and t's kind and user data packed into the user
+// data ("x:<payee>:<kind>:<data>"), which Handle unpacks into leg 2. When
+// that would pass ledger.MaxUserDataLen, t's data is cut (at a character
+// boundary) to fit: leg 2 then carries the cut data. Leg1 does not check
+// that the accounts are on two shards, nor t's flags (a saga carries none):
+// Router.Transfer does, for callers that want it to.
+//
+// A caller that sends leg 1 itself (the accounts service, which records
+// the order with it) asks Status later with t, the plain transfer.
+func Leg1(t ledger.Transfer, shards int) ledger.Transfer {
+	src, dst := ledger.ShardOf(t.DebitAccountID, shards), ledger.ShardOf(t.CreditAccountID, shards)
+	head := userDataHead(&t)
+	leg1 := t
+	leg1.CreditAccountID = InTransitAccount(src, dst, shards, t.Asset)
+	leg1.Kind = KindOut
+	leg1.UserData = head + cutUTF8(t.UserData, ledger.MaxUserDataLen-len(head))
+	return leg1
+}
+
+// cutUTF8 is the longest prefix of s of at most n bytes that does not end
+// inside a character.
+func cutUTF8(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func parseUserData(s string) (payee ledger.AccountID, kind uint16, data string, err error) {
@@ -126,13 +165,12 @@ func (r *Router) Transfer(ctx context.Context, t ledger.Transfer, wait time.Dura
 	if t.Flags != 0 {
 		return Outcome{Result: ledger.ResultReservedFlag}, nil // two-phase and linked stay within a shard
 	}
-	leg1 := t
-	leg1.CreditAccountID = InTransitAccount(src, dst, r.shards, t.Asset)
-	leg1.Kind = KindOut
-	leg1.UserData = userData(&t)
-	if len(leg1.UserData) > ledger.MaxUserDataLen {
+	// Data that does not fit beside the payee and kind is refused here, as
+	// the ledger refuses it in a plain transfer (Leg1 would cut it).
+	if len(userDataHead(&t))+len(t.UserData) > ledger.MaxUserDataLen {
 		return Outcome{Result: ledger.ResultUserDataTooLong}, nil
 	}
+	leg1 := Leg1(t, r.shards)
 	ch := make(chan Outcome, 1)
 	r.mu.Lock()
 	r.waiters[t.ID] = ch
@@ -213,6 +251,14 @@ func (r *Router) committed(ctx context.Context, shard int, ids []ledger.Transfer
 		return nil, fmt.Errorf("xshard: %d answers for %d ids from shard %d", len(got), len(ids), shard)
 	}
 	return got, nil
+}
+
+// ClosingIDs are the ids of the entries that end the saga whose leg 1 has
+// id leg1: leg 2 on the payee's shard, and the compensation on the payer's.
+// Exactly one of them is ever committed. For audits that tell a saga's
+// entries from strays.
+func ClosingIDs(leg1 ledger.TransferID) (in, back ledger.TransferID) {
+	return inID(leg1), backID(leg1)
 }
 
 // inID and backID are the ids of a saga's leg 2 and compensation, derived
