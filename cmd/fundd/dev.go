@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,14 +36,20 @@ func newDevCmd() *cobra.Command {
 		fileDir    string
 		testClock  bool
 		start      string
+		shards     int
+		databases  int
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Every role in one process: private Postgres, in-process Kafka, ledger, relay, accounts, gateway, workers",
 		Long: `Starts a private Postgres (or uses --dsn), an in-process Kafka-protocol broker (or --broker),
-ledger shard 0, the outbox relay, the accounts service and the gateway on loopback, plus the
-settlement and reconciliation workers, and prints where everything is and an admin token.
-Ctrl-C stops everything, finishing requests in flight.
+the ledger owner of every shard (--shards, on --databases databases of the private Postgres;
+customers are spread over the shards), the outbox relay, the accounts service and the gateway on
+loopback, plus the settlement and reconciliation workers, and prints where everything is and an
+admin token. Ctrl-C stops everything, finishing requests in flight.
+
+Settlement and reconciliation work on one database for now: with --databases above 1 they are
+left out (and the banner says so).
 
 With --test-clock the business time (cut-off, trade and confirm dates, settlement,
 income, yields, the journal's timestamps) stands still at --start (default: now) until
@@ -78,13 +85,19 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 			if err != nil {
 				return err
 			}
-			st, err := devstack.Start(ctx, devstack.Options{
+			opts := devstack.Options{
 				DSN: dsn, Brokers: brokers, HTTPAddr: gf.httpAddr, GRPCAddr: gf.grpcAddr, JWTKey: key,
+				Shards: shards, Databases: databases,
 				Gateway: gf.cfg, Accounts: acfg, Breaker: gf.breaker, AccountsConnsMax: connsMax,
-				PGSettings: map[string]string{"shared_buffers": sharedBufs},
-				Settle:     &devstack.SettleOptions{FileDir: fileDir}, Recon: &devstack.ReconOptions{}, Logger: logger,
-				Clock: clk,
-			})
+				PGSettings: map[string]string{"shared_buffers": sharedBufs}, Logger: logger, Clock: clk,
+			}
+			// The settle and recon roles work on one database for now
+			// (devstack.Options.Databases): on several, the stack runs
+			// without them rather than not at all.
+			if databases <= 1 {
+				opts.Settle, opts.Recon = &devstack.SettleOptions{FileDir: fileDir}, &devstack.ReconOptions{}
+			}
+			st, err := devstack.Start(ctx, opts)
 			if err != nil {
 				return err
 			}
@@ -97,7 +110,11 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 			fmt.Fprintf(out, "fundd dev is up (Ctrl-C stops it)\n")
 			fmt.Fprintf(out, "  REST     %s   (OpenAPI: %s/openapi.json, metrics: %s/metrics)\n", st.HTTPURL, st.HTTPURL, st.HTTPURL)
 			fmt.Fprintf(out, "  gRPC     %s\n", st.GRPCAddr)
-			fmt.Fprintf(out, "  Postgres %s\n", st.DSN)
+			fmt.Fprintf(out, "  Postgres %s\n", strings.Join(st.DSNs, "\n           "))
+			fmt.Fprintf(out, "  ledger   %d shards on %d databases\n", st.Shards, len(st.DSNs))
+			if opts.Settle == nil {
+				fmt.Fprintf(out, "  settlement and reconciliation: off (not supported over several databases yet)\n")
+			}
 			fmt.Fprintf(out, "  Kafka    %v topic %s\n", st.Brokers, st.Topic)
 			if testClock {
 				fmt.Fprintf(out, "  clock    test clock at %s (move it: POST %s/v1/admin/clock:advance)\n",
@@ -125,6 +142,8 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 	f.StringVar(&sharedBufs, "shared-buffers", "512MB", "shared_buffers of the private Postgres")
 	f.BoolVar(&testClock, "test-clock", false, "run business time on a test clock that stands still until the admin API moves it forward")
 	f.StringVar(&start, "start", "", "with --test-clock: where the clock starts, RFC 3339 (default: now)")
+	f.IntVar(&shards, "shards", devstack.ShardsDefault, "logical ledger shards, all owned by this process; customers are spread over them")
+	f.IntVar(&databases, "databases", devstack.DatabasesDefault, "databases of the private Postgres the shards are placed on (1 with --dsn; above 1 leaves settlement and reconciliation out)")
 	f.StringVar(&fileDir, "settlement-dir", filepath.Join(os.TempDir(), "fund-settlement"), "where settlement writes custodian files")
 	return cmd
 }

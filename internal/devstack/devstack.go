@@ -36,15 +36,22 @@ import (
 
 // Defaults of Options.
 const (
-	TopicDefault      = "ledger-events"
+	TopicDefault = "ledger-events"
+	// ShardsDefault is the stack's logical ledger shards: customers are
+	// spread over them (accounts.ShardOf), as the platform runs them.
+	ShardsDefault = 8
+	// DatabasesDefault is how many ledger databases the shards spread
+	// over.
+	DatabasesDefault  = 1
 	partitionsDefault = 8
 	readyTimeout      = 2 * time.Minute
 	stopTimeout       = time.Minute
 	// leaseTTL of the shard lease; the owner retakes a released shard
 	// within a third of it.
 	leaseTTL = 3 * time.Second
-	// ledgerConnsMax is the ledger database's pool: the sequencer's
-	// commits and id lookups, the relay and the lease renewals.
+	// ledgerConnsMax is each ledger database's pool at least: the
+	// sequencers' commits and id lookups, the relay and the lease
+	// renewals; more with many shards on a database (ledgerConns).
 	ledgerConnsMax = 8
 	// accountsConnsMax is the accounts store's pool by default.
 	accountsConnsMax = 64
@@ -79,10 +86,22 @@ type Role struct {
 // or Recon asks for them.
 type Options struct {
 	// DSN of an existing database; "" = a private Postgres (internal/localpg,
-	// or the server FUND_PG_DSN names) with a fresh database, removed on Stop,
-	// migrated by its owner role and used as the service role, as in
-	// production (Stack.DSN is then the service role's).
+	// or the server FUND_PG_DSN names) with fresh databases (Databases of
+	// them), removed on Stop, migrated by their owner role and used as the
+	// service role, as in production (Stack.DSN and Stack.DSNs are then the
+	// service role's). A DSN is one database: Databases must then be 0 or 1.
 	DSN string
+	// Shards is the number of logical ledger shards; 0 = ShardsDefault.
+	// The ledger owner takes every one, and the customers are spread over
+	// them (accounts.ShardOf): single-customer orders are one chain on the
+	// customer's shard, transfers between customers of two shards the
+	// saga (applied by the owner's consumer on the stack's broker).
+	Shards int
+	// Databases the shards are placed on (ledger.ShardMap), created in
+	// the private Postgres; 0 = DatabasesDefault. The accounts' tables
+	// stay on the first. The settle and recon roles work on one database
+	// for now: with more, the stack refuses to start them.
+	Databases int
 	// PGSettings are postgresql.conf settings of the private Postgres.
 	PGSettings map[string]string
 	// Brokers of an existing Kafka cluster; nil = an in-process broker.
@@ -133,22 +152,28 @@ type Options struct {
 type Stack struct {
 	HTTPURL  string // http://127.0.0.1:port
 	GRPCAddr string // 127.0.0.1:port
-	DSN      string
-	Brokers  []string
-	Topic    string
-	JWTKey   []byte
+	// DSN is the first database: the accounts' tables, and the ledger's
+	// shards that the map places there.
+	DSN string
+	// DSNs are the ledger databases in shard-map order (DSNs[0] == DSN).
+	DSNs []string
+	// Shards is the number of logical ledger shards the owner serves.
+	Shards  int
+	Brokers []string
+	Topic   string
+	JWTKey  []byte
 
 	Postgres *localpg.Server // nil with Options.DSN
 	// Owner is the ledger owner role (ledger/owner, as `fundd ledger`
-	// runs it) owning shard 0 through its lease, with its outbox relay;
-	// a settlement run may take the shard (fencing it) and give it back:
-	// the owner's host then takes it again at a new epoch and Ledger
-	// follows it to the new sequencer.
+	// runs it) owning every shard through its leases, with its outbox
+	// relay and the saga's consumer; a settlement run may take the shards
+	// (fencing them) and give them back: the owner's host then takes them
+	// again at new epochs and Ledger follows them to the new sequencers.
 	Owner       *owner.Owner
 	Host        *ledger.Host    // the owner's host
-	LedgerStore *ledgerpg.Store // the owner's store of shard 0
-	// Ledger is the in-process client of shard 0 behind the gateway's
-	// circuit breaker, as the accounts service calls it.
+	LedgerStore *ledgerpg.Store // the owner's store of the first database (shard 0's)
+	// Ledger is the in-process client of every shard, each behind the
+	// gateway's circuit breaker, as the accounts service calls it.
 	Ledger        ledger.Client
 	AccountsStore *accountspg.Store
 	Accounts      *accounts.Service
@@ -196,6 +221,9 @@ type Stack struct {
 // (settlement/nightly, settlement/recon/worker) when asked. The caller
 // must Stop it. On error everything started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	s := newStack(opts)
 	opts.Accounts.Now, opts.Sequencer.Now = s.Clock.Now, s.Clock.Now
 	if tc, ok := s.Clock.(gateway.TestClock); ok {
@@ -244,7 +272,7 @@ func newStack(opts Options) *Stack {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Stack{Topic: opts.Topic, Logger: logger, done: make(chan struct{}), Registry: prometheus.NewRegistry(),
-		Clock: opts.Clock}
+		Clock: opts.Clock, Shards: cmp.Or(opts.Shards, ShardsDefault)}
 	if s.Clock == nil {
 		s.Clock = clock.Wall{}
 	}
@@ -253,6 +281,29 @@ func newStack(opts Options) *Stack {
 	}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
+}
+
+// check refuses what the stack cannot run, before anything starts.
+func (o Options) check() error {
+	shards, dbs := cmp.Or(o.Shards, ShardsDefault), cmp.Or(o.Databases, DatabasesDefault)
+	if _, err := ledger.NewShardMap(shards, dbs); err != nil {
+		return fmt.Errorf("%d shards on %d databases: %w", shards, dbs, err)
+	}
+	if o.DSN != "" && dbs > 1 {
+		return fmt.Errorf("a DSN names one database: %d databases need the private Postgres (no DSN)", dbs)
+	}
+	if dbs > 1 && o.Settle != nil {
+		// settlement/postgres needs the ledger's and the accounts' tables
+		// of every shard in one database.
+		return fmt.Errorf("settlement over several databases is not supported yet (%d databases): start the stack without the settle role, or on one database", dbs)
+	}
+	if dbs > 1 && o.Recon != nil {
+		// The embedded worker (settlement/recon/worker.OpenEmbedded) keeps
+		// its records beside one database's journal; events of the other
+		// databases' shards would show as breaks.
+		return fmt.Errorf("reconciliation in the dev stack over several databases is not supported yet (%d databases): start the stack without the recon role, or on one database", dbs)
+	}
+	return nil
 }
 
 // listen makes the JWT key (unless given) and binds the gateway's
@@ -287,10 +338,11 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// startPostgres uses Options.DSN, or starts a private Postgres with a
-// fresh database that Stop drops.
+// startPostgres uses Options.DSN, or starts a private Postgres with
+// Options.Databases fresh databases that Stop drops.
 func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
 	if s.DSN = opts.DSN; s.DSN != "" {
+		s.DSNs = []string{s.DSN}
 		return nil
 	}
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: opts.PGSettings, Logger: s.Logger})
@@ -303,23 +355,28 @@ func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
 		defer cancel()
 		_ = srv.Stop(sctx)
 	})
-	name := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	roles, err := srv.CreateDatabaseWithRoles(ctx, name)
-	if err != nil {
+	base := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var owners []string
+	for i := range cmp.Or(opts.Databases, DatabasesDefault) {
+		name := base + "_" + strconv.Itoa(i+1)
+		roles, err := srv.CreateDatabaseWithRoles(ctx, name)
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		s.closers = append(s.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			_ = srv.DropDatabase(sctx, name)
+		})
+		owners, s.DSNs = append(owners, roles.Owner), append(s.DSNs, roles.Service)
+	}
+	// As in production: the owner role migrates (fundd migrate) every
+	// database, every role of the stack connects as the service role,
+	// which may not rewrite the journal (docs/operations.md 1.3).
+	if err := schema.Migrate(ctx, schema.Config{DSNs: owners, ServiceRole: localpg.ServiceRole}); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	s.closers = append(s.closers, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		defer cancel()
-		_ = srv.DropDatabase(sctx, name)
-	})
-	// As in production: the owner role migrates (fundd migrate), every
-	// role of the stack connects as the service role, which may not
-	// rewrite the journal (docs/operations.md 1.3).
-	if err := schema.Migrate(ctx, schema.Config{DSNs: []string{roles.Owner}, ServiceRole: roles.ServiceRole}); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	s.DSN = roles.Service
+	s.DSN = s.DSNs[0]
 	return nil
 }
 
@@ -337,26 +394,30 @@ func (s *Stack) startBroker(opts Options) error {
 	return nil
 }
 
-// startLedger starts the ledger owner role for shard 0 (its gRPC server on
-// a free loopback port, its relay to the stack's broker, its metrics on
-// the stack's registry) and waits until the shard is loaded.
+// startLedger starts the ledger owner role for every shard (its gRPC
+// server on a free loopback port, its relay to the stack's broker and the
+// saga's consumer of second legs on it, its metrics on the stack's
+// registry) and waits until every shard is loaded.
 func (s *Stack) startLedger(ctx context.Context, opts Options) error {
 	fill := "off"
 	if opts.Sequencer.FillWhileCommitting {
 		fill = "on"
 	}
 	o, err := owner.Start(ctx, owner.Config{
-		DSNs:    []string{s.DSN},
+		DSNs:    s.DSNs,
 		Brokers: s.Brokers,
 		Topic:   s.Topic,
+		// As `fundd ledger` runs it: transfers between customers of two
+		// shards land their second leg through this consumer.
+		XShardGroup: owner.XShardGroupDefault,
 		Host: ledger.HostConfig{
 			Owner:     fmt.Sprintf("dev-%d-%d", os.Getpid(), time.Now().UnixNano()),
-			Shards:    1,
+			Shards:    s.Shards,
 			LeaseTTL:  leaseTTL,
 			Sequencer: opts.Sequencer,
 		},
 		Fill:     fill,
-		ConnsMax: ledgerConnsMax,
+		ConnsMax: ledgerConns(s.Shards, len(s.DSNs)),
 		Registry: s.Registry,
 		Logger:   s.Logger,
 	})
@@ -367,6 +428,13 @@ func (s *Stack) startLedger(ctx context.Context, opts Options) error {
 	s.closers = append(s.closers, func() { _ = s.stopOwner() })
 	s.run("ledger", s.watchOwner)
 	return s.waitLedger(ctx)
+}
+
+// ledgerConns is each ledger database's pool: ledger/postgres's two per
+// shard it holds plus two, and at least ledgerConnsMax.
+func ledgerConns(shards, databases int) int32 {
+	perDB := (shards + databases - 1) / databases
+	return int32(max(ledgerConnsMax, 2+2*perDB))
 }
 
 // watchOwner fails the stack when the owner role stops by itself (one of
@@ -393,12 +461,14 @@ func (s *Stack) stopOwner() error {
 	return s.ownerErr
 }
 
-// openGateway opens the gateway role with the owner's shard in-process:
-// the accounts store and service, and the ledger behind its breaker.
+// openGateway opens the gateway role with the owner's shards in-process:
+// the accounts store and service (its tables on the first database), and
+// the ledger, each shard behind its breaker.
 func (s *Stack) openGateway(ctx context.Context, opts Options) (err error) {
 	gcfg := opts.Gateway
 	gcfg.Ready = append(slices.Clip(gcfg.Ready), s.ready)
-	s.api, err = server.Open(ctx, server.Config{DSN: s.DSN, Ledger: s.Owner.Local, Shards: 1, Gateway: gcfg,
+	s.api, err = server.Open(ctx, server.Config{DSN: s.DSN, LedgerDSNs: s.DSNs, Ledger: s.Owner.Local,
+		Shards: s.Shards, Gateway: gcfg,
 		JWTKey: s.JWTKey, Breaker: opts.Breaker, Accounts: opts.Accounts,
 		AccountsConnsMax: cmp.Or(opts.AccountsConnsMax, accountsConnsMax),
 		OrderWriters:     opts.OrderWriters, OrderBatchMax: opts.OrderBatchMax, Registry: s.Registry, Logger: s.Logger})
@@ -448,12 +518,22 @@ func (s *Stack) startWorkers(ctx context.Context, opts Options) (gateway.Config,
 }
 
 // ready is the stack's own /readyz check (the gateway role adds the
-// database's): the ledger shard is owned and loaded here.
+// database's): every ledger shard is owned and loaded here.
 func (s *Stack) ready(context.Context) error {
-	if _, ok := s.Host.Sequencer(0); !ok {
-		return errors.New("ledger shard 0 not owned and loaded")
+	if shard, ok := s.unserved(); ok {
+		return fmt.Errorf("ledger shard %d not owned and loaded", shard)
 	}
 	return nil
+}
+
+// unserved is the first shard the owner's host does not serve now.
+func (s *Stack) unserved() (int, bool) {
+	for shard := range s.Shards {
+		if _, ok := s.Host.Sequencer(shard); !ok {
+			return shard, true
+		}
+	}
+	return 0, false
 }
 
 // run starts fn on a goroutine owned by the stack; Stop cancels its context
@@ -490,15 +570,21 @@ func (s *Stack) StopLedger() error { return s.stopOwner() }
 // the shard is not owned (stopped, or taken by a settlement run).
 func (s *Stack) LedgerSequencer() (*ledger.Sequencer, bool) { return s.Host.Sequencer(0) }
 
-// waitLedger waits until the owner's host owns and has loaded shard 0.
+// LedgerSequencerOf is LedgerSequencer of any shard.
+func (s *Stack) LedgerSequencerOf(shard int) (*ledger.Sequencer, bool) {
+	return s.Host.Sequencer(shard)
+}
+
+// waitLedger waits until the owner's host owns and has loaded every shard.
 func (s *Stack) waitLedger(ctx context.Context) error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		if _, ok := s.Host.Sequencer(0); ok {
+		shard, missing := s.unserved()
+		if !missing {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ledger: shard 0 not loaded after %s", readyTimeout)
+			return fmt.Errorf("ledger: shard %d not loaded after %s", shard, readyTimeout)
 		}
 		t := time.NewTimer(10 * time.Millisecond)
 		select {

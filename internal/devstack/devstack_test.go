@@ -16,6 +16,7 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
+	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/settlement"
 )
 
@@ -53,14 +54,17 @@ func TestShardTakenAndGivenBack(t *testing.T) {
 	if _, err := st.Accounts.TopUp(ctx, c.ID, "t0", 100); err != nil {
 		t.Fatal(err)
 	}
+	// The customer's shard is the one taken (one database: its lease row
+	// is in the accounts' database).
+	shard := accounts.ShardOf(c.ID, st.Shards)
 	pool := st.AccountsStore.Pool()
 	if _, err := pool.Exec(ctx, `UPDATE ledger_shards SET epoch = epoch + 1, owner = 'settlement-test',
-		lease_expires_at = now() + interval '1 hour' WHERE shard = 0`); err != nil {
+		lease_expires_at = now() + interval '1 hour' WHERE shard = $1`, shard); err != nil {
 		t.Fatal(err)
 	}
 	// The host notices at its next renewal and drops the shard.
 	for deadline := time.Now().Add(waitBound); ; {
-		if _, ok := st.LedgerSequencer(); !ok {
+		if _, ok := st.LedgerSequencerOf(shard); !ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -71,7 +75,7 @@ func TestShardTakenAndGivenBack(t *testing.T) {
 	if _, err := st.Accounts.TopUp(ctx, c.ID, "t1", 100); err == nil {
 		t.Fatal("an order went through while settlement held the shard")
 	}
-	if _, err := pool.Exec(ctx, `UPDATE ledger_shards SET owner = '', lease_expires_at = NULL WHERE shard = 0`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE ledger_shards SET owner = '', lease_expires_at = NULL WHERE shard = $1`, shard); err != nil {
 		t.Fatal(err)
 	}
 	// Retried with the same request id until the shard is back: once.
@@ -150,14 +154,15 @@ func TestReconRole(t *testing.T) {
 	if metricValue(page, `fund_recon_events_total{result="applied"}`) < 3 || metricValue(page, `fund_recon_breaks{kind="duplicate"}`) != 0 {
 		t.Fatalf("metrics of the dev stack lack reconciliation's:\n%s", page)
 	}
-	if metricValue(page, "fund_ledger_batches_total") < 1 || metricValue(page, `fund_ledger_shard_owned{shard="0"}`) != 1 {
+	if metricValue(page, "fund_ledger_batches_total") < 1 || metricValue(page, `fund_ledger_shard_owned{shard="0"}`) != 1 ||
+		metricValue(page, `fund_ledger_shard_owned{shard="7"}`) != 1 {
 		t.Fatalf("metrics of the dev stack lack the ledger owner's:\n%s", page)
 	}
 }
 
-// The settle role: a run (early, as a drill) takes shard 0 from the
-// stack's owner and gives it back; the owner serves it again at a new
-// epoch and orders flow on. The admin API reads the run.
+// The settle role: a run (early, as a drill) takes the shards from the
+// stack's owner and gives them back; the owner serves them again at new
+// epochs and orders flow on. The admin API reads the run.
 func TestSettleRole(t *testing.T) {
 	t.Parallel()
 	st := start(t, devstack.Options{Settle: &devstack.SettleOptions{FileDir: t.TempDir(), AllowEarly: true}})
@@ -172,7 +177,7 @@ func TestSettleRole(t *testing.T) {
 	if _, err := st.Accounts.Subscribe(ctx, c.ID, "s0", 500_00); err != nil {
 		t.Fatal(err)
 	}
-	seq, _ := st.LedgerSequencer()
+	seq, _ := st.LedgerSequencerOf(accounts.ShardOf(c.ID, st.Shards))
 	cal := st.Accounts.Calendar()
 	day := cal.ConfirmDate(cal.TradeDate(time.Now()))
 	in, err := settlement.ParseInput(day.Format(time.DateOnly), "", "0.6543")
@@ -198,7 +203,7 @@ func TestSettleRole(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if now, _ := st.LedgerSequencer(); now == seq {
+	if now, _ := st.LedgerSequencerOf(accounts.ShardOf(c.ID, st.Shards)); now == seq {
 		t.Fatal("the shard is served by the fenced sequencer")
 	}
 	h, err := st.Accounts.Holdings(ctx, c.ID)
@@ -262,4 +267,89 @@ func metricValue(page, series string) float64 {
 		return -1
 	}
 	return v
+}
+
+// Eight shards on two databases: the owner serves every shard, customers
+// land on several shards of both databases, and each one's orders are one
+// chain on its shard, served from its database.
+func TestShardsOnTwoDatabases(t *testing.T) {
+	t.Parallel()
+	// No DSN: the stack makes its two databases on the test server.
+	st, err := devstack.Start(context.Background(), devstack.Options{Shards: 8, Databases: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = st.Stop(ctx)
+	})
+	if st.Shards != 8 || len(st.DSNs) != 2 || st.DSNs[0] != st.DSN {
+		t.Fatalf("stack of %d shards on %v", st.Shards, st.DSNs)
+	}
+	smap, err := ledger.NewShardMap(st.Shards, len(st.DSNs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	shards, dbs := map[int]bool{}, map[int]bool{}
+	for i := 0; i < 24; i++ {
+		c, err := st.Accounts.OpenCustomer(ctx, fmt.Sprintf("open-%d", i), fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Accounts.TopUp(ctx, c.ID, "t", 100_00); err != nil {
+			t.Fatalf("top-up of customer %d (shard %d): %v", c.ID, accounts.ShardOf(c.ID, st.Shards), err)
+		}
+		if _, err := st.Accounts.Subscribe(ctx, c.ID, "s", 40_00); err != nil {
+			t.Fatalf("subscription of customer %d (shard %d): %v", c.ID, accounts.ShardOf(c.ID, st.Shards), err)
+		}
+		h, err := st.Accounts.Holdings(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.AvailableCash != 60_00 {
+			t.Fatalf("customer %d: cash %s, want 60.00", c.ID, accounts.FormatAmount(h.AvailableCash))
+		}
+		shard := accounts.ShardOf(c.ID, st.Shards)
+		shards[shard], dbs[smap.DatabaseOf(shard)] = true, true
+	}
+	if len(shards) < 3 || len(dbs) != 2 {
+		t.Fatalf("24 customers on shards %v, databases %v: want several shards on both", shards, dbs)
+	}
+	// Each shard's journal is in its own database: the lease rows say who
+	// serves it, and CheckPlacement that nothing sits on the wrong one.
+	problems, err := st.Owner.Databases().CheckPlacement(ctx)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("placement: %v %v", problems, err)
+	}
+	for shard := range st.Shards {
+		if _, ok := st.LedgerSequencerOf(shard); !ok {
+			t.Fatalf("shard %d not served", shard)
+		}
+	}
+}
+
+// The settle and recon roles work on one database for now: the stack
+// refuses them on several, and a DSN (one database) with several.
+func TestSeveralDatabasesRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		opts devstack.Options
+		want string
+	}{
+		{devstack.Options{Databases: 2, Settle: &devstack.SettleOptions{}}, "settlement over several databases is not supported yet"},
+		{devstack.Options{Databases: 2, Recon: &devstack.ReconOptions{}}, "reconciliation in the dev stack over several databases"},
+		{devstack.Options{Databases: 2, DSN: "postgres://localhost/x"}, "a DSN names one database"},
+		{devstack.Options{Shards: 2, Databases: 3}, "3 databases"},
+	} {
+		st, err := devstack.Start(context.Background(), tc.opts)
+		if err == nil {
+			_ = st.Stop(context.Background())
+			t.Fatalf("%+v started", tc.opts)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.opts, err, tc.want)
+		}
+	}
 }

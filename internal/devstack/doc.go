@@ -3,19 +3,24 @@
 // bench and the end-to-end tests. It assembles nothing itself: it composes
 // the roles the servers run, each assembled by its own package.
 //
-//   - a private Postgres (internal/localpg, or a given DSN) and an
-//     in-process Kafka-protocol broker (internal/kafkabroker, or given
-//     brokers);
+//   - a private Postgres (internal/localpg, or a given DSN) with
+//     Options.Databases databases (1 by default), and an in-process
+//     Kafka-protocol broker (internal/kafkabroker, or given brokers);
 //   - the ledger owner (ledger/owner, as `fundd ledger` runs it) owning
-//     shard 0 through its lease, with its outbox relay, so that a
-//     settlement run can take the shard and give it back;
-//   - the gateway (gateway/server, as `fundd gateway` assembles it), its
-//     ledger client calling the owner in-process (owner.Local) behind the
-//     circuit breaker, serving gRPC and REST/JSON on loopback ports;
+//     every one of Options.Shards shards (8 by default, placed on the
+//     databases by ledger.ShardMap) through their leases, with its outbox
+//     relay and the saga's consumer of cross-shard second legs, so that a
+//     settlement run can take the shards and give them back;
+//   - the gateway (gateway/server, as `fundd gateway` assembles it) with
+//     the customers spread over the shards (accounts.ShardOf) and the
+//     accounts' tables on the first database, its ledger client calling
+//     the owner in-process (owner.Local), each shard behind its circuit
+//     breaker, serving gRPC and REST/JSON on loopback ports;
 //   - with Options.Settle, the settle role on demand
 //     (settlement/nightly.OpenOnDemand), answering the admin API's
 //     settlement calls; with Options.Recon, the reconciliation worker
-//     (settlement/recon/worker.OpenEmbedded) and its report.
+//     (settlement/recon/worker.OpenEmbedded) and its report. Both work on
+//     one database for now: with several, Start refuses them.
 //
 // Every role reads one business clock (Options.Clock, Stack.Clock): the
 // wall clock, or a test clock (internal/clock) that stands still until the
@@ -30,6 +35,7 @@
 // optionally the Settler and Reconciler the admin API serves.
 //
 //	st, err := devstack.Start(ctx, devstack.Options{
+//		Shards: 8, Databases: 1,
 //		Settle: &devstack.SettleOptions{FileDir: dir},
 //		Recon:  &devstack.ReconOptions{},
 //	})

@@ -30,19 +30,19 @@ type ReconOptions struct {
 	LagEvery time.Duration
 }
 
-// settleWorker is the settle role over the stack's database, its metrics
-// on the stack's registry, publishing yields through the stack's accounts
-// service and answering the admin API's settlement calls (through the
-// gateway's adapter).
+// settleWorker is the settle role over the stack's database (one: see
+// Options.check), its metrics on the stack's registry, publishing yields
+// through the stack's accounts service and answering the admin API's
+// settlement calls (through the gateway's adapter).
 //
-// A run takes the ledger shard from the stack's owner for its duration
-// (TakeShards: it fences the owner's sequencer of shard 0, whose commits
-// then fail with ledger.ErrFenced) and releases it when done; the owner's
-// host takes it back at a new epoch, and the stack's ledger client follows
+// A run takes the ledger shards from the stack's owner for its duration
+// (TakeShards: it fences the owner's sequencers, whose commits then fail
+// with ledger.ErrFenced) and releases them when done; the owner's host
+// takes them back at new epochs, and the stack's ledger client follows
 // (orders in between fail with 503 and are retried by their keys).
 func settleWorker(o SettleOptions) Worker {
 	return Worker{Name: "settlement", Start: func(ctx context.Context, s *Stack) (Role, error) {
-		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSN: s.DSN, Shards: 1,
+		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSN: s.DSN, Shards: s.Shards,
 			FileDir: o.FileDir, TakeShards: true, AllowEarly: o.AllowEarly, Yields: s.Accounts,
 			Registerer: s.Registry, Logger: s.Logger, Now: s.Clock.Now})
 		if err != nil {
@@ -59,53 +59,76 @@ func settleWorker(o SettleOptions) Worker {
 const handBackWaitMax = 10 * time.Second
 
 // handBackSettler answers a settlement call only once the stack's owner
-// serves the ledger shard again after the run, so that what the caller
-// reads next shows the run: until its host finds the lease lost, the
-// fenced sequencer would answer reads from its book as it was before the
-// run (and orders with 503). A run that did not take the shard (a date
-// already settled, a refusal before it started) answers at once.
+// serves again every ledger shard the run took, so that what the caller
+// reads next shows the run: until its host finds a lease lost, the fenced
+// sequencer would answer reads from its book as it was before the run
+// (and orders with 503). A run that took no shard (a date already
+// settled, a refusal before it started) answers at once.
 type handBackSettler struct {
 	gateway.Settler
 	s *Stack
 }
 
 func (h handBackSettler) Run(ctx context.Context, req gateway.SettlementRequest) (gateway.SettlementRun, error) {
-	before, _ := h.s.Host.Sequencer(0)
-	epoch, err := h.s.shardEpoch(ctx)
+	before := make([]*ledger.Sequencer, h.s.Shards)
+	for shard := range before {
+		before[shard], _ = h.s.Host.Sequencer(shard)
+	}
+	epochs, err := h.s.shardEpochs(ctx)
 	if err != nil {
 		return gateway.SettlementRun{}, err
 	}
 	run, err := h.Settler.Run(ctx, req)
-	if after, aerr := h.s.shardEpoch(ctx); aerr == nil && after != epoch {
-		h.s.waitHandBack(ctx, before)
+	if after, aerr := h.s.shardEpochs(ctx); aerr == nil {
+		var taken []int
+		for shard := range after {
+			if after[shard] != epochs[shard] {
+				taken = append(taken, shard)
+			}
+		}
+		h.s.waitHandBack(ctx, taken, before)
 	}
 	return run, err
 }
 
-// shardEpoch is shard 0's lease epoch in the database.
-func (s *Stack) shardEpoch(ctx context.Context) (int64, error) {
-	ls, err := s.LedgerStore.Leases(ctx)
-	if err != nil || len(ls) == 0 {
-		return 0, fmt.Errorf("ledger lease of shard 0: %w", err)
+// shardEpochs are the shards' lease epochs in the databases, by shard.
+func (s *Stack) shardEpochs(ctx context.Context) ([]int64, error) {
+	ls, err := s.Owner.Databases().Leases(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger leases: %w", err)
 	}
-	return ls[0].Epoch, nil
+	if len(ls) != s.Shards {
+		return nil, fmt.Errorf("ledger leases: %d of %d shards", len(ls), s.Shards)
+	}
+	out := make([]int64, len(ls))
+	for i, l := range ls {
+		out[i] = l.Epoch
+	}
+	return out, nil
 }
 
-// waitHandBack waits (at most handBackWaitMax) until the owner serves
-// shard 0 with a sequencer other than before, loaded.
-func (s *Stack) waitHandBack(ctx context.Context, before *ledger.Sequencer) {
+// waitHandBack waits (at most handBackWaitMax in all) until the owner
+// serves each of the shards with a sequencer other than the one before,
+// loaded.
+func (s *Stack) waitHandBack(ctx context.Context, shards []int, before []*ledger.Sequencer) {
 	deadline := time.Now().Add(handBackWaitMax)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if seq, ok := s.Host.Sequencer(0); ok && seq != before { // Sequencer gives loaded ones only
-			return
+	for _, shard := range shards {
+		for {
+			if seq, ok := s.Host.Sequencer(shard); ok && seq != before[shard] { // Sequencer gives loaded ones only
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				s.Logger.Warn("the ledger owner did not take a shard back after a settlement run in time",
+					"shard", shard, "waited", handBackWaitMax)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	s.Logger.Warn("the ledger owner did not take shard 0 back after a settlement run in time", "waited", handBackWaitMax)
 }
 
-// reconWorker is the reconciliation role on the stack's database and
-// broker, its metrics on the stack's registry, answering the admin API's
+// reconWorker is the reconciliation role on the stack's database (one: the
+// embedded worker takes one; see Options.check) and broker, its metrics on the stack's registry, answering the admin API's
 // reconciliation report with its counters.
 func reconWorker(o ReconOptions) Worker {
 	return Worker{Name: "recon", Start: func(ctx context.Context, s *Stack) (Role, error) {
