@@ -23,10 +23,14 @@ import (
 
 // Config of a run.
 type Config struct {
-	DSN       string // "" = a private Postgres
-	Customers int    // each gets a token and a balance; the per-customer rate limit applies
-	Clients   int    // closed-loop connections
-	Duration  time.Duration
+	DSN string // "" = a private Postgres
+	// Shards and Databases of the stack (devstack.Options): customers are
+	// spread over the shards; 0 = the dev stack's defaults. Databases > 1
+	// needs the private Postgres (no DSN).
+	Shards, Databases int
+	Customers         int // each gets a token and a balance; the per-customer rate limit applies
+	Clients           int // closed-loop connections
+	Duration          time.Duration
 	// OpenRate > 0 adds an open-loop phase at this many requests/s; 0 =
 	// none. OpenRateFactor > 0 sets it to that multiple of the closed
 	// loop's throughput instead.
@@ -83,6 +87,8 @@ type Phase struct {
 
 // Result of Run.
 type Result struct {
+	Shards    int     `json:"shards"`
+	Databases int     `json:"databases"`
 	Customers int     `json:"customers"`
 	Clients   int     `json:"clients"`
 	Loopback  bool    `json:"rest_via_loopback"`
@@ -124,7 +130,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg.setDefaults()
 	gcfg := cfg.Gateway
 	gcfg.RESTViaLoopback = cfg.Loopback
-	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger,
+	st, err := devstack.Start(ctx, devstack.Options{DSN: cfg.DSN, Shards: cfg.Shards, Databases: cfg.Databases,
+		PGSettings: cfg.PGSettings, Gateway: gcfg, Logger: cfg.Logger,
 		Sequencer:    ledger.SequencerConfig{FillWhileCommitting: cfg.Fill},
 		OrderWriters: cfg.OrderWriters, OrderBatchMax: cfg.OrderBatchMax})
 	if err != nil {
@@ -135,7 +142,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer cancel()
 		_ = st.Stop(sctx)
 	}()
-	fmt.Fprintf(cfg.Progress, "gateway at %s; opening %d customers...\n", st.HTTPURL, cfg.Customers)
+	fmt.Fprintf(cfg.Progress, "gateway at %s, %d ledger shards on %d databases; opening %d customers...\n",
+		st.HTTPURL, st.Shards, len(st.DSNs), cfg.Customers)
 	custs, err := setup(ctx, st, cfg.Customers)
 	if err != nil {
 		return Result{}, err
@@ -152,7 +160,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if st.Postgres != nil {
 		l.pgDataDir = st.Postgres.DataDir()
 	}
-	res := Result{Customers: cfg.Customers, Clients: cfg.Clients, Loopback: cfg.Loopback}
+	res := Result{Shards: st.Shards, Databases: len(st.DSNs), Customers: cfg.Customers, Clients: cfg.Clients, Loopback: cfg.Loopback}
 	// A short warm-up: connections, pools, JIT-free but cache-warm.
 	l.closed(ctx, "warm-up", cfg.Clients, min(2*time.Second, cfg.Duration), io.Discard)
 	closed := l.closed(ctx, "closed loop", cfg.Clients, cfg.Duration, cfg.Progress)
@@ -172,14 +180,28 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.OrderStepsMs = map[string]int64{"acquire": os.Begin.Milliseconds(),
 		"claim": os.Claim.Milliseconds(), "apply": os.Apply.Milliseconds(), "record": os.Record.Milliseconds(),
 		"commit": os.Commit.Milliseconds()}
-	if seq, ok := st.LedgerSequencer(); ok {
-		res.LedgerBatches, res.LedgerEvents = seq.Stats()
-		res.LedgerStepsMs = map[string]int64{"lookup": seq.PhaseTime(ledger.PhaseLookup).Milliseconds(),
-			"wait":   seq.PhaseTime(ledger.PhaseWait).Milliseconds(),
-			"apply":  seq.PhaseTime(ledger.PhaseApply).Milliseconds(),
-			"commit": seq.PhaseTime(ledger.PhaseCommit).Milliseconds()}
-	}
+	res.ledgerStats(st)
 	return res, nil
+}
+
+// ledgerStats sums the sequencers' counters and phase times over the
+// shards served now.
+func (res *Result) ledgerStats(st *devstack.Stack) {
+	phases := map[string]ledger.Phase{"lookup": ledger.PhaseLookup, "wait": ledger.PhaseWait,
+		"apply": ledger.PhaseApply, "commit": ledger.PhaseCommit}
+	res.LedgerStepsMs = map[string]int64{}
+	for shard := range st.Shards {
+		seq, ok := st.LedgerSequencerOf(shard)
+		if !ok {
+			continue
+		}
+		batches, events := seq.Stats()
+		res.LedgerBatches += batches
+		res.LedgerEvents += events
+		for name, p := range phases {
+			res.LedgerStepsMs[name] += seq.PhaseTime(p).Milliseconds()
+		}
+	}
 }
 
 // shedPause is how long a closed-loop client waits after a 429.
