@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fundplatform/fund/internal/devstack"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/loadtest/gatewaybench"
 )
@@ -19,6 +21,7 @@ func newBenchGatewayCmd() *cobra.Command {
 	var (
 		cfg    gatewaybench.Config
 		asJSON bool
+		shards string
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -28,8 +31,18 @@ loopback), opens and funds --customers customers, then drives POST /v1/customers
 with per-customer tokens and Idempotency-Keys: a closed loop of --clients connections for --duration
 (what the stack sustains, with p50/p99 of the answers), then an open loop offering --open-factor
 times that rate (429 shedding, p99 of the accepted requests from their scheduled start).
-The load generator runs in the same process, on the same cores.`,
+The load generator runs in the same process, on the same cores.
+
+The customers are spread over --shards ledger shards on --databases databases of the private
+Postgres. A list of shard counts (--shards 1,2,4,8) runs the whole bench once per count, one after
+the other, each on a fresh stack with the same other flags, and prints one row per count: the
+closed loop's ok/s, p50/p99 and CPU per order (this process and Postgres), and each as a ratio to
+the first row's. With --json: the run (one count) or {"rows": [...]} (several).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			counts, err := gatewaybench.ParseShardCounts(shards)
+			if err != nil {
+				return fmt.Errorf("--shards: %w", err)
+			}
 			// The whole stack runs in this process; collect garbage a
 			// quarter as often as by default (as fundd can with GOGC=400):
 			// about a tenth less CPU per request for some more memory.
@@ -39,6 +52,10 @@ The load generator runs in the same process, on the same cores.`,
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
+			if len(counts) > 1 {
+				return benchGatewayShards(cmd, cfg, counts, asJSON)
+			}
+			cfg.Shards = counts[0]
 			res, err := gatewaybench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -47,7 +64,8 @@ The load generator runs in the same process, on the same cores.`,
 			if asJSON {
 				return json.NewEncoder(out).Encode(res)
 			}
-			fmt.Fprintf(out, "%d customers, %d closed-loop clients, REST via loopback gRPC: %v\n", res.Customers, res.Clients, res.Loopback)
+			fmt.Fprintf(out, "%d ledger shards on %d databases, %d customers, %d closed-loop clients, REST via loopback gRPC: %v\n",
+				res.Shards, res.Databases, res.Customers, res.Clients, res.Loopback)
 			for _, p := range res.Phases {
 				fmt.Fprintf(out, "%-22s ok/s %8.0f  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  max %7.2f ms | ok %d  429 %d (p99 %.2f ms)  422 %d  errors %d  not sent %d\n",
 					p.Name, p.OKPerSec, p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, p.OK, p.Shed, p.ShedP99Ms, p.Rejected, p.Errors, p.NotSent)
@@ -65,6 +83,8 @@ The load generator runs in the same process, on the same cores.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DSN, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN; empty = a private Postgres")
+	f.StringVar(&shards, "shards", strconv.Itoa(devstack.ShardsDefault), "ledger shards the customers are spread over, or a list of counts to compare (1,2,4,8): a run each")
+	f.IntVar(&cfg.Databases, "databases", devstack.DatabasesDefault, "databases of the private Postgres the shards are placed on (at most one per shard)")
 	f.IntVar(&cfg.Customers, "customers", 2000, "customers (each with its own token and rate limit)")
 	f.IntVar(&cfg.Clients, "clients", 256, "closed-loop connections")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each phase")
@@ -80,4 +100,28 @@ The load generator runs in the same process, on the same cores.`,
 	f.StringToStringVar(&cfg.PGSettings, "pg-set", nil, "settings of the private Postgres, name=value")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
+}
+
+// benchGatewayShards runs the bench once per shard count and prints a row
+// per count (or the rows as JSON).
+func benchGatewayShards(cmd *cobra.Command, cfg gatewaybench.Config, counts []int, asJSON bool) error {
+	rows, err := gatewaybench.RunShards(cmd.Context(), cfg, counts)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		return json.NewEncoder(out).Encode(struct {
+			Rows []gatewaybench.Row `json:"rows"`
+		}{rows})
+	}
+	fmt.Fprintf(out, "%d customers, %d closed-loop clients, %s per row; ratios to the first row\n", cfg.Customers, cfg.Clients, cfg.Duration)
+	fmt.Fprintf(out, "%6s %4s %9s %8s %8s %11s %11s %7s %7s %7s %7s\n",
+		"shards", "dbs", "ok/s", "p50 ms", "p99 ms", "Go µs/ord", "PG µs/ord", "errors", "x ok/s", "x Go", "x PG")
+	for _, r := range rows {
+		fmt.Fprintf(out, "%6d %4d %9.0f %8.2f %8.2f %11.0f %11.0f %7d %7.2f %7.2f %7.2f\n",
+			r.Shards, r.Databases, r.OKPerSec, r.P50Ms, r.P99Ms, r.GoCPUMicros, r.PGCPUMicros, r.Errors,
+			r.OKPerSecRatio, r.GoCPURatio, r.PGCPURatio)
+	}
+	return nil
 }

@@ -54,7 +54,8 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "The whole platform in one process under a Double-11 night, settled and audited (what make demo runs)",
 		Long: `Starts a private Postgres and every role in this process (internal/devstack: an in-process Kafka
-broker, ledger shard 0 owned through its lease with its outbox relay, the accounts service, the
+broker, the ledger's 8 shards on one database owned through their leases with their outbox relay
+(customers spread over them), the accounts service, the
 gateway on loopback, settlement on demand, and a reconciliation worker consuming the ledger's
 events), then:
 
@@ -65,7 +66,7 @@ events), then:
      the refusals;
   2. settles the date those subscriptions are confirmed on (early, as a drill), so that the
      busiest customers hold confirmed shares to pay and redeem with (the stack's ledger owner
-     takes shard 0 back from the settlement run at a new epoch);
+     takes the shards back from the settlement run at new epochs);
   3. runs a Double-11 profile against the REST API (fundctl loadtest: open loop, live progress);
   4. settles the next day on the live platform: confirms the night's subscriptions, pays its
      standard redemptions, distributes the day's income to every holder, writes the custodian
@@ -237,7 +238,8 @@ func (r *demoRun) startPlatform(ctx context.Context) (err error) {
 	}
 	r.key = make([]byte, auth.KeyLenMin)
 	_, _ = rand.Read(r.key) // crypto/rand.Read never returns an error
-	r.step("starting every role: in-process Kafka, ledger shard 0, outbox relay, accounts, gateway, settlement, reconciliation...")
+	r.step("starting every role: in-process Kafka, %d ledger shards, outbox relay, accounts, gateway, settlement, reconciliation...",
+		devstack.ShardsDefault)
 	r.st, err = devstack.Start(ctx, devstack.Options{
 		DSN: r.dsn, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: demoAccountsConns(r.d.parallelism),
 		Settle: &devstack.SettleOptions{FileDir: r.d.out, AllowEarly: true},
@@ -283,7 +285,7 @@ func (r *demoRun) plan() (loadtestOpts, *loadPlan, error) {
 // settleSetup settles the date the setup's subscriptions are confirmed on,
 // now (early, as a drill), so that tonight's customers hold confirmed
 // shares to pay and redeem with; the run fences the stack's ledger owner,
-// whose host takes shard 0 back at a new epoch. It returns the date the
+// whose host takes the shards back at new epochs. It returns the date the
 // night's orders fall due on: the next one, or that one when the setup
 // subscribed nothing (and nothing was settled).
 func (r *demoRun) settleSetup(ctx context.Context, plan *loadPlan) (night time.Time, err error) {
@@ -301,7 +303,7 @@ func (r *demoRun) settleSetup(ctx context.Context, plan *loadPlan) (night time.T
 	if err := waitLedger(ctx, r.st); err != nil {
 		return time.Time{}, err
 	}
-	r.step("ledger shard 0 served again at its new epoch")
+	r.step("ledger shards served again at their new epochs")
 	return day1.AddDate(0, 0, 1), nil
 }
 
@@ -348,22 +350,25 @@ func (r *demoRun) settle(ctx context.Context, date time.Time) (string, error) {
 	return line, nil
 }
 
-// ledgerWaitMax bounds the wait for the stack's owner to serve shard 0
-// again after a settlement run fenced it.
+// ledgerWaitMax bounds the wait for the stack's owner to serve every shard
+// again after a settlement run fenced them.
 const ledgerWaitMax = time.Minute
 
-// waitLedger waits until shard 0 answers a lookup again.
+// waitLedger waits until every shard answers a lookup again (of its copy
+// of the bank settlement account; a lookup is of one shard).
 func waitLedger(ctx context.Context, st *devstack.Stack) error {
 	deadline := time.Now().Add(ledgerWaitMax)
-	for {
+	for shard := 0; shard < st.Shards; {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := st.Ledger.LookupAccounts(lctx, []ledger.AccountID{accounts.BankSettlement})
+		id := accounts.SystemAccountOn(accounts.BankSettlement, shard, st.Shards)
+		_, err := st.Ledger.LookupAccounts(lctx, []ledger.AccountID{id})
 		cancel()
 		if err == nil {
-			return nil
+			shard++
+			continue
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ledger shard 0 not served %s after settlement: %w", ledgerWaitMax, err)
+			return fmt.Errorf("ledger shards not all served %s after settlement: %w", ledgerWaitMax, err)
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
@@ -373,6 +378,7 @@ func waitLedger(ctx context.Context, st *devstack.Stack) error {
 		case <-t.C:
 		}
 	}
+	return nil
 }
 
 // reconCatchUpAndCompare waits until the stack's reconciliation worker
