@@ -59,7 +59,8 @@ func (c *RetryConfig) setDefaults() {
 // the key, so the ledger answers "exists" for what an earlier attempt
 // applied); CreateCustomer, once per request id the same way (its setup
 // creates ledger accounts, "exists" being success); and the settlement's
-// records and the calendar's changes, each idempotent by its date.
+// records and the calendar's changes, each idempotent by its date; and
+// ResolveTransfer, which changes a pending order once.
 // UpdateCustomer is not retried: its change (closing the customer's ledger
 // accounts) does not answer a repeat as it answered the first.
 type RetryStore struct {
@@ -149,6 +150,17 @@ func (r *RetryStore) Order(ctx context.Context, c CustomerID, requestID string) 
 // History implements Store, retried.
 func (r *RetryStore) History(ctx context.Context, q HistoryQuery, beforeID int64, limit int) ([]Order, error) {
 	return retry(ctx, r, func() ([]Order, error) { return r.next.History(ctx, q, beforeID, limit) })
+}
+
+// PendingTransfers implements Store, retried.
+func (r *RetryStore) PendingTransfers(ctx context.Context, c CustomerID, afterID int64, limit int) ([]Order, error) {
+	return retry(ctx, r, func() ([]Order, error) { return r.next.PendingTransfers(ctx, c, afterID, limit) })
+}
+
+// ResolveTransfer implements Store, retried: it changes a pending order
+// once and answers a repeat with the stored order.
+func (r *RetryStore) ResolveTransfer(ctx context.Context, c CustomerID, requestID string, status OrderStatus, reason string) (Order, error) {
+	return retry(ctx, r, func() (Order, error) { return r.next.ResolveTransfer(ctx, c, requestID, status, reason) })
 }
 
 // RecordDailyIncome implements Store, retried.

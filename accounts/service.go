@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/xshard"
 )
 
 // FastRedeemDailyMaxDefault is the default cap on fast (T+0) redemptions per
@@ -37,6 +38,12 @@ type Config struct {
 	// Shards is the number of logical ledger shards the customers are
 	// spread over (ShardOf); 0 = 1. Every process must use the same.
 	Shards int
+	// ShardClient is the client of each shard, for the transfers between
+	// shards (saga.go): their status is asked of the shards themselves,
+	// so each must implement ledger.TransferLookup (the sequencer, the
+	// gRPC shard client). nil = the service's ledger client for every
+	// shard, which only one shard allows.
+	ShardClient func(shard int) ledger.Client
 }
 
 // Service is the customer-facing product: customers, orders and queries on
@@ -49,10 +56,15 @@ type Service struct {
 	log    *slog.Logger
 	// merchants found registered (checkMerchant)
 	merchants knownMerchants
+	// saga runs the transfers between shards (saga.go); sweepAfter is the
+	// order id ResolvePendingTransfers goes on after.
+	saga       *xshard.Router
+	sweepAfter atomic.Int64
 }
 
-// NewService creates the system accounts in the ledger (idempotently) and
-// loads the trading calendar.
+// NewService creates the system accounts and the in-transit accounts of
+// the transfers between shards in the ledger (idempotently) and loads the
+// trading calendar.
 func NewService(ctx context.Context, cfg Config, store Store, lc ledger.Client, logger *slog.Logger) (*Service, error) {
 	if cfg.FastRedeemDailyMax == 0 {
 		cfg.FastRedeemDailyMax = FastRedeemDailyMaxDefault
@@ -70,11 +82,23 @@ func NewService(ctx context.Context, cfg Config, store Store, lc ledger.Client, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, store: store, ledger: lc, log: logger}
+	shardClient := cfg.ShardClient
+	if shardClient == nil {
+		if cfg.Shards > 1 {
+			return nil, fmt.Errorf("%d shards without a client per shard (Config.ShardClient)", cfg.Shards)
+		}
+		shardClient = func(int) ledger.Client { return lc }
+	}
+	s := &Service{cfg: cfg, store: store, ledger: lc, log: logger, saga: xshard.NewRouter(cfg.Shards, shardClient)}
 	for shard := range cfg.Shards {
 		if err := s.createAccounts(ctx, systemAccountsOn(shard, cfg.Shards)); err != nil {
 			return nil, fmt.Errorf("system accounts on shard %d: %w", shard, err)
 		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
+	defer cancel()
+	if err := s.saga.EnsureInTransit(lctx, ledger.AssetCNY); err != nil {
+		return nil, err
 	}
 	if cfg.Calendar != nil {
 		s.cal.Store(cfg.Calendar)
@@ -169,9 +193,9 @@ func (s *Service) Unfreeze(ctx context.Context, id CustomerID) (Customer, error)
 }
 
 // Close closes a customer whose cash and shares are all zero (nothing held
-// or pending either) and closes its ledger accounts. Closing a closed
-// customer is a no-op. Errors: ErrCustomerNotFound, ErrCustomerFrozen,
-// ErrBalanceNotZero.
+// or pending either, no transfer in flight to another shard) and closes its
+// ledger accounts. Closing a closed customer is a no-op. Errors:
+// ErrCustomerNotFound, ErrCustomerFrozen, ErrBalanceNotZero.
 func (s *Service) Close(ctx context.Context, id CustomerID) (Customer, error) {
 	return s.updateStatus(ctx, id, func(ctx context.Context, c *Customer) error {
 		switch c.Status {
@@ -179,6 +203,13 @@ func (s *Service) Close(ctx context.Context, id CustomerID) (Customer, error) {
 			return nil
 		case StatusFrozen:
 			return ErrCustomerFrozen
+		}
+		// Money in flight to another shard is still the customer's: it
+		// may come back, into accounts that must then be open.
+		if inFlight, err := s.transfersInFlight(ctx, c.ID); err != nil {
+			return err
+		} else if inFlight {
+			return fmt.Errorf("a transfer to another shard is in flight: %w", ErrBalanceNotZero)
 		}
 		ids := []ledger.AccountID{CashAccount(c.ID), SharesAccount(c.ID)}
 		// The customer is locked (UpdateCustomer), so no order of it can
@@ -327,7 +358,12 @@ func (s *Service) FastRedeem(ctx context.Context, c CustomerID, requestID string
 }
 
 // Transfer moves cash to another customer, who may be frozen but not
-// closed. Errors also: ErrSameCustomer.
+// closed. To a customer on the same shard it completes at once. To one on
+// another shard it is a saga (saga.go): the payer's cash leaves at once
+// and the order is PENDING until the payee is credited (COMPLETED) or its
+// accounts refuse (REFUNDED, Reason saying why, the money back with the
+// payer); reading the order (OrderStatus, History, a retry) tells which.
+// Errors also: ErrSameCustomer.
 func (s *Service) Transfer(ctx context.Context, c CustomerID, requestID string, to CustomerID, amount int64) (Order, error) {
 	if to == c {
 		return Order{}, ErrSameCustomer
@@ -335,10 +371,12 @@ func (s *Service) Transfer(ctx context.Context, c CustomerID, requestID string, 
 	if to <= 0 || to >= CustomerIDMax {
 		return Order{}, fmt.Errorf("recipient %d: %w", to, ErrCustomerNotFound)
 	}
+	saga := ShardOf(c, s.cfg.Shards) != ShardOf(to, s.cfg.Shards)
 	return s.place(ctx, operation{
 		customer: c, requestID: requestID, kind: KindTransfer, amount: amount, counterparty: int64(to), recipient: to,
 		chain:    []leg{{CashAccount(c), CashAccount(to), ledger.AssetCNY, TransferCustomerToCustomer, 0}},
 		shortage: map[int]string{0: reasonInsufficientFunds},
+		saga:     saga, pending: saga,
 	})
 }
 
@@ -401,6 +439,9 @@ type operation struct {
 	chain  []leg
 	// shortage names the reason recorded when leg i lacks the funds.
 	shortage map[int]string
+	// saga: the chain is one plain transfer between two shards, sent as
+	// leg 1 of a saga (xshard.Leg1); with pending, the order waits for it.
+	saga bool
 }
 
 func validRequestID(id string) bool {
@@ -471,6 +512,12 @@ func (s *Service) place(ctx context.Context, op operation) (Order, error) {
 	if existed && !stored.sameContent(o) {
 		return stored, ErrIdempotencyConflict
 	}
+	if existed && pendingTransfer(&stored) {
+		// A retry of a transfer between shards learns how it ended.
+		one := []Order{stored}
+		s.resolveRead(ctx, one)
+		stored = one[0]
+	}
 	return stored, stored.Err()
 }
 
@@ -492,6 +539,9 @@ func (s *Service) apply(ctx context.Context, o *Order, op operation) error {
 		}
 		if i < len(op.chain)-1 {
 			t.Flags |= ledger.Linked
+		}
+		if op.saga {
+			t = xshard.Leg1(t, s.cfg.Shards)
 		}
 		ts = append(ts, t)
 	}
@@ -547,12 +597,19 @@ func (s *Service) apply(ctx context.Context, o *Order, op operation) error {
 	return fmt.Errorf("%w: %s: no leg failed and none applied", ErrLedger, o.Kind)
 }
 
-// OrderStatus returns an order by its request id. Errors: ErrOrderNotFound.
+// OrderStatus returns an order by its request id; a transfer between
+// shards is resolved first (saga.go). Errors: ErrOrderNotFound.
 func (s *Service) OrderStatus(ctx context.Context, c CustomerID, requestID string) (Order, error) {
 	if !validRequestID(requestID) {
 		return Order{}, ErrInvalidRequestID
 	}
-	return s.store.Order(ctx, c, requestID)
+	o, err := s.store.Order(ctx, c, requestID)
+	if err != nil {
+		return Order{}, err
+	}
+	one := []Order{o}
+	s.resolveRead(ctx, one)
+	return one[0], nil
 }
 
 // Holdings returns what a customer has. Errors: ErrCustomerNotFound.
@@ -677,7 +734,11 @@ func (s *Service) PublishFundYield(ctx context.Context, date time.Time, incomePe
 	return y, nil
 }
 
-// History returns a page of a customer's orders, newest first. Errors:
+// History returns a page of a customer's orders, newest first: its own
+// and the transfers it received, once credited. Transfers between shards
+// on the page are resolved first (saga.go); one to the customer that is
+// still in flight or was refunded is left out, so a page may hold fewer
+// than Limit entries and still have a NextCursor. Errors:
 // ErrInvalidCursor.
 func (s *Service) History(ctx context.Context, q HistoryQuery) (HistoryPage, error) {
 	if q.Limit == 0 {
@@ -714,9 +775,14 @@ func (s *Service) History(ctx context.Context, q HistoryQuery) (HistoryPage, err
 		orders = orders[:q.Limit]
 		page.NextCursor = strconv.FormatInt(orders[len(orders)-1].ID, 10)
 	}
-	page.Entries = make([]HistoryEntry, len(orders))
-	for i, o := range orders {
-		page.Entries[i] = HistoryEntry{Order: o, Incoming: o.CustomerID != q.CustomerID}
+	s.resolveRead(ctx, orders)
+	page.Entries = make([]HistoryEntry, 0, len(orders))
+	for _, o := range orders {
+		incoming := o.CustomerID != q.CustomerID
+		if incoming && o.Status != OrderCompleted {
+			continue // the money has not reached this customer
+		}
+		page.Entries = append(page.Entries, HistoryEntry{Order: o, Incoming: incoming})
 	}
 	return page, nil
 }

@@ -41,10 +41,20 @@ type Store interface {
 		apply func(ctx context.Context, parties []Customer) error) (stored Order, existed bool, err error)
 	// Order returns one order by its request id or ErrOrderNotFound.
 	Order(ctx context.Context, c CustomerID, requestID string) (Order, error)
-	// History returns up to limit orders of q.CustomerID (its own and the
-	// transfers it received) with id < beforeID (0 = no bound), newest
-	// first, filtered by q.Kinds, q.From and q.To.
+	// History returns up to limit orders of q.CustomerID (its own, and the
+	// transfers to it that are completed or pending) with id < beforeID
+	// (0 = no bound), newest first, filtered by q.Kinds, q.From and q.To.
 	History(ctx context.Context, q HistoryQuery, beforeID int64, limit int) ([]Order, error)
+	// PendingTransfers returns up to limit pending transfer orders (those
+	// waiting for a cross-shard saga) with id > afterID, oldest first: of
+	// customer c, or of every customer when c is 0.
+	PendingTransfers(ctx context.Context, c CustomerID, afterID int64, limit int) ([]Order, error)
+	// ResolveTransfer records how a pending transfer order ended: status
+	// OrderCompleted, or OrderRefunded with reason. Only a pending transfer
+	// changes; an order resolved already is left as it is (the saga ends
+	// once, so a second resolution can only agree). It returns the order
+	// as stored. Errors: ErrOrderNotFound.
+	ResolveTransfer(ctx context.Context, c CustomerID, requestID string, status OrderStatus, reason string) (Order, error)
 
 	// RecordDailyIncome stores customers' income for natural days, each
 	// (customer, date) once, forever, and the whole batch or nothing: an

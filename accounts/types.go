@@ -78,13 +78,26 @@ const (
 	OrderCompleted OrderStatus = "completed"
 	// OrderPending: held in the ledger, waiting for settlement on
 	// ConfirmDate (subscription shares awaiting confirmation, standard
-	// redemption shares awaiting payout).
+	// redemption shares awaiting payout), or a transfer to a customer on
+	// another shard whose money is in transit (the saga, ledger/xshard):
+	// it becomes completed once the payee is credited, or refunded.
 	OrderPending OrderStatus = "pending"
 	// OrderRejected: refused by a rule that depends on the balances at the
 	// time (insufficient funds, fast redemption limit); Reason says which.
 	// Nothing moved, and a retry with the same request id gets the same
 	// answer.
 	OrderRejected OrderStatus = "rejected"
+	// OrderRefunded: a transfer to a customer on another shard whose
+	// shard refused the money (the payee's accounts closed meanwhile, or
+	// missing); the payer got it back, once. Reason says why (ReasonPayeeClosed and the others below).
+	OrderRefunded OrderStatus = "refunded"
+)
+
+// Reasons recorded with a refunded transfer.
+const (
+	ReasonPayeeClosed  = "payee_closed"  // the payee was closed before the money arrived
+	ReasonPayeeUnknown = "payee_unknown" // no such customer (its ledger accounts were never created)
+	ReasonPayeeRefused = "payee_refused" // the payee's ledger accounts refused it otherwise
 )
 
 // Order is one customer request and its outcome.
@@ -103,7 +116,7 @@ type Order struct {
 	// standard redemption; zero for other kinds.
 	ConfirmDate time.Time
 	Status      OrderStatus
-	Reason      string // why it was rejected
+	Reason      string // why it was rejected or refunded
 	CreatedAt   time.Time
 }
 

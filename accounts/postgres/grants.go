@@ -10,15 +10,16 @@ import (
 // accounts tables, read off this package's statements: customers are
 // opened and change status (and are locked FOR UPDATE, which needs
 // UPDATE), never deleted (a trigger refuses it too); orders are inserted
-// with their outcome, and completed by settlement (their status only,
-// CompleteOrdersTx); the calendar's holidays are set and removed; income
-// and yields are appended (income also by COPY, RecordIncomeTx). What the
-// settlement run writes here is written through this package, so it is
-// granted here.
+// with their outcome, completed by settlement (their status only,
+// CompleteOrdersTx), and a pending transfer between shards is resolved
+// (its status and reason, ResolveTransfer); the calendar's holidays are
+// set and removed; income and yields are appended (income also by COPY,
+// RecordIncomeTx). What the settlement run writes here is written through
+// this package, so it is granted here.
 var servicePrivileges = []pgmigrate.Privilege{
 	{Privileges: "SELECT, INSERT, UPDATE", On: "TABLE customers"},
 	{Privileges: "SELECT, INSERT", On: "TABLE orders, customer_income, fund_yields"},
-	{Privileges: "UPDATE (status)", On: "TABLE orders"},
+	{Privileges: "UPDATE (status, reason)", On: "TABLE orders"},
 	{Privileges: "SELECT, INSERT, UPDATE, DELETE", On: "TABLE trading_holidays"},
 	// Open runs Migrate, which reads the version table to find nothing
 	// pending.

@@ -18,6 +18,7 @@ import (
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -61,8 +62,15 @@ type env struct {
 	svc    *accounts.Service
 	store  *postgres.Store
 	ledger *ledgerpg.Store
-	seq    *ledger.Sequencer
+	seq    *ledger.Sequencer // shard 0's
 	clock  *clock
+	// shards, seqs and lc: newShardedEnv's shards, their sequencers and
+	// the client that routes by account (newEnv: 1, seq, seq).
+	shards int
+	seqs   []*ledger.Sequencer
+	lc     ledger.Client
+	// router is the saga's (newShardedEnv): the test calls its Handle.
+	router *xshard.Router
 	pool   *pgxpool.Pool
 	opened atomic.Int64 // customers opened by open, for their request ids
 	// stopSeq stops the sequencer (once) and waits for it.
@@ -84,6 +92,142 @@ func newEnvOn(t *testing.T, cfg accounts.Config, dsn string) *env {
 	e.clock.Set(cst("2026-11-18 10:00:00"))
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
+	e.openStores(ctx)
+	e.seq = ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, e.ledger, nil)
+	e.shards, e.seqs, e.lc = 1, []*ledger.Sequencer{e.seq}, e.seq
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.seq.Run(runCtx) }()
+	var once sync.Once
+	e.stopSeq = func() {
+		once.Do(func() {
+			stop()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("sequencer: %v", err)
+				}
+			case <-time.After(stopTimeout):
+				t.Errorf("sequencer did not stop within %v", stopTimeout)
+			}
+		})
+	}
+	t.Cleanup(e.stopSeq)
+	select {
+	case <-e.seq.Ready():
+	case err := <-done:
+		t.Fatalf("sequencer stopped before serving: %v", err)
+	case <-time.After(readyTimeout):
+		t.Fatalf("sequencer not ready after %v", readyTimeout)
+	}
+	cfg.Now = e.clock.Now
+	var err error
+	if e.svc, err = accounts.NewService(ctx, cfg, e.store, e.seq, nil); err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	return e
+}
+
+// newShardedEnv is newEnv over shards ledger shards in one database: a
+// sequencer per shard, the service routing each ledger call by its
+// accounts (as the gateway's sharded client does), and the saga's router,
+// whose Handle the tests call on leg 1's event themselves (legOnes), in
+// the order they choose, as the ledger owners' consumer group would.
+// dsn is the database's, "" = a fresh one.
+func newShardedEnv(t *testing.T, shards int, dsn string) *env {
+	t.Helper()
+	if dsn == "" {
+		dsn = pgtest.NewDatabase(t)
+	}
+	e := &env{t: t, dsn: dsn, clock: &clock{}, shards: shards}
+	e.clock.Set(cst("2026-11-18 10:00:00"))
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	e.openStores(ctx)
+	var stops []func() error
+	for s := range shards {
+		seq := ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shards}, e.ledger, nil)
+		stop, err := seq.Start(ctx, readyTimeout)
+		if err != nil {
+			t.Fatalf("shard %d: %v", s, err)
+		}
+		e.seqs, stops = append(e.seqs, seq), append(stops, stop)
+	}
+	var once sync.Once
+	e.stopSeq = func() {
+		once.Do(func() {
+			for s, stop := range stops {
+				if err := stop(); err != nil {
+					t.Errorf("shard %d: %v", s, err)
+				}
+			}
+		})
+	}
+	t.Cleanup(e.stopSeq)
+	e.seq, e.lc = e.seqs[0], shardRoutes(e.seqs)
+	perShard := func(s int) ledger.Client { return e.seqs[s] }
+	e.router = xshard.NewRouter(shards, perShard)
+	var err error
+	if e.svc, err = accounts.NewService(ctx, accounts.Config{Now: e.clock.Now, Shards: shards, ShardClient: perShard},
+		e.store, e.lc, nil); err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	return e
+}
+
+// shardRoutes is a ledger.Client that sends each call to the sequencer of
+// the shard its accounts live on.
+type shardRoutes []*ledger.Sequencer
+
+func (r shardRoutes) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
+	s, err := ledger.ShardOfTransfers(ts, len(r))
+	if err != nil {
+		return nil, err
+	}
+	return r[s].CreateTransfers(ctx, ts)
+}
+
+func (r shardRoutes) shardOf(ids []ledger.AccountID) (*ledger.Sequencer, error) {
+	s, err := ledger.ShardOfAccounts(ids, len(r))
+	if err != nil {
+		return nil, err
+	}
+	return r[s], nil
+}
+
+func (r shardRoutes) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
+	ids := make([]ledger.AccountID, len(as))
+	for i := range as {
+		ids[i] = as[i].ID
+	}
+	seq, err := r.shardOf(ids)
+	if err != nil {
+		return nil, err
+	}
+	return seq.CreateAccounts(ctx, as)
+}
+
+func (r shardRoutes) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
+	seq, err := r.shardOf(ids)
+	if err != nil {
+		return nil, err
+	}
+	return seq.CloseAccounts(ctx, ids)
+}
+
+func (r shardRoutes) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
+	seq, err := r.shardOf(ids)
+	if err != nil {
+		return nil, err
+	}
+	return seq.LookupAccounts(ctx, ids)
+}
+
+// openStores opens the ledger's and the accounts' stores on e.dsn and
+// adds the holidays.
+func (e *env) openStores(ctx context.Context) {
+	t := e.t
+	t.Helper()
 	// Whatever a test does, neither store may draw a warning from the
 	// server (a statement Postgres ignored, say). Registered first, the
 	// check runs last, after the stores closed.
@@ -122,37 +266,6 @@ func newEnvOn(t *testing.T, cfg accounts.Config, dsn string) *env {
 		}
 	}
 
-	e.seq = ledger.NewSequencer(ledger.SequencerConfig{Shard: 0}, e.ledger, nil)
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.seq.Run(runCtx) }()
-	var once sync.Once
-	e.stopSeq = func() {
-		once.Do(func() {
-			stop()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("sequencer: %v", err)
-				}
-			case <-time.After(stopTimeout):
-				t.Errorf("sequencer did not stop within %v", stopTimeout)
-			}
-		})
-	}
-	t.Cleanup(e.stopSeq)
-	select {
-	case <-e.seq.Ready():
-	case err := <-done:
-		t.Fatalf("sequencer stopped before serving: %v", err)
-	case <-time.After(readyTimeout):
-		t.Fatalf("sequencer not ready after %v", readyTimeout)
-	}
-	cfg.Now = e.clock.Now
-	if e.svc, err = accounts.NewService(ctx, cfg, e.store, e.seq, nil); err != nil {
-		t.Fatalf("new service: %v", err)
-	}
-	return e
 }
 
 func (e *env) open(name string) accounts.CustomerID {
@@ -208,10 +321,10 @@ func (e *env) holdings(c accounts.CustomerID) accounts.Holdings {
 	return h
 }
 
-// account returns a ledger account as the sequencer serves it.
+// account returns a ledger account as its shard's sequencer serves it.
 func (e *env) account(id ledger.AccountID) ledger.Account {
 	e.t.Helper()
-	as, err := e.seq.LookupAccounts(context.Background(), []ledger.AccountID{id})
+	as, err := e.lc.LookupAccounts(context.Background(), []ledger.AccountID{id})
 	if err != nil || len(as) != 1 {
 		e.t.Fatalf("lookup %d: %v (%d found)", id, err, len(as))
 	}
@@ -234,22 +347,28 @@ func (e *env) counts() counts {
 	return c
 }
 
-// verify stops the sequencer, so that it writes its final checkpoint,
-// checks the ledger's journal against its balances and returns the report. It ends the test's use
-// of the ledger. (Verify's pending-transfer check reads stored balances
-// without allowing for the checkpoint lag of a running shard, so it is not
-// run while the sequencer serves.)
+// verify stops the sequencers, so that they write their final checkpoints,
+// checks each shard's journal against its balances and returns shard 0's
+// report. It ends the test's use of the ledger. (Verify's pending-transfer
+// check reads stored balances without allowing for the checkpoint lag of a
+// running shard, so it is not run while the sequencers serve.)
 func (e *env) verify() *ledger.VerifyReport {
 	e.t.Helper()
 	e.stopSeq()
-	rep, err := e.ledger.Verify(context.Background(), 0)
-	if err != nil {
-		e.t.Fatalf("verify: %v", err)
+	var first *ledger.VerifyReport
+	for s := range e.shards {
+		rep, err := e.ledger.Verify(context.Background(), s)
+		if err != nil {
+			e.t.Fatalf("verify shard %d: %v", s, err)
+		}
+		if !rep.OK() {
+			e.t.Fatalf("verify shard %d: %d differences, problems %q", s, len(rep.Differences), rep.Problems)
+		}
+		if first == nil {
+			first = rep
+		}
 	}
-	if !rep.OK() {
-		e.t.Fatalf("verify: %d differences, problems %q", len(rep.Differences), rep.Problems)
-	}
-	return rep
+	return first
 }
 
 // parallel runs fn(i) for i in [0,n) on n goroutines and waits for all.

@@ -252,7 +252,9 @@ func (s *Store) Order(ctx context.Context, c accounts.CustomerID, requestID stri
 }
 
 // History implements accounts.Store. The customer's own orders and the
-// transfers it received are read by two index scans and merged.
+// transfers it received are read by two index scans and merged. A transfer
+// to it that is pending (a saga in flight) is read too, for the service to
+// resolve; one rejected or refunded never reached it.
 func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID int64, limit int) (_ []accounts.Order, err error) {
 	defer markUnavailable(&err)
 	kinds := make([]string, len(q.Kinds))
@@ -266,7 +268,8 @@ func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID i
 	sql := `
 		(SELECT ` + orderColumns + ` FROM orders WHERE customer_id = $1 AND ` + filter + ` ORDER BY id DESC LIMIT $6)
 		UNION ALL
-		(SELECT ` + orderColumns + ` FROM orders WHERE kind = 'transfer' AND counterparty = $1 AND status <> 'rejected'
+		(SELECT ` + orderColumns + ` FROM orders WHERE kind = 'transfer' AND counterparty = $1
+			AND status IN ('completed', 'pending')
 			AND ` + filter + ` ORDER BY id DESC LIMIT $6)
 		ORDER BY id DESC LIMIT $6`
 	rows, err := s.pool.Query(ctx, sql, q.CustomerID, beforeID, kinds, dateOrNull(q.From), dateOrNull(q.To), limit)
@@ -278,6 +281,46 @@ func (s *Store) History(ctx context.Context, q accounts.HistoryQuery, beforeID i
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	return out, nil
+}
+
+// PendingTransfers implements accounts.Store, by the partial index of the
+// pending transfers.
+func (s *Store) PendingTransfers(ctx context.Context, c accounts.CustomerID, afterID int64, limit int) (_ []accounts.Order, err error) {
+	defer markUnavailable(&err)
+	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE kind = 'transfer' AND status = 'pending' AND id > $1 AND ($2::bigint = 0 OR customer_id = $2)
+		ORDER BY id LIMIT $3`, afterID, c, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending transfers: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, fmt.Errorf("pending transfers: %w", err)
+	}
+	return out, nil
+}
+
+// ResolveTransfer implements accounts.Store. The order's status is all
+// it changes, and only from pending: the row is otherwise written once.
+func (s *Store) ResolveTransfer(ctx context.Context, c accounts.CustomerID, requestID string, status accounts.OrderStatus,
+	reason string) (_ accounts.Order, err error) {
+	defer markUnavailable(&err)
+	switch {
+	case status == accounts.OrderCompleted && reason == "", status == accounts.OrderRefunded && reason != "":
+	default:
+		return accounts.Order{}, fmt.Errorf("resolve transfer %d/%s: status %q with reason %q", c, requestID, status, reason)
+	}
+	o, err := scanOrder(s.pool.QueryRow(ctx, `UPDATE orders SET status = $3, reason = $4
+		WHERE customer_id = $1 AND request_id = $2 AND kind = 'transfer' AND status = 'pending'
+		RETURNING `+orderColumns, c, requestID, status, reason))
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Resolved already (or not a pending transfer): what is stored.
+		return s.Order(ctx, c, requestID)
+	}
+	if err != nil {
+		return accounts.Order{}, fmt.Errorf("resolve transfer %d/%s: %w", c, requestID, err)
+	}
+	return o, nil
 }
 
 // RecordDailyIncome implements accounts.Store.

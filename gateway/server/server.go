@@ -39,6 +39,11 @@ const (
 	// ledgerConnsMax per ledger database: the gateway reads only the
 	// lease tables there.
 	ledgerConnsMax = 4
+	// The sweep of the transfers between shards (SweepTransfers): every
+	// tick it resolves up to sweepMax pending ones, within sweepTimeout.
+	sweepInterval = 500 * time.Millisecond
+	sweepMax      = 256
+	sweepTimeout  = 10 * time.Second
 )
 
 // Config is the gateway role's settings.
@@ -153,14 +158,18 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	octx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.StartTimeout, StartTimeoutDefault))
 	defer cancel()
 	s.metrics = gateway.NewMetrics(s.reg)
+	// The accounts service asks the shards themselves how a transfer
+	// between shards ended (accounts.Config.ShardClient), outside the
+	// breakers: a status lookup that fails leaves the order pending for
+	// the next one, and answers no request with an error.
+	perShard := cfg.Ledger
 	if cfg.Ledger != nil {
 		s.ledger = gateway.NewShardedClient(cfg.Shards, cfg.Ledger, cfg.Breaker, s.metrics.BreakerChanged)
 	} else {
-		forShard, err := s.openRouter(octx)
-		if err != nil {
+		if perShard, err = s.openRouter(octx); err != nil {
 			return nil, err
 		}
-		s.ledger = gateway.NewShardedRoutes(cfg.Shards, forShard)
+		s.ledger = gateway.NewShardedRoutes(cfg.Shards, perShard)
 	}
 	for _, b := range s.ledger.Breakers() {
 		s.metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
@@ -181,7 +190,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return errors.Is(err, accounts.ErrUnavailable) && !errors.Is(err, accountspg.ErrClosed)
 	}})
 	acfg := cfg.Accounts
-	acfg.Shards = cfg.Shards
+	acfg.Shards, acfg.ShardClient = cfg.Shards, perShard
 	if s.svc, err = accounts.NewService(octx, acfg, retrying, s.ledger, s.log.With("role", "accounts")); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
@@ -239,7 +248,8 @@ func (s *Server) Gateway(settler gateway.Settler, rec gateway.Reconciler) (*gate
 }
 
 // Serve builds the API with Config.Gateway and serves it on the listeners
-// until ctx ends, then shuts down gracefully.
+// until ctx ends, then shuts down gracefully; SweepTransfers runs beside it
+// meanwhile.
 func (s *Server) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 	gw, err := s.Gateway(nil, nil)
 	if err != nil {
@@ -247,7 +257,57 @@ func (s *Server) Serve(ctx context.Context, httpLn, grpcLn net.Listener) error {
 		_ = grpcLn.Close()
 		return err
 	}
+	sctx, stop := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		s.SweepTransfers(sctx)
+	}()
+	defer func() {
+		stop()
+		<-swept
+	}()
 	return gw.Serve(ctx, httpLn, grpcLn)
+}
+
+// SweepTransfers resolves the pending transfers between shards until ctx
+// ends (accounts.Service.ResolvePendingTransfers, a bounded batch every
+// tick), so that a transfer's order and the payee's history show its end
+// soon after the payee's shard applied it, whether or not anyone reads the
+// order. Reads resolve what they answer with too; this catches the rest.
+// With one shard no transfer is ever pending, and it returns at once. A
+// process that serves the API on its own listeners (Gateway) runs it.
+func (s *Server) SweepTransfers(ctx context.Context) {
+	if s.svc.Shards() == 1 {
+		return
+	}
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	failing := false // logged once per spell of failures, not every tick
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+		n, err := s.svc.ResolvePendingTransfers(tctx, sweepMax)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			s.log.Warn("pending transfers not resolved; retrying every tick", "err", err)
+			failing = true
+		case err != nil:
+			s.log.Debug("pending transfers not resolved", "err", err)
+		case failing:
+			s.log.Info("pending transfers resolved again", "ended", n)
+			failing = false
+		case n > 0:
+			s.log.Debug("pending transfers resolved", "ended", n)
+		}
+	}
 }
 
 // Close closes what Open opened, once the API stopped serving.

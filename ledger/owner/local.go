@@ -14,7 +14,10 @@ import (
 // the routing client's do when a shard has no live owner.
 func (o *Owner) Local(shard int) ledger.Client { return localClient{host: o.host, shard: shard} }
 
-var _ ledger.Client = localClient{}
+var (
+	_ ledger.Client         = localClient{}
+	_ ledger.TransferLookup = localClient{}
+)
 
 type localClient struct {
 	host  *ledger.Host
@@ -58,4 +61,14 @@ func (c localClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID)
 		return nil, err
 	}
 	return cl.LookupAccounts(ctx, ids)
+}
+
+// TransfersCommitted implements ledger.TransferLookup: the accounts
+// service asks it how a transfer between shards ended (xshard.Router.Status).
+func (c localClient) TransfersCommitted(ctx context.Context, ids []ledger.TransferID) ([]bool, error) {
+	seq, ok := c.host.Sequencer(c.shard)
+	if !ok {
+		return nil, ledger.ErrNoOwner
+	}
+	return seq.TransfersCommitted(ctx, ids)
 }
