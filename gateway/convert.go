@@ -52,6 +52,8 @@ func orderStatus(s accounts.OrderStatus) fundv1.OrderStatus {
 		return fundv1.OrderStatus_PENDING
 	case accounts.OrderRejected:
 		return fundv1.OrderStatus_REJECTED
+	case accounts.OrderRefunded:
+		return fundv1.OrderStatus_REFUNDED
 	}
 	return fundv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
 }

@@ -154,8 +154,13 @@ type OrderStatus int32
 const (
 	OrderStatus_ORDER_STATUS_UNSPECIFIED OrderStatus = 0
 	OrderStatus_COMPLETED                OrderStatus = 1 // the money moved
-	OrderStatus_PENDING                  OrderStatus = 2 // held, waiting for settlement on confirm_date
-	OrderStatus_REJECTED                 OrderStatus = 3 // refused by the balances at the time; reason says why
+	// PENDING: held, waiting for settlement on confirm_date; or a transfer to a customer on another shard,
+	// in transit until the payee is credited (then COMPLETED) or refused it (then REFUNDED).
+	OrderStatus_PENDING  OrderStatus = 2
+	OrderStatus_REJECTED OrderStatus = 3 // refused by the balances at the time; reason says why
+	// REFUNDED: a transfer to a customer on another shard that the payee's accounts refused; the money is back
+	// with the payer, and reason says why: payee_closed, payee_unknown or payee_refused.
+	OrderStatus_REFUNDED OrderStatus = 4
 )
 
 // Enum value maps for OrderStatus.
@@ -165,12 +170,14 @@ var (
 		1: "COMPLETED",
 		2: "PENDING",
 		3: "REJECTED",
+		4: "REFUNDED",
 	}
 	OrderStatus_value = map[string]int32{
 		"ORDER_STATUS_UNSPECIFIED": 0,
 		"COMPLETED":                1,
 		"PENDING":                  2,
 		"REJECTED":                 3,
+		"REFUNDED":                 4,
 	}
 )
 
@@ -573,7 +580,8 @@ type Order struct {
 	Kind       OrderKind              `protobuf:"varint,3,opt,name=kind,proto3,enum=fund.v1.OrderKind" json:"kind,omitempty"`
 	Amount     string                 `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	Status     OrderStatus            `protobuf:"varint,5,opt,name=status,proto3,enum=fund.v1.OrderStatus" json:"status,omitempty"`
-	// reason a rejected order was refused: insufficient_funds or fast_redeem_limit.
+	// reason a rejected order was refused (insufficient_funds or fast_redeem_limit), or a refunded transfer came
+	// back (payee_closed, payee_unknown or payee_refused).
 	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	// trade_date, YYYY-MM-DD, by the 15:00 cut-off and the trading calendar.
 	TradeDate string `protobuf:"bytes,7,opt,name=trade_date,proto3" json:"trade_date,omitempty"`
@@ -1251,12 +1259,13 @@ const file_gateway_api_fund_v1_fund_proto_rawDesc = "" +
 	"\x0fSTANDARD_REDEEM\x10\x04\x12\f\n" +
 	"\bTRANSFER\x10\x05\x12\a\n" +
 	"\x03PAY\x10\x06\x12\f\n" +
-	"\bWITHDRAW\x10\a*U\n" +
+	"\bWITHDRAW\x10\a*c\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tCOMPLETED\x10\x01\x12\v\n" +
 	"\aPENDING\x10\x02\x12\f\n" +
-	"\bREJECTED\x10\x03*A\n" +
+	"\bREJECTED\x10\x03\x12\f\n" +
+	"\bREFUNDED\x10\x04*A\n" +
 	"\n" +
 	"RedeemMode\x12\x1b\n" +
 	"\x17REDEEM_MODE_UNSPECIFIED\x10\x00\x12\b\n" +

@@ -54,7 +54,9 @@ type FundServiceClient interface {
 	// Redeem turns shares into cash: FAST at once within the daily cap,
 	// STANDARD paid by settlement on the next trading day.
 	Redeem(ctx context.Context, in *RedeemRequest, opts ...grpc.CallOption) (*Order, error)
-	// Transfer moves cash to another customer.
+	// Transfer moves cash to another customer. To a customer on the same ledger shard it is COMPLETED at once; to one
+	// on another shard it is PENDING until the payee is credited (COMPLETED) or refused it (REFUNDED): GetOrder and
+	// the history tell which.
 	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*Order, error)
 	// Pay pays a merchant from fund shares.
 	Pay(ctx context.Context, in *PayRequest, opts ...grpc.CallOption) (*Order, error)
@@ -192,7 +194,9 @@ type FundServiceServer interface {
 	// Redeem turns shares into cash: FAST at once within the daily cap,
 	// STANDARD paid by settlement on the next trading day.
 	Redeem(context.Context, *RedeemRequest) (*Order, error)
-	// Transfer moves cash to another customer.
+	// Transfer moves cash to another customer. To a customer on the same ledger shard it is COMPLETED at once; to one
+	// on another shard it is PENDING until the payee is credited (COMPLETED) or refused it (REFUNDED): GetOrder and
+	// the history tell which.
 	Transfer(context.Context, *TransferRequest) (*Order, error)
 	// Pay pays a merchant from fund shares.
 	Pay(context.Context, *PayRequest) (*Order, error)
