@@ -55,7 +55,7 @@ func OpenDatabases(ctx context.Context, cfg DatabasesConfig) (*Databases, error)
 			conns = int32(2 + 2*len(m.ShardsOn(i)))
 		}
 		s, err := Open(ctx, Config{DSN: dsn, ConnsMax: conns, PartitionsAhead: cfg.PartitionsAhead, NoOutbox: cfg.NoOutbox,
-			Now: cfg.Now})
+			Now: cfg.Now, Shards: cfg.Shards})
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("database %d of %d: %w", i+1, len(cfg.DSNs), err)
@@ -241,6 +241,19 @@ func (d *Databases) NetByCode(ctx context.Context, code uint16) (map[ledger.Asse
 		}
 	}
 	return net, nil
+}
+
+// NetsByCode is NetsByCode of every database, in database order.
+func (d *Databases) NetsByCode(ctx context.Context, codes []uint16) ([]AccountNet, error) {
+	var out []AccountNet
+	for i, st := range d.stores {
+		ns, err := st.NetsByCode(ctx, codes)
+		if err != nil {
+			return nil, fmt.Errorf("database %d: %w", i+1, err)
+		}
+		out = append(out, ns...)
+	}
+	return out, nil
 }
 
 func (d *Databases) split(shards []int) [][]int {

@@ -32,7 +32,8 @@ type Store struct {
 	mu         sync.Mutex
 	partitions map[time.Time]bool // journal partitions known to exist
 
-	now func() time.Time // Config.Now
+	now    func() time.Time // Config.Now
+	shards int              // Config.Shards
 }
 
 // partitionsAhead is how many daily journal partitions exist beyond the
@@ -64,6 +65,11 @@ type Config struct {
 	// that the journal's times are the business time's (a sandbox's test
 	// clock moves both); nil = time.Now.
 	Now func() time.Time
+	// Shards is the ledger's number of logical shards, which Verify needs
+	// to check that every account is stored under its own shard
+	// (ledger.ShardOf); 0 = not known here, and that check is left out.
+	// OpenDatabases sets it from the shard map.
+	Shards int
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -92,6 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox, now: cfg.Now,
+		shards: cfg.Shards,
 		commits: newGroup[*ledger.Batch, struct{}](cfg.CommitsInFlightMax, commitBatchesMax, commitTransfersMax,
 			func(b *ledger.Batch) int { return len(b.Transfers) }),
 		lookups: newGroup[lookupCall, *ledger.Known](cfg.CommitsInFlightMax, lookupCallsMax, lookupIDsMax,
