@@ -17,8 +17,9 @@ import (
 )
 
 // newLedgerVerifyCmd is `fundctl ledger verify`: every shard on every
-// database of the shard map, journal against balances on each, then the
-// in-transit accounts of all shards netting to zero.
+// database of the shard map, journal against balances and accounts against
+// their shard on each, then the in-transit accounts of all shards netting
+// to zero, then the fund's figures summed over shards.
 func newLedgerVerifyCmd() *cobra.Command {
 	var (
 		dsns   []string
@@ -29,8 +30,13 @@ func newLedgerVerifyCmd() *cobra.Command {
 		Short: "Recompute every balance from the journal on every shard of every database, and net in-transit across shards",
 		Long: `Recomputes every balance of every shard from its journal, each shard on the database
 the shard map puts it on (give the same --dsn list, in the same order, as to fundd ledger),
-reports each difference, checks that no shard's rows sit on another database, and sums the
-in-transit accounts of cross-shard sagas over all databases: zero when no saga is in flight.`,
+reports each difference, checks that no shard's rows sit on another database, that every
+account is stored under its own shard (ledger.ShardOf over --shards) and every entry names
+accounts of its own shard, and sums the in-transit accounts of cross-shard sagas over all
+databases: zero when no saga is in flight. Then prints the fund's figures: each of the fund's
+system accounts (omnibus cash and shares, bank settlement, income distribution, rounding,
+quota...) and each merchant's account summed over its sub-accounts, one per shard, checking
+that each figure is made of exactly the sub-accounts placed on each shard.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			dbs, err := openLedgerDatabases(ctx, dsns, shards)
@@ -81,7 +87,13 @@ in-transit accounts of cross-shard sagas over all databases: zero when no saga i
 					bad++
 				}
 			}
-			if bad > 0 {
+			// The fund's figures: each system and merchant account summed
+			// over its sub-accounts, one on every shard.
+			n, err := printFundFigures(ctx, out, dbs, shards)
+			if err != nil {
+				return err
+			}
+			if bad += n; bad > 0 {
 				return fmt.Errorf("%d checks failed", bad)
 			}
 			return nil
