@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/gateway"
 	fundv1 "github.com/fundplatform/fund/gateway/api/fund/v1"
 	"github.com/fundplatform/fund/gateway/auth"
@@ -684,7 +685,7 @@ func TestEndToEndDeadShardFailsFast(t *testing.T) {
 		t.Fatalf("reasons %v", reasons)
 	}
 	m := c.req("GET", "/metrics", "", nil).want(t, 200)
-	if !strings.Contains(m.raw, `fund_gateway_breaker_state{target="shard-0"} 2`) {
+	if want := fmt.Sprintf(`fund_gateway_breaker_state{target="shard-%d"} 2`, accounts.ShardOf(accounts.CustomerID(alice), st.Shards)); !strings.Contains(m.raw, want) {
 		t.Fatal("breaker state metric is not 2 (open)")
 	}
 	// Nothing was stored for the refused orders: a retry later may apply them.
