@@ -94,7 +94,7 @@ the first row's. With --json: the run (one count) or {"rows": [...]} (several).`
 	f.DurationVar(&cfg.Gateway.LatencyTarget, "latency-target", 0, "gateway adaptive concurrency limit target (0 = fixed limit)")
 	f.Float64Var(&cfg.Gateway.RatePerCustomer, "rate-per-customer", 0, "gateway per-customer rate (0 = its default)")
 	f.IntVar(&cfg.OrderWriters, "order-writers", 0, "accounts store order writers (0 = its default)")
-	f.BoolVar(&cfg.Fill, "fill", false, "the ledger's sequencer fills its next batch while one commits")
+	f.BoolVar(&cfg.Fill, "fill", false, "the ledger's sequencers fill their next batch while one commits, every shard (default: where several shards share a database)")
 	f.IntVar(&cfg.OrderBatchMax, "order-batch-max", 0, "accounts store orders per batch (0 = its default)")
 	f.BoolVar(&cfg.Loopback, "rest-via-loopback", false, "REST through a loopback gRPC connection")
 	f.StringToStringVar(&cfg.PGSettings, "pg-set", nil, "settings of the private Postgres, name=value")

@@ -117,10 +117,11 @@ type Options struct {
 	Gateway gateway.Config
 	// Accounts tunes the service (fast-redemption cap, clock).
 	Accounts accounts.Config
-	// Sequencer is the template of the ledger shard's sequencer (batch
-	// limits, FillWhileCommitting); Shard, Shards and Epoch are set by the
-	// owner's host, BatchObserver by the owner (the ledger's metrics on
-	// Registry).
+	// Sequencer is the template of the ledger shards' sequencers (batch
+	// limits, FillWhileCommitting: on for every shard; unset = where
+	// several shards share a database, as `fundd ledger --fill auto`);
+	// Shard, Shards and Epoch are set by the owner's host, BatchObserver
+	// by the owner (the ledger's metrics on Registry).
 	Sequencer ledger.SequencerConfig
 	// Breaker tunes the circuit breaker in front of the ledger shard.
 	Breaker gateway.BreakerConfig
@@ -399,7 +400,11 @@ func (s *Stack) startBroker(opts Options) error {
 // saga's consumer of second legs on it, its metrics on the stack's
 // registry) and waits until every shard is loaded.
 func (s *Stack) startLedger(ctx context.Context, opts Options) error {
-	fill := "off"
+	// As `fundd ledger` by default: sequencers fill the next batch while
+	// one commits where several shards share a database (bigger batches
+	// pay there), not on a database of one shard (latency-bound); on
+	// everywhere when the template asks.
+	fill := "auto"
 	if opts.Sequencer.FillWhileCommitting {
 		fill = "on"
 	}

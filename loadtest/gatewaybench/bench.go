@@ -46,8 +46,9 @@ type Config struct {
 	Loopback bool // REST through a loopback gRPC connection
 	// OrderWriters and OrderBatchMax tune the accounts store (0 = defaults).
 	OrderWriters, OrderBatchMax int
-	// Fill makes the ledger's sequencer fill its next batch while one
-	// commits (ledger.SequencerConfig.FillWhileCommitting).
+	// Fill makes every ledger sequencer fill its next batch while one
+	// commits (ledger.SequencerConfig.FillWhileCommitting); unset, the
+	// dev stack's does where several shards share a database.
 	Fill       bool
 	PGSettings map[string]string
 	Progress   io.Writer
