@@ -17,6 +17,7 @@ import (
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
+	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/schema"
@@ -306,12 +307,19 @@ func (w *shardedWorld) settle(in settlement.Input) settlement.Summary {
 	return sum
 }
 
-// verify checks every shard's journal against its balances; the
-// sequencers must be stopped.
+// verify checks every shard's journal against its balances, and that
+// every account is stored under its own shard (the ledger store is told
+// the shard count for that); the sequencers must be stopped.
 func (w *shardedWorld) verify() {
 	w.t.Helper()
+	ctx := context.Background()
+	ls, err := ledgerpg.Open(ctx, ledgerpg.Config{DSN: w.store.Pool().Config().ConnString(), ConnsMax: 2, Shards: w.shards})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer ls.Close()
 	for s := range w.shards {
-		rep, err := w.store.Ledger().Verify(context.Background(), s)
+		rep, err := ls.Verify(ctx, s)
 		if err != nil {
 			w.t.Fatal(err)
 		}
