@@ -20,6 +20,11 @@
 // first keys 0x6163xxxx (locks.go); nothing else in the repository uses
 // that form.
 //
+// With the ledger's shards on several databases, each customer's row,
+// orders and income live in its shard's database: Sharded (sharded.go) is
+// accounts.Store over them, a Store per database, routing by customer id;
+// with one database it is that database's Store.
+//
 //	store, err := postgres.Open(ctx, postgres.Config{DSN: dsn})
 //	defer store.Close()
 //	svc, err := accounts.NewService(ctx, accounts.Config{}, store, ledgerClient, logger)

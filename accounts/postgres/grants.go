@@ -21,6 +21,9 @@ var servicePrivileges = []pgmigrate.Privilege{
 	{Privileges: "SELECT, INSERT", On: "TABLE orders, customer_income, fund_yields"},
 	{Privileges: "UPDATE (status, reason)", On: "TABLE orders"},
 	{Privileges: "SELECT, INSERT, UPDATE, DELETE", On: "TABLE trading_holidays"},
+	// A database of several draws customer ids from the sequence itself
+	// (nextval), keeping those of its shards (customerids.go).
+	{Privileges: "USAGE", On: "SEQUENCE customers_id_seq"},
 	// Open runs Migrate, which reads the version table to find nothing
 	// pending.
 	{Privileges: "SELECT", On: "TABLE " + gooseTable},

@@ -35,6 +35,8 @@ type Store struct {
 	orders *orderWriters
 	// keyHash is orderKeyHash; tests replace it to make keys share locks.
 	keyHash func(accounts.CustomerID, string) uint64
+	// acceptID is Config.AcceptID (customerids.go).
+	acceptID func(accounts.CustomerID) bool
 }
 
 var _ accounts.Store = (*Store)(nil)
@@ -53,6 +55,9 @@ type Config struct {
 	// OnNotice receives what the server reports beside results (NOTICE,
 	// WARNING). nil = warnings are logged with slog (deploy/pgwarn).
 	OnNotice func(*pgconn.Notice)
+	// AcceptID, when set, says which new customer ids this database may
+	// give out: those of the shards it holds (Sharded). nil = every id.
+	AcceptID func(accounts.CustomerID) bool
 }
 
 // Open connects and applies the migrations.
@@ -84,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	st := &Store{pool: pool, keyHash: orderKeyHash}
+	st := &Store{pool: pool, keyHash: orderKeyHash, acceptID: cfg.AcceptID}
 	st.startOrderWriters(cmp.Or(cfg.OrderWriters, orderWritersDefault), cmp.Or(cfg.OrderBatchMax, orderBatchMaxDefault),
 		cmp.Or(cfg.OrderQueueMax, orderQueueMaxDefault))
 	return st, nil
@@ -126,6 +131,10 @@ func (s *Store) CreateCustomer(ctx context.Context, c accounts.Customer,
 	} else if !errors.Is(err, accounts.ErrCustomerNotFound) {
 		return accounts.Customer{}, false, err
 	}
+	insert, args, err := s.customerInsert(ctx, c)
+	if err != nil {
+		return accounts.Customer{}, false, err
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return accounts.Customer{}, false, err
@@ -133,10 +142,7 @@ func (s *Store) CreateCustomer(ctx context.Context, c accounts.Customer,
 	defer tx.Rollback(ctx)
 	// Claim the request id. A concurrent creation with the same id waits
 	// here for ours to commit or roll back.
-	created, err := scanCustomer(tx.QueryRow(ctx, `
-		INSERT INTO customers (request_id, name, created_at) VALUES ($1, $2, $3)
-		ON CONFLICT (request_id) DO NOTHING
-		RETURNING `+customerColumns, c.RequestID, c.Name, c.CreatedAt))
+	created, err := scanCustomer(tx.QueryRow(ctx, insert, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		_ = tx.Rollback(ctx)
 		old, err := s.customerByRequest(ctx, c.RequestID)
