@@ -51,7 +51,7 @@ nothing twice; a finished date prints its stored summary.`,
 			if dsn == "" {
 				return fmt.Errorf("no database: give --dsn or set %s", localpg.EnvDSN)
 			}
-			store, yields, closeStore, err := settlepg.OpenForRunner(ctx, dsn, parallel, nil)
+			store, yields, closeStore, err := settlepg.OpenForRunner(ctx, []string{dsn}, shards, parallel, nil)
 			if err != nil {
 				return err
 			}

@@ -31,13 +31,12 @@ func newSettleCmd() *cobra.Command {
 known. The income of date D is read from --income-dir/D (one line: "income=123.45" for the
 fund total in CNY, or "income_per_10k=0.6543"). An unfinished run (a crash) is resumed with the
 income it started with. Each run owns every ledger shard for its duration (see fundctl settle
-run); with --take-shards it fences ledger processes that still own them.`,
+run); with --take-shards it fences ledger processes that still own them. With the shards on several
+databases give all of them (--dsn, in the ledger's order): each shard's steps run in its own
+database, the run's records in the first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.DSN == "" {
-				cfg.DSN = os.Getenv(localpg.EnvDSN)
-			}
-			if cfg.DSN == "" {
+			if len(cfg.DSNs) == 0 {
 				return fmt.Errorf("no database: give --dsn or set %s", localpg.EnvDSN)
 			}
 			if from != "" {
@@ -51,7 +50,7 @@ run); with --take-shards it fences ledger processes that still own them.`,
 				cfg.Brokers = strings.Split(brokers, ",")
 			}
 			cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			clk, err := tc.open(cmd.Context(), cfg.DSN, cfg.Logger)
+			clk, err := tc.open(cmd.Context(), cfg.DSNs[0], cfg.Logger)
 			if err != nil {
 				return err
 			}
@@ -66,7 +65,9 @@ run); with --take-shards it fences ledger processes that still own them.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DSN, "dsn", "", "Postgres of the ledger and accounts (default $"+localpg.EnvDSN+")")
+	f.StringSliceVar(&cfg.DSNs, "dsn", dsnList(os.Getenv(localpg.EnvDSN)), "Postgres DSN of a shard database "+
+		"(its shards' ledger and accounts tables); repeat (or a comma list) for several, in the ledger's order "+
+		"(default $"+localpg.EnvDSN+")")
 	f.StringVar(&cfg.IncomeDir, "income-dir", ".", "directory with one file per date (YYYY-MM-DD) holding its income")
 	f.StringVar(&cfg.FileDir, "file-dir", ".", "where custodian files are written")
 	f.StringVar(&from, "from", "", "first date to settle when none was settled yet (default: yesterday)")

@@ -10,7 +10,7 @@
 // fund_settlement_accounts_total) and the probes are served at
 // Config.HTTPAddr (internal/opshttp).
 //
-//	err := nightly.Run(ctx, nightly.Config{DSN: dsn, IncomeDir: "/income", FileDir: "/files"})
+//	err := nightly.Run(ctx, nightly.Config{DSNs: dsns, IncomeDir: "/income", FileDir: "/files"})
 //
 // OpenOnDemand is the same runner and metrics without the schedule, for a
 // process that settles when asked (the dev stack's admin API, through the

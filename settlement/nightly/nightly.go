@@ -26,8 +26,10 @@ const (
 
 // Config is the settle role's settings.
 type Config struct {
-	// DSN of the ledger and accounts database (required).
-	DSN string
+	// DSNs are the shard databases in shard-map order, as the ledger
+	// owners are given them; each holds its shards' ledger and accounts
+	// tables (required; one database holds every shard).
+	DSNs []string
 	// IncomeDir holds one file per date (YYYY-MM-DD) with its income; ""
 	// = the current directory.
 	IncomeDir string
@@ -71,8 +73,8 @@ type Config struct {
 // Run is the role: it settles due dates on every tick until ctx ends. A
 // failed run is logged and resumed on the next tick.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.DSN == "" {
-		return errors.New("no database (DSN) given")
+	if len(cfg.DSNs) == 0 {
+		return errors.New("no database (DSNs) given")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -81,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 	logger = logger.With("role", "settle")
 	parallel := cmp.Or(cfg.Parallel, ParallelDefault)
 	// On the business clock: the entries a run writes are stamped by it.
-	store, yields, release, err := settlepg.OpenForRunner(ctx, cfg.DSN, parallel, cfg.Now)
+	store, yields, release, err := settlepg.OpenForRunner(ctx, cfg.DSNs, cfg.Shards, parallel, cfg.Now)
 	if err != nil {
 		return err
 	}
@@ -123,8 +125,11 @@ func Run(ctx context.Context, cfg Config) error {
 // OnDemandConfig is the settlement run of a process that settles when
 // asked (the dev stack), not on a schedule.
 type OnDemandConfig struct {
-	// DSN of the ledger and accounts database (required).
+	// DSN of the ledger and accounts database, when DSNs is empty.
 	DSN string
+	// DSNs are the shard databases in shard-map order (Config.DSNs);
+	// empty = DSN alone.
+	DSNs []string
 	// Shards of the ledger; 0 = as many as the ledger's tables show.
 	Shards int
 	// FileDir is where custodian files are written; "" = the current
@@ -155,7 +160,12 @@ const onDemandConnsMax = 4
 // OpenOnDemand opens the settlement store and returns a runner counting
 // its runs in the settlement's metrics; release closes the store.
 func OpenOnDemand(ctx context.Context, cfg OnDemandConfig) (_ *settlement.Runner, release func(), err error) {
-	store, err := settlepg.Open(ctx, settlepg.Config{DSN: cfg.DSN, ConnsMax: onDemandConnsMax, Now: cfg.Now})
+	dsns := cfg.DSNs
+	if len(dsns) == 0 {
+		dsns = []string{cfg.DSN}
+	}
+	store, err := settlepg.OpenSharded(ctx, settlepg.ShardedConfig{DSNs: dsns, Shards: cfg.Shards,
+		ConnsMax: onDemandConnsMax, Now: cfg.Now})
 	if err != nil {
 		return nil, nil, err
 	}

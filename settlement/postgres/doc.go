@@ -22,10 +22,13 @@
 //
 // It reads the ledger's and the accounts' tables where the run needs a
 // snapshot (holdings at the cut, due orders), with account ids and transfer
-// flags from the accounts and ledger packages, never literals. It needs
-// the ledger's and the accounts' tables in the same database.
+// flags from the accounts and ledger packages, never literals. A Store
+// needs the ledger's and the accounts' tables of its shards in its
+// database; Sharded (sharded.go) runs settlement over several such
+// databases, each shard's steps in its own, the run's records in the
+// first.
 //
-//	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsn, 2, nil)
+//	store, yields, closeStore, err := postgres.OpenForRunner(ctx, dsns, 8, 2, nil)
 //	defer closeStore()
 //	runner := settlement.NewRunner(settlement.Config{Shards: 8}, store, yields, nil, logger)
 package postgres

@@ -40,6 +40,10 @@ type Store struct {
 	Failpoint func(point string) error
 	// Trace, when set, gets a line per stage of each booking with its time.
 	Trace io.Writer
+	// peers are the other databases of a Sharded store, when this is its
+	// first (sharded.go): the run-level checks of OpenRun (shard count,
+	// holders, income booked) look at them too.
+	peers []*Store
 }
 
 var _ settlement.Store = (*Store)(nil)
@@ -104,7 +108,7 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockID)); err != nil {
 		return settlement.RunState{}, err
 	}
-	if have, err := shardCount(ctx, tx); err != nil {
+	if have, err := s.runShardCount(ctx, tx); err != nil {
 		return settlement.RunState{}, err
 	} else if have != shards && have != 0 {
 		// Accounts are placed by ledger.ShardOf over the ledger's shard
@@ -117,7 +121,7 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 		return settlement.RunState{}, err
 	}
 	if ok {
-		if st, err = reopenRun(ctx, tx, st, in, shards); err != nil {
+		if st, err = s.reopenRun(ctx, tx, st, in, shards); err != nil {
 			return st, err
 		}
 		return st, tx.Commit(ctx)
@@ -125,7 +129,7 @@ func (s *Store) OpenRun(ctx context.Context, in settlement.Input, shards int) (s
 	if err := checkNextDate(ctx, tx, in.Date); err != nil {
 		return settlement.RunState{}, err
 	}
-	if err := checkHolders(ctx, tx, in); err != nil {
+	if err := s.checkHolders(ctx, tx, in); err != nil {
 		return settlement.RunState{}, err
 	}
 	var started time.Time
@@ -148,7 +152,7 @@ func incomeValue(in settlement.Input) int64 {
 // the same income), an unfinished one to be resumed, with its last
 // failure cleared and its income changed if none of it is booked yet (an
 // income the run refused, corrected).
-func reopenRun(ctx context.Context, tx pgx.Tx, st settlement.RunState, in settlement.Input, shards int) (settlement.RunState, error) {
+func (s *Store) reopenRun(ctx context.Context, tx pgx.Tx, st settlement.RunState, in settlement.Input, shards int) (settlement.RunState, error) {
 	date := in.Date.Format(time.DateOnly)
 	same := st.Input.PerTenK == in.PerTenK && st.Input.IncomeTotal == in.IncomeTotal &&
 		st.Input.IncomePer10k == in.IncomePer10k
@@ -176,7 +180,11 @@ func reopenRun(ctx context.Context, tx pgx.Tx, st settlement.RunState, in settle
 		if err != nil {
 			return st, fmt.Errorf("correct run income: %w", err)
 		}
-		if tag.RowsAffected() != 1 {
+		peerBooked, err := s.peersBookedIncome(ctx, in.Date)
+		if err != nil {
+			return st, err
+		}
+		if tag.RowsAffected() != 1 || peerBooked {
 			resume := st.Input
 			resume.Date = in.Date
 			return st, settlement.Refusef(settlement.ErrRunConflict, "%s's run has booked part of its %s already, "+
@@ -185,7 +193,7 @@ func reopenRun(ctx context.Context, tx pgx.Tx, st settlement.RunState, in settle
 		}
 		st.Input = in
 	}
-	if err := checkHolders(ctx, tx, in); err != nil {
+	if err := s.checkHolders(ctx, tx, in); err != nil {
 		return st, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE settlement_runs SET failed_at = NULL, failure = NULL, failure_input = false,
@@ -247,16 +255,21 @@ func checkNextDate(ctx context.Context, tx pgx.Tx, date time.Time) error {
 // all left passes here and is refused by the run once the snapshot shows
 // no eligible shares (settlement.ErrNoShares), before any income is
 // booked. Income per 10,000 shares over no shares is simply 0.
-func checkHolders(ctx context.Context, tx pgx.Tx, in settlement.Input) error {
+func (s *Store) checkHolders(ctx context.Context, tx pgx.Tx, in settlement.Input) error {
 	if in.PerTenK || in.IncomeTotal == 0 {
 		return nil
 	}
-	var may bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE code = $1 AND credits_posted > 0)
-		OR EXISTS (SELECT 1 FROM orders WHERE kind = $2 AND status = 'pending' AND confirm_date <= $3)`,
-		int32(accounts.CodeCustomerShares), string(accounts.KindSubscribe), in.Date).Scan(&may)
+	may, err := mayHold(ctx, tx, in)
 	if err != nil {
-		return fmt.Errorf("check holders: %w", err)
+		return err
+	}
+	for _, p := range s.peers {
+		if may {
+			break
+		}
+		if may, err = mayHold(ctx, p.pool, in); err != nil {
+			return err
+		}
 	}
 	if may {
 		return nil
@@ -265,6 +278,19 @@ func checkHolders(ctx context.Context, tx pgx.Tx, in settlement.Input) error {
 		"no customer holds fund shares or has a subscription confirming by then. Settle it with income 0 (nothing "+
 		"was recorded): %s", in.Date.Format(time.DateOnly), in.IncomeText(),
 		settlement.SettleCommand(settlement.Input{Date: in.Date}))
+}
+
+// mayHold reports whether a customer shares account of the database was
+// ever credited or a subscription confirms there by in.Date.
+func mayHold(ctx context.Context, q querier, in settlement.Input) (bool, error) {
+	var may bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE code = $1 AND credits_posted > 0)
+		OR EXISTS (SELECT 1 FROM orders WHERE kind = $2 AND status = 'pending' AND confirm_date <= $3)`,
+		int32(accounts.CodeCustomerShares), string(accounts.KindSubscribe), in.Date).Scan(&may)
+	if err != nil {
+		return false, fmt.Errorf("check holders: %w", err)
+	}
+	return may, nil
 }
 
 // Shards implements settlement.Store.

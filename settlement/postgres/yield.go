@@ -57,17 +57,21 @@ func (noMoney) LookupAccounts(context.Context, []ledger.AccountID) ([]ledger.Acc
 	return nil, errNoMoney
 }
 
-// OpenForRunner opens what a settlement.Runner needs from the database at
-// dsn: the store, with connections for parallel shards settled at once (two
-// each, plus a few for the run's own steps), and the yield publisher. release
+// OpenForRunner opens what a settlement.Runner needs from the shard
+// databases dsns (shard-map order; one database holds every shard) over
+// shards logical shards (0 = as many as the databases' tables show): the
+// store, with connections in each database for parallel shards settled at
+// once (two each, plus a few for the run's own steps), and the yield
+// publisher on the first database, which holds the fund's yields. release
 // releases both. now is the business clock that stamps the run's entries
 // (nil = the wall clock).
-func OpenForRunner(ctx context.Context, dsn string, parallel int, now func() time.Time) (store *Store, yields *accounts.Service, release func(), err error) {
-	store, err = Open(ctx, Config{DSN: dsn, ConnsMax: int32(4 + 2*max(parallel, 2)), Now: now})
+func OpenForRunner(ctx context.Context, dsns []string, shards, parallel int, now func() time.Time) (store *Sharded,
+	yields *accounts.Service, release func(), err error) {
+	store, err = OpenSharded(ctx, ShardedConfig{DSNs: dsns, Shards: shards, ConnsMax: int32(4 + 2*max(parallel, 2)), Now: now})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	yields, closeYields, err := OpenYieldPublisher(ctx, dsn)
+	yields, closeYields, err := OpenYieldPublisher(ctx, dsns[0])
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, err

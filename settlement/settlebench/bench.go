@@ -50,16 +50,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	res := Result{Accounts: cfg.Accounts, Shards: max(cfg.Shards, 1)}
-	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, cfg.DSN, cfg.Parallel, nil)
+	store, yields, closeStore, err := settlepg.OpenForRunner(ctx, []string{cfg.DSN}, res.Shards, cfg.Parallel, nil)
 	if err != nil {
 		return res, err
 	}
 	defer closeStore()
-	store.Trace = cfg.Trace
+	store.SetTrace(cfg.Trace)
 	// Settle yesterday: its cut-off has passed.
 	date := accounts.NaturalDay(time.Now()).AddDate(0, 0, -1)
 	logf("seeding %d holders over %d shards for %s (not timed)...", cfg.Accounts, res.Shards, date.Format(time.DateOnly))
-	seeded, err := Seed(ctx, store.Pool(), store.Ledger(), SeedConfig{Customers: cfg.Accounts, Shards: res.Shards, Date: date,
+	seeded, err := Seed(ctx, store.Database(0).Pool(), store.Database(0).Ledger(), SeedConfig{Customers: cfg.Accounts, Shards: res.Shards, Date: date,
 		SubscribeEvery: 100, RedeemEvery: 200, Salt: 1})
 	if err != nil {
 		return res, err
@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	vstart := time.Now()
 	res.Verified = true
 	for s := 0; s < res.Shards; s++ {
-		rep, err := store.Ledger().Verify(ctx, s)
+		rep, err := store.LedgerOf(s).Verify(ctx, s)
 		if err != nil {
 			return res, fmt.Errorf("verify shard %d: %w", s, err)
 		}
