@@ -156,14 +156,38 @@ type Audit struct {
 	// UnackedApplied counts orders the client never saw acknowledged
 	// (failed after retries) that did apply, whole: allowed, the app would
 	// learn it from GET /v1/orders.
-	UnackedApplied int64    `json:"unacked_applied"`
-	LedgerVerified bool     `json:"ledger_verified"`
-	Shards         []int    `json:"shards"`
-	Recon          string   `json:"recon,omitempty"` // what reconciliation said, or why it could not
-	ReconRan       bool     `json:"recon_ran"`
-	ReconBreaks    int64    `json:"recon_breaks"`
-	Problems       []string `json:"problems,omitempty"` // the first few, for a person
-	OK             bool     `json:"ok"`
+	UnackedApplied int64 `json:"unacked_applied"`
+	// Orphans, found from the databases rather than the records, over the
+	// business dates of the run's entries and the order rows stored since
+	// its first: journal entries of customer orders without an order row
+	// (so missing from the customer's history), and order rows whose money
+	// should have moved without their first entry. Both must be 0.
+	OrphansChecked    bool  `json:"orphans_checked"`
+	EntriesScanned    int64 `json:"entries_scanned"`
+	RowsScanned       int64 `json:"rows_scanned"`
+	EntriesWithoutRow int64 `json:"entries_without_row"`
+	RowsWithoutEntry  int64 `json:"rows_without_entry"`
+	// Sagas are the cross-shard transfers (leg 1 in the run's dates), by
+	// how the journal ended them; SagasOpen (neither leg 2 nor the
+	// compensation after the wait) and SagasWrong (both, or an order row
+	// saying otherwise) must be 0. SagasUnresolved counts ended sagas whose
+	// order row still says pending (it is resolved when read).
+	SagasCompleted  int64 `json:"sagas_completed"`
+	SagasRefunded   int64 `json:"sagas_refunded"`
+	SagasOpen       int64 `json:"sagas_open"`
+	SagasWrong      int64 `json:"sagas_wrong"`
+	SagasUnresolved int64 `json:"sagas_unresolved"`
+	// InTransitNet is, per asset, the posted balance summed over every
+	// in-transit account of every shard: 0 when no saga is in flight.
+	InTransitNet   map[string]int64 `json:"in_transit_net"`
+	ShardCount     int              `json:"shard_count"`
+	LedgerVerified bool             `json:"ledger_verified"`
+	Shards         []int            `json:"shards"`
+	Recon          string           `json:"recon,omitempty"` // what reconciliation said, or why it could not
+	ReconRan       bool             `json:"recon_ran"`
+	ReconBreaks    int64            `json:"recon_breaks"`
+	Problems       []string         `json:"problems,omitempty"` // the first few, for a person
+	OK             bool             `json:"ok"`
 }
 
 // request is one scheduled request, fully drawn before it is sent so that

@@ -14,22 +14,40 @@ import (
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/ledger"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
+	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/settlement"
 )
 
 // Limits of an audit.
 const (
-	queryBatch  = 5_000 // order keys per query
-	problemsMax = 20    // problems spelled out in the report; all are counted
-	timeoutMax  = 30 * time.Minute
+	queryBatch      = 5_000 // order keys per query
+	problemsMax     = 20    // problems spelled out in the report; all are counted
+	samplesMax      = 5     // orphans and sagas named in the problems, per kind of finding
+	timeoutMax      = 30 * time.Minute
+	sagaWaitDefault = 30 * time.Second
+	sagaPollEvery   = 500 * time.Millisecond
+	shardsMax       = 4096 // the most shards the audit derives (ledger.OnShard's range is far wider)
 )
 
 // Config of an audit.
 type Config struct {
 	// LedgerDSN is the database of the ledger journal; AccountsDSN that of
-	// the orders ("" = the same).
+	// the orders ("" = the first ledger database).
 	LedgerDSN, AccountsDSN string
+	// LedgerDSNs, when not empty, are every database of the ledger's shard
+	// map (LedgerDSN is then not used): a saga's two legs, and the two ends
+	// of an in-transit balance, can sit in two of them.
+	LedgerDSNs []string
+	// Shards is the number of ledger shards the customers are spread over
+	// (accounts.ShardOf); 0 = derive it from the ledger databases (the
+	// highest shard they hold plus one, checked against the shards their
+	// customer accounts are on).
+	Shards int
+	// SagaWait bounds how long the audit waits for the cross-shard
+	// transfers still pending to end before it judges them; 0 = 30 s,
+	// negative = not at all.
+	SagaWait time.Duration
 	// Recon, when set, asks reconciliation for its view (the fundctl
 	// command reads GET /v1/admin/recon/report); its breaks fail the audit.
 	Recon func(ctx context.Context) (summary string, breaks int64, err error)
@@ -98,6 +116,35 @@ var chains = map[loadtest.Op][]leg{
 	},
 }
 
+// sagaChain is what a transfer between customers on two shards writes on
+// the payer's shard: leg 1 of the saga (ledger/xshard), the payer's cash to
+// the in-transit account for the payee's shard, under the order's leg-0 id.
+// Leg 2 and the compensation have ids derived from it (xshard.ClosingIDs);
+// the saga check (sagas.go) looks for them.
+func sagaChain(shards int) []leg {
+	return []leg{{debit: cash, credit: func(r loadtest.Record) ledger.AccountID {
+		src := accounts.ShardOf(accounts.CustomerID(r.Customer), shards)
+		dst := accounts.ShardOf(accounts.CustomerID(r.Counterparty), shards)
+		return xshard.InTransitAccount(src, dst, shards, ledger.AssetCNY)
+	}, asset: ledger.AssetCNY}}
+}
+
+// crossShard reports whether r is a transfer between customers on two of
+// shards: a saga.
+func crossShard(r loadtest.Record, shards int) bool {
+	return r.Op == loadtest.OpTransfer && shards > 1 &&
+		accounts.ShardOf(accounts.CustomerID(r.Customer), shards) != accounts.ShardOf(accounts.CustomerID(r.Counterparty), shards)
+}
+
+// chainOf is the chain r's order writes when customers are spread over
+// shards.
+func chainOf(r loadtest.Record, shards int) []leg {
+	if crossShard(r, shards) {
+		return sagaChain(shards)
+	}
+	return chains[r.Op]
+}
+
 var orderKinds = map[loadtest.Op]accounts.OrderKind{
 	loadtest.OpSubscribe: accounts.KindSubscribe, loadtest.OpStandardRedeem: accounts.KindStandardRedeem,
 	loadtest.OpFastRedeem: accounts.KindFastRedeem, loadtest.OpTransfer: accounts.KindTransfer, loadtest.OpPay: accounts.KindPay,
@@ -134,11 +181,17 @@ func followUps(r loadtest.Record) (post, cash ledger.TransferID, ok bool) {
 	return settlement.ConfirmTransferID(p), settlement.RedeemCashTransferID(p), true
 }
 
-// allIDs lists every journal id the audit looks for on behalf of r.
-func allIDs(r loadtest.Record) []ledger.TransferID {
+// allIDs lists every journal id the audit looks for on behalf of r: its
+// legs, settlement's follow-ups and, for a saga, leg 2 and the
+// compensation (leg 2 carries the request id too).
+func allIDs(r loadtest.Record, shards int) []ledger.TransferID {
 	var ids []ledger.TransferID
-	for i := range chains[r.Op] {
+	for i := range chainOf(r, shards) {
 		ids = append(ids, LegID(r.Customer, r.Key, i))
+	}
+	if crossShard(r, shards) {
+		in, back := xshard.ClosingIDs(ids[0])
+		ids = append(ids, in, back)
 	}
 	if post, cash, ok := followUps(r); ok {
 		ids = append(ids, post)
@@ -164,81 +217,58 @@ type order struct {
 	status       string
 }
 
+// applied reports whether an order row says its money moved: completed,
+// pending (held for settlement, or a saga in flight) or refunded (a saga
+// whose leg 1 moved the money and whose compensation gave it back).
+func (o order) applied() bool {
+	switch accounts.OrderStatus(o.status) {
+	case accounts.OrderCompleted, accounts.OrderPending, accounts.OrderRefunded:
+		return true
+	}
+	return false
+}
+
 // Run checks every order record of a run against the books and the books
-// against themselves. Findings go into the returned Audit (OK false when
-// anything is wrong); an error means the audit could not finish.
+// against themselves: the records (check), strays, the ledger's Verify,
+// then, from the databases alone, orphans both ways (orphans.go), every
+// saga's end and the in-transit net (sagas.go), and reconciliation.
+// Findings go into the returned Audit (OK false when anything is wrong);
+// an error means the audit could not finish.
 func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.Audit, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeoutMax)
 	defer cancel()
-	if cfg.AccountsDSN == "" {
-		cfg.AccountsDSN = cfg.LedgerDSN
-	}
-	lpool, err := pool(ctx, cfg.LedgerDSN)
+	db, err := openBooks(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer lpool.Close()
-	apool := lpool
-	if cfg.AccountsDSN != cfg.LedgerDSN {
-		if apool, err = pool(ctx, cfg.AccountsDSN); err != nil {
-			return nil, err
-		}
-		defer apool.Close()
-	}
+	defer db.close()
 
-	a := &loadtest.Audit{}
+	a := &loadtest.Audit{ShardCount: db.shards}
 	problem := func(format string, args ...any) {
 		if len(a.Problems) < problemsMax {
 			a.Problems = append(a.Problems, fmt.Sprintf(format, args...))
 		}
 	}
-
-	var orders []loadtest.Record
-	for _, r := range records {
-		if r.Op.IsOrder() {
-			orders = append(orders, r)
-		}
-	}
-	expected := map[ledger.TransferID]bool{}
-	for _, r := range orders {
-		for _, id := range allIDs(r) {
-			expected[id] = true
-		}
-	}
-	journal, err := journalEntries(ctx, lpool, orders)
+	sc, err := checkRecords(ctx, db, records, a, problem)
 	if err != nil {
 		return nil, err
 	}
-	for start := 0; start < len(orders); start += queryBatch {
-		batch := orders[start:min(start+queryBatch, len(orders))]
-		rows, err := orderRows(ctx, apool, batch)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range batch {
-			check(a, r, journal, rows, problem)
-		}
-	}
-
-	// Entries that carry one of the run's request ids but are not one of
-	// its orders' legs (a second application under another id), and pending
-	// legs posted or voided more than once.
-	prefix := runPrefix(orders)
-	if prefix != "" {
-		extra, err := strayEntries(ctx, lpool, prefix, expected)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range extra {
-			a.Duplicated++
-			problem("duplicated: journal entry %s carries request %s but is none of its order's legs", s[0], s[1])
-		}
-	}
-
 	if !cfg.SkipVerify {
-		if err := verify(ctx, cfg.LedgerDSN, lpool, a, problem); err != nil {
-			return nil, err
+		for _, l := range db.ledgers {
+			if err := verify(ctx, l.dsn, l.pool, a, problem); err != nil {
+				return nil, err
+			}
 		}
+	}
+	if err := checkOrphans(ctx, db, sc, a, problem); err != nil {
+		return nil, err
+	}
+	wait := cfg.SagaWait
+	if wait == 0 {
+		wait = sagaWaitDefault
+	}
+	if err := checkSagas(ctx, db, sc, max(wait, 0), a, problem); err != nil {
+		return nil, err
 	}
 	if cfg.Recon != nil {
 		summary, breaks, err := cfg.Recon(ctx)
@@ -252,8 +282,193 @@ func Run(ctx context.Context, cfg Config, records []loadtest.Record) (*loadtest.
 		}
 	}
 	a.OK = a.Lost == 0 && a.Duplicated == 0 && a.HalfApplied == 0 && a.Wrong == 0 &&
-		(cfg.SkipVerify || a.LedgerVerified) && a.ReconBreaks == 0
+		(cfg.SkipVerify || a.LedgerVerified) && a.ReconBreaks == 0 &&
+		a.EntriesWithoutRow == 0 && a.RowsWithoutEntry == 0 && a.SagasOpen == 0 && a.SagasWrong == 0 && inTransitZero(a)
 	return a, nil
+}
+
+// checkRecords compares every order record with the books (check) and
+// looks for strays; it returns the run's scope in the books for the
+// database-wide checks that follow.
+func checkRecords(ctx context.Context, db *databases, records []loadtest.Record, a *loadtest.Audit,
+	problem func(string, ...any)) (scope, error) {
+	var orders []loadtest.Record
+	for _, r := range records {
+		if r.Op.IsOrder() {
+			orders = append(orders, r)
+		}
+	}
+	expected := map[ledger.TransferID]bool{}
+	for _, r := range orders {
+		for _, id := range allIDs(r, db.shards) {
+			expected[id] = true
+		}
+	}
+	var sc scope
+	journal := map[ledger.TransferID][]entry{}
+	for _, l := range db.ledgers {
+		if err := journalEntries(ctx, l.pool, orders, db.shards, journal, &sc); err != nil {
+			return sc, err
+		}
+	}
+	for start := 0; start < len(orders); start += queryBatch {
+		batch := orders[start:min(start+queryBatch, len(orders))]
+		rows, err := orderRows(ctx, db.accounts, batch, &sc)
+		if err != nil {
+			return sc, err
+		}
+		for _, r := range batch {
+			check(a, r, db.shards, journal, rows, problem)
+		}
+	}
+
+	// Entries that carry one of the run's request ids but are not one of
+	// its orders' legs (a second application under another id), and pending
+	// legs posted or voided more than once.
+	if prefix := runPrefix(orders); prefix != "" {
+		for _, l := range db.ledgers {
+			extra, err := strayEntries(ctx, l.pool, prefix, expected)
+			if err != nil {
+				return sc, err
+			}
+			for _, s := range extra {
+				a.Duplicated++
+				problem("duplicated: journal entry %s carries request %s but is none of its order's legs", s[0], s[1])
+			}
+		}
+	}
+	return sc, nil
+}
+
+// scope is where the run left its marks in the books, which bounds the
+// database-wide checks: the business dates of its journal entries (the
+// journal is partitioned by them) and the first order row it stored (order
+// ids grow).
+type scope struct {
+	first, last time.Time // business dates; zero when none of the run's entries is in the journal
+	minOrderID  int64     // 0 when none of its orders is stored
+}
+
+func (sc *scope) addDate(d time.Time) {
+	if sc.first.IsZero() || d.Before(sc.first) {
+		sc.first = d
+	}
+	if d.After(sc.last) {
+		sc.last = d
+	}
+}
+
+func (sc *scope) addOrder(id int64) {
+	if sc.minOrderID == 0 || id < sc.minOrderID {
+		sc.minOrderID = id
+	}
+}
+
+// ledgerDB is one database of the ledger's shard map.
+type ledgerDB struct {
+	dsn  string
+	pool *pgxpool.Pool
+	// isAccounts: the accounts' tables are in this database too, so the
+	// orphan check joins them in SQL without moving rows.
+	isAccounts bool
+}
+
+// databases are what an audit reads.
+type databases struct {
+	ledgers  []ledgerDB
+	accounts *pgxpool.Pool
+	shards   int
+	pools    []*pgxpool.Pool // to close
+}
+
+func openBooks(ctx context.Context, cfg Config) (_ *databases, err error) {
+	dsns := cfg.LedgerDSNs
+	if len(dsns) == 0 {
+		dsns = []string{cfg.LedgerDSN}
+	}
+	if cfg.AccountsDSN == "" {
+		cfg.AccountsDSN = dsns[0]
+	}
+	db := &databases{}
+	defer func() {
+		if err != nil {
+			db.close()
+		}
+	}()
+	for _, dsn := range dsns {
+		p, err := pool(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		db.pools = append(db.pools, p)
+		db.ledgers = append(db.ledgers, ledgerDB{dsn: dsn, pool: p, isAccounts: dsn == cfg.AccountsDSN})
+		if dsn == cfg.AccountsDSN {
+			db.accounts = p
+		}
+	}
+	if db.accounts == nil {
+		if db.accounts, err = pool(ctx, cfg.AccountsDSN); err != nil {
+			return nil, err
+		}
+		db.pools = append(db.pools, db.accounts)
+	}
+	db.shards = cfg.Shards
+	if db.shards <= 0 {
+		if db.shards, err = deriveShards(ctx, db.ledgers); err != nil {
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+func (db *databases) close() {
+	for _, p := range db.pools {
+		p.Close()
+	}
+}
+
+// deriveShards tells the shard count from the ledger databases: the
+// highest shard they hold a lease row or an account of, plus one, checked
+// against where a sample of customer accounts is (each must be on
+// ledger.ShardOf of its id). A shard map whose last shards have neither
+// fails the check, and the caller must say Config.Shards.
+func deriveShards(ctx context.Context, ls []ledgerDB) (int, error) {
+	top := -1
+	type placed struct {
+		id    ledger.AccountID
+		shard int
+	}
+	var sample []placed
+	for _, l := range ls {
+		var m int32
+		if err := l.pool.QueryRow(ctx, `SELECT coalesce(max(shard), -1) FROM
+			(SELECT max(shard) AS shard FROM ledger_shards UNION ALL SELECT max(shard) FROM accounts) s`).Scan(&m); err != nil {
+			return 0, fmt.Errorf("%w: shard count: %w", ErrAudit, err)
+		}
+		top = max(top, int(m))
+		rows, err := l.pool.Query(ctx, `SELECT id, shard FROM accounts WHERE id < $1 ORDER BY id LIMIT 1000`, int64(customerAccountsEnd))
+		if err != nil {
+			return 0, fmt.Errorf("%w: shard count: %w", ErrAudit, err)
+		}
+		var p placed
+		if _, err := pgx.ForEachRow(rows, []any{&p.id, &p.shard}, func() error {
+			sample = append(sample, p)
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("%w: shard count: %w", ErrAudit, err)
+		}
+	}
+	n := max(top+1, 1)
+	if n > shardsMax {
+		return 0, fmt.Errorf("%w: the ledger holds shard %d: pass the shard count", ErrAudit, top)
+	}
+	for _, p := range sample {
+		if ledger.ShardOf(p.id, n) != p.shard {
+			return 0, fmt.Errorf("%w: account %d is on shard %d, not on %d of %d: pass the shard count",
+				ErrAudit, p.id, p.shard, ledger.ShardOf(p.id, n), n)
+		}
+	}
+	return n, nil
 }
 
 func pool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
@@ -270,14 +485,14 @@ func pool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 }
 
 // check compares one record with what the books hold for it.
-func check(a *loadtest.Audit, r loadtest.Record, journal map[ledger.TransferID][]entry,
+func check(a *loadtest.Audit, r loadtest.Record, shards int, journal map[ledger.TransferID][]entry,
 	rows map[string]order, problem func(string, ...any)) {
 	a.Checked++
 	acked := r.Outcome == loadtest.Accepted || r.Outcome == loadtest.Rejected
 	if acked {
 		a.Acknowledged++
 	}
-	chain := chains[r.Op]
+	chain := chainOf(r, shards)
 	present, dup := 0, false
 	var wrong []string
 	for i, l := range chain {
@@ -300,7 +515,7 @@ func check(a *loadtest.Audit, r loadtest.Record, journal map[ledger.TransferID][
 		}
 	}
 	row, hasRow := rows[rowKey(r.Customer, r.Key)]
-	rowApplied := hasRow && (row.status == string(accounts.OrderCompleted) || row.status == string(accounts.OrderPending))
+	rowApplied := hasRow && row.applied()
 	rowMatches := hasRow && row.kind == string(orderKinds[r.Op]) && row.amount == r.Amount && row.counterparty == r.Counterparty
 	all, none := present == len(chain), present == 0
 	what := fmt.Sprintf("%s %s of customer %d (%s, %s)", r.Op, r.Key, r.Customer, accounts.FormatAmount(r.Amount), r.Outcome)
@@ -395,62 +610,68 @@ func rowState(has bool, o order) string {
 
 func rowKey(c int64, key string) string { return strconv.FormatInt(c, 10) + "/" + key }
 
-// journalEntries reads the journal rows of every leg of rs in one pass:
-// the ids go into a temporary table and the journal is joined with it
-// (the journal is indexed by time, not by id, so one hash join beats
-// thousands of lookups).
-func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[ledger.TransferID][]entry, error) {
+// journalEntries adds to out the journal rows of every leg of rs that
+// database p holds, in one pass: the ids go into a temporary table and the
+// journal is joined with it (the journal is indexed by time, not by id, so
+// one hash join beats thousands of lookups). The business dates of what it
+// finds widen sc.
+func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record, shards int,
+	out map[ledger.TransferID][]entry, sc *scope) error {
 	var ids [][]any
 	for _, r := range rs {
-		for _, id := range allIDs(r) {
+		for _, id := range allIDs(r, shards) {
 			ids = append(ids, []any{id[:]})
 		}
 	}
 	tx, err := p.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
+		return fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE audit_legs (id uuid PRIMARY KEY) ON COMMIT DROP`); err != nil {
-		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
+		return fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_legs"}, []string{"id"}, pgx.CopyFromRows(ids)); err != nil {
-		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
+		return fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
-	rows, err := tx.Query(ctx, `SELECT t.id::text, t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.flags
+	rows, err := tx.Query(ctx, `SELECT t.id::text, t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.flags,
+			t.business_date
 		FROM transfers t JOIN audit_legs USING (id)`)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
+		return fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
-	out := map[ledger.TransferID][]entry{}
 	var (
 		id    string
 		e     entry
 		flags int32
 		asset int16
+		date  time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &e.debit, &e.credit, &e.amount, &asset, &flags}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &e.debit, &e.credit, &e.amount, &asset, &flags, &date}, func() error {
 		tid, err := ledger.ParseTransferID(id)
 		if err != nil {
 			return err
 		}
 		e.asset, e.flags = ledger.Asset(asset), ledger.TransferFlags(flags)
 		out[tid] = append(out[tid], e)
+		sc.addDate(date)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read journal: %w", ErrAudit, err)
+		return fmt.Errorf("%w: read journal: %w", ErrAudit, err)
 	}
-	return out, tx.Commit(ctx)
+	return tx.Commit(ctx)
 }
 
-func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[string]order, error) {
+// orderRows reads the order rows of rs; the lowest row id it finds
+// narrows sc.
+func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record, sc *scope) (map[string]order, error) {
 	cs := make([]int64, len(rs))
 	keys := make([]string, len(rs))
 	for i, r := range rs {
 		cs[i], keys[i] = r.Customer, r.Key
 	}
-	rows, err := p.Query(ctx, `SELECT o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.status
+	rows, err := p.Query(ctx, `SELECT o.id, o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.status
 		FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
 		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cs, keys)
 	if err != nil {
@@ -458,12 +679,13 @@ func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record) (map[
 	}
 	out := map[string]order{}
 	var (
-		c   int64
-		key string
-		o   order
+		rowID, c int64
+		key      string
+		o        order
 	)
-	_, err = pgx.ForEachRow(rows, []any{&c, &key, &o.kind, &o.amount, &o.counterparty, &o.status}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &c, &key, &o.kind, &o.amount, &o.counterparty, &o.status}, func() error {
 		out[rowKey(c, key)] = o
+		sc.addOrder(rowID)
 		return nil
 	})
 	if err != nil {

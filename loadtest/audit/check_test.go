@@ -1,19 +1,26 @@
 package audit
 
 import (
-	"time"
-
+	"cmp"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/xshard"
 	"github.com/fundplatform/fund/loadtest"
 )
 
 // books builds what the journal and the order table would hold for r when
 // it applied: every leg once, with the accounts its chain names.
 func books(r loadtest.Record, journal map[ledger.TransferID][]entry, rows map[string]order, status accounts.OrderStatus) {
-	for i, l := range chains[r.Op] {
+	booksOn(r, 1, journal, rows, status)
+}
+
+// booksOn is books with the customers spread over shards.
+func booksOn(r loadtest.Record, shards int, journal map[ledger.TransferID][]entry, rows map[string]order, status accounts.OrderStatus) {
+	for i, l := range chainOf(r, shards) {
 		e := entry{amount: r.Amount, asset: l.asset}
 		if l.debit != nil {
 			e.debit = l.debit(r)
@@ -163,9 +170,77 @@ func TestCheckClassifies(t *testing.T) {
 		c.plant(c.r, journal, rows)
 		a := &loadtest.Audit{}
 		var problems []string
-		check(a, c.r, journal, rows, func(f string, args ...any) { problems = append(problems, f) })
+		check(a, c.r, 1, journal, rows, func(f string, args ...any) { problems = append(problems, f) })
 		if c.want(a) != 1 {
 			t.Errorf("%s: %+v, problems %v", c.name, *a, problems)
 		}
+	}
+}
+
+// TestCheckSagaShape: with customers on several shards, a transfer between
+// two of them is leg 1 of a saga (payer's cash to the in-transit account
+// for the payee's shard) and its row may be pending, completed or
+// refunded; a transfer within one shard is still cash to cash.
+func TestCheckSagaShape(t *testing.T) {
+	const shards = 8
+	payer := int64(7)
+	var far, near int64
+	for c := payer + 1; far == 0 || near == 0; c++ {
+		if accounts.ShardOf(accounts.CustomerID(c), shards) == accounts.ShardOf(accounts.CustomerID(payer), shards) {
+			near = cmp.Or(near, c)
+		} else {
+			far = cmp.Or(far, c)
+		}
+	}
+	rec := func(key string, to int64) loadtest.Record {
+		return loadtest.Record{Op: loadtest.OpTransfer, Customer: payer, Counterparty: to, Amount: 500, Key: key,
+			Outcome: loadtest.Accepted, Attempts: 1}
+	}
+	cases := []struct {
+		name  string
+		r     loadtest.Record
+		plant func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order)
+		want  func(a *loadtest.Audit) int64
+	}{
+		{"saga in flight", rec("x1", far), func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+			booksOn(r, shards, j, rows, accounts.OrderPending)
+		}, func(a *loadtest.Audit) int64 { return a.Applied }},
+		{"saga refunded", rec("x2", far), func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+			booksOn(r, shards, j, rows, accounts.OrderRefunded)
+		}, func(a *loadtest.Audit) int64 { return a.Applied }},
+		{"saga leg 1 into the wrong in-transit account", rec("x3", far),
+			func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+				booksOn(r, shards, j, rows, accounts.OrderCompleted)
+				j[LegID(r.Customer, r.Key, 0)][0].credit = accounts.CashAccount(accounts.CustomerID(far))
+			}, func(a *loadtest.Audit) int64 { return a.Wrong }},
+		{"same shard, one chain", rec("x4", near), func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+			booksOn(r, shards, j, rows, accounts.OrderCompleted)
+			if e := j[LegID(r.Customer, r.Key, 0)][0]; e.credit != accounts.CashAccount(accounts.CustomerID(near)) {
+				t.Errorf("same-shard transfer credits %d", e.credit)
+			}
+		}, func(a *loadtest.Audit) int64 { return a.Applied }},
+		{"saga never acknowledged, leg 1 applied", func() loadtest.Record {
+			r := rec("x5", far)
+			r.Outcome = loadtest.Failed
+			return r
+		}(), func(r loadtest.Record, j map[ledger.TransferID][]entry, rows map[string]order) {
+			booksOn(r, shards, j, rows, accounts.OrderPending)
+		}, func(a *loadtest.Audit) int64 { return a.UnackedApplied }},
+	}
+	for _, c := range cases {
+		journal, rows := map[ledger.TransferID][]entry{}, map[string]order{}
+		c.plant(c.r, journal, rows)
+		a := &loadtest.Audit{}
+		var problems []string
+		check(a, c.r, shards, journal, rows, func(f string, args ...any) { problems = append(problems, fmt.Sprintf(f, args...)) })
+		if c.want(a) != 1 {
+			t.Errorf("%s: %+v, problems %v", c.name, *a, problems)
+		}
+	}
+	// The saga's closing legs count as its own entries, not as strays.
+	ids := allIDs(rec("x6", far), shards)
+	in, back := xshard.ClosingIDs(LegID(payer, "x6", 0))
+	if len(ids) != 3 || ids[1] != in || ids[2] != back {
+		t.Errorf("ids of a saga: %v", ids)
 	}
 }
