@@ -40,6 +40,7 @@ type loadtestOpts struct {
 	runID                              string
 	doAudit                            bool
 	dsn, accountsDSN                   string
+	auditShards                        int
 	jwtKeyFile                         string
 	reconWait                          time.Duration
 	// setupBackend, when set, opens the customers instead of the API.
@@ -127,8 +128,9 @@ with the latency histograms merged exactly, and audits the orders of all parts o
 	f.StringVar(&o.runID, "run-id", "", "prefix of the idempotency keys (default from the clock); the parts of a split run share it")
 	f.StringVar(&o.out, "out", "", "report directory (default loadtest-<run id>)")
 	f.BoolVar(&o.doAudit, "audit", false, "check every order against the books afterwards (needs --dsn)")
-	f.StringVar(&o.dsn, "dsn", os.Getenv(localpg.EnvDSN), "ledger database for --audit")
+	f.StringVar(&o.dsn, "dsn", os.Getenv(localpg.EnvDSN), auditDSNUsage)
 	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit, when not the ledger's")
+	f.IntVar(&o.auditShards, "shards", 0, auditShardsUsage)
 	f.DurationVar(&o.reconWait, "recon-wait", time.Minute, "--audit: how long to wait for reconciliation to catch up")
 	f.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "token signing key file (default: $"+auth.EnvKey+")")
 	o.capacity.flags(f)
@@ -438,9 +440,7 @@ func auditAndReport(ctx context.Context, o loadtestOpts, res *loadtest.Result, p
 	if o.doAudit {
 		fmt.Fprintf(progress, "audit: %d order records against the books...\n", len(res.Records))
 		auditStart := time.Now()
-		a, err := audit.Run(ctx, audit.Config{
-			LedgerDSN: o.dsn, AccountsDSN: o.accountsDSN, Recon: reconcile,
-		}, res.Records)
+		a, err := audit.Run(ctx, auditConfig(o, reconcile), res.Records)
 		if err != nil {
 			return err
 		}
@@ -457,10 +457,24 @@ func auditAndReport(ctx context.Context, o loadtestOpts, res *loadtest.Result, p
 	}
 	printSummary(out, res, written)
 	if a := res.Audit; a != nil && !a.OK {
-		return fmt.Errorf("audit failed: lost %d, duplicated %d, half-applied %d, wrong %d, ledger verified %v, recon breaks %d",
-			a.Lost, a.Duplicated, a.HalfApplied, a.Wrong, a.LedgerVerified, a.ReconBreaks)
+		return fmt.Errorf("audit failed: lost %d, duplicated %d, half-applied %d, wrong %d, ledger verified %v, recon breaks %d, "+
+			"orphans %d+%d, sagas open %d, wrong %d, in transit %v",
+			a.Lost, a.Duplicated, a.HalfApplied, a.Wrong, a.LedgerVerified, a.ReconBreaks,
+			a.EntriesWithoutRow, a.RowsWithoutEntry, a.SagasOpen, a.SagasWrong, a.InTransitNet)
 	}
 	return nil
+}
+
+// Usage of the audit's database flags, which the run and the merge share.
+const (
+	auditDSNUsage    = "ledger database for --audit; a comma list for a shard map over several, in its order"
+	auditShardsUsage = "--audit: ledger shards the customers are spread over (0 = read it from the ledger databases)"
+)
+
+// auditConfig is the audit of the books o names.
+func auditConfig(o loadtestOpts, reconcile func(context.Context) (string, int64, error)) audit.Config {
+	return audit.Config{LedgerDSNs: strings.Split(o.dsn, ","), AccountsDSN: o.accountsDSN, Shards: o.auditShards,
+		Recon: reconcile}
 }
 
 func printSummary(w io.Writer, res *loadtest.Result, written report.Written) {
@@ -544,7 +558,11 @@ func printAudit(w io.Writer, a *loadtest.Audit) {
 	fmt.Fprintf(w, "duplicated         %8d\n", a.Duplicated)
 	fmt.Fprintf(w, "half-applied       %8d   (wrong %d; unacknowledged but applied whole %d)\n", a.HalfApplied, a.Wrong, a.UnackedApplied)
 	fmt.Fprintf(w, "settled once       %8d   (subscriptions confirmed, standard redemptions paid)\n", a.Settled)
-	fmt.Fprintf(w, "ledger verify      %8v   (shards %v)\n", a.LedgerVerified, a.Shards)
+	fmt.Fprintf(w, "orphans            %8d   (journal entries without order row %d of %d, order rows without entry %d of %d)\n",
+		a.EntriesWithoutRow+a.RowsWithoutEntry, a.EntriesWithoutRow, a.EntriesScanned, a.RowsWithoutEntry, a.RowsScanned)
+	fmt.Fprintf(w, "sagas open         %8d   (completed %d, refunded %d, wrong %d, ended but row still pending %d; in transit net %v)\n",
+		a.SagasOpen, a.SagasCompleted, a.SagasRefunded, a.SagasWrong, a.SagasUnresolved, a.InTransitNet)
+	fmt.Fprintf(w, "ledger verify      %8v   (shards %v of %d)\n", a.LedgerVerified, a.Shards, a.ShardCount)
 	switch {
 	case a.ReconRan:
 		fmt.Fprintf(w, "reconciliation     %8d breaks (%s)\n", a.ReconBreaks, a.Recon)

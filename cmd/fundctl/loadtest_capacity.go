@@ -83,11 +83,9 @@ func (p *loadPlan) findCapacity(ctx context.Context, customers, merchants []int6
 	if o.doAudit {
 		fmt.Fprintf(progress, "audit: %d order records of every step against the books...\n", len(c.Records))
 		admin := p.tokens.Admin()
-		a, auditErr = audit.Run(ctx, audit.Config{LedgerDSN: o.dsn, AccountsDSN: o.accountsDSN,
-			Recon: func(ctx context.Context) (string, int64, error) {
-				return reconFromAPI(ctx, o.target, admin, o.reconWait)
-			},
-		}, c.Records)
+		a, auditErr = audit.Run(ctx, auditConfig(*o, func(ctx context.Context) (string, int64, error) {
+			return reconFromAPI(ctx, o.target, admin, o.reconWait)
+		}), c.Records)
 		if auditErr != nil {
 			return auditErr
 		}

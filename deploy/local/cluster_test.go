@@ -166,7 +166,7 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 		t.Errorf("fundd settle exited; log:\n%s", readLog(c.Settle))
 	}
 
-	a, err := audit.Run(ctx, audit.Config{LedgerDSN: c.LedgerDSNs[0], AccountsDSN: c.AccountsDSN}, res.Records)
+	a, err := audit.Run(ctx, audit.Config{LedgerDSNs: c.LedgerDSNs, AccountsDSN: c.AccountsDSN, Shards: c.Shards}, res.Records)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func rideOutSettleKillAndBrokerOutage(ctx context.Context, t *testing.T, c *loca
 	if o.Accepted == 0 {
 		t.Fatal("no order was accepted while settle restarted and the broker was away")
 	}
-	a, err := audit.Run(ctx, audit.Config{LedgerDSN: c.LedgerDSNs[0], AccountsDSN: c.AccountsDSN}, res.Records)
+	a, err := audit.Run(ctx, audit.Config{LedgerDSNs: c.LedgerDSNs, AccountsDSN: c.AccountsDSN, Shards: c.Shards}, res.Records)
 	if err != nil {
 		t.Fatal(err)
 	}
