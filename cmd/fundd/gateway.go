@@ -116,9 +116,10 @@ func newGatewayCmd() *cobra.Command {
 		Use:   "gateway",
 		Short: "Serve the fund and admin APIs (gRPC and REST/JSON) in front of the ledger shard owners",
 		Long: `Serves FundService and AdminService over gRPC and REST/JSON. Customers and orders live in
-the accounts database (--dsn); money moves through the ledger shards' owners (fundd ledger), found
-in the lease tables of the ledger databases (--ledger-dsn, default --dsn), each shard behind its own
-circuit breaker. A shard without an owner fails fast with 503; retry with the same Idempotency-Key.`,
+the accounts database (--dsn), or, with several ledger databases, each in its shard's database;
+money moves through the ledger shards' owners (fundd ledger), found in the lease tables of the
+ledger databases (--ledger-dsn, default --dsn), each shard behind its own circuit breaker. A shard
+without an owner fails fast with 503; retry with the same Idempotency-Key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if cfg.Logger, err = gf.logger("gateway"); err != nil {
@@ -160,7 +161,8 @@ circuit breaker. A shard without an owner fails fast with 503; retry with the sa
 	}
 	f := cmd.Flags()
 	gf.register(f, "127.0.0.1:8080", "127.0.0.1:9090")
-	f.StringVar(&cfg.DSN, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database")
+	f.StringVar(&cfg.DSN, "dsn", os.Getenv(localpg.EnvDSN), "Postgres DSN of the accounts database; with several "+
+		"--ledger-dsn the customers live in those, each on its shard's, and this must be the first of them")
 	f.StringSliceVar(&cfg.LedgerDSNs, "ledger-dsn", dsnList(os.Getenv(envLedgerDSN)),
 		"the ledger databases in shard-map order, as given to fundd ledger (default: $"+envLedgerDSN+", else --dsn)")
 	f.IntVar(&cfg.Shards, "shards", server.ShardsDefault, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")

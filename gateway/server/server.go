@@ -51,7 +51,10 @@ type Config struct {
 	// HTTPAddr and GRPCAddr are the REST/JSON (also /healthz, /readyz,
 	// /metrics, /openapi.json) and gRPC listen addresses (Run only).
 	HTTPAddr, GRPCAddr string
-	// DSN of the accounts database (required).
+	// DSN of the accounts database (required). With several LedgerDSNs
+	// the customers live in the ledger databases, each with its shards
+	// (accountspg.Sharded), and DSN must be the first of them, which holds
+	// the fund-wide rows.
 	DSN string
 	// LedgerDSNs are the ledger databases in shard-map order, as given to
 	// the ledger owners; empty = DSN alone. Not used with Ledger.
@@ -88,7 +91,8 @@ type Config struct {
 	// Accounts tunes the accounts service (fast-redemption cap); its
 	// Shards is set from Shards.
 	Accounts accounts.Config
-	// AccountsConnsMax is the accounts store's pool; 0 = 64 (enough for
+	// AccountsConnsMax is the accounts store's pool in each of its
+	// databases; 0 = 64 (enough for
 	// the order writers and the reads of a busy gateway: every order
 	// holds a connection while its ledger batch commits).
 	AccountsConnsMax int32
@@ -127,7 +131,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	metrics *gateway.Metrics
 	ledger  *gateway.ShardedClient
-	store   *accountspg.Store
+	store   *accountspg.Sharded
 	svc     *accounts.Service
 	dbs     *ledgerpg.Databases // the lease tables; nil with Config.Ledger
 	ready   []func(context.Context) error
@@ -174,12 +178,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	for _, b := range s.ledger.Breakers() {
 		s.metrics.BreakerState.WithLabelValues(b.Target()).Set(0)
 	}
-	if s.store, err = accountspg.Open(octx, accountspg.Config{DSN: cfg.DSN, ConnsMax: cmp.Or(cfg.AccountsConnsMax, accountsConnsMax),
-		OrderWriters: cfg.OrderWriters, OrderBatchMax: cfg.OrderBatchMax}); err != nil {
+	if s.store, err = openAccounts(octx, cfg); err != nil {
 		return nil, fmt.Errorf("accounts store: %w", err)
 	}
 	s.closers = append(s.closers, s.store.Close)
-	s.ready = append(s.ready, func(ctx context.Context) error { return s.store.Pool().Ping(ctx) })
+	s.ready = append(s.ready, s.store.Ping)
 	if s.dbs != nil {
 		s.ready = append(s.ready, func(ctx context.Context) error { return ownersKnown(ctx, s.dbs) })
 	}
@@ -223,8 +226,29 @@ func (s *Server) openRouter(ctx context.Context) (func(int) ledger.Client, error
 // Accounts is the service behind the API.
 func (s *Server) Accounts() *accounts.Service { return s.svc }
 
-// AccountsStore is the service's store.
-func (s *Server) AccountsStore() *accountspg.Store { return s.store }
+// AccountsStore is the first accounts database's store: all of the
+// service's store with one database (AccountsShards is the whole).
+func (s *Server) AccountsStore() *accountspg.Store { return s.store.Database(0) }
+
+// AccountsShards is the service's store, over every accounts database.
+func (s *Server) AccountsShards() *accountspg.Sharded { return s.store }
+
+// openAccounts opens the accounts store: over the ledger databases when
+// there are several (each customer in its shard's database), else over
+// DSN alone.
+func openAccounts(ctx context.Context, cfg Config) (*accountspg.Sharded, error) {
+	dsns := []string{cfg.DSN}
+	if len(cfg.LedgerDSNs) > 1 {
+		if cfg.DSN != cfg.LedgerDSNs[0] {
+			return nil, errors.New("with several ledger databases the customers live in them: the accounts " +
+				"database (DSN) must be the first ledger database, which holds the fund-wide rows")
+		}
+		dsns = cfg.LedgerDSNs
+	}
+	return accountspg.OpenSharded(ctx, accountspg.ShardedConfig{DSNs: dsns, Shards: cfg.Shards,
+		ConnsMax: cmp.Or(cfg.AccountsConnsMax, accountsConnsMax), OrderWriters: cfg.OrderWriters,
+		OrderBatchMax: cfg.OrderBatchMax})
+}
 
 // Ledger is the service's ledger client: every shard behind its breaker.
 func (s *Server) Ledger() ledger.Client { return s.ledger }
