@@ -165,7 +165,7 @@ without an owner fails fast with 503; retry with the same Idempotency-Key.`,
 		"--ledger-dsn the customers live in those, each on its shard's, and this must be the first of them")
 	f.StringSliceVar(&cfg.LedgerDSNs, "ledger-dsn", dsnList(os.Getenv(envLedgerDSN)),
 		"the ledger databases in shard-map order, as given to fundd ledger (default: $"+envLedgerDSN+", else --dsn)")
-	f.IntVar(&cfg.Shards, "shards", server.ShardsDefault, "logical ledger shards (as fundd ledger --shards; the accounts service keeps a customer's and the fund's accounts on one shard, so 1 today)")
+	f.IntVar(&cfg.Shards, "shards", 64, "logical ledger shards the customers are spread over (the same as fundd ledger --shards)")
 	f.IntVar(&cfg.LedgerAttempts, "ledger-attempts", server.LedgerAttemptsDefault, "attempts of one ledger call at most (the request's deadline bounds their time; 503 once another attempt could not finish before it)")
 	f.DurationVar(&cfg.LedgerAttemptTimeout, "ledger-attempt-timeout", server.LedgerAttemptTimeoutDefault, "timeout of one ledger attempt")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", server.StartTimeoutDefault, "how long to wait for the databases at start")
