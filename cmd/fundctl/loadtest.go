@@ -129,7 +129,7 @@ with the latency histograms merged exactly, and audits the orders of all parts o
 	f.StringVar(&o.out, "out", "", "report directory (default loadtest-<run id>)")
 	f.BoolVar(&o.doAudit, "audit", false, "check every order against the books afterwards (needs --dsn)")
 	f.StringVar(&o.dsn, "dsn", os.Getenv(localpg.EnvDSN), auditDSNUsage)
-	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit, when not the ledger's")
+	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit when apart from the ledger's (default: the --dsn databases, each holding its own shards' customers)")
 	f.IntVar(&o.auditShards, "shards", 0, auditShardsUsage)
 	f.DurationVar(&o.reconWait, "recon-wait", time.Minute, "--audit: how long to wait for reconciliation to catch up")
 	f.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "token signing key file (default: $"+auth.EnvKey+")")

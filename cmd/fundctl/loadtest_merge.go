@@ -37,7 +37,7 @@ books once (--dsn), and asks --target for reconciliation's view when given.`,
 	f.StringVar(&o.out, "out", "", "report directory (default loadtest-<run id>)")
 	f.BoolVar(&o.doAudit, "audit", false, "check every order of every part against the books (needs --dsn)")
 	f.StringVar(&o.dsn, "dsn", os.Getenv(localpg.EnvDSN), auditDSNUsage)
-	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit, when not the ledger's")
+	f.StringVar(&o.accountsDSN, "accounts-dsn", "", "accounts database for --audit when apart from the ledger's (default: the --dsn databases, each holding its own shards' customers)")
 	f.IntVar(&o.auditShards, "shards", 0, auditShardsUsage)
 	f.StringVar(&o.target, "target", "", "--audit: gateway to ask for reconciliation's report (needs --jwt-key-file); none = not checked")
 	f.StringVar(&o.jwtKeyFile, "jwt-key-file", "", "token signing key file (default: $"+auth.EnvKey+")")

@@ -33,12 +33,21 @@ const (
 // Config of an audit.
 type Config struct {
 	// LedgerDSN is the database of the ledger journal; AccountsDSN that of
-	// the orders ("" = the first ledger database).
+	// the customers and their orders when they are all in one database
+	// (see AccountsDSNs).
 	LedgerDSN, AccountsDSN string
 	// LedgerDSNs, when not empty, are every database of the ledger's shard
 	// map (LedgerDSN is then not used): a saga's two legs, and the two ends
 	// of an in-transit balance, can sit in two of them.
 	LedgerDSNs []string
+	// AccountsDSNs are the databases the customers and their orders are
+	// spread over, in shard-map order, as accounts/postgres.Sharded gets
+	// them: a customer's rows are in the one ledger.ShardMap gives its
+	// shard (accounts.ShardOf). Empty: AccountsDSN alone, unless it is ""
+	// or the first of several ledger databases; then the ledger databases,
+	// each holding its own shards' customers, as the gateway role keeps
+	// them when the ledger has several (gateway/server).
+	AccountsDSNs []string
 	// Shards is the number of ledger shards the customers are spread over
 	// (accounts.ShardOf); 0 = derive it from the ledger databases (the
 	// highest shard they hold plus one, checked against the shards their
@@ -311,9 +320,10 @@ func checkRecords(ctx context.Context, db *databases, records []loadtest.Record,
 			return sc, err
 		}
 	}
+	sc.minOrderIDs = make([]int64, len(db.accounts))
 	for start := 0; start < len(orders); start += queryBatch {
 		batch := orders[start:min(start+queryBatch, len(orders))]
-		rows, err := orderRows(ctx, db.accounts, batch, &sc)
+		rows, err := orderRows(ctx, db, batch, &sc)
 		if err != nil {
 			return sc, err
 		}
@@ -342,11 +352,12 @@ func checkRecords(ctx context.Context, db *databases, records []loadtest.Record,
 
 // scope is where the run left its marks in the books, which bounds the
 // database-wide checks: the business dates of its journal entries (the
-// journal is partitioned by them) and the first order row it stored (order
-// ids grow).
+// journal is partitioned by them) and the first order row it stored in
+// each accounts database (order ids grow in each).
 type scope struct {
 	first, last time.Time // business dates; zero when none of the run's entries is in the journal
-	minOrderID  int64     // 0 when none of its orders is stored
+	// minOrderIDs by accounts database; 0 where none of its orders is stored
+	minOrderIDs []int64
 }
 
 func (sc *scope) addDate(d time.Time) {
@@ -358,27 +369,62 @@ func (sc *scope) addDate(d time.Time) {
 	}
 }
 
-func (sc *scope) addOrder(id int64) {
-	if sc.minOrderID == 0 || id < sc.minOrderID {
-		sc.minOrderID = id
+func (sc *scope) addOrder(d int, id int64) {
+	if sc.minOrderIDs[d] == 0 || id < sc.minOrderIDs[d] {
+		sc.minOrderIDs[d] = id
 	}
+}
+
+// anyOrders reports whether any of the run's orders is stored.
+func (sc *scope) anyOrders() bool {
+	for _, id := range sc.minOrderIDs {
+		if id > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ledgerDB is one database of the ledger's shard map.
 type ledgerDB struct {
 	dsn  string
 	pool *pgxpool.Pool
-	// isAccounts: the accounts' tables are in this database too, so the
-	// orphan check joins them in SQL without moving rows.
-	isAccounts bool
+}
+
+// accountsDB is one database of the customers and their orders.
+type accountsDB struct {
+	dsn  string
+	pool *pgxpool.Pool
+	// shards are the shards whose customers it holds (every shard when it
+	// is the only one).
+	shards []int32
 }
 
 // databases are what an audit reads.
 type databases struct {
 	ledgers  []ledgerDB
-	accounts *pgxpool.Pool
-	shards   int
-	pools    []*pgxpool.Pool // to close
+	accounts []accountsDB
+	// accountsMap places the customers' shards on accounts.
+	accountsMap ledger.ShardMap
+	shards      int
+	pools       []*pgxpool.Pool // to close
+}
+
+// accountsOf returns the index in db.accounts of customer c's database.
+func (db *databases) accountsOf(c int64) int {
+	return db.accountsMap.DatabaseOf(accounts.ShardOf(accounts.CustomerID(c), db.shards))
+}
+
+// accountsDSNs are the databases of the customers and orders cfg names,
+// given the ledger's (see Config.AccountsDSNs).
+func accountsDSNs(cfg Config, ledgers []string) []string {
+	switch {
+	case len(cfg.AccountsDSNs) > 0:
+		return cfg.AccountsDSNs
+	case cfg.AccountsDSN == "" || (len(ledgers) > 1 && cfg.AccountsDSN == ledgers[0]):
+		return ledgers
+	}
+	return []string{cfg.AccountsDSN}
 }
 
 func openBooks(ctx context.Context, cfg Config) (_ *databases, err error) {
@@ -386,36 +432,52 @@ func openBooks(ctx context.Context, cfg Config) (_ *databases, err error) {
 	if len(dsns) == 0 {
 		dsns = []string{cfg.LedgerDSN}
 	}
-	if cfg.AccountsDSN == "" {
-		cfg.AccountsDSN = dsns[0]
-	}
 	db := &databases{}
 	defer func() {
 		if err != nil {
 			db.close()
 		}
 	}()
-	for _, dsn := range dsns {
+	// A database that is both a ledger's and the accounts' gets one pool.
+	pools := map[string]*pgxpool.Pool{}
+	open := func(dsn string) (*pgxpool.Pool, error) {
+		if p := pools[dsn]; p != nil {
+			return p, nil
+		}
 		p, err := pool(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}
+		pools[dsn] = p
 		db.pools = append(db.pools, p)
-		db.ledgers = append(db.ledgers, ledgerDB{dsn: dsn, pool: p, isAccounts: dsn == cfg.AccountsDSN})
-		if dsn == cfg.AccountsDSN {
-			db.accounts = p
-		}
+		return p, nil
 	}
-	if db.accounts == nil {
-		if db.accounts, err = pool(ctx, cfg.AccountsDSN); err != nil {
+	for _, dsn := range dsns {
+		p, err := open(dsn)
+		if err != nil {
 			return nil, err
 		}
-		db.pools = append(db.pools, db.accounts)
+		db.ledgers = append(db.ledgers, ledgerDB{dsn: dsn, pool: p})
+	}
+	for _, dsn := range accountsDSNs(cfg, dsns) {
+		p, err := open(dsn)
+		if err != nil {
+			return nil, err
+		}
+		db.accounts = append(db.accounts, accountsDB{dsn: dsn, pool: p})
 	}
 	db.shards = cfg.Shards
 	if db.shards <= 0 {
 		if db.shards, err = deriveShards(ctx, db.ledgers); err != nil {
 			return nil, err
+		}
+	}
+	if db.accountsMap, err = ledger.NewShardMap(db.shards, len(db.accounts)); err != nil {
+		return nil, fmt.Errorf("%w: accounts databases: %w", ErrAudit, err)
+	}
+	for i := range db.accounts {
+		for _, s := range db.accountsMap.ShardsOn(i) {
+			db.accounts[i].shards = append(db.accounts[i].shards, int32(s))
 		}
 	}
 	return db, nil
@@ -663,33 +725,39 @@ func journalEntries(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record, 
 	return tx.Commit(ctx)
 }
 
-// orderRows reads the order rows of rs; the lowest row id it finds
-// narrows sc.
-func orderRows(ctx context.Context, p *pgxpool.Pool, rs []loadtest.Record, sc *scope) (map[string]order, error) {
-	cs := make([]int64, len(rs))
-	keys := make([]string, len(rs))
-	for i, r := range rs {
-		cs[i], keys[i] = r.Customer, r.Key
-	}
-	rows, err := p.Query(ctx, `SELECT o.id, o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.status
-		FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
-		JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cs, keys)
-	if err != nil {
-		return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
+// orderRows reads the order rows of rs, each from its customer's accounts
+// database; the lowest row id it finds in each narrows sc.
+func orderRows(ctx context.Context, db *databases, rs []loadtest.Record, sc *scope) (map[string]order, error) {
+	cs := make([][]int64, len(db.accounts))
+	keys := make([][]string, len(db.accounts))
+	for _, r := range rs {
+		d := db.accountsOf(r.Customer)
+		cs[d], keys[d] = append(cs[d], r.Customer), append(keys[d], r.Key)
 	}
 	out := map[string]order{}
-	var (
-		rowID, c int64
-		key      string
-		o        order
-	)
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &c, &key, &o.kind, &o.amount, &o.counterparty, &o.status}, func() error {
-		out[rowKey(c, key)] = o
-		sc.addOrder(rowID)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
+	for d, adb := range db.accounts {
+		if len(cs[d]) == 0 {
+			continue
+		}
+		rows, err := adb.pool.Query(ctx, `SELECT o.id, o.customer_id, o.request_id, o.kind, o.amount, o.counterparty, o.status
+			FROM unnest($1::bigint[], $2::text[]) AS k(customer_id, request_id)
+			JOIN orders o ON o.customer_id = k.customer_id AND o.request_id = k.request_id`, cs[d], keys[d])
+		if err != nil {
+			return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
+		}
+		var (
+			rowID, c int64
+			key      string
+			o        order
+		)
+		_, err = pgx.ForEachRow(rows, []any{&rowID, &c, &key, &o.kind, &o.amount, &o.counterparty, &o.status}, func() error {
+			out[rowKey(c, key)] = o
+			sc.addOrder(d, rowID)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: read orders: %w", ErrAudit, err)
+		}
 	}
 	return out, nil
 }

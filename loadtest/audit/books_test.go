@@ -25,22 +25,31 @@ import (
 const worldShards = 8
 
 // world writes hand-built books: ledger tables into the database of each
-// entry's shard, order rows into the accounts database.
+// entry's shard, order rows into the accounts database, or, with the
+// accounts sharded, into the database of the customer's shard.
 type world struct {
 	t        *testing.T
 	ctx      context.Context
 	ledgers  []string // DSNs; shard s is in ledgers[s*len/worldShards]
-	accounts string
+	accounts string   // "" = sharded: each ledger database holds its shards' customers
 	pools    map[string]*pgxpool.Pool
 	ts       int64
 	day      time.Time
 	records  []loadtest.Record
 }
 
+// accountsLayout is where a world keeps the accounts' tables.
+type accountsLayout int
+
+const (
+	accountsFirst   accountsLayout = iota // in the first ledger database
+	accountsApart                         // in a database of their own
+	accountsSharded                       // in every ledger database, each customer in its shard's
+)
+
 // newWorld migrates the ledger's tables into each of ledgerDBs fresh
-// databases and the accounts' into the first, or into a database of
-// their own when separate.
-func newWorld(t *testing.T, ledgerDBs int, separate bool) *world {
+// databases and the accounts' as layout says.
+func newWorld(t *testing.T, ledgerDBs int, layout accountsLayout) *world {
 	t.Helper()
 	w := &world{t: t, ctx: context.Background(), pools: map[string]*pgxpool.Pool{}, ts: time.Now().UnixNano()}
 	w.day = ledger.BusinessDate(w.ts)
@@ -54,12 +63,19 @@ func newWorld(t *testing.T, ledgerDBs int, separate bool) *world {
 			t.Fatal(err)
 		}
 	}
-	w.accounts = w.ledgers[0]
-	if separate {
+	accountsDBs := w.ledgers
+	switch layout {
+	case accountsFirst:
+		w.accounts = w.ledgers[0]
+		accountsDBs = w.ledgers[:1]
+	case accountsApart:
 		w.accounts = pgtest.NewDatabase(t)
+		accountsDBs = []string{w.accounts}
 	}
-	if err := accountspg.Migrate(w.ctx, w.pool(w.accounts)); err != nil {
-		t.Fatal(err)
+	for _, dsn := range accountsDBs {
+		if err := accountspg.Migrate(w.ctx, w.pool(dsn)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for s := range worldShards {
 		w.exec(w.ledgerOf(s), `INSERT INTO ledger_shards (shard) VALUES ($1)`, s)
@@ -111,7 +127,11 @@ func (w *world) entry(id ledger.TransferID, on, debit, credit ledger.AccountID, 
 }
 
 func (w *world) row(c int64, req string, kind accounts.OrderKind, amount, counterparty int64, status accounts.OrderStatus) {
-	w.exec(w.accounts, `INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, status, created_at)
+	dsn := w.accounts
+	if dsn == "" {
+		dsn = w.ledgerOf(accounts.ShardOf(accounts.CustomerID(c), worldShards))
+	}
+	w.exec(dsn, `INSERT INTO orders (customer_id, request_id, kind, amount, counterparty, trade_date, status, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, now())`, c, req, string(kind), amount, counterparty, w.day, string(status))
 }
 
@@ -149,15 +169,17 @@ func (w *world) transfer(from, to int64, req string, amount, in int64, end, stat
 }
 
 // customers on the world's shards: a payer, one on its shard, one on
-// another.
+// a shard of the other half (so in the other database when there are
+// two). The loop ends: ids spread over every shard within a few dozen.
 func worldCustomers() (payer, near, far int64) {
 	payer = 7
+	half := func(c int64) int { return accounts.ShardOf(accounts.CustomerID(c), worldShards) * 2 / worldShards }
 	shard := func(c int64) int { return accounts.ShardOf(accounts.CustomerID(c), worldShards) }
-	for c := payer + 1; near == 0 || far == 0; c++ {
+	for c := payer + 1; (near == 0 || far == 0) && c < payer+1000; c++ {
 		switch {
 		case shard(c) == shard(payer) && near == 0:
 			near = c
-		case shard(c) != shard(payer) && far == 0:
+		case half(c) != half(payer) && far == 0:
 			far = c
 		}
 	}
@@ -199,14 +221,19 @@ func (w *world) audit(shards int) *loadtest.Audit {
 
 // TestBooksOrphansAndSagas audits hand-built books: clean ones pass with
 // every count as booked, and each planted fault fails the audit and is
-// named, on one database and on a shard map over two with the accounts in
-// a third.
+// named, on one database, on a shard map over two with the accounts in a
+// third, and on a shard map over two with the customers spread over them
+// (the accounts databases derived from the ledger's).
 func TestBooksOrphansAndSagas(t *testing.T) {
 	layouts := []struct {
 		name     string
 		dbs      int
-		separate bool
-	}{{"one database", 1, false}, {"two ledger databases, accounts apart", 2, true}}
+		accounts accountsLayout
+	}{
+		{"one database", 1, accountsFirst},
+		{"two ledger databases, accounts apart", 2, accountsApart},
+		{"two databases, accounts sharded", 2, accountsSharded},
+	}
 	payer, _, far := worldCustomers()
 	cases := []struct {
 		name  string
@@ -247,7 +274,7 @@ func TestBooksOrphansAndSagas(t *testing.T) {
 		for _, c := range cases {
 			t.Run(l.name+"/"+c.name, func(t *testing.T) {
 				t.Parallel()
-				w := newWorld(t, l.dbs, l.separate)
+				w := newWorld(t, l.dbs, l.accounts)
 				w.clean()
 				c.plant(w)
 				start := time.Now()

@@ -25,8 +25,12 @@
 //
 // It reads the ledger's and the accounts' tables directly (read-only, but
 // for temporary tables): the audit must not trust the API it is checking.
-// The ledger may span several databases (Config.LedgerDSNs) and the
-// customers several shards (Config.Shards, derived when 0).
+// The ledger may span several databases (Config.LedgerDSNs), the
+// customers several shards (Config.Shards, derived when 0), and the
+// customers' rows and orders several databases (Config.AccountsDSNs; by
+// default, with several ledger databases, each holds its own shards'
+// customers, as the gateway role keeps them): every order is looked up in
+// its customer's database and the orphan checks run in each.
 //
 //	a, err := audit.Run(ctx, audit.Config{LedgerDSN: dsn}, res.Records)
 //	fmt.Println("lost", a.Lost, "orphans", a.EntriesWithoutRow+a.RowsWithoutEntry, "ok", a.OK)

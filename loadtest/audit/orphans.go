@@ -28,16 +28,20 @@ import (
 //     refunded, has its leg-0 entry (LegID(customer, request, 0)) in the
 //     journal.
 //
-// Where the accounts' tables share a database with the journal, each
-// direction is one statement there; the journal's date partitions keep
-// it to the run's days. A ledger database of its own sends its candidate
-// entries to the accounts database (COPY) and is asked about the row ids.
+// Both directions run once per accounts database, over the customers it
+// holds (their shards). Where the accounts' tables share a database with
+// the journal, as they do when the customers are spread over the ledger's
+// databases, each direction is one statement there; the journal's date
+// partitions keep it to the run's days. Another ledger database sends its
+// candidate entries of those customers' shards to the accounts database
+// (COPY; none when it holds none of them) and is asked about the row ids.
 
 // appliedStatuses are the order statuses that say the money moved.
 var appliedStatuses = []string{string(accounts.OrderCompleted), string(accounts.OrderPending), string(accounts.OrderRefunded)}
 
 // entriesSQL selects the journal entries of customer orders on business
-// dates $1..$2: id, customer, request id, and whether the request id was
+// dates $1..$2 on the shards $3 (a customer's orders are booked on its
+// shard): id, customer, request id, and whether the request id was
 // cut to fit beside a saga's payee (xshard.Leg1), so that only its start
 // is known. The customer is the one whose account the entry touches (the
 // payer, for a transfer between customers). Leg 2 of a saga carries the
@@ -47,7 +51,7 @@ var entriesSQL = fmt.Sprintf(`SELECT t.id, %[1]s AS customer_id,
 		CASE WHEN t.kind = %[2]d THEN substring(t.user_data FROM '^x:[^:]*:[^:]*:(.*)$') ELSE t.user_data END,
 		t.kind = %[2]d AND octet_length(t.user_data) >= %[3]d
 	FROM transfers t
-	WHERE t.business_date BETWEEN $1 AND $2
+	WHERE t.business_date BETWEEN $1 AND $2 AND t.shard = ANY($3::int[])
 		AND ((t.kind BETWEEN %[4]d AND %[5]d AND (%[6]s OR %[7]s) AND (t.kind <> %[9]d OR %[6]s))
 			OR (t.kind = %[2]d AND t.debit_account_id < %[8]d))`,
 	fmt.Sprintf(homeSQL, "CASE WHEN "+customerSideSQL("t.debit_account_id")+" THEN t.debit_account_id ELSE t.credit_account_id END"),
@@ -55,43 +59,57 @@ var entriesSQL = fmt.Sprintf(`SELECT t.id, %[1]s AS customer_id,
 	customerSideSQL("t.debit_account_id"), customerSideSQL("t.credit_account_id"), int64(customerAccountsEnd),
 	accounts.TransferCustomerToCustomer)
 
-// checkOrphans counts orphans both ways into a, naming a few.
+// checkOrphans counts orphans both ways into a, naming a few, in each
+// accounts database.
 func checkOrphans(ctx context.Context, db *databases, sc scope, a *loadtest.Audit, problem func(string, ...any)) error {
-	tx, err := db.accounts.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: orphans: %w", ErrAudit, err)
-	}
-	defer tx.Rollback(ctx)
-	if !sc.first.IsZero() {
-		if err := entriesWithoutRow(ctx, tx, db, sc, a, problem); err != nil {
-			return fmt.Errorf("%w: entries without order row: %w", ErrAudit, err)
-		}
-	}
-	if sc.minOrderID > 0 {
-		if err := rowsWithoutEntry(ctx, tx, db, sc, a, problem); err != nil {
-			return fmt.Errorf("%w: order rows without entry: %w", ErrAudit, err)
+	for d, adb := range db.accounts {
+		if err := checkOrphansIn(ctx, db, adb, sc.minOrderIDs[d], sc, a, problem); err != nil {
+			return fmt.Errorf("%w: orphans: %w", ErrAudit, err)
 		}
 	}
 	a.OrphansChecked = true
+	return nil
+}
+
+// checkOrphansIn counts the orphans of the customers of accounts database
+// adb; minOrderID is the run's first order row there (0 = none).
+func checkOrphansIn(ctx context.Context, db *databases, adb accountsDB, minOrderID int64, sc scope, a *loadtest.Audit,
+	problem func(string, ...any)) error {
+	tx, err := adb.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if !sc.first.IsZero() {
+		if err := entriesWithoutRow(ctx, tx, db, adb, sc, a, problem); err != nil {
+			return fmt.Errorf("entries without order row: %w", err)
+		}
+	}
+	if minOrderID > 0 {
+		if err := rowsWithoutEntry(ctx, tx, db, adb.dsn, minOrderID, sc, a, problem); err != nil {
+			return fmt.Errorf("order rows without entry: %w", err)
+		}
+	}
 	return tx.Commit(ctx)
 }
 
-// entriesWithoutRow gathers the customer orders' entries of every ledger
-// database into a temporary table of the accounts database (tx) and
+// entriesWithoutRow gathers the entries of the orders of adb's customers
+// from every ledger database into a temporary table of adb (tx) and
 // anti-joins it with the order rows.
-func entriesWithoutRow(ctx context.Context, tx pgx.Tx, db *databases, sc scope, a *loadtest.Audit, problem func(string, ...any)) error {
+func entriesWithoutRow(ctx context.Context, tx pgx.Tx, db *databases, adb accountsDB, sc scope, a *loadtest.Audit,
+	problem func(string, ...any)) error {
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE audit_entries
 		(id uuid, customer_id bigint, request_id text, cut boolean) ON COMMIT DROP`); err != nil {
 		return err
 	}
 	for _, l := range db.ledgers {
-		if l.isAccounts {
-			if _, err := tx.Exec(ctx, `INSERT INTO audit_entries `+entriesSQL, sc.first, sc.last); err != nil {
+		if l.dsn == adb.dsn {
+			if _, err := tx.Exec(ctx, `INSERT INTO audit_entries `+entriesSQL, sc.first, sc.last, adb.shards); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := copyEntries(ctx, l.pool, tx, sc); err != nil {
+		if err := copyEntries(ctx, l.pool, tx, sc, adb.shards); err != nil {
 			return err
 		}
 	}
@@ -110,26 +128,31 @@ func entriesWithoutRow(ctx context.Context, tx pgx.Tx, db *databases, sc scope, 
 		return err
 	}
 	var (
-		id, req  string
-		customer int64
+		id, req       string
+		customer      int64
+		orphans, seen int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &customer, &req, &a.EntriesWithoutRow, &a.EntriesScanned}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &customer, &req, &orphans, &seen}, func() error {
 		problem("orphan: journal entry %s of customer %d's order %s has no order row (not in the history)", id, customer, req)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if a.EntriesWithoutRow == 0 {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_entries`).Scan(&a.EntriesScanned)
+	if orphans == 0 {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit_entries`).Scan(&seen); err != nil {
+			return err
+		}
 	}
+	a.EntriesWithoutRow += orphans
+	a.EntriesScanned += seen
 	return nil
 }
 
-// copyEntries streams the customer orders' entries of a ledger database
-// that holds no order rows into audit_entries.
-func copyEntries(ctx context.Context, from *pgxpool.Pool, to pgx.Tx, sc scope) error {
-	rows, err := from.Query(ctx, entriesSQL, sc.first, sc.last)
+// copyEntries streams the customer orders' entries on shards of a ledger
+// database other than the accounts database into its audit_entries.
+func copyEntries(ctx context.Context, from *pgxpool.Pool, to pgx.Tx, sc scope, shards []int32) error {
+	rows, err := from.Query(ctx, entriesSQL, sc.first, sc.last, shards)
 	if err != nil {
 		return err
 	}
@@ -144,14 +167,16 @@ func copyEntries(ctx context.Context, from *pgxpool.Pool, to pgx.Tx, sc scope) e
 	return err
 }
 
-// rowsWithoutEntry derives the leg-0 id of every order row stored since
-// the run's first whose money moved, in a temporary table, and marks those
-// some ledger database has.
-func rowsWithoutEntry(ctx context.Context, tx pgx.Tx, db *databases, sc scope, a *loadtest.Audit, problem func(string, ...any)) error {
+// rowsWithoutEntry derives the leg-0 id of every order row of the
+// accounts database (tx; its DSN accountsDSN) stored since minOrderID whose
+// money moved, in a temporary table, and marks those some ledger database
+// has.
+func rowsWithoutEntry(ctx context.Context, tx pgx.Tx, db *databases, accountsDSN string, minOrderID int64, sc scope,
+	a *loadtest.Audit, problem func(string, ...any)) error {
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE audit_rows ON COMMIT DROP AS
 		SELECT o.customer_id, o.request_id, o.kind, `+idSQL("d.h")+` AS id, false AS found
 		FROM orders o CROSS JOIN LATERAL (SELECT `+legZeroHashSQL("o.customer_id", "o.request_id")+` AS h) d
-		WHERE o.id >= $1 AND o.status = ANY($2)`, sc.minOrderID, appliedStatuses); err != nil {
+		WHERE o.id >= $1 AND o.status = ANY($2)`, minOrderID, appliedStatuses); err != nil {
 		return err
 	}
 	// A row's entry was committed about when the row was stored, so on or
@@ -163,7 +188,7 @@ func rowsWithoutEntry(ctx context.Context, tx pgx.Tx, db *databases, sc scope, a
 		since = sc.first.AddDate(0, 0, -1)
 	}
 	for _, l := range db.ledgers {
-		if l.isAccounts {
+		if l.dsn == accountsDSN {
 			if _, err := tx.Exec(ctx, `UPDATE audit_rows r SET found = true
 				FROM transfers t WHERE t.id = r.id AND t.business_date >= $1`, since); err != nil {
 				return err
@@ -180,19 +205,24 @@ func rowsWithoutEntry(ctx context.Context, tx pgx.Tx, db *databases, sc scope, a
 		return err
 	}
 	var (
-		customer  int64
-		req, kind string
+		customer      int64
+		req, kind     string
+		orphans, seen int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&customer, &req, &kind, &a.RowsWithoutEntry, &a.RowsScanned}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&customer, &req, &kind, &orphans, &seen}, func() error {
 		problem("orphan: order row %s %s of customer %d has no journal entry", kind, req, customer)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if a.RowsWithoutEntry == 0 {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_rows`).Scan(&a.RowsScanned)
+	if orphans == 0 {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit_rows`).Scan(&seen); err != nil {
+			return err
+		}
 	}
+	a.RowsWithoutEntry += orphans
+	a.RowsScanned += seen
 	return nil
 }
 

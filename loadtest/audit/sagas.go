@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fundplatform/fund/accounts"
 	"github.com/fundplatform/fund/ledger"
@@ -43,7 +44,7 @@ type saga struct {
 // checkSagas waits for the pending transfers, then classifies every saga
 // of the run's dates and sums the in-transit accounts.
 func checkSagas(ctx context.Context, db *databases, sc scope, wait time.Duration, a *loadtest.Audit, problem func(string, ...any)) error {
-	if sc.minOrderID > 0 {
+	if sc.anyOrders() {
 		if err := waitSagas(ctx, db, sc, wait); err != nil {
 			return fmt.Errorf("%w: wait for sagas: %w", ErrAudit, err)
 		}
@@ -91,20 +92,8 @@ func inTransitZero(a *loadtest.Audit) bool {
 func waitSagas(ctx context.Context, db *databases, sc scope, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		rows, err := db.accounts.Query(ctx, `SELECT customer_id, request_id FROM orders
-			WHERE id >= $1 AND kind = $2 AND status = $3 LIMIT $4`,
-			sc.minOrderID, string(accounts.KindTransfer), string(accounts.OrderPending), pendingPollMax)
+		pending, full, err := pendingTransfers(ctx, db, sc)
 		if err != nil {
-			return err
-		}
-		var pending []*saga
-		var s saga
-		if _, err := pgx.ForEachRow(rows, []any{&s.customer, &s.request}, func() error {
-			p := s
-			p.id = LegID(p.customer, p.request, 0)
-			pending = append(pending, &p)
-			return nil
-		}); err != nil {
 			return err
 		}
 		if len(pending) == 0 {
@@ -119,7 +108,7 @@ func waitSagas(ctx context.Context, db *databases, sc scope, wait time.Duration)
 				open++
 			}
 		}
-		if (open == 0 && len(pending) < pendingPollMax) || !time.Now().Before(deadline) {
+		if (open == 0 && !full) || !time.Now().Before(deadline) {
 			return nil
 		}
 		select {
@@ -128,6 +117,35 @@ func waitSagas(ctx context.Context, db *databases, sc scope, wait time.Duration)
 		case <-time.After(sagaPollEvery):
 		}
 	}
+}
+
+// pendingTransfers reads the transfer orders stored since the run's first
+// that are pending, up to pendingPollMax from each accounts database; full
+// reports whether one of them had more.
+func pendingTransfers(ctx context.Context, db *databases, sc scope) (pending []*saga, full bool, err error) {
+	for d, adb := range db.accounts {
+		if sc.minOrderIDs[d] == 0 {
+			continue
+		}
+		rows, err := adb.pool.Query(ctx, `SELECT customer_id, request_id FROM orders
+			WHERE id >= $1 AND kind = $2 AND status = $3 LIMIT $4`,
+			sc.minOrderIDs[d], string(accounts.KindTransfer), string(accounts.OrderPending), pendingPollMax)
+		if err != nil {
+			return nil, false, err
+		}
+		var s saga
+		n, err := pgx.ForEachRow(rows, []any{&s.customer, &s.request}, func() error {
+			p := s
+			p.id = LegID(p.customer, p.request, 0)
+			pending = append(pending, &p)
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		full = full || n.RowsAffected() >= pendingPollMax
+	}
+	return pending, full, nil
 }
 
 // readSagas reads leg 1 of every saga paid by a customer on the run's
@@ -204,8 +222,24 @@ func closings(ctx context.Context, db *databases, sagas []*saga) error {
 
 // sagaRows sets each saga's order row status: the row of its payer whose
 // request id it carries (or, cut, starts) and whose leg-0 id is the
-// saga's.
+// saga's, in the payer's accounts database.
 func sagaRows(ctx context.Context, db *databases, sagas []*saga) error {
+	byDB := make([][]*saga, len(db.accounts))
+	for _, s := range sagas {
+		d := db.accountsOf(s.customer)
+		byDB[d] = append(byDB[d], s)
+	}
+	for d, adb := range db.accounts {
+		if err := sagaRowsIn(ctx, adb.pool, byDB[d]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sagaRowsIn sets the order row status of sagas whose payers are in the
+// accounts database p.
+func sagaRowsIn(ctx context.Context, p *pgxpool.Pool, sagas []*saga) error {
 	for start := 0; start < len(sagas); start += queryBatch {
 		batch := sagas[start:min(start+queryBatch, len(sagas))]
 		cs := make([]int64, len(batch))
@@ -214,7 +248,7 @@ func sagaRows(ctx context.Context, db *databases, sagas []*saga) error {
 		for i, s := range batch {
 			cs[i], reqs[i], cuts[i] = s.customer, s.request, s.cut
 		}
-		rows, err := db.accounts.Query(ctx, `SELECT k.i, o.request_id, o.status
+		rows, err := p.Query(ctx, `SELECT k.i, o.request_id, o.status
 			FROM unnest($1::bigint[], $2::text[], $3::boolean[]) WITH ORDINALITY AS k(customer_id, request_id, cut, i)
 			JOIN orders o ON o.customer_id = k.customer_id
 				AND (o.request_id = k.request_id OR (k.cut AND starts_with(o.request_id, k.request_id)))`, cs, reqs, cuts)
