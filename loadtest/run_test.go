@@ -158,6 +158,53 @@ func TestRunClassifiesAnswers(t *testing.T) {
 	}
 }
 
+// A transfer to a customer on another shard is acknowledged PENDING (the
+// saga's leg 1 committed) and may be read back REFUNDED (the payee's shard
+// refused it, the money returned): both are acknowledged orders, counted
+// accepted with their status, not refusals or errors.
+func TestRunCountsSagaAnswersAsAccepted(t *testing.T) {
+	var n sync.Mutex
+	i := 0
+	_, srv := newFake(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		if !strings.HasSuffix(r.URL.Path, "/transfers") {
+			okOrder(w, r)
+			return
+		}
+		n.Lock()
+		i++
+		pending := i%2 == 0
+		n.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if pending {
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"request_id":"x","status":"PENDING"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"request_id":"x","status":"REFUNDED","reason":"payee_closed"}`))
+	})
+	cfg := baseConfig(srv.URL, Constant(time.Second, 200))
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := res.ByOp[OpTransfer]
+	if tr.Sent == 0 || tr.Accepted != tr.Sent {
+		t.Fatalf("transfers: %+v", tr.Counts)
+	}
+	statuses := map[string]int{}
+	for _, r := range res.Records {
+		if r.Op == OpTransfer {
+			if r.Outcome != Accepted {
+				t.Fatalf("transfer %s: outcome %s", r.Key, r.Outcome)
+			}
+			statuses[r.Status]++
+		}
+	}
+	if statuses["PENDING"] == 0 || statuses["REFUNDED"] == 0 || len(statuses) != 2 {
+		t.Fatalf("transfer statuses %v, want PENDING and REFUNDED", statuses)
+	}
+}
+
 // A timed-out attempt is sent again with the same key, a bounded number of
 // times.
 func TestRunRetriesTimeoutsWithSameKey(t *testing.T) {

@@ -26,8 +26,9 @@ type Outcome string
 
 // Outcomes.
 const (
-	// Accepted: a 2xx answer; for an order, status COMPLETED or PENDING
-	// (acknowledged: the money moved or is held).
+	// Accepted: a 2xx answer; for an order, status COMPLETED, PENDING or
+	// REFUNDED (acknowledged: the money moved, is held, is in transit to
+	// another shard, or came back when that shard refused it).
 	Accepted Outcome = "accepted"
 	// Rejected: the order was refused by a business rule (422, or 200 with
 	// status REJECTED): acknowledged, nothing moved.
