@@ -98,9 +98,10 @@ type Options struct {
 	// saga (applied by the owner's consumer on the stack's broker).
 	Shards int
 	// Databases the shards are placed on (ledger.ShardMap), created in
-	// the private Postgres; 0 = DatabasesDefault. The accounts' tables
-	// stay on the first. The settle and recon roles work on one database
-	// for now: with more, the stack refuses to start them.
+	// the private Postgres; 0 = DatabasesDefault. The gateway role keeps
+	// each customer's row and orders in its shard's database, the
+	// fund-wide rows in the first. The settle and recon roles work on one
+	// database for now: with more, the stack refuses to start them.
 	Databases int
 	// PGSettings are postgresql.conf settings of the private Postgres.
 	PGSettings map[string]string
@@ -153,8 +154,8 @@ type Options struct {
 type Stack struct {
 	HTTPURL  string // http://127.0.0.1:port
 	GRPCAddr string // 127.0.0.1:port
-	// DSN is the first database: the accounts' tables, and the ledger's
-	// shards that the map places there.
+	// DSN is the first database: the fund-wide accounts rows, and the
+	// ledger's shards (and their customers) that the map places there.
 	DSN string
 	// DSNs are the ledger databases in shard-map order (DSNs[0] == DSN).
 	DSNs []string
@@ -175,10 +176,13 @@ type Stack struct {
 	LedgerStore *ledgerpg.Store // the owner's store of the first database (shard 0's)
 	// Ledger is the in-process client of every shard, each behind the
 	// gateway's circuit breaker, as the accounts service calls it.
-	Ledger        ledger.Client
-	AccountsStore *accountspg.Store
-	Accounts      *accounts.Service
-	Gateway       *gateway.Gateway
+	Ledger ledger.Client
+	// AccountsStore is the accounts store of the first database;
+	// AccountsShards the service's store over every database.
+	AccountsStore  *accountspg.Store
+	AccountsShards *accountspg.Sharded
+	Accounts       *accounts.Service
+	Gateway        *gateway.Gateway
 	// Settlement is the settle role's runner (with Options.Settle).
 	Settlement *settlement.Runner
 	// Recon is the reconciliation worker (with Options.Recon).
@@ -467,7 +471,7 @@ func (s *Stack) stopOwner() error {
 }
 
 // openGateway opens the gateway role with the owner's shards in-process:
-// the accounts store and service (its tables on the first database), and
+// the accounts store (each customer in its shard's database) and service, and
 // the ledger, each shard behind its breaker.
 func (s *Stack) openGateway(ctx context.Context, opts Options) (err error) {
 	gcfg := opts.Gateway
@@ -481,7 +485,8 @@ func (s *Stack) openGateway(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	s.closers = append(s.closers, s.api.Close)
-	s.Accounts, s.AccountsStore, s.Ledger = s.api.Accounts(), s.api.AccountsStore(), s.api.Ledger()
+	s.Accounts, s.AccountsStore, s.AccountsShards = s.api.Accounts(), s.api.AccountsStore(), s.api.AccountsShards()
+	s.Ledger = s.api.Ledger()
 	return nil
 }
 

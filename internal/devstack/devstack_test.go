@@ -313,6 +313,10 @@ func TestShardsOnTwoDatabases(t *testing.T) {
 		}
 		shard := accounts.ShardOf(c.ID, st.Shards)
 		shards[shard], dbs[smap.DatabaseOf(shard)] = true, true
+		// The customer's row and orders are in its shard's database.
+		if d := st.AccountsShards.DatabaseOf(c.ID); d != smap.DatabaseOf(shard) {
+			t.Fatalf("customer %d of shard %d in accounts database %d, want %d", c.ID, shard, d, smap.DatabaseOf(shard))
+		}
 	}
 	if len(shards) < 3 || len(dbs) != 2 {
 		t.Fatalf("24 customers on shards %v, databases %v: want several shards on both", shards, dbs)

@@ -12,8 +12,8 @@
 //     relay and the saga's consumer of cross-shard second legs, so that a
 //     settlement run can take the shards and give them back;
 //   - the gateway (gateway/server, as `fundd gateway` assembles it) with
-//     the customers spread over the shards (accounts.ShardOf) and the
-//     accounts' tables on the first database, its ledger client calling
+//     the customers spread over the shards (accounts.ShardOf), each
+//     one's row and orders in its shard's database, its ledger client calling
 //     the owner in-process (owner.Local), each shard behind its circuit
 //     breaker, serving gRPC and REST/JSON on loopback ports;
 //   - with Options.Settle, the settle role on demand

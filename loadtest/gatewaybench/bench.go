@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if rate > 0 {
 		res.Phases = append(res.Phases, l.open(ctx, rate, cfg.Duration, cfg.OpenInFlightMax, cfg.Progress))
 	}
-	os := st.AccountsStore.OrderStats()
+	os := st.AccountsShards.OrderStats()
 	res.OrderBatches = os.Batches
 	if os.Batches > 0 {
 		res.OrderBatchMean = float64(os.Orders) / float64(os.Batches)
