@@ -128,10 +128,12 @@ const (
 )
 
 type request struct {
-	kind      requestKind
-	transfers []Transfer
-	accounts  []Account
-	ids       []AccountID
+	kind       requestKind
+	transfers  []Transfer
+	accounts   []Account
+	ids        []AccountID
+	attachment []byte // reqTransfers: carried to the store with the results (attach.go)
+	attached   bool   // the attachment went into a batch that committed
 
 	tResults []TransferResult
 	aResults []AccountResult
@@ -176,6 +178,31 @@ func (s *Sequencer) CreateTransfers(ctx context.Context, ts []Transfer) ([]Trans
 		return nil, err
 	}
 	return r.tResults, nil
+}
+
+// CreateTransfersAttached implements AttachingClient: the attachment goes
+// with the request into its batch, and so to the store's attachment
+// writer, when the store writes attachments for this shard; else it is
+// dropped and attached is false.
+func (s *Sequencer) CreateTransfersAttached(ctx context.Context, ts []Transfer, attachment []byte) ([]TransferResult, bool, error) {
+	if len(attachment) > AttachmentLenMax {
+		return nil, false, fmt.Errorf("%w: %d bytes > %d", ErrAttachmentTooLarge, len(attachment), AttachmentLenMax)
+	}
+	r := &request{kind: reqTransfers, transfers: ts}
+	if s.writesAttachments() {
+		r.attachment = attachment
+	}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, false, err
+	}
+	return r.tResults, r.attached, nil
+}
+
+// writesAttachments reports whether the store writes this shard's
+// attachments.
+func (s *Sequencer) writesAttachments() bool {
+	as, ok := s.store.(AttachmentStore)
+	return ok && as.WritesAttachments(s.cfg.Shard)
 }
 
 // CreateAccounts creates accounts in order and returns one result each.
@@ -559,6 +586,11 @@ func (l *batchLoop) apply() stepResult {
 	l.lastSeal = now
 	batch := book.Seal(min(flush, s.cfg.FlushAccountsMax))
 	batch.Epoch = s.cfg.Epoch
+	for _, r := range l.reqs {
+		if r.kind == reqTransfers && len(r.attachment) > 0 {
+			batch.Attached = append(batch.Attached, Attached{Data: r.attachment, Transfers: r.transfers, Results: r.tResults})
+		}
+	}
 	s.since(PhaseApply, t0)
 	if batch.Empty() {
 		for _, r := range l.reqs {
@@ -602,6 +634,7 @@ func (l *batchLoop) complete(err error) error {
 	ev := 0
 	for _, r := range p.reqs {
 		ev += r.events()
+		r.attached = len(r.attachment) > 0
 		r.reply <- struct{}{}
 	}
 	s.events.Add(int64(ev))

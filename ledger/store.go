@@ -56,12 +56,18 @@ type Batch struct {
 	PendingNew      []PendingTransfer // pending transfers created (with their state at the end of the batch)
 	PendingResolved []PendingTransfer // existing pending transfers posted, voided or expired
 	LastTimestamp   int64
+	// Attached are the attachments of the batch's requests (attach.go),
+	// for the store's attachment writer; only for a store that writes
+	// them (AttachmentStore). A batch with attachments is committed even
+	// if it changes nothing else: a request refused whole still has its
+	// attachment written (a rejected order's row).
+	Attached []Attached
 }
 
 // Empty reports whether the batch writes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.NewAccounts) == 0 && len(b.Accounts) == 0 && len(b.Transfers) == 0 && len(b.Closed) == 0 &&
-		len(b.PendingNew) == 0 && len(b.PendingResolved) == 0
+		len(b.PendingNew) == 0 && len(b.PendingResolved) == 0 && len(b.Attached) == 0
 }
 
 // VerifyReport is the result of recomputing a shard from its journal.

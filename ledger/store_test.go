@@ -16,8 +16,9 @@ import (
 // (which the other tests of the sequencer stand on).
 func TestMemStoreContract(t *testing.T) {
 	ledgertest.Run(t, ledgertest.Config{
-		NewStore: func(t *testing.T) ledger.Store { return ledgertest.NewMemStore() },
-		TakeOver: func(t *testing.T, s ledger.Store, shard int) int64 { return s.(*ledgertest.MemStore).TakeOver(shard) },
+		NewStore:    func(t *testing.T) ledger.Store { return ledgertest.NewMemStore() },
+		TakeOver:    func(t *testing.T, s ledger.Store, shard int) int64 { return s.(*ledgertest.MemStore).TakeOver(shard) },
+		Attachments: ledgertest.MemAttachments,
 	})
 }
 

@@ -38,6 +38,7 @@ type memShard struct {
 	pending  map[ledger.TransferID]ledger.PendingTransfer
 	journal  []ledger.Transfer
 	lastTS   int64
+	attached []ledger.Attached // every attachment committed, in commit order
 }
 
 // NewMemStore returns an empty store.
@@ -45,7 +46,22 @@ func NewMemStore() *MemStore {
 	return &MemStore{shards: map[int]*memShard{}, fps: map[ledger.TransferID]int64{}}
 }
 
-var _ ledger.Store = (*MemStore)(nil)
+var (
+	_ ledger.Store           = (*MemStore)(nil)
+	_ ledger.AttachmentStore = (*MemStore)(nil)
+)
+
+// WritesAttachments implements ledger.AttachmentStore: a MemStore keeps
+// every batch's attachments, with the batch, in memory (Attachments).
+func (s *MemStore) WritesAttachments(int) bool { return true }
+
+// Attachments returns the attachments committed on a shard, in commit
+// order: one per request that carried one, retries included.
+func (s *MemStore) Attachments(shard int) []ledger.Attached {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ledger.Attached(nil), s.shard(shard).attached...)
+}
 
 // shard returns a shard's state, creating it empty; callers hold s.mu.
 func (s *MemStore) shard(n int) *memShard {
@@ -147,6 +163,12 @@ func (s *MemStore) Commit(ctx context.Context, b *ledger.Batch) error {
 	}
 	for _, p := range b.PendingResolved {
 		sh.pending[p.ID] = p
+	}
+	for _, a := range b.Attached {
+		// Copies: the store keeps what was committed, whatever the caller
+		// does with its slices afterwards.
+		sh.attached = append(sh.attached, ledger.Attached{Data: append([]byte(nil), a.Data...),
+			Transfers: append([]ledger.Transfer(nil), a.Transfers...), Results: append([]ledger.TransferResult(nil), a.Results...)})
 	}
 	sh.lastTS = max(sh.lastTS, b.LastTimestamp)
 	return nil

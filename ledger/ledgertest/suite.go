@@ -25,6 +25,11 @@ type Config struct {
 	// every test, with a sequencer just started over the store (so it has
 	// loaded its state from it), after Verify found nothing wrong.
 	Check func(t *testing.T, store ledger.Store, seq *ledger.Sequencer)
+	// Attachments returns what the store's attachment writer committed on
+	// a shard: the data of each attachment, each once however often its
+	// request was retried. nil when the store writes no attachments: the
+	// attachment test is skipped.
+	Attachments func(t *testing.T, store ledger.Store, shard int) [][]byte
 }
 
 // Limits every wait of the suite lives within.
@@ -48,6 +53,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Idempotency", testIdempotency},
 		{"Restart", testRestart},
 		{"Fencing", testFencing},
+		{"Attachments", testAttachments},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
