@@ -5,7 +5,10 @@
 // probes where a container serves HTTP, a PodDisruptionBudget for every
 // replicated workload, pinned images, no secret in plain configuration,
 // the database roles (the migration Job alone reads the owner role's
-// secrets; every service connects as the service role),
+// secrets; every service connects as the service role), the shard map (64
+// shards on 4 database groups; the owners, settlement, reconciliation, the
+// gateway and the migration get every group's database in shard-map
+// order, the gateway's accounts path group 0's first),
 // Kafka topics with replication 3 and min.insync.replicas 2, synchronous
 // Postgres standbys in production. The same test checks the Prometheus rules
 // and the Grafana dashboard in deploy/monitoring against the metric names

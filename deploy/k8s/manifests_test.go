@@ -772,3 +772,115 @@ func checkClusterRoles(t *testing.T, o object) {
 		t.Errorf("%s: role %s's password is not from Secret %s-service", what, serviceRole, o.Metadata.Name)
 	}
 }
+
+// The shard map (docs/operations.md): 64 shards on 4 database groups, the
+// customers spread over the shards with their rows and orders in their
+// shard's group. Every role that reads or writes shards gets every group's
+// database in shard-map order (group i's at position i), because
+// ledger.ShardMap places shard s by its position in that list: the owners,
+// the settlement run (each shard's steps in its own group, the run records
+// in group 0's), reconciliation, the gateway (its accounts path routes each
+// customer to its shard's group; its --dsn must be group 0's, which holds
+// the fund-wide rows), and the migration (every group migrated).
+const (
+	shardsWant      = "64"
+	shardGroupsWant = 4
+)
+
+func TestEveryRoleGetsEveryShardGroup(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, objs []object) {
+		var groups []string
+		for _, o := range objs {
+			if o.Kind == "Cluster" {
+				groups = append(groups, o.Metadata.Name)
+			}
+		}
+		slices.Sort(groups) // fund-pg-g0, fund-pg-g1, ...: shard-map order
+		if len(groups) != shardGroupsWant {
+			t.Fatalf("%d Postgres shard groups %v, want %d", len(groups), groups, shardGroupsWant)
+		}
+		for i, g := range groups {
+			if g != fmt.Sprintf("fund-pg-g%d", i) {
+				t.Fatalf("shard groups %v: want fund-pg-g0..g%d", groups, shardGroupsWant-1)
+			}
+		}
+		secrets := func(suffix string) string {
+			var out []string
+			for _, g := range groups {
+				out = append(out, "secret:"+g+suffix)
+			}
+			return strings.Join(out, ",")
+		}
+		all, first := secrets("-service"), "secret:"+groups[0]+"-service"
+		for _, o := range objs {
+			if o.Kind == "ConfigMap" && strings.HasPrefix(o.Metadata.Name, "fund-config") && o.Data["FUND_SHARDS"] != shardsWant {
+				t.Errorf("ConfigMap/%s: FUND_SHARDS=%q, want %s", o.Metadata.Name, o.Data["FUND_SHARDS"], shardsWant)
+			}
+		}
+		checks := []struct {
+			workload, env, want string
+			shardsArg           bool
+		}{
+			{"ledger", "FUND_PG_DSN", all, true},
+			{"settle", "FUND_PG_DSN", all, true},
+			{"recon", "FUND_PG_DSN", all, true},
+			{"gateway", "FUND_LEDGER_DSN", all, true},
+			{"gateway", "FUND_PG_DSN", first, true},
+			{"migrate", "FUND_MIGRATE_DSN", secrets("-app"), false},
+		}
+		for _, ck := range checks {
+			c, ok := roleContainer(workloads(t, objs), ck.workload)
+			if !ok {
+				t.Errorf("no workload of app.kubernetes.io/name=%s with a container %s", ck.workload, ck.workload)
+				continue
+			}
+			if got := resolveEnv(c, ck.env); got != ck.want {
+				t.Errorf("%s: %s resolves to %q, want %q (every shard group in shard-map order)", ck.workload, ck.env, got, ck.want)
+			}
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--dsn") || strings.HasPrefix(a, "--ledger-dsn") {
+					t.Errorf("%s: argument %q: the databases come from the environment only", ck.workload, a)
+				}
+			}
+			if ck.shardsArg && !slices.Contains(c.Args, "--shards=$(FUND_SHARDS)") {
+				t.Errorf("%s: args %v lack --shards=$(FUND_SHARDS)", ck.workload, c.Args)
+			}
+		}
+	})
+}
+
+// roleContainer finds the container named as its role, in the workload
+// whose pods carry the role's app.kubernetes.io/name.
+func roleContainer(ws []workload, name string) (container, bool) {
+	for _, w := range ws {
+		if w.pods.Metadata.Labels["app.kubernetes.io/name"] != name {
+			continue
+		}
+		for _, c := range w.pods.Spec.Containers {
+			if c.Name == name {
+				return c, true
+			}
+		}
+	}
+	return container{}, false
+}
+
+// resolveEnv expands env var name of c as Kubernetes would, from the
+// variables defined before it, with each Secret reference written
+// "secret:<name>" (its key aside); "" when it is not defined.
+func resolveEnv(c container, name string) string {
+	vals := map[string]string{}
+	for _, e := range c.Env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			v = "secret:" + e.ValueFrom.SecretKeyRef.Name
+		}
+		vals[e.Name] = varRef.ReplaceAllStringFunc(v, func(ref string) string {
+			if r, ok := vals[varRef.FindStringSubmatch(ref)[1]]; ok {
+				return r
+			}
+			return ref
+		})
+	}
+	return vals[name]
+}
