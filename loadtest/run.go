@@ -89,6 +89,11 @@ type Record struct {
 	// Attempts is how many times it was sent (1 + retries after timeouts);
 	// 0 when it was dropped unsent.
 	Attempts int `json:"attempts"`
+	// Due is when it was to be sent (the run's start plus its arrival),
+	// for callers in the same process that look at a stretch of the run
+	// (how the orders sent during a failover fared). Not in part files:
+	// the generators' clocks need not agree.
+	Due time.Time `json:"-"`
 }
 
 // Result of a run.
@@ -275,7 +280,9 @@ dispatch:
 		default:
 			st.scheduled(sec, req.op, true)
 			if req.op.IsOrder() {
-				record(req.record(Dropped, "", ""))
+				r := req.record(Dropped, "", "")
+				r.Due = start.Add(req.at)
+				record(r)
 			}
 			continue
 		}
@@ -290,7 +297,7 @@ dispatch:
 			st.finished(int(done.Sub(start)/time.Second), req.op, out, code, reason, done.Sub(due), retries)
 			if req.op.IsOrder() {
 				r := req.record(out, code, status)
-				r.Attempts = retries + 1
+				r.Attempts, r.Due = retries+1, due
 				record(r)
 			}
 		}()
