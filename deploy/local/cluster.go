@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,11 +31,12 @@ const (
 	LeaseTTLDefault   = 5 * time.Second
 	TopicDefault      = "ledger-events"
 	partitionsDefault = 8
-	// ShardsDefault is 1 because the accounts service keeps a customer's
-	// and the fund's accounts on one shard today (see fundd gateway
-	// --shards); the owners still share it through the lease, two of
-	// them standing by.
-	ShardsDefault = 1
+	// ShardsDefault: customers are spread over 8 shards (accounts.ShardOf),
+	// which the three owners share through their leases.
+	ShardsDefault = 8
+	// LedgerDatabasesDefault: the shard map spreads the shards, and with
+	// them the customers and their orders, over two databases.
+	LedgerDatabasesDefault = 2
 
 	startTimeoutDefault = 3 * time.Minute
 	buildTimeout        = 10 * time.Minute
@@ -64,9 +66,9 @@ type Config struct {
 	// Owners and Gateways are how many `fundd ledger` and `fundd gateway`
 	// processes run [3, 2].
 	Owners, Gateways int
-	// Shards is the number of logical ledger shards [1]; LedgerDatabases
-	// how many databases the shard map spreads them over [1, at most
-	// Shards].
+	// Shards is the number of logical ledger shards [8]; LedgerDatabases
+	// how many databases the shard map spreads them over [2, or Shards
+	// when fewer; at most Shards].
 	Shards, LedgerDatabases int
 	// LeaseTTL of the shard leases [5s].
 	LeaseTTL time.Duration
@@ -96,9 +98,10 @@ type Config struct {
 // Cluster is a running multi-process cluster. Its fields are set by Start.
 type Cluster struct {
 	URL string // the round-robin front: the platform's REST API
-	// AccountsDSN holds customers and orders; it is the first ledger
-	// database too, because fundd settle reads the ledger and the accounts
-	// tables from one database.
+	// AccountsDSN is the first ledger database, which holds the fund-wide
+	// rows (yields, the calendar, the settlement runs); customers and
+	// their orders live in every ledger database, each in its shard's
+	// (accounts/postgres.Sharded), as fundd gateway keeps them.
 	AccountsDSN string
 	LedgerDSNs  []string // the ledger databases in shard-map order
 	// The DSNs above connect as ServiceRole, as every fundd process of the
@@ -376,7 +379,7 @@ func withDefaults(cfg Config) Config {
 		cfg.Shards = ShardsDefault
 	}
 	if cfg.LedgerDatabases == 0 {
-		cfg.LedgerDatabases = 1
+		cfg.LedgerDatabases = min(LedgerDatabasesDefault, max(cfg.Shards, 1))
 	}
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = LeaseTTLDefault
@@ -438,8 +441,9 @@ func goBuild(ctx context.Context, dir string, pkgs ...string) error {
 }
 
 // startPostgres starts the private server (or uses FUND_PG_DSN's) and
-// creates the ledger databases, the first of which also holds the accounts
-// (and the reconciliation and settlement tables).
+// creates the ledger databases; each holds its shards' customers and
+// orders too, and the first the fund-wide rows (`fundd migrate` puts every
+// table in each).
 func (c *Cluster) startPostgres(ctx context.Context, cfg Config) error {
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: cfg.PGSettings, Logger: c.log})
 	if err != nil {
@@ -515,7 +519,9 @@ func (c *Cluster) testClockArgs() []string {
 	return []string{"--test-clock", "--test-clock-start=" + c.TestClockStart.Format(time.RFC3339)}
 }
 
-// startGateway starts `fundd gateway` number i.
+// startGateway starts `fundd gateway` number i: --dsn (FUND_PG_DSN) the
+// first ledger database, as fundd gateway requires when the customers are
+// spread over several (--ledger-dsn).
 func (c *Cluster) startGateway(i int) (*Process, error) {
 	httpAddr, err := freeAddr()
 	if err != nil {
@@ -561,10 +567,11 @@ func (c *Cluster) startRecon() (*Process, error) {
 	return p, p.start(c.fundd, env)
 }
 
-// startSettle starts `fundd settle`, which settles each business date once
-// it has ended and its income file is in IncomeDir; a run takes every
-// shard from the owners for its duration (--take-shards) and they take
-// them back after it.
+// startSettle starts `fundd settle` over every ledger database (FUND_PG_DSN,
+// in shard-map order: each shard's steps run in its own database), which
+// settles each business date once it has ended and its income file is in
+// IncomeDir; a run takes every shard from the owners for its duration
+// (--take-shards) and they take them back after it.
 func (c *Cluster) startSettle() (*Process, error) {
 	tick := settleTick
 	if !c.TestClockStart.IsZero() {
@@ -586,7 +593,7 @@ func (c *Cluster) startSettle() (*Process, error) {
 		p.Args = append(p.Args, c.testClockArgs()...)
 		p.Args = append(p.Args, "--from="+c.TestClockStart.In(ledger.BusinessZone()).Format(time.DateOnly))
 	}
-	env := []string{localpg.EnvDSN + "=" + c.AccountsDSN}
+	env := []string{localpg.EnvDSN + "=" + strings.Join(c.LedgerDSNs, ",")}
 	return p, p.start(c.fundd, env)
 }
 
@@ -618,6 +625,22 @@ func (c *Cluster) OwnerOf(ctx context.Context, shard int) (*Process, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: shard %d", ErrNoOwner, shard)
+}
+
+// ShardsOf returns the shards whose live lease names owner p, in order.
+func (c *Cluster) ShardsOf(ctx context.Context, p *Process) ([]int, error) {
+	owners, err := c.ShardOwners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, o := range owners {
+		if o.Owner == p.Name {
+			out = append(out, o.Shard)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // WaitOwned waits until every shard has a live owner that is running, or

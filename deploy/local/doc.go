@@ -1,6 +1,6 @@
 // Package local runs the platform as a real multi-process cluster on one
-// machine: a private Postgres with several databases (the accounts
-// database and the ledger databases of the shard map), a Kafka-protocol
+// machine: a private Postgres with several databases (the shard map's,
+// each with its shards' ledger and accounts tables), a Kafka-protocol
 // broker as a process of its own (cmd/fundbroker: internal/kafkabroker,
 // data in memory; or an external Kafka), several `fundd ledger`
 // owners sharing the shards through their leases, several `fundd gateway`
@@ -14,11 +14,13 @@
 // which may insert into the journal but not update, delete, truncate, drop
 // or detach it.
 //
-// The first ledger database also holds the accounts, because fundd settle
-// reads the ledger and the accounts tables from one database; and there is
-// one shard by default, because the accounts service keeps a customer's
-// and the fund's accounts on one shard today. The three owners share it
-// through the lease: one serves, two stand by and take over.
+// By default 8 shards are spread over 2 databases (ledger.ShardMap), and
+// the customers over the shards (accounts.ShardOf): each database holds
+// its shards' ledger tables and their customers' rows and orders, the
+// first also the fund-wide rows. Every role gets every database in
+// shard-map order (fundd gateway's --dsn is the first of them, as it
+// requires). The three owners share the shards through their leases, at
+// most 4 each, so that two survivors can hold all 8 while one is down.
 //
 // It is what reliability tests start when one process is not enough (kill
 // an owner, kill a gateway, and check that nothing acknowledged was lost),
@@ -28,9 +30,10 @@
 //
 // In a test:
 //
-//	c, err := local.Start(ctx, local.Config{})     // 3 owners, 2 gateways
+//	c, err := local.Start(ctx, local.Config{})     // 3 owners, 2 gateways, 8 shards on 2 databases
 //	defer c.Stop(context.Background())
 //	owner, _ := c.OwnerOf(ctx, 0)
+//	held, _ := c.ShardsOf(ctx, owner)              // the shards its leases hold
 //	owner.Kill()                                   // SIGKILL: its shards move within the lease TTL
 //
 // With Config.TestClock every process runs on one shared test clock
@@ -46,8 +49,10 @@
 // same arguments and addresses, after a backoff from 200 ms doubling to
 // 5 s, at most 10 restarts in 2 minutes, each logged and counted
 // (Cluster.Restarts). A restarted owner runs under its name, so it takes
-// its own shards back at once; Stop (the cluster's, or a test's
-// Process.Stop) ends a process for good.
+// its own shards back at once; Process.KillFor keeps a killed process down
+// for a while (a lost machine), so that the other owners take its shards
+// once its leases expire. Stop (the cluster's, or a test's Process.Stop)
+// ends a process for good.
 //
 //	c.Settle.Kill()                                // back within a second
 //	c.Restarts()                                   // map[settle:1]

@@ -52,6 +52,8 @@ type Process struct {
 	// supervisor leaves it down. Kill does not set it: a SIGKILL is a
 	// fault, and the supervisor restarts the process as Kubernetes would.
 	stopped bool
+	// downUntil: KillFor keeps the process down until then.
+	downUntil time.Time
 }
 
 // errStopped: a restart of a process that was stopped on purpose.
@@ -145,6 +147,25 @@ func (p *Process) Running() bool {
 // restarts the process (as Kubernetes restarts a killed container).
 func (p *Process) Kill() error {
 	return p.signalAndWait(context.Background(), syscall.SIGKILL)
+}
+
+// KillFor sends SIGKILL like Kill, and the supervisor restarts the
+// process no sooner than d later: a lost machine, whose pod comes back
+// elsewhere only after a while. A ledger owner killed so does not take its
+// shards back at once; the other owners take them once its leases expire.
+func (p *Process) KillFor(d time.Duration) error {
+	p.mu.Lock()
+	p.downUntil = time.Now().Add(d)
+	p.mu.Unlock()
+	return p.Kill()
+}
+
+// downFor is how much longer KillFor keeps the process down (0 or less:
+// no longer).
+func (p *Process) downFor() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Until(p.downUntil)
 }
 
 // Stop sends SIGTERM (a clean stop: a ledger owner releases its leases, a

@@ -95,7 +95,7 @@ func (s *supervisor) run(p *Process) {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(max(backoff, p.downFor())):
 		}
 		recent = append(recent, time.Now())
 		backoff = min(2*backoff, restartBackoffMax)

@@ -50,8 +50,8 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for logs, the JWT key and the binary (default: a temporary one, removed at the end)")
 	fs.IntVar(&cfg.Owners, "owners", local.OwnersDefault, "fundd ledger processes")
 	fs.IntVar(&cfg.Gateways, "gateways", local.GatewaysDefault, "fundd gateway processes")
-	fs.IntVar(&cfg.Shards, "shards", local.ShardsDefault, "logical ledger shards (fundd gateway supports 1 today)")
-	fs.IntVar(&cfg.LedgerDatabases, "ledger-databases", 1, "ledger databases the shards are spread over (at most --shards)")
+	fs.IntVar(&cfg.Shards, "shards", local.ShardsDefault, "logical ledger shards the customers are spread over")
+	fs.IntVar(&cfg.LedgerDatabases, "ledger-databases", local.LedgerDatabasesDefault, "databases the shards (ledger and customers) are spread over (at most --shards)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", local.LeaseTTLDefault, "shard lease TTL")
 	fs.StringVar(&brokers, "kafka-brokers", "", "external Kafka brokers, comma-separated (default: a fundbroker process)")
 	fs.StringVar(&cfg.FrontAddr, "front", "127.0.0.1:8080", "address of the round-robin front")
@@ -116,11 +116,15 @@ func killOwner(ctx context.Context, c *local.Cluster) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	held, err := c.ShardsOf(ctx, p)
+	if err != nil {
+		return err
+	}
+	pid, start := p.Pid(), time.Now()
 	if err := p.Kill(); err != nil {
 		return err
 	}
-	fmt.Printf("killed %s (pid %d, owner of shard 0) with SIGKILL\n", p.Name, p.Pid())
+	fmt.Printf("killed %s (pid %d, owner of shards %v) with SIGKILL\n", p.Name, pid, held)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := c.WaitOwned(wctx); err != nil {
@@ -143,7 +147,7 @@ func printCluster(c *local.Cluster) {
 		fmt.Printf("  %-10s pid %-7d http://%s/metrics  log %s\n", p.Name, p.Pid(), p.HTTPAddr, p.LogPath)
 	}
 	fmt.Printf("  %-10s pid %-7d log %s\n", c.Settle.Name, c.Settle.Pid(), c.Settle.LogPath)
-	fmt.Printf("ledger databases:  %s (the first holds the accounts too; as %s)\n", strings.Join(c.LedgerDSNs, ","), c.ServiceRole)
+	fmt.Printf("ledger databases:  %s (each with its shards' customers and orders; as %s)\n", strings.Join(c.LedgerDSNs, ","), c.ServiceRole)
 	fmt.Printf("  as the owner:    %s (migrations: fundd migrate)\n", strings.Join(c.OwnerDSNs, ","))
 	fmt.Printf("kafka:             %s (topic %s)\n", strings.Join(c.Brokers, ","), c.Topic)
 	if c.Broker != nil {
@@ -154,8 +158,8 @@ func printCluster(c *local.Cluster) {
 	fmt.Printf("a role that dies (kill -9 PID) is restarted by the cluster's supervisor, as Kubernetes would\n")
 	fmt.Printf("JWT key file:      %s\n", c.KeyFile)
 	fmt.Printf("\nload (the demo's Double-11 profile, audited):\n")
-	fmt.Printf("  go run ./cmd/fundctl loadtest --target %s --jwt-key-file %s --profile double11 --duration 1m --peak-rps 200 --audit --dsn '%s' --accounts-dsn '%s'\n",
-		c.URL, c.KeyFile, c.LedgerDSNs[0], c.AccountsDSN)
+	fmt.Printf("  go run ./cmd/fundctl loadtest --target %s --jwt-key-file %s --profile double11 --duration 1m --peak-rps 200 --audit --dsn '%s' --shards %d\n",
+		c.URL, c.KeyFile, strings.Join(c.LedgerDSNs, ","), c.Shards)
 	fmt.Printf("admin token:\n  go run ./cmd/fundctl token --admin --key-file %s\n", c.KeyFile)
 	fmt.Printf("settle a business date D once it has ended (fundd settle takes the shards for the run):\n")
 	fmt.Printf("  echo income_per_10k=0.6543 > %s/D    # custodian file appears in %s\n", c.IncomeDir, c.FileDir)
