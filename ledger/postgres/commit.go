@@ -84,6 +84,9 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 		}
 	}
 	queueFlush(&q, bs)
+	if err := s.queueAttachments(&q, bs); err != nil {
+		return true, err // nothing was sent
+	}
 	for _, b := range bs {
 		if len(b.Closed) > 0 {
 			ids := make([]int64, len(b.Closed))

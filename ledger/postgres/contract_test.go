@@ -16,7 +16,8 @@ import (
 // rows themselves.
 func TestStoreContract(t *testing.T) {
 	ledgertest.Run(t, ledgertest.Config{
-		NewStore: func(t *testing.T) ledger.Store { return openStore(t) },
+		NewStore:    func(t *testing.T) ledger.Store { return openAttachingStore(t, writeTestAttachments) },
+		Attachments: testAttachments,
 		TakeOver: func(t *testing.T, s ledger.Store, shard int) int64 {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)

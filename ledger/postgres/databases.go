@@ -24,6 +24,8 @@ type DatabasesConfig struct {
 	NoOutbox        bool
 	// Now is the business clock of every database's store (Config.Now).
 	Now func() time.Time
+	// Attachments is every database's attachment writer (Config.Attachments).
+	Attachments AttachmentWriter
 }
 
 // Databases is the ledger spread over several databases: shard s lives on
@@ -37,9 +39,10 @@ type Databases struct {
 }
 
 var (
-	_ ledger.Store      = (*Databases)(nil)
-	_ ledger.LeaseStore = (*Databases)(nil)
-	_ ledger.Directory  = (*Databases)(nil)
+	_ ledger.Store           = (*Databases)(nil)
+	_ ledger.AttachmentStore = (*Databases)(nil)
+	_ ledger.LeaseStore      = (*Databases)(nil)
+	_ ledger.Directory       = (*Databases)(nil)
 )
 
 // OpenDatabases opens (and migrates) every database of the shard map.
@@ -55,7 +58,7 @@ func OpenDatabases(ctx context.Context, cfg DatabasesConfig) (*Databases, error)
 			conns = int32(2 + 2*len(m.ShardsOn(i)))
 		}
 		s, err := Open(ctx, Config{DSN: dsn, ConnsMax: conns, PartitionsAhead: cfg.PartitionsAhead, NoOutbox: cfg.NoOutbox,
-			Now: cfg.Now, Shards: cfg.Shards})
+			Now: cfg.Now, Shards: cfg.Shards, Attachments: cfg.Attachments})
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("database %d of %d: %w", i+1, len(cfg.DSNs), err)
@@ -94,6 +97,11 @@ func (d *Databases) Lookup(ctx context.Context, shard int, ids, pendingIDs []led
 // Commit implements ledger.Store.
 func (d *Databases) Commit(ctx context.Context, b *ledger.Batch) error {
 	return d.StoreOf(b.Shard).Commit(ctx, b)
+}
+
+// WritesAttachments implements ledger.AttachmentStore.
+func (d *Databases) WritesAttachments(shard int) bool {
+	return d.StoreOf(shard).WritesAttachments(shard)
 }
 
 // Verify implements ledger.Store.

@@ -34,6 +34,7 @@ type Store struct {
 
 	now    func() time.Time // Config.Now
 	shards int              // Config.Shards
+	attach AttachmentWriter // Config.Attachments
 }
 
 // partitionsAhead is how many daily journal partitions exist beyond the
@@ -70,6 +71,11 @@ type Config struct {
 	// (ledger.ShardOf); 0 = not known here, and that check is left out.
 	// OpenDatabases sets it from the shard map.
 	Shards int
+	// Attachments writes the attachments of the requests of every batch
+	// (ledger.Attached: an order's row, say) in the batch's transaction;
+	// nil = this store writes none, and the requests' callers are told so
+	// and record what they meant to themselves.
+	Attachments AttachmentWriter
 }
 
 // Open connects, applies the migrations and makes sure the journal has
@@ -98,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	s := &Store{pool: pool, partitions: map[time.Time]bool{}, noOutbox: cfg.NoOutbox, now: cfg.Now,
-		shards: cfg.Shards,
+		shards: cfg.Shards, attach: cfg.Attachments,
 		commits: newGroup[*ledger.Batch, struct{}](cfg.CommitsInFlightMax, commitBatchesMax, commitTransfersMax,
 			func(b *ledger.Batch) int { return len(b.Transfers) }),
 		lookups: newGroup[lookupCall, *ledger.Known](cfg.CommitsInFlightMax, lookupCallsMax, lookupIDsMax,
