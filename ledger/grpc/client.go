@@ -155,7 +155,11 @@ type Client struct {
 	refreshMu sync.Mutex // one lease read at a time; the others reuse its answer
 }
 
-var _ ledger.Client = (*Client)(nil)
+var (
+	_ ledger.Client          = (*Client)(nil)
+	_ ledger.AttachingClient = (*Client)(nil)
+	_ ledger.AttachingClient = (*shardClient)(nil)
+)
 
 // NewClient returns a routing client that finds shard owners in dir. It
 // connects lazily; Close releases the connections.
@@ -191,6 +195,19 @@ func (c *Client) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]l
 		return nil, err
 	}
 	return c.ForShard(shard).CreateTransfers(ctx, ts)
+}
+
+// CreateTransfersAttached implements ledger.AttachingClient; all accounts
+// named must live on one shard.
+func (c *Client) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
+	if len(ts) == 0 {
+		return nil, false, ledger.ErrEmptyRequest
+	}
+	shard, err := ledger.ShardOfTransfers(ts, c.cfg.Shards)
+	if err != nil {
+		return nil, false, err
+	}
+	return c.ForShard(shard).(ledger.AttachingClient).CreateTransfersAttached(ctx, ts, attachment)
 }
 
 // CreateAccounts implements ledger.Client; all accounts must live on one
@@ -252,7 +269,20 @@ func (s *shardClient) target() *ledgerpb.Target {
 }
 
 func (s *shardClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	req := &ledgerpb.CreateTransfersRequest{Target: s.target(), Transfers: make([]*ledgerpb.Transfer, len(ts))}
+	rs, _, err := s.CreateTransfersAttached(ctx, ts, nil)
+	return rs, err
+}
+
+// CreateTransfersAttached implements ledger.AttachingClient. Every attempt
+// (a retry at the shard's next owner included) carries the attachment: a
+// retry after a commit that was not answered finds its transfers "exists"
+// and the owner's writer writes the attachment once.
+func (s *shardClient) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
+	if len(attachment) > ledger.AttachmentLenMax {
+		return nil, false, fmt.Errorf("%w: %d bytes > %d", ledger.ErrAttachmentTooLarge, len(attachment), ledger.AttachmentLenMax)
+	}
+	req := &ledgerpb.CreateTransfersRequest{Target: s.target(), Transfers: make([]*ledgerpb.Transfer, len(ts)),
+		Attachment: attachment}
 	for i := range ts {
 		req.Transfers[i] = transferToPB(&ts[i])
 	}
@@ -262,20 +292,20 @@ func (s *shardClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(resp.Results) != len(ts) {
-		return nil, fmt.Errorf("ledger/grpc: %d results for %d transfers", len(resp.Results), len(ts))
+		return nil, false, fmt.Errorf("ledger/grpc: %d results for %d transfers", len(resp.Results), len(ts))
 	}
 	out := make([]ledger.TransferResult, len(ts))
 	for i, r := range resp.Results {
 		res, err := result(r.Result)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out[i] = ledger.TransferResult{Result: res, Timestamp: r.Timestamp}
 	}
-	return out, nil
+	return out, resp.Attached && len(attachment) > 0, nil
 }
 
 func (s *shardClient) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {

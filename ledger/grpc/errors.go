@@ -35,6 +35,7 @@ var errorTable = [...]struct {
 	{ledger.ErrNoOwner, codes.Unavailable, "NO_OWNER", true},
 	{ledger.ErrTooManyEvents, codes.InvalidArgument, "TOO_MANY_EVENTS", false},
 	{ledger.ErrEmptyRequest, codes.InvalidArgument, "EMPTY_REQUEST", false},
+	{ledger.ErrAttachmentTooLarge, codes.InvalidArgument, "ATTACHMENT_TOO_LARGE", false},
 	{ledger.ErrCrossShard, codes.InvalidArgument, "CROSS_SHARD", false},
 	{ledger.ErrShardUnknown, codes.InvalidArgument, "SHARD_UNKNOWN", false},
 	{ledger.ErrShardMapMismatch, codes.FailedPrecondition, "SHARD_MAP_MISMATCH", false},

@@ -96,11 +96,13 @@ func (s *Server) CreateTransfers(ctx context.Context, req *ledgerpb.CreateTransf
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rs, err := c.CreateTransfers(ctx, ts)
+	// The attachment goes on if the shard's client carries it; if not,
+	// attached stays false and the caller records what it meant to itself.
+	rs, attached, err := ledger.CreateTransfersAttached(ctx, c, ts, req.Attachment)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &ledgerpb.CreateTransfersResponse{Results: make([]*ledgerpb.TransferResult, len(rs))}
+	out := &ledgerpb.CreateTransfersResponse{Results: make([]*ledgerpb.TransferResult, len(rs)), Attached: attached}
 	for i, r := range rs {
 		out.Results[i] = &ledgerpb.TransferResult{Result: r.Result.String(), Timestamp: r.Timestamp}
 	}

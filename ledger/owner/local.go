@@ -15,8 +15,9 @@ import (
 func (o *Owner) Local(shard int) ledger.Client { return localClient{host: o.host, shard: shard} }
 
 var (
-	_ ledger.Client         = localClient{}
-	_ ledger.TransferLookup = localClient{}
+	_ ledger.Client          = localClient{}
+	_ ledger.TransferLookup  = localClient{}
+	_ ledger.AttachingClient = localClient{}
 )
 
 type localClient struct {
@@ -45,6 +46,17 @@ func (c localClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) 
 		return nil, err
 	}
 	return cl.CreateTransfers(ctx, ts)
+}
+
+// CreateTransfersAttached implements ledger.AttachingClient: the
+// shard's sequencer carries the attachment to its store's writer
+// (Config.Attachments).
+func (c localClient) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, false, err
+	}
+	return ledger.CreateTransfersAttached(ctx, cl, ts, attachment)
 }
 
 func (c localClient) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {

@@ -75,6 +75,12 @@ type Config struct {
 	// ConnsMax is each ledger database's pool size; 0 = ledger/postgres's
 	// default (two per shard it holds, plus two).
 	ConnsMax int32
+	// Attachments writes the attachments of transfer requests in their
+	// batches' transactions (ledger/postgres Config.Attachments): the
+	// composition gives the writer of the domain that attaches (the
+	// accounts' order rows, whose tables share the ledger's databases);
+	// nil = no attachments are written, and callers record their own.
+	Attachments postgres.AttachmentWriter
 	// Registry gets the ledger's metrics; nil = a new one with the Go and
 	// process collectors, served at HTTPAddr.
 	Registry *prometheus.Registry
@@ -203,7 +209,7 @@ func open(ctx context.Context, cfg Config) (_ *Owner, err error) {
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	o.dbs, err = postgres.OpenDatabases(octx, postgres.DatabasesConfig{DSNs: cfg.DSNs, Shards: cfg.Host.Shards, ConnsMax: cfg.ConnsMax,
-		Now: cfg.Host.Sequencer.Now})
+		Now: cfg.Host.Sequencer.Now, Attachments: cfg.Attachments})
 	cancel()
 	if err != nil {
 		return nil, err

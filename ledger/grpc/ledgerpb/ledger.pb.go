@@ -501,9 +501,13 @@ func (x *CreateAccountsResponse) GetResults() []*AccountResult {
 }
 
 type CreateTransfersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Transfers     []*Transfer            `protobuf:"bytes,2,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Target    *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Transfers []*Transfer            `protobuf:"bytes,2,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// attachment, when not empty, is written by the shard's store through its
+	// attachment writer in the transaction of the request's batch
+	// (ledger.AttachingClient); at most ledger.AttachmentLenMax bytes.
+	Attachment    []byte `protobuf:"bytes,3,opt,name=attachment,proto3" json:"attachment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -552,9 +556,19 @@ func (x *CreateTransfersRequest) GetTransfers() []*Transfer {
 	return nil
 }
 
+func (x *CreateTransfersRequest) GetAttachment() []byte {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
 type CreateTransfersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*TransferResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*TransferResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// attached: the attachment was written with the batch. false also from a
+	// server that does not know attachments (it ignores field 3).
+	Attached      bool `protobuf:"varint,2,opt,name=attached,proto3" json:"attached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +608,13 @@ func (x *CreateTransfersResponse) GetResults() []*TransferResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *CreateTransfersResponse) GetAttached() bool {
+	if x != nil {
+		return x.Attached
+	}
+	return false
 }
 
 type CloseAccountsRequest struct {
@@ -927,12 +948,16 @@ const file_ledger_grpc_ledgerpb_ledger_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x16.fund.ledger.v1.TargetR\x06target\x123\n" +
 	"\baccounts\x18\x02 \x03(\v2\x17.fund.ledger.v1.AccountR\baccounts\"Q\n" +
 	"\x16CreateAccountsResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.fund.ledger.v1.AccountResultR\aresults\"\x80\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.fund.ledger.v1.AccountResultR\aresults\"\xa0\x01\n" +
 	"\x16CreateTransfersRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.fund.ledger.v1.TargetR\x06target\x126\n" +
-	"\ttransfers\x18\x02 \x03(\v2\x18.fund.ledger.v1.TransferR\ttransfers\"S\n" +
+	"\ttransfers\x18\x02 \x03(\v2\x18.fund.ledger.v1.TransferR\ttransfers\x12\x1e\n" +
+	"\n" +
+	"attachment\x18\x03 \x01(\fR\n" +
+	"attachment\"o\n" +
 	"\x17CreateTransfersResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.fund.ledger.v1.TransferResultR\aresults\"X\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.fund.ledger.v1.TransferResultR\aresults\x12\x1a\n" +
+	"\battached\x18\x02 \x01(\bR\battached\"X\n" +
 	"\x14CloseAccountsRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.fund.ledger.v1.TargetR\x06target\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\x03R\x03ids\"P\n" +
