@@ -47,7 +47,10 @@ type BreakerClient struct {
 	cb     *gobreaker.CircuitBreaker[any]
 }
 
-var _ ledger.Client = (*BreakerClient)(nil)
+var (
+	_ ledger.Client          = (*BreakerClient)(nil)
+	_ ledger.AttachingClient = (*BreakerClient)(nil)
+)
 
 // NewBreakerClient wraps next, the client of target. onState (may be nil)
 // is told every state change, for metrics and logs.
@@ -61,7 +64,8 @@ func NewBreakerClient(target string, next ledger.Client, cfg BreakerConfig, onSt
 		// Errors of the request itself say nothing about the target's
 		// health.
 		IsSuccessful: func(err error) bool {
-			return err == nil || errors.Is(err, ledger.ErrEmptyRequest) || errors.Is(err, ledger.ErrTooManyEvents)
+			return err == nil || errors.Is(err, ledger.ErrEmptyRequest) || errors.Is(err, ledger.ErrTooManyEvents) ||
+				errors.Is(err, ledger.ErrAttachmentTooLarge)
 		},
 		// A caller that gave up says nothing either way.
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
@@ -98,6 +102,21 @@ func (b *BreakerClient) CreateAccounts(ctx context.Context, as []ledger.Account)
 // CreateTransfers implements ledger.Client.
 func (b *BreakerClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
 	return call(b, func() ([]ledger.TransferResult, error) { return b.next.CreateTransfers(ctx, ts) })
+}
+
+// CreateTransfersAttached implements ledger.AttachingClient: the
+// attachment goes on when the target's client carries it (else attached
+// is false, as ledger.CreateTransfersAttached says).
+func (b *BreakerClient) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
+	type answer struct {
+		rs       []ledger.TransferResult
+		attached bool
+	}
+	a, err := call(b, func() (answer, error) {
+		rs, attached, err := ledger.CreateTransfersAttached(ctx, b.next, ts, attachment)
+		return answer{rs, attached}, err
+	})
+	return a.rs, a.attached, err
 }
 
 // CloseAccounts implements ledger.Client.

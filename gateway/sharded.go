@@ -23,7 +23,10 @@ type ShardedClient struct {
 	breakers []*BreakerClient // NewShardedClient's; none with NewShardedRoutes
 }
 
-var _ ledger.Client = (*ShardedClient)(nil)
+var (
+	_ ledger.Client          = (*ShardedClient)(nil)
+	_ ledger.AttachingClient = (*ShardedClient)(nil)
+)
 
 // NewShardedClient builds the breakers: forShard returns the client of one
 // shard (such as ledger/grpc's Client.ForShard); targets are named
@@ -61,6 +64,16 @@ func (c *ShardedClient) CreateTransfers(ctx context.Context, ts []ledger.Transfe
 		return nil, err
 	}
 	return c.per[s].CreateTransfers(ctx, ts)
+}
+
+// CreateTransfersAttached implements ledger.AttachingClient: the
+// attachment goes to the shard's client, which carries it if it can.
+func (c *ShardedClient) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
+	s, err := ledger.ShardOfTransfers(ts, c.shards)
+	if err != nil {
+		return nil, false, err
+	}
+	return ledger.CreateTransfersAttached(ctx, c.per[s], ts, attachment)
 }
 
 // CreateAccounts implements ledger.Client.
