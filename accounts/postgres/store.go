@@ -35,8 +35,10 @@ type Store struct {
 	orders *orderWriters
 	// keyHash is orderKeyHash; tests replace it to make keys share locks.
 	keyHash func(accounts.CustomerID, string) uint64
-	// acceptID is Config.AcceptID (customerids.go).
+	// acceptID is Config.AcceptID; spares the fitting ids drawn but not
+	// given out yet (customerids.go).
 	acceptID func(accounts.CustomerID) bool
+	spares   idSpares
 }
 
 var _ accounts.Store = (*Store)(nil)
