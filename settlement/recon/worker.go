@@ -99,6 +99,9 @@ type Worker struct {
 	m     *metrics
 
 	applied, redelivered, conflicts, lag, lastCompare atomic.Int64
+	// lagDownSince is when the lag probes began to fail (zero while they
+	// answer): an outage of the brokers is reported once, not per probe.
+	lagDownSince time.Time // only pollLag's goroutine touches it
 
 	mu      sync.Mutex
 	running bool
@@ -339,10 +342,15 @@ func (w *Worker) pollLag(ctx context.Context) {
 	defer cancel()
 	lag, err := w.cfg.Lag(lctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			w.log.Warn("consumer lag unknown", "err", err)
+		if ctx.Err() == nil && w.lagDownSince.IsZero() {
+			w.lagDownSince = time.Now()
+			w.log.Warn("consumer lag unknown; probing again until the brokers answer", "err", err)
 		}
 		return
+	}
+	if !w.lagDownSince.IsZero() {
+		w.log.Info("consumer lag known again", "after", time.Since(w.lagDownSince).Round(time.Millisecond))
+		w.lagDownSince = time.Time{}
 	}
 	w.lag.Store(lag)
 	w.m.lag.Set(float64(lag))
