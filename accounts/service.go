@@ -545,56 +545,25 @@ func (s *Service) apply(ctx context.Context, o *Order, op operation) error {
 		}
 		ts = append(ts, t)
 	}
+	// The request carries the order's row, written in the ledger's commit
+	// with the entries when the ledger can (orderrow.go); the status is
+	// the same rule's either way.
+	row := OrderRow{Order: *o, First: first, Pending: op.pending, Shortage: op.shortage}
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.LedgerTimeout)
 	defer cancel()
-	res, err := s.ledger.CreateTransfers(lctx, ts)
+	res, attached, err := ledger.CreateTransfersAttached(lctx, s.ledger, ts, row.Encode())
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	if len(res) != len(ts) {
 		return fmt.Errorf("%w: %d results for %d transfers", ErrLedger, len(res), len(ts))
 	}
-	for i := 0; i < first; i++ {
-		switch res[i].Result {
-		case ledger.ResultOK, ledger.ResultExists, ledger.ResultExistsWithDifferentFields:
-		default:
-			return fmt.Errorf("%w: transfer %d of %s: %s", ErrLedger, i, o.Kind, res[i].Result)
-		}
+	status, reason, err := row.Outcome(res)
+	if err != nil {
+		return err
 	}
-	chain := res[first:]
-	switch {
-	case chain[0].Result == ledger.ResultOK || chain[0].Result == ledger.ResultExists:
-		// The chain applies as a whole, and its first id is only ever used
-		// by this chain: "exists" means an earlier attempt, whose order row
-		// was lost, applied all of it.
-		if op.pending {
-			o.Status = OrderPending
-		} else {
-			o.Status = OrderCompleted
-		}
-		return nil
-	case chain[0].Result == ledger.ResultExistsWithDifferentFields:
-		return ErrIdempotencyConflict
-	}
-	for i, r := range chain {
-		switch r.Result {
-		case ledger.ResultLinkedEventFailed:
-			continue
-		case ledger.ResultExceedsCredits:
-			if reason, ok := op.shortage[i]; ok {
-				o.Status, o.Reason = OrderRejected, reason
-				return nil
-			}
-		case ledger.ResultDebitAccountClosed, ledger.ResultCreditAccountClosed:
-			return ErrCustomerClosed
-		case ledger.ResultCreditAccountNotFound:
-			if o.Kind == KindPay {
-				return ErrMerchantNotFound
-			}
-		}
-		return fmt.Errorf("%w: leg %d of %s: %s", ErrLedger, i, o.Kind, r.Result)
-	}
-	return fmt.Errorf("%w: %s: no leg failed and none applied", ErrLedger, o.Kind)
+	o.Status, o.Reason, o.RowCommitted = status, reason, attached
+	return nil
 }
 
 // OrderStatus returns an order by its request id; a transfer between

@@ -118,6 +118,11 @@ type Order struct {
 	Status      OrderStatus
 	Reason      string // why it was rejected or refunded
 	CreatedAt   time.Time
+	// RowCommitted is set by the service's apply when the ledger committed
+	// the order's row with its entries (orderrow.go): the store then reads
+	// the row back instead of inserting it. Never stored; false on every
+	// order a store returns.
+	RowCommitted bool
 }
 
 // sameContent reports whether two orders with one request id ask for the

@@ -250,7 +250,13 @@ func (e *env) openStores(ctx context.Context) {
 		}
 	})
 	var err error
-	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4, OnNotice: onNotice}); err != nil {
+	// As the ledger owners run: each order's row is written by the
+	// ledger's commit (postgres.OrderRowsWriter) when the service's
+	// ledger client carries attachments (the sequencer does; the sharded
+	// env's shardRoutes does not, so the store's own insert is tested
+	// there).
+	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4, OnNotice: onNotice,
+		Attachments: postgres.OrderRowsWriter}); err != nil {
 		t.Fatalf("open ledger store: %v", err)
 	}
 	t.Cleanup(e.ledger.Close)

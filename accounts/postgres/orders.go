@@ -29,6 +29,13 @@ import (
 // a flush per order; under load that is the difference between hundreds and
 // thousands of orders a second.
 //
+// Where the ledger carries attachments (accounts.OrderRow), the rows are
+// not inserted here: each order's ledger request carries its row, which
+// the ledger's commit writes with the entries (OrderRowsWriter), and this
+// transaction reads it back and, having written nothing, commits without a
+// WAL flush. An order then costs one durable commit, and no client giving
+// up between two commits can leave money moved without its row.
+//
 // What a caller sees is what PlaceOrder promised one order at a time: an
 // order is stored only with its outcome, only if its apply succeeded, and
 // is acknowledged only after the commit; a stored key answers its stored
@@ -300,8 +307,9 @@ func (s *Store) placeTx(ctx context.Context, rs []*placeRequest, results []place
 //     reads of the parties and of the orders already stored under the keys;
 //   - apply: sort the requests out (stored before, a party missing, or new)
 //     and run the new orders' applies (their ledger transfers);
-//   - record: the rows of the orders applied with an outcome, and COMMIT,
-//     queued as one pipeline;
+//   - record: the rows of the orders applied with an outcome (or, for those
+//     whose row the ledger committed, the read of it), and COMMIT, queued
+//     as one pipeline;
 //   - commit: send it (again under the same locks if a writer that does not
 //     take them stored one of the keys meanwhile);
 //   - answer: the stored orders, with their new ids.
@@ -328,8 +336,12 @@ type orderTx struct {
 	old          map[orderKey]accounts.Order
 	parties      [][]accounts.Customer // the parties of each new order
 	placed, done []int                 // indexes in rs: new orders; applied with an outcome
-	rows         orderRows             // the rows of done
-	newID        map[orderKey]int64    // ids of the rows inserted
+	// done split: rows this transaction inserts, rows the ledger's commit
+	// wrote with the entries (accounts.Order.RowCommitted), read back.
+	inserted, committed []int
+	rows                orderRows                   // the rows of inserted
+	newID               map[orderKey]int64          // ids of the rows inserted
+	readBack            map[orderKey]accounts.Order // the rows of committed, as stored
 }
 
 // newOrderTx computes the batch's keys and locks; no I/O.
@@ -463,22 +475,47 @@ func (t *orderTx) sortOut() {
 	}
 }
 
-// record queues the rows of the orders applied and COMMIT.
+// record queues the rows of the orders applied and COMMIT. The rows the
+// ledger's commit wrote are read back instead (their ids, and what a
+// retried attempt stored): then the transaction writes nothing, and its
+// COMMIT flushes no WAL (a transaction without a transaction id, which
+// advisory locks and reads do not take, writes no commit record). The
+// locks still had their use: they held a freeze or close of a party, and
+// any other placement of the keys, until the orders were applied.
 func (t *orderTx) record() *pgx.Batch {
 	for _, i := range t.done {
+		if t.rs[i].o.RowCommitted {
+			t.committed = append(t.committed, i)
+			continue
+		}
+		t.inserted = append(t.inserted, i)
 		t.rows.add(t.rs[i].o)
 	}
 	b := &pgx.Batch{}
-	if len(t.done) > 0 {
-		t.rows.queueInsert(b, false)
-	}
+	t.queueOutcomes(b, false)
 	b.Queue("COMMIT")
 	return b
 }
 
-// commit sends the record pipeline and keeps the ids of the rows inserted.
+// queueOutcomes queues the INSERT of the rows inserted (skipStored: see
+// queueInsert) and the read of the rows the ledger committed.
+func (t *orderTx) queueOutcomes(b *pgx.Batch, skipStored bool) {
+	if len(t.inserted) > 0 {
+		t.rows.queueInsert(b, skipStored)
+	}
+	if len(t.committed) > 0 {
+		cust, req := make([]int64, len(t.committed)), make([]string, len(t.committed))
+		for j, i := range t.committed {
+			cust[j], req[j] = int64(t.rs[i].o.CustomerID), t.rs[i].o.RequestID
+		}
+		b.Queue(storedOrdersSQL, cust, req)
+	}
+}
+
+// commit sends the record pipeline and keeps the ids of the rows inserted
+// and the rows read back.
 func (t *orderTx) commit(ctx context.Context, b *pgx.Batch) error {
-	newID, err := sendRecord(ctx, t.conn, b, 0, len(t.done) > 0)
+	newID, readBack, err := sendRecord(ctx, t.conn, b, 0, len(t.inserted) > 0, len(t.committed) > 0)
 	if isKeyConflict(err) {
 		// The keys are locked, so no writer that takes the locks can have
 		// stored one of them; one that does not (this store from before
@@ -491,23 +528,48 @@ func (t *orderTx) commit(ctx context.Context, b *pgx.Batch) error {
 		b = &pgx.Batch{}
 		b.Queue("BEGIN")
 		b.Queue(lockSQL, t.lockA, t.lockB, t.lockShared)
-		t.rows.queueInsert(b, true)
+		t.queueOutcomes(b, true)
 		b.Queue("COMMIT")
-		newID, err = sendRecord(ctx, t.conn, b, 2, true)
+		newID, readBack, err = sendRecord(ctx, t.conn, b, 2, true, len(t.committed) > 0)
 	}
 	if err != nil {
 		return err
 	}
 	t.inTx = false
-	t.newID = newID
+	t.newID, t.readBack = newID, readBack
 	return nil
 }
 
 // answer fills the results of the orders recorded: with their new ids, or,
-// for keys another writer stored first, with what it stored.
+// for keys another writer stored first, with what it stored; those the
+// ledger committed with what was read back.
 func (t *orderTx) answer(ctx context.Context) error {
+	if err := t.answerInserted(ctx); err != nil {
+		return err
+	}
+	var missing []int
+	for _, i := range t.committed {
+		o := t.rs[i].o
+		stored, ok := t.readBack[orderKey{o.CustomerID, o.RequestID}]
+		if !ok {
+			missing = append(missing, i)
+			continue
+		}
+		t.results[i] = placeResult{stored: stored}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := t.insertMissing(ctx, missing); err != nil {
+		return err
+	}
+	return t.answerInserted(ctx)
+}
+
+// answerInserted fills the results of the orders inserted.
+func (t *orderTx) answerInserted(ctx context.Context) error {
 	var lost []int
-	for _, i := range t.done {
+	for _, i := range t.inserted {
 		o := t.rs[i].o
 		id, ok := t.newID[orderKey{o.CustomerID, o.RequestID}]
 		if !ok {
@@ -520,6 +582,33 @@ func (t *orderTx) answer(ctx context.Context) error {
 	if len(lost) > 0 {
 		return t.s.answerStored(ctx, t.conn, t.rs, lost, t.results)
 	}
+	return nil
+}
+
+// insertMissing stores the rows of orders whose ledger commit was said to
+// write them but that this database does not hold: a ledger whose
+// databases are not the customers' (a configuration error, which the
+// ledger cannot see) wrote them elsewhere. They are inserted here as
+// without attachments, in a transaction of their own under the batch's
+// locks; the money is committed already, so the row must be.
+func (t *orderTx) insertMissing(ctx context.Context, idx []int) error {
+	t.inserted, t.committed, t.rows = idx, nil, orderRows{}
+	for _, i := range idx {
+		t.rs[i].o.RowCommitted = false
+		t.rows.add(t.rs[i].o)
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(lockSQL, t.lockA, t.lockB, t.lockShared)
+	t.queueOutcomes(b, true)
+	b.Queue("COMMIT")
+	t.inTx = true
+	newID, _, err := sendRecord(ctx, t.conn, b, 2, true, false)
+	if err != nil {
+		return err
+	}
+	t.inTx = false
+	t.newID = newID
 	return nil
 }
 
@@ -574,10 +663,12 @@ func (r *orderRows) queueInsert(b *pgx.Batch, skipStored bool) {
 		r.cust, r.req, r.kind, r.amount, r.counter, r.trade, r.confirm, r.statuses, r.reasons, r.created)
 }
 
-// sendRecord sends a batch of lead statements, the INSERT (when insert)
-// and COMMIT, and returns the ids of the orders inserted.
-func sendRecord(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, lead int, insert bool) (map[orderKey]int64, error) {
+// sendRecord sends a batch of lead statements, the INSERT (when insert),
+// the read of rows stored (when read) and COMMIT, and returns the ids of
+// the orders inserted and the orders read.
+func sendRecord(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, lead int, insert, read bool) (map[orderKey]int64, map[orderKey]accounts.Order, error) {
 	newID := map[orderKey]int64{}
+	var stored map[orderKey]accounts.Order
 	br := conn.SendBatch(ctx, b)
 	var err error
 	for range lead {
@@ -589,10 +680,13 @@ func sendRecord(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, lead int,
 	if err == nil && insert {
 		err = readInserted(br, newID)
 	}
+	if err == nil && read {
+		stored, err = readStored(br)
+	}
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("record and commit orders: %w", cerr)
 	}
-	return newID, err
+	return newID, stored, err
 }
 
 // isKeyConflict tells whether err is a violation of the orders' key.
@@ -659,19 +753,28 @@ func readClaim(br pgx.BatchResults) (map[accounts.CustomerID]accounts.Customer, 
 	for _, c := range cs {
 		byID[c.ID] = c
 	}
-	rows, err = br.Query()
+	old, err := readStored(br)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read stored orders: %w", err)
+		return nil, nil, err
+	}
+	return byID, old, nil
+}
+
+// readStored reads the result of storedOrdersSQL, by key.
+func readStored(br pgx.BatchResults) (map[orderKey]accounts.Order, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("read stored orders: %w", err)
 	}
 	stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accounts.Order, error) { return scanOrder(r) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("read stored orders: %w", err)
+		return nil, fmt.Errorf("read stored orders: %w", err)
 	}
-	old := make(map[orderKey]accounts.Order, len(stored))
+	byKey := make(map[orderKey]accounts.Order, len(stored))
 	for _, o := range stored {
-		old[orderKey{o.CustomerID, o.RequestID}] = o
+		byKey[orderKey{o.CustomerID, o.RequestID}] = o
 	}
-	return byID, old, nil
+	return byKey, nil
 }
 
 // readInserted reads the ids of the orders inserted.
