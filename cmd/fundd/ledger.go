@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/internal/localpg"
 	"github.com/fundplatform/fund/ledger/owner"
 )
@@ -17,8 +18,9 @@ import (
 // leases and serves them over gRPC (ledger/owner).
 func newLedgerCmd() *cobra.Command {
 	var (
-		cfg owner.Config
-		tc  testClockFlags
+		cfg       owner.Config
+		tc        testClockFlags
+		orderRows bool
 	)
 	hostname, _ := os.Hostname()
 	cmd := &cobra.Command{
@@ -36,6 +38,10 @@ func newLedgerCmd() *cobra.Command {
 			if clk != nil {
 				defer clk.Close()
 				cfg.Host.Sequencer.Now = clk.Now // the journal's timestamps
+			}
+			if orderRows {
+				// Each customer order's row commits with its entries.
+				cfg.Attachments = accountspg.OrderRowsWriter
 			}
 			return owner.Run(cmd.Context(), cfg)
 		},
@@ -56,6 +62,8 @@ func newLedgerCmd() *cobra.Command {
 	fl.DurationVar(&cfg.StartTimeout, "start-timeout", owner.StartTimeoutDefault, "how long to wait for the databases at start")
 	tc.register(fl)
 	fl.StringVar(&cfg.Fill, "fill", "auto", "sequencers fill the next batch while one commits: auto (when several shards share a database), on, off")
+	fl.BoolVar(&orderRows, "order-rows", true, "write customer orders' rows in the ledger's commit, with their entries "+
+		"(the accounts tables must be in the ledger's databases, as fundd migrate puts them)")
 	return cmd
 }
 

@@ -40,9 +40,10 @@ const (
 	// ShardsDefault is the stack's logical ledger shards: customers are
 	// spread over them (accounts.ShardOf), as the platform runs them.
 	ShardsDefault = 8
-	// DatabasesDefault is how many ledger databases the shards spread
-	// over.
-	DatabasesDefault  = 1
+	// DatabasesDefault is how many databases of the private Postgres the
+	// shards spread over (with their customers), as the platform runs
+	// them: every role works over several.
+	DatabasesDefault  = 2
 	partitionsDefault = 8
 	readyTimeout      = 2 * time.Minute
 	stopTimeout       = time.Minute
@@ -85,12 +86,18 @@ type Role struct {
 // loopback with free ports: no settlement or reconciliation unless Settle
 // or Recon asks for them.
 type Options struct {
-	// DSN of an existing database; "" = a private Postgres (internal/localpg,
-	// or the server FUND_PG_DSN names) with fresh databases (Databases of
-	// them), removed on Stop, migrated by their owner role and used as the
-	// service role, as in production (Stack.DSN and Stack.DSNs are then the
-	// service role's). A DSN is one database: Databases must then be 0 or 1.
+	// DSN of an existing database; "" (and no DSNs) = a private Postgres
+	// (internal/localpg, or the server FUND_PG_DSN names) with fresh
+	// databases (Databases of them), removed on Stop, migrated by their
+	// owner role and used as the service role, as in production (Stack.DSN
+	// and Stack.DSNs are then the service role's). A DSN is one database:
+	// Databases must then be 0 or 1.
 	DSN string
+	// DSNs are existing databases in shard-map order, instead of DSN (not
+	// both), kept on Stop (the demo audits them after): Databases must
+	// then be 0 or len(DSNs). Each role's store migrates its tables there
+	// when it opens, as with DSN.
+	DSNs []string
 	// Shards is the number of logical ledger shards; 0 = ShardsDefault.
 	// The ledger owner takes every one, and the customers are spread over
 	// them (accounts.ShardOf): single-customer orders are one chain on the
@@ -98,10 +105,11 @@ type Options struct {
 	// saga (applied by the owner's consumer on the stack's broker).
 	Shards int
 	// Databases the shards are placed on (ledger.ShardMap), created in
-	// the private Postgres; 0 = DatabasesDefault. The gateway role keeps
-	// each customer's row and orders in its shard's database, the
-	// fund-wide rows in the first. The settle and recon roles work on one
-	// database for now: with more, the stack refuses to start them.
+	// the private Postgres; 0 = DatabasesDefault, or as many as DSN or
+	// DSNs give. The gateway role keeps each customer's row and orders in
+	// its shard's database, the fund-wide rows in the first; the settle
+	// role runs each shard's steps in its shard's database, and the recon
+	// role records each event beside its shard's journal.
 	Databases int
 	// PGSettings are postgresql.conf settings of the private Postgres.
 	PGSettings map[string]string
@@ -165,7 +173,7 @@ type Stack struct {
 	Topic   string
 	JWTKey  []byte
 
-	Postgres *localpg.Server // nil with Options.DSN
+	Postgres *localpg.Server // nil with Options.DSN or DSNs
 	// Owner is the ledger owner role (ledger/owner, as `fundd ledger`
 	// runs it) owning every shard through its leases, with its outbox
 	// relay and the saga's consumer; a settlement run may take the shards
@@ -290,25 +298,37 @@ func newStack(opts Options) *Stack {
 
 // check refuses what the stack cannot run, before anything starts.
 func (o Options) check() error {
-	shards, dbs := cmp.Or(o.Shards, ShardsDefault), cmp.Or(o.Databases, DatabasesDefault)
+	if o.DSN != "" && len(o.DSNs) > 0 {
+		return errors.New("give DSN or DSNs, not both")
+	}
+	if o.DSN != "" && o.Databases > 1 {
+		return fmt.Errorf("a DSN names one database: %d databases need the private Postgres (no DSN) or DSNs", o.Databases)
+	}
+	if len(o.DSNs) > 0 && o.Databases != 0 && o.Databases != len(o.DSNs) {
+		return fmt.Errorf("%d DSNs for %d databases", len(o.DSNs), o.Databases)
+	}
+	shards, dbs := cmp.Or(o.Shards, ShardsDefault), o.databases()
 	if _, err := ledger.NewShardMap(shards, dbs); err != nil {
 		return fmt.Errorf("%d shards on %d databases: %w", shards, dbs, err)
 	}
-	if o.DSN != "" && dbs > 1 {
-		return fmt.Errorf("a DSN names one database: %d databases need the private Postgres (no DSN)", dbs)
-	}
-	if dbs > 1 && o.Settle != nil {
-		// settlement/postgres needs the ledger's and the accounts' tables
-		// of every shard in one database.
-		return fmt.Errorf("settlement over several databases is not supported yet (%d databases): start the stack without the settle role, or on one database", dbs)
-	}
-	if dbs > 1 && o.Recon != nil {
-		// The embedded worker (settlement/recon/worker.OpenEmbedded) keeps
-		// its records beside one database's journal; events of the other
-		// databases' shards would show as breaks.
-		return fmt.Errorf("reconciliation in the dev stack over several databases is not supported yet (%d databases): start the stack without the recon role, or on one database", dbs)
-	}
 	return nil
+}
+
+// given are the existing databases the options name (DSN or DSNs), nil
+// for the private Postgres.
+func (o Options) given() []string {
+	if o.DSN != "" {
+		return []string{o.DSN}
+	}
+	return o.DSNs
+}
+
+// databases is how many databases the stack runs on.
+func (o Options) databases() int {
+	if g := o.given(); len(g) > 0 {
+		return len(g)
+	}
+	return cmp.Or(o.Databases, DatabasesDefault)
 }
 
 // listen makes the JWT key (unless given) and binds the gateway's
@@ -343,11 +363,12 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// startPostgres uses Options.DSN, or starts a private Postgres with
-// Options.Databases fresh databases that Stop drops.
+// startPostgres uses Options.DSN or DSNs, or starts a private Postgres
+// with Options.Databases fresh databases that Stop drops.
 func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
-	if s.DSN = opts.DSN; s.DSN != "" {
-		s.DSNs = []string{s.DSN}
+	if given := opts.given(); len(given) > 0 {
+		s.DSNs = slices.Clone(given)
+		s.DSN = s.DSNs[0]
 		return nil
 	}
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: opts.PGSettings, Logger: s.Logger})
@@ -362,7 +383,7 @@ func (s *Stack) startPostgres(ctx context.Context, opts Options) error {
 	})
 	base := "fund_dev_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	var owners []string
-	for i := range cmp.Or(opts.Databases, DatabasesDefault) {
+	for i := range opts.databases() {
 		name := base + "_" + strconv.Itoa(i+1)
 		roles, err := srv.CreateDatabaseWithRoles(ctx, name)
 		if err != nil {
@@ -429,6 +450,10 @@ func (s *Stack) startLedger(ctx context.Context, opts Options) error {
 		ConnsMax: ledgerConns(s.Shards, len(s.DSNs)),
 		Registry: s.Registry,
 		Logger:   s.Logger,
+
+		// As `fundd ledger` runs it: each order's row commits with its
+		// entries (the accounts tables are in every database).
+		Attachments: accountspg.OrderRowsWriter,
 	})
 	if err != nil {
 		return fmt.Errorf("ledger owner: %w", err)
