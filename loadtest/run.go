@@ -94,6 +94,10 @@ type Record struct {
 	// (how the orders sent during a failover fared). Not in part files:
 	// the generators' clocks need not agree.
 	Due time.Time `json:"-"`
+	// Ended is when its final answer came (Due for one dropped unsent), so
+	// that a stretch of the run counts the orders still out in it too.
+	// In-process only, like Due.
+	Ended time.Time `json:"-"`
 }
 
 // Result of a run.
@@ -132,6 +136,11 @@ type Result struct {
 	// Histograms are the run's HDR histograms, encoded, so that the
 	// results of a split run's parts merge exactly (Merge).
 	Histograms *Histograms `json:"histograms,omitempty"`
+	// Markers are stretches of the run its time charts show (the faults of
+	// a rehearsal), and Windows how the orders fared in each; both are
+	// filled in by whoever ran the test.
+	Markers []Marker `json:"markers,omitempty"`
+	Windows []Window `json:"windows,omitempty"`
 }
 
 // OpResult is one operation's counts and latency.
@@ -282,6 +291,7 @@ dispatch:
 			if req.op.IsOrder() {
 				r := req.record(Dropped, "", "")
 				r.Due = start.Add(req.at)
+				r.Ended = r.Due
 				record(r)
 			}
 			continue
@@ -297,7 +307,7 @@ dispatch:
 			st.finished(int(done.Sub(start)/time.Second), req.op, out, code, reason, done.Sub(due), retries)
 			if req.op.IsOrder() {
 				r := req.record(out, code, status)
-				r.Attempts, r.Due = retries+1, due
+				r.Attempts, r.Due, r.Ended = retries+1, due, done
 				record(r)
 			}
 		}()
