@@ -32,6 +32,9 @@ func writePNGs(dir string, cs []chartData) ([]string, error) {
 					return out, fmt.Errorf("chart %s: %w", c.id, err)
 				}
 			}
+			if err := addMarkers(p, c); err != nil {
+				return out, fmt.Errorf("chart %s: %w", c.id, err)
+			}
 		}
 		path := filepath.Join(dir, c.id+".png")
 		if err := p.Save(9*vg.Inch, 3.5*vg.Inch, path); err != nil {
@@ -60,6 +63,40 @@ func addLine(p *plot.Plot, x []float64, s series) error {
 	l.Width = vg.Points(1.5)
 	p.Add(l)
 	p.Legend.Add(s.Name, l)
+	return nil
+}
+
+// addMarkers draws each marker as a dashed vertical line at its start,
+// over the height of the chart's series, with its name at the top.
+func addMarkers(p *plot.Plot, c chartData) error {
+	yMax := 0.0
+	for _, s := range c.series {
+		for _, v := range s.Y {
+			if !math.IsNaN(v) {
+				yMax = math.Max(yMax, v)
+			}
+		}
+	}
+	if len(c.markers) == 0 || yMax == 0 {
+		return nil
+	}
+	var labels plotter.XYLabels
+	for _, m := range c.markers {
+		l, err := plotter.NewLine(plotter.XYs{{X: m.StartS, Y: 0}, {X: m.StartS, Y: yMax}})
+		if err != nil {
+			return err
+		}
+		l.Color = hexColor(palette[3])
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		labels.XYs = append(labels.XYs, plotter.XY{X: m.StartS, Y: yMax})
+		labels.Labels = append(labels.Labels, m.Name)
+	}
+	ls, err := plotter.NewLabels(labels)
+	if err != nil {
+		return err
+	}
+	p.Add(ls)
 	return nil
 }
 

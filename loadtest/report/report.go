@@ -31,6 +31,8 @@ type chartData struct {
 	// bars instead of lines, for the distribution
 	barLabels []string
 	bars      []float64
+	// markers are drawn over a time chart as bands with their names.
+	markers []loadtest.Marker
 }
 
 func charts(res *loadtest.Result) []chartData {
@@ -47,7 +49,7 @@ func charts(res *loadtest.Result) []chartData {
 		x[i] = float64(s.T)
 	}
 	rate := chartData{id: "rate", title: "Offered and accepted requests per second", xLabel: "seconds", yLabel: "requests/s", x: x,
-		series: []series{
+		markers: res.Markers, series: []series{
 			{"offered", palette[0], col(func(s loadtest.Second) float64 { return float64(s.Offered) })},
 			{"accepted", palette[2], col(func(s loadtest.Second) float64 { return float64(s.Accepted) })},
 			{"rejected (422)", palette[4], col(func(s loadtest.Second) float64 { return float64(s.Rejected) })},
@@ -64,7 +66,7 @@ func charts(res *loadtest.Result) []chartData {
 		})
 	}
 	latency := chartData{id: "latency", title: "Latency from the scheduled send time (ms)", xLabel: "seconds", yLabel: "ms", x: x,
-		series: []series{
+		markers: res.Markers, series: []series{
 			{"p50", palette[2], lat(func(l loadtest.Latency) float64 { return l.P50Ms })},
 			{"p90", palette[0], lat(func(l loadtest.Latency) float64 { return l.P90Ms })},
 			{"p99", palette[1], lat(func(l loadtest.Latency) float64 { return l.P99Ms })},
@@ -83,7 +85,8 @@ func charts(res *loadtest.Result) []chartData {
 		names = append(names, c)
 	}
 	sort.Strings(names)
-	errs := chartData{id: "errors", title: "Shed, rejected and failed answers by code, per second", xLabel: "seconds", yLabel: "answers/s", x: x}
+	errs := chartData{id: "errors", title: "Shed, rejected and failed answers by code, per second", xLabel: "seconds", yLabel: "answers/s", x: x,
+		markers: res.Markers}
 	for i, c := range names {
 		errs.series = append(errs.series, series{codeName(c), palette[(i+1)%len(palette)],
 			col(func(s loadtest.Second) float64 { return float64(s.Codes[c]) })})
@@ -123,7 +126,7 @@ func (c chartData) svg() template.HTML {
 	if c.x == nil {
 		return template.HTML(barChart(c.id, c.title, c.xLabel, c.yLabel, c.barLabels, c.bars, palette[0]))
 	}
-	return template.HTML(lineChart(c.id, c.title, c.xLabel, c.yLabel, c.x, c.series))
+	return template.HTML(lineChart(c.id, c.title, c.xLabel, c.yLabel, c.x, c.series, c.markers))
 }
 
 // Written lists the files Write produced.
@@ -180,8 +183,15 @@ type opRow struct {
 	AcceptedPct, Refusals string
 }
 
+// windowRow is one row of the fault table.
+type windowRow struct {
+	loadtest.Window
+	ErrorsByCode, Verdict, Class string
+}
+
 type page struct {
 	R         *loadtest.Result
+	Windows   []windowRow
 	Headline  []headline
 	Charts    []template.HTML
 	Ops       []opRow
@@ -221,6 +231,9 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 			p.Ops = append(p.Ops, opRow{Op: string(op), OpResult: r, AcceptedPct: percent(r.Accepted, r.Sent), Refusals: refusals(r.RefusedBy)})
 		}
 	}
+	for _, w := range res.Windows {
+		p.Windows = append(p.Windows, newWindowRow(w))
+	}
 	var codes []string
 	for c := range res.Codes {
 		codes = append(codes, c)
@@ -230,6 +243,18 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 		p.Codes = append(p.Codes, headline{Label: c, Value: itoa(res.Codes[c])})
 	}
 	return pageTmpl.Execute(w, p)
+}
+
+// newWindowRow formats a window for the fault table.
+func newWindowRow(w loadtest.Window) windowRow {
+	r := windowRow{Window: w, ErrorsByCode: refusals(w.ErrorsByCode), Verdict: "not judged"}
+	if w.Judged {
+		r.Verdict, r.Class = "within the bounds", "good"
+		if !w.Pass {
+			r.Verdict, r.Class = w.Why, "bad"
+		}
+	}
+	return r
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
@@ -289,6 +314,9 @@ svg .title { font-size: 15px; font-weight: 600; fill: #222; } svg .tick { font-s
 svg .label { font-size: 12px; fill: #333; } svg .legend { font-size: 12px; fill: #222; }
 svg .grid { stroke: #eee; } svg .axis { stroke: #888; }
 .problems { color: #b00020; font-size: 13px; }
+tr.bad td { color: #b00020; } td:nth-child(2) { text-align: left; }
+svg .fault-band { fill: #D55E00; fill-opacity: 0.13; } svg .fault-line { stroke: #D55E00; stroke-width: 1.5; stroke-dasharray: 4 3; }
+svg .fault-label { font-size: 11px; fill: #A04000; }
 </style>
 </head>
 <body>
@@ -313,6 +341,13 @@ p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.
 <tr><td>reconciliation</td><td>{{if .ReconRan}}{{.ReconBreaks}} breaks: {{.Recon}}{{else if .Recon}}not checked: {{.Recon}}{{else}}not run{{end}}</td></tr>
 <tr><td>verdict</td><td>{{if .OK}}OK{{else}}FAILED{{end}}</td></tr></table>
 {{if .Problems}}<ul class="problems">{{range .Problems}}<li>{{.}}</li>{{end}}</ul>{{end}}{{end}}
+{{if .Windows}}<h2>Faults</h2>
+<p class="meta">Each fault's window runs from its start to its end plus a tail; it counts every order due in it or still out when it began.
+Errors are orders without an acknowledgement: an error answer (5xx) or none after the client's retries, or dropped by the generator.
+Recovery is the time from the fault's start until the per-second success rate was back at 99% or more and stayed there (at least 3 s).</p>
+<table id="faults"><tr><th>fault</th><th>what happened</th><th>fault s</th><th>window s</th><th>orders sent</th><th>errors</th><th>error %</th><th>errors by answer</th><th>shed</th><th>recovery s</th><th>verdict</th></tr>
+{{range .Windows}}<tr class="{{.Class}}"><td>{{.Name}}</td><td>{{.Detail}}</td><td>{{n .StartS}}–{{n .FaultEndS}}</td><td>{{n .StartS}}–{{n .EndS}}</td><td>{{.Sent}}</td><td>{{.Errors}}</td><td>{{printf "%.3f" .ErrorPct}}%</td><td>{{.ErrorsByCode}}</td><td>{{.Shed}}</td><td>{{if .Recovered}}{{n .RecoveryS}}{{else}}not recovered{{end}}</td><td>{{.Verdict}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Over time</h2>
 {{range .Charts}}{{.}}
 {{end}}
@@ -339,6 +374,12 @@ p99 {{n .R.Latency.P99Ms}} ms · p99.9 {{n .R.Latency.P999Ms}} ms · max {{n .R.
     }
   });
   document.body.setAttribute("data-charts-drawn", String(drawn));
+  // And every fault marker it laid out with a width (a band or a line).
+  var faults = 0;
+  document.querySelectorAll("svg.chart .fault-band").forEach(function (m) {
+    if (m.getBBox().width > 0 && m.getBBox().height > 0) { faults++; }
+  });
+  document.body.setAttribute("data-markers-drawn", String(faults));
 })();
 </script>
 </body>

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/png"
 	"os"
@@ -49,8 +50,24 @@ func sample() *loadtest.Result {
 		RefusedBy: map[string]int64{"INSUFFICIENT_FUNDS": res.Orders.Rejected}}
 	res.Audit = &loadtest.Audit{Checked: res.Orders.Sent, Acknowledged: res.Orders.Accepted + res.Orders.Rejected,
 		Applied: res.Orders.Accepted, LedgerVerified: true, Shards: []int{0}, OK: true}
+	// Two faults of a rehearsal: one with a length, one of none (a line).
+	res.Markers = []loadtest.Marker{
+		{Name: "kill-owner", Detail: "kill -9 of ledger-1 <holding 3 shards>", StartS: 12, EndS: 17.5},
+		{Name: "broker-down", StartS: 22, EndS: 22},
+	}
+	res.Windows = []loadtest.Window{
+		{Name: "kill-owner", Detail: "kill -9 of ledger-1 <holding 3 shards>", StartS: 12, FaultEndS: 17.5, EndS: 27.5,
+			Sent: 5400, Acknowledged: 5390, Errors: 3, ErrorPct: 100 * 3.0 / 5400, ErrorsByCode: map[string]int64{"503": 3},
+			RecoveryS: 4, Recovered: true, Judged: true, Pass: true},
+		{Name: "broker-down", StartS: 22, FaultEndS: 22, EndS: 30, Sent: 3000, Acknowledged: 2900, Errors: 100,
+			ErrorPct: 100 / 30.0, ErrorsByCode: map[string]int64{"timeout": 100}, Judged: true, Why: "errors above the bound"},
+	}
 	return res
 }
+
+// markersDrawn is how many fault bands the page's time charts hold: every
+// marker on each of the three.
+func markersDrawn(res *loadtest.Result) int { return 3 * len(res.Markers) }
 
 func TestWriteReport(t *testing.T) {
 	dir := t.TempDir()
@@ -75,6 +92,17 @@ func TestWriteReport(t *testing.T) {
 			t.Fatalf("page lacks %q", want)
 		}
 	}
+	// Each fault is a band with its name on every time chart, escaped,
+	// and a row of the fault table with its verdict.
+	if n := strings.Count(html, `class="fault-band"`); n != markersDrawn(sample()) {
+		t.Fatalf("%d fault bands, want %d", n, markersDrawn(sample()))
+	}
+	for _, want := range []string{`data-name="kill-owner"`, `>broker-down</text>`, "ledger-1 &lt;holding 3 shards&gt;",
+		`<table id="faults">`, "within the bounds", "errors above the bound", "timeout 100", "0.056%", "12–17.5", "12–27.5"} {
+		if !strings.Contains(html, want) {
+			t.Fatalf("page lacks %q", want)
+		}
+	}
 	if len(w.PNGs) != 4 {
 		t.Fatalf("PNGs %v", w.PNGs)
 	}
@@ -86,7 +114,8 @@ func TestWriteReport(t *testing.T) {
 	}
 	js, err := os.ReadFile(w.JSON)
 	if err != nil || !bytes.Contains(js, []byte(`"timeline"`)) || !bytes.Contains(js, []byte(`"lost": 0`)) ||
-		!bytes.Contains(js, []byte(`"refused_by"`)) {
+		!bytes.Contains(js, []byte(`"refused_by"`)) || !bytes.Contains(js, []byte(`"markers"`)) ||
+		!bytes.Contains(js, []byte(`"recovery_s": 4`)) {
 		t.Fatalf("report.json: %v %.200s", err, js)
 	}
 }
@@ -168,6 +197,11 @@ func TestPageDrawsInChromium(t *testing.T) {
 	dom := string(run("--dump-dom"))
 	if !strings.Contains(dom, `data-charts-drawn="4"`) {
 		t.Fatalf("chromium did not draw 4 charts; body: %.300s", dom[strings.Index(dom, "<body"):])
+	}
+	// The browser laid out every fault band of every time chart.
+	if want := fmt.Sprintf(`data-markers-drawn="%d"`, markersDrawn(sample())); !strings.Contains(dom, want) {
+		m := regexp.MustCompile(`data-markers-drawn="\d+"`).FindString(dom)
+		t.Fatalf("chromium: %s, want %s", m, want)
 	}
 	for _, id := range []string{"rate", "latency", "errors", "distribution"} {
 		if !regexp.MustCompile(`<svg class="chart" id="` + id + `"[^>]*data-drawn="[1-9]`).MatchString(dom) {

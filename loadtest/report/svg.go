@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/fundplatform/fund/loadtest"
 )
 
 // Chart geometry, in SVG user units.
@@ -60,8 +62,9 @@ func num(v float64) string {
 func coord(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 
 // lineChart draws series over x (seconds) as an inline SVG. Every series
-// is a polyline with class "mark"; the page's check counts them.
-func lineChart(id, title, xLabel, yLabel string, x []float64, ss []series) string {
+// is a polyline with class "mark"; the page's check counts them. Markers
+// are drawn under the series (drawMarkers).
+func lineChart(id, title, xLabel, yLabel string, x []float64, ss []series, markers []loadtest.Marker) string {
 	var b strings.Builder
 	yMax, xMax := 0.0, 0.0
 	for _, s := range ss {
@@ -73,6 +76,9 @@ func lineChart(id, title, xLabel, yLabel string, x []float64, ss []series) strin
 	}
 	for _, v := range x {
 		xMax = math.Max(xMax, v)
+	}
+	for _, m := range markers {
+		xMax = math.Max(xMax, m.EndS)
 	}
 	if xMax == 0 {
 		xMax = 1
@@ -100,6 +106,7 @@ func lineChart(id, title, xLabel, yLabel string, x []float64, ss []series) strin
 	fmt.Fprintf(&b, `<text x="%s" y="%s" class="label" text-anchor="middle">%s</text>`, coord(padL+pw/2), coord(chartH-6), html.EscapeString(xLabel))
 	fmt.Fprintf(&b, `<text x="14" y="%s" class="label" text-anchor="middle" transform="rotate(-90 14 %s)">%s</text>`,
 		coord(padT+ph/2), coord(padT+ph/2), html.EscapeString(yLabel))
+	drawMarkers(&b, markers, px, ph)
 	for i, s := range ss {
 		var pts []string
 		for j, v := range s.Y {
@@ -121,6 +128,31 @@ func lineChart(id, title, xLabel, yLabel string, x []float64, ss []series) strin
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// markerWidthMin is the width of the band of a marker of (almost) no
+// length, so that it still shows.
+const markerWidthMin = 2.0
+
+// drawMarkers draws each marker as a translucent band (class
+// "fault-band") from its start to its end over the plot's height, a
+// dashed line at its start and its name at the top, staggered over three
+// rows so that the names of close markers do not overlap; its title says
+// the times and what happened.
+func drawMarkers(b *strings.Builder, markers []loadtest.Marker, px func(float64) float64, ph float64) {
+	for i, m := range markers {
+		x0, x1 := px(math.Max(m.StartS, 0)), px(math.Max(m.EndS, m.StartS))
+		tip := fmt.Sprintf("%s: %s–%s s", m.Name, num(m.StartS), num(m.EndS))
+		if m.Detail != "" {
+			tip += " (" + m.Detail + ")"
+		}
+		fmt.Fprintf(b, `<g class="fault" data-name="%s"><title>%s</title>`, html.EscapeString(m.Name), html.EscapeString(tip))
+		fmt.Fprintf(b, `<rect class="fault-band" x="%s" y="%s" width="%s" height="%s"/>`,
+			coord(x0), coord(padT), coord(math.Max(x1-x0, markerWidthMin)), coord(ph))
+		fmt.Fprintf(b, `<line class="fault-line" x1="%s" y1="%s" x2="%s" y2="%s"/>`, coord(x0), coord(padT), coord(x0), coord(padT+ph))
+		fmt.Fprintf(b, `<text class="fault-label" x="%s" y="%s">%s</text></g>`,
+			coord(x0+3), coord(padT+12+float64(i%3)*13), html.EscapeString(m.Name))
+	}
 }
 
 // barChart draws labelled bars (the latency distribution: equal-width bars
