@@ -105,11 +105,12 @@ type Options struct {
 	// saga (applied by the owner's consumer on the stack's broker).
 	Shards int
 	// Databases the shards are placed on (ledger.ShardMap), created in
-	// the private Postgres; 0 = DatabasesDefault, or as many as DSN or
-	// DSNs give. The gateway role keeps each customer's row and orders in
-	// its shard's database, the fund-wide rows in the first; the settle
-	// role runs each shard's steps in its shard's database, and the recon
-	// role records each event beside its shard's journal.
+	// the private Postgres; 0 = DatabasesDefault (at most one per shard),
+	// or as many as DSN or DSNs give. The gateway role keeps each
+	// customer's row and orders in its shard's database, the fund-wide
+	// rows in the first; the settle role runs each shard's steps in its
+	// shard's database, and the recon role records each event beside its
+	// shard's journal.
 	Databases int
 	// PGSettings are postgresql.conf settings of the private Postgres.
 	PGSettings map[string]string
@@ -323,12 +324,14 @@ func (o Options) given() []string {
 	return o.DSNs
 }
 
-// databases is how many databases the stack runs on.
+// databases is how many databases the stack runs on: by default
+// DatabasesDefault, or one per shard when there are fewer shards (as
+// deploy/local does).
 func (o Options) databases() int {
 	if g := o.given(); len(g) > 0 {
 		return len(g)
 	}
-	return cmp.Or(o.Databases, DatabasesDefault)
+	return cmp.Or(o.Databases, min(DatabasesDefault, cmp.Or(o.Shards, ShardsDefault)))
 }
 
 // listen makes the JWT key (unless given) and binds the gateway's

@@ -334,17 +334,18 @@ func TestShardsOnTwoDatabases(t *testing.T) {
 	}
 }
 
-// The settle and recon roles work on one database for now: the stack
-// refuses them on several, and a DSN (one database) with several.
-func TestSeveralDatabasesRefused(t *testing.T) {
+// What the stack cannot run is refused before anything starts: a DSN
+// (one database) with several, a DSN and DSNs, DSNs that disagree with
+// Databases, a shard map that cannot be made.
+func TestOptionsRefused(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		opts devstack.Options
 		want string
 	}{
-		{devstack.Options{Databases: 2, Settle: &devstack.SettleOptions{}}, "settlement over several databases is not supported yet"},
-		{devstack.Options{Databases: 2, Recon: &devstack.ReconOptions{}}, "reconciliation in the dev stack over several databases"},
 		{devstack.Options{Databases: 2, DSN: "postgres://localhost/x"}, "a DSN names one database"},
+		{devstack.Options{DSN: "postgres://localhost/x", DSNs: []string{"postgres://localhost/y"}}, "DSN or DSNs, not both"},
+		{devstack.Options{Databases: 3, DSNs: []string{"postgres://localhost/x", "postgres://localhost/y"}}, "2 DSNs for 3 databases"},
 		{devstack.Options{Shards: 2, Databases: 3}, "3 databases"},
 	} {
 		st, err := devstack.Start(context.Background(), tc.opts)

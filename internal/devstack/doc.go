@@ -3,8 +3,8 @@
 // bench and the end-to-end tests. It assembles nothing itself: it composes
 // the roles the servers run, each assembled by its own package.
 //
-//   - a private Postgres (internal/localpg, or a given DSN) with
-//     Options.Databases databases (1 by default), and an in-process
+//   - a private Postgres (internal/localpg, or given databases: DSN or
+//     DSNs) with Options.Databases databases (2 by default), and an in-process
 //     Kafka-protocol broker (internal/kafkabroker, or given brokers);
 //   - the ledger owner (ledger/owner, as `fundd ledger` runs it) owning
 //     every one of Options.Shards shards (8 by default, placed on the
@@ -19,14 +19,16 @@
 //   - with Options.Settle, the settle role on demand
 //     (settlement/nightly.OpenOnDemand), answering the admin API's
 //     settlement calls; with Options.Recon, the reconciliation worker
-//     (settlement/recon/worker.OpenEmbedded) and its report. Both work on
-//     one database for now: with several, Start refuses them.
+//     (settlement/recon/worker.OpenEmbedded) and its report. Both work
+//     over every database, as `fundd settle` and `fundd recon` do: each
+//     shard's settlement steps and each event's record in its shard's
+//     database.
 //
 // Every role reads one business clock (Options.Clock, Stack.Clock): the
 // wall clock, or a test clock (internal/clock) that stands still until the
 // admin API moves it, which makes the stack a sandbox (`fundd dev
-// --test-clock`). A settlement call answers once the owner serves the
-// ledger shard again, so that the next read shows the run.
+// --test-clock`). A settlement call answers once the owner serves every
+// ledger shard the run took again, so that the next read shows the run.
 //
 // Every role's metrics share one registry, served at the gateway's
 // /metrics. Other roles plug in as Workers: each gets the running Stack
@@ -35,7 +37,7 @@
 // optionally the Settler and Reconciler the admin API serves.
 //
 //	st, err := devstack.Start(ctx, devstack.Options{
-//		Shards: 8, Databases: 1,
+//		Shards: 8, Databases: 2,
 //		Settle: &devstack.SettleOptions{FileDir: dir},
 //		Recon:  &devstack.ReconOptions{},
 //	})

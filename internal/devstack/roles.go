@@ -30,10 +30,12 @@ type ReconOptions struct {
 	LagEvery time.Duration
 }
 
-// settleWorker is the settle role over the stack's database (one: see
-// Options.check), its metrics on the stack's registry, publishing yields
-// through the stack's accounts service and answering the admin API's
-// settlement calls (through the gateway's adapter).
+// settleWorker is the settle role over every database of the stack, in
+// shard-map order, as `fundd settle` runs it (each shard's steps in its
+// shard's database; the run's records and the whole-run steps in the
+// first), its metrics on the stack's registry, publishing yields through
+// the stack's accounts service and answering the admin API's settlement
+// calls (through the gateway's adapter).
 //
 // A run takes the ledger shards from the stack's owner for its duration
 // (TakeShards: it fences the owner's sequencers, whose commits then fail
@@ -42,7 +44,7 @@ type ReconOptions struct {
 // (orders in between fail with 503 and are retried by their keys).
 func settleWorker(o SettleOptions) Worker {
 	return Worker{Name: "settlement", Start: func(ctx context.Context, s *Stack) (Role, error) {
-		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSN: s.DSN, Shards: s.Shards,
+		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSNs: s.DSNs, Shards: s.Shards,
 			FileDir: o.FileDir, TakeShards: true, AllowEarly: o.AllowEarly, Yields: s.Accounts,
 			Registerer: s.Registry, Logger: s.Logger, Now: s.Clock.Now})
 		if err != nil {
@@ -91,7 +93,8 @@ func (h handBackSettler) Run(ctx context.Context, req gateway.SettlementRequest)
 	return run, err
 }
 
-// shardEpochs are the shards' lease epochs in the databases, by shard.
+// shardEpochs are the shards' lease epochs, by shard, each read in its
+// shard's database (every database of the stack).
 func (s *Stack) shardEpochs(ctx context.Context) ([]int64, error) {
 	ls, err := s.Owner.Databases().Leases(ctx)
 	if err != nil {
@@ -127,12 +130,15 @@ func (s *Stack) waitHandBack(ctx context.Context, shards []int, before []*ledger
 	}
 }
 
-// reconWorker is the reconciliation role on the stack's database (one: the
-// embedded worker takes one; see Options.check) and broker, its metrics on the stack's registry, answering the admin API's
-// reconciliation report with its counters.
+// reconWorker is the reconciliation role on every database of the stack
+// (each event recorded beside its shard's journal, as `fundd recon` keeps
+// them) and its broker, its metrics on the stack's registry, answering the
+// admin API's reconciliation report with its counters over every
+// database.
 func reconWorker(o ReconOptions) Worker {
 	return Worker{Name: "recon", Start: func(ctx context.Context, s *Stack) (Role, error) {
-		w, release, err := worker.OpenEmbedded(ctx, worker.EmbeddedConfig{DSN: s.DSN, Brokers: s.Brokers, Topic: s.Topic,
+		w, release, err := worker.OpenEmbedded(ctx, worker.EmbeddedConfig{DSNs: s.DSNs, Shards: s.Shards,
+			Brokers: s.Brokers, Topic: s.Topic,
 			LagEvery: o.LagEvery, Registerer: s.Registry, Logger: s.Logger, Now: s.Clock.Now})
 		if err != nil {
 			return Role{}, err

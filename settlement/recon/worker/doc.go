@@ -12,5 +12,5 @@
 //	err := worker.Run(ctx, worker.Config{DSNs: dsns, Shards: 64, Brokers: brokers})
 //
 // OpenEmbedded is the same worker for a process that runs every role (the
-// dev stack), on its database, broker and metrics registry.
+// dev stack), on its databases, broker and metrics registry.
 package worker

@@ -187,8 +187,13 @@ func consumer(brokers []string, topic, group string, inFlightMax int, logger *sl
 
 // EmbeddedConfig is a worker inside a process that runs every role.
 type EmbeddedConfig struct {
-	// DSN of the one ledger database (required).
-	DSN string
+	// DSNs are the ledger databases in shard-map order, as the ledger
+	// owner is given them (required): each event is recorded beside its
+	// shard's journal, and compared with it there.
+	DSNs []string
+	// Shards is the number of logical shards (places shards on the
+	// databases); 0 = 1, which only one database allows.
+	Shards int
 	// Brokers and Topic of the ledger's events (required).
 	Brokers []string
 	Topic   string
@@ -215,18 +220,25 @@ const (
 	embeddedGrace        = 10 * time.Second
 )
 
-// OpenEmbedded opens the worker's store on cfg.DSN and returns the worker
-// (its Run consumes; its Store and Stats feed the admin API's report);
-// release closes the store once Run returned.
+// OpenEmbedded opens the worker's stores on every database of cfg.DSNs
+// (as Run does) and returns the worker (its Run consumes; its Store and
+// Stats feed the admin API's report); release closes the stores once Run
+// returned.
 func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *recon.Worker, release func(), err error) {
+	if len(cfg.DSNs) == 0 {
+		return nil, nil, errors.New("no ledger database (DSNs) given")
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	store, err := reconpg.Open(ctx, reconpg.Config{DSN: cfg.DSN})
+	set, _, closeStores, err := openSet(ctx, cfg.DSNs, cmp.Or(cfg.Shards, 1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("recon store: %w", err)
 	}
+	// One worker in the process and no other in its group: no compare
+	// lock (Run's CompareLock keeps a group's workers from comparing at
+	// once).
 	w, err := recon.NewWorker(recon.WorkerConfig{
 		Consume:      consumer(cfg.Brokers, cfg.Topic, GroupDefault, InFlightMaxDefault, logger),
 		Lag:          reconkafka.NewLagProbe(cfg.Brokers, cfg.Topic, GroupDefault).Lag,
@@ -236,10 +248,10 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *recon.Worker, rel
 		LagEvery:     cfg.LagEvery,
 		Registerer:   cfg.Registerer,
 		Now:          cfg.Now,
-	}, recon.Single(store), logger)
+	}, set, logger)
 	if err != nil {
-		store.Close()
+		closeStores()
 		return nil, nil, err
 	}
-	return w, store.Close, nil
+	return w, closeStores, nil
 }
