@@ -43,13 +43,11 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Every role in one process: private Postgres, in-process Kafka, ledger, relay, accounts, gateway, workers",
 		Long: `Starts a private Postgres (or uses --dsn), an in-process Kafka-protocol broker (or --broker),
-the ledger owner of every shard (--shards, on --databases databases of the private Postgres;
-customers are spread over the shards), the outbox relay, the accounts service and the gateway on
-loopback, plus the settlement and reconciliation workers, and prints where everything is and an
-admin token. Ctrl-C stops everything, finishing requests in flight.
-
-Settlement and reconciliation work on one database for now: with --databases above 1 they are
-left out (and the banner says so).
+the ledger owner of every shard (--shards, on --databases databases of the private Postgres:
+8 shards on 2 databases by default; customers are spread over the shards, each one's row and
+orders in its shard's database), the outbox relay, the accounts service and the gateway on
+loopback, plus the settlement and reconciliation workers over every database, and prints where
+everything is and an admin token. Ctrl-C stops everything, finishing requests in flight.
 
 With --test-clock the business time (cut-off, trade and confirm dates, settlement,
 income, yields, the journal's timestamps) stands still at --start (default: now) until
@@ -85,17 +83,15 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("databases") {
+				databases = 0 // the stack's default: the one --dsn names, or at most one per shard
+			}
 			opts := devstack.Options{
 				DSN: dsn, Brokers: brokers, HTTPAddr: gf.httpAddr, GRPCAddr: gf.grpcAddr, JWTKey: key,
 				Shards: shards, Databases: databases,
 				Gateway: gf.cfg, Accounts: acfg, Breaker: gf.breaker, AccountsConnsMax: connsMax,
 				PGSettings: map[string]string{"shared_buffers": sharedBufs}, Logger: logger, Clock: clk,
-			}
-			// The settle and recon roles work on one database for now
-			// (devstack.Options.Databases): on several, the stack runs
-			// without them rather than not at all.
-			if databases <= 1 {
-				opts.Settle, opts.Recon = &devstack.SettleOptions{FileDir: fileDir}, &devstack.ReconOptions{}
+				Settle: &devstack.SettleOptions{FileDir: fileDir}, Recon: &devstack.ReconOptions{},
 			}
 			st, err := devstack.Start(ctx, opts)
 			if err != nil {
@@ -111,10 +107,7 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 			fmt.Fprintf(out, "  REST     %s   (OpenAPI: %s/openapi.json, metrics: %s/metrics)\n", st.HTTPURL, st.HTTPURL, st.HTTPURL)
 			fmt.Fprintf(out, "  gRPC     %s\n", st.GRPCAddr)
 			fmt.Fprintf(out, "  Postgres %s\n", strings.Join(st.DSNs, "\n           "))
-			fmt.Fprintf(out, "  ledger   %d shards on %d databases\n", st.Shards, len(st.DSNs))
-			if opts.Settle == nil {
-				fmt.Fprintf(out, "  settlement and reconciliation: off (not supported over several databases yet)\n")
-			}
+			fmt.Fprintf(out, "  ledger   %d shards on %d databases (settlement and reconciliation over every one)\n", st.Shards, len(st.DSNs))
 			fmt.Fprintf(out, "  Kafka    %v topic %s\n", st.Brokers, st.Topic)
 			if testClock {
 				fmt.Fprintf(out, "  clock    test clock at %s (move it: POST %s/v1/admin/clock:advance)\n",
@@ -143,7 +136,7 @@ sandbox in which a subscription confirms, earns and is redeemed in a minute.`,
 	f.BoolVar(&testClock, "test-clock", false, "run business time on a test clock that stands still until the admin API moves it forward")
 	f.StringVar(&start, "start", "", "with --test-clock: where the clock starts, RFC 3339 (default: now)")
 	f.IntVar(&shards, "shards", devstack.ShardsDefault, "logical ledger shards, all owned by this process; customers are spread over them")
-	f.IntVar(&databases, "databases", devstack.DatabasesDefault, "databases of the private Postgres the shards are placed on (1 with --dsn; above 1 leaves settlement and reconciliation out)")
+	f.IntVar(&databases, "databases", devstack.DatabasesDefault, "databases of the private Postgres the shards (and their customers) are placed on (1 with --dsn; at most one per shard)")
 	f.StringVar(&fileDir, "settlement-dir", filepath.Join(os.TempDir(), "fund-settlement"), "where settlement writes custodian files")
 	return cmd
 }
