@@ -18,7 +18,10 @@
 // shards per database) and owned by processes through leases: a Host takes
 // free shards, renews its leases, runs one Sequencer per owned shard and
 // stops a shard the moment its lease is lost; the fencing epoch checked by
-// every commit keeps a stale owner from writing. Each lease advertises its
+// every commit keeps a stale owner from writing. Hosts with a HostRegistry
+// spread the shards evenly among themselves by hand-offs (the holder
+// drains the shard and releases it to the requester, who takes it at
+// once), and so does the settlement run take each shard for a step. Each lease advertises its
 // owner's address, so a Directory tells callers where every shard is
 // served; a request touches one shard (ShardOfTransfers refuses one that
 // spans shards with ErrCrossShard; ledger/xshard moves money between

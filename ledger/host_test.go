@@ -25,19 +25,19 @@ func (l *hangingLeases) AcquireLease(ctx context.Context, shard int, owner, addr
 	return l.epoch.Add(1), true, nil
 }
 
-func (l *hangingLeases) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error {
+func (l *hangingLeases) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) (string, error) {
 	if shard == l.hung {
 		l.hungInFlight.Add(1)
 		defer l.hungInFlight.Add(-1)
 		<-ctx.Done()
-		return ctx.Err()
+		return "", ctx.Err()
 	}
 	if l.hungInFlight.Load() > 0 {
 		l.mu.Lock()
 		l.overlapped++
 		l.mu.Unlock()
 	}
-	return nil
+	return "", nil
 }
 
 func (l *hangingLeases) ReleaseLease(ctx context.Context, shard int, owner string, epoch int64) error {

@@ -18,6 +18,22 @@ import (
 //  1. close also stops the in-process ledger writers first
 //     (Config.Quiesce); handBack undoes it when the run ends, however it
 //     ends;
+//
+// The shards are held step by step (hold): each step takes a shard from
+// its ledger host by a hand-off, does its part and releases it at once,
+// so that the host takes it back and orders keep flowing, with a pause per
+// shard and step of the hand-off plus the step's transaction. The entries
+// are committed by this run holding the lease, not by the host's
+// sequencer: a step writes up to millions of entries set-based (COPY) in
+// one transaction with its step marker, which a sequencer's batches of
+// requests could not do atomically. Between steps the hosts write again,
+// which the steps allow for: the cuts fix what belongs to the day, the
+// snapshot reads at the cut (with the stored balances brought up to the
+// journal under its lease), and the booking steps are recorded per shard.
+// One exception: on a day of negative income the shards are held from the
+// snapshot until the income is booked, so that no holder can spend the
+// shares a deduction was worked out against (a short day-wide pause on a
+// rare day, rather than a deduction a holder can no longer bear).
 //  2. orders settles the orders due shard by shard, then marks them
 //     completed;
 //  4. allocate pins the snapshot's totals (FixAllocation) before it splits
@@ -47,7 +63,7 @@ type dateRun struct {
 
 	// close
 	resume    func(ctx context.Context) error // restarts quiesced writers; nil when none
-	leases    []Lease                         // per shard
+	leases    []Lease                         // per shard, while every shard is held (negative income); nil otherwise
 	stopRenew func()                          // stops the lease renewer; nil until the leases are taken
 	cuts      []int64                         // per shard
 	// snapshot
@@ -71,7 +87,7 @@ var dateRunSteps = []func(*dateRun, context.Context) error{
 	(*dateRun).finish,
 }
 
-// close owns every shard for the run and fixes each shard's cut.
+// close fixes each shard's cut, holding each shard for it.
 func (d *dateRun) close(ctx context.Context) error {
 	r := d.r
 	if r.cfg.Quiesce != nil {
@@ -81,23 +97,38 @@ func (d *dateRun) close(ctx context.Context) error {
 		}
 		d.resume = resume
 	}
-	leases, stopRenew, err := r.takeShards(ctx)
-	if err != nil {
-		return err
-	}
-	d.leases, d.stopRenew = leases, stopRenew
 	if err := r.fail("closed"); err != nil {
 		return err
 	}
 	d.cuts = make([]int64, r.cfg.Shards)
 	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
-		cut, err := r.store.Prepare(ctx, d.leases[shard], d.in.Date)
-		d.cuts[shard] = cut
-		return err
+		return d.hold(ctx, shard, "close", func(ctx context.Context, l Lease) error {
+			cut, err := r.store.Prepare(ctx, l, d.in.Date)
+			d.cuts[shard] = cut
+			return err
+		})
 	}); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
+}
+
+// hold runs fn holding shard: with the lease held for the whole day's
+// remaining steps when there is one (negative income), else for fn alone
+// (Runner.withShard).
+func (d *dateRun) hold(ctx context.Context, shard int, step string, fn func(ctx context.Context, l Lease) error) error {
+	if d.leases != nil {
+		return fn(ctx, d.leases[shard])
+	}
+	return d.r.withShard(ctx, shard, step, fn)
+}
+
+// negative says whether the day's income may deduct shares.
+func (d *dateRun) negative() bool {
+	if d.in.PerTenK {
+		return d.in.IncomePer10k < 0
+	}
+	return d.in.IncomeTotal < 0
 }
 
 // handBack undoes close however the run ends: it gives the shards back (a
@@ -109,6 +140,7 @@ func (d *dateRun) handBack(ctx context.Context) error {
 	if d.stopRenew != nil {
 		d.stopRenew()
 		d.r.release(ctx, d.leases)
+		d.leases, d.stopRenew = nil, nil
 	}
 	if d.resume == nil {
 		return nil
@@ -131,7 +163,11 @@ func (d *dateRun) orders(ctx context.Context) error {
 	d.p.Phase("orders", int64(len(due)))
 	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
 		t0 := time.Now()
-		res, err := r.store.SettleOrders(ctx, d.leases[shard], d.in.Date, due)
+		var res StepResult
+		err := d.bookStep(ctx, shard, "orders", func(ctx context.Context, l Lease) (err error) {
+			res, err = r.store.SettleOrders(ctx, l, d.in.Date, due)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("shard %d: %w", shard, err)
 		}
@@ -148,9 +184,29 @@ func (d *dateRun) orders(ctx context.Context) error {
 	return r.fail("orders-completed")
 }
 
-// snapshot reads the holders of every shard at its cut.
+// bookStep runs a booking step of a shard (fn): holding the shard, unless
+// the step is recorded done already (a re-run), when fn runs without a
+// lease and returns what was recorded.
+func (d *dateRun) bookStep(ctx context.Context, shard int, step string, fn func(ctx context.Context, l Lease) error) error {
+	if _, done, err := d.r.store.Step(ctx, d.in.Date, shard, step); err != nil {
+		return err
+	} else if done {
+		return fn(ctx, Lease{Shard: shard})
+	}
+	return d.hold(ctx, shard, step, fn)
+}
+
+// snapshot reads the holders of every shard at its cut. On a day of
+// negative income it first takes every shard until the run ends.
 func (d *dateRun) snapshot(ctx context.Context) error {
-	holders, err := d.r.snapshot(ctx, d.in.Date, d.cuts, d.p)
+	if d.negative() && d.leases == nil {
+		leases, stopRenew, err := d.r.takeShards(ctx)
+		if err != nil {
+			return err
+		}
+		d.leases, d.stopRenew = leases, stopRenew
+	}
+	holders, err := d.r.snapshot(ctx, d.in.Date, d.cuts, d.p, d.hold)
 	d.holders = holders
 	return err
 }
@@ -230,7 +286,11 @@ func (d *dateRun) income(ctx context.Context) error {
 	d.p.Phase("income", d.sum.IncomeEntries)
 	if err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
 		t := time.Now()
-		res, err := r.store.BookIncome(ctx, d.leases[shard], d.in.Date, d.books[shard], d.p.Add)
+		var res StepResult
+		err := d.bookStep(ctx, shard, "income", func(ctx context.Context, l Lease) (err error) {
+			res, err = r.store.BookIncome(ctx, l, d.in.Date, d.books[shard], d.p.Add)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("shard %d: %w", shard, err)
 		}

@@ -3,9 +3,12 @@
 // custodian file; reconciliation lives in settlement/recon. (The ledger's
 // own outbox relay and event transport are ledger/outbox and ledger/kafka.)
 //
-// The settlement run settles one business date after another. It owns
-// every ledger shard for its duration (a lease that fences the shard's
-// sequencer), confirms the subscriptions and pays the standard redemptions
+// The settlement run settles one business date after another. It holds
+// each ledger shard only for each of its steps on it, taken from the
+// shard's ledger host by a hand-off (the host drains the shard and
+// releases its lease; no live commit is fenced) and given back at once,
+// so orders keep flowing with a short pause per shard. It confirms the
+// subscriptions and pays the standard redemptions
 // due, takes a snapshot of every holder's eligible shares at the date's
 // cut, allocates the day's income over all of them (Allocate: truncation,
 // largest remainder, negative days), books it per shard with one entry per

@@ -109,8 +109,17 @@ type Config struct {
 	Owner string
 	// LeaseTTL of the shard leases, renewed every third of it; 0 = 30 s.
 	LeaseTTL time.Duration
-	// TakeShards fences ledger processes still owning shards. Without it a
-	// run waits up to ShardWait for each shard to be free.
+	// The run holds each shard only for each of its steps on it (close,
+	// orders, snapshot, income), taking it from its ledger host by a
+	// hand-off and giving it back at once, so that orders keep flowing
+	// with a short pause per shard (on a day of negative income, from the
+	// snapshot to the income booking: see dateRun). HandOffWait is how
+	// long a holder gets to hand a shard over; 0 = 10 s (twice the ledger
+	// hosts' default lease TTL).
+	HandOffWait time.Duration
+	// TakeShards fences a holder that did not hand its shard over within
+	// HandOffWait (frozen, or a writer that answers no hand-offs). Without
+	// it a run waits up to ShardWait for each shard.
 	TakeShards bool
 	ShardWait  time.Duration // 0 = 1 minute
 	// FileDir is where custodian files go; "" = current directory.
@@ -160,6 +169,9 @@ func NewRunner(cfg Config, store Store, yields YieldPublisher, events EventPubli
 	}
 	if cfg.ShardWait <= 0 {
 		cfg.ShardWait = time.Minute
+	}
+	if cfg.HandOffWait <= 0 {
+		cfg.HandOffWait = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -304,30 +316,65 @@ func (r *Runner) release(ctx context.Context, leases []Lease) {
 	}
 }
 
-// takeShards owns every shard and keeps the leases renewed until the
-// returned stop is called (it waits for the renewer).
+// takeShard takes one shard for the run (Store.TakeShard: a hand-off,
+// then with TakeShards a takeover), trying again while it is busy, up to
+// ShardWait.
+func (r *Runner) takeShard(ctx context.Context, shard int) (Lease, error) {
+	deadline := time.Now().Add(r.cfg.ShardWait)
+	for {
+		l, err := r.store.TakeShard(ctx, shard, r.cfg.Owner, r.cfg.LeaseTTL, r.cfg.HandOffWait, r.cfg.TakeShards)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, ErrShardBusy) || time.Now().After(deadline) {
+			return Lease{}, fmt.Errorf("take shard %d: %w", shard, err)
+		}
+		select {
+		case <-ctx.Done():
+			return Lease{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// withShard holds one shard for fn: taken from its host by a hand-off,
+// renewed while fn runs, and released at once after it, so that the
+// host takes it back at once. step names it in the log, with the pause
+// the ledger saw: from the hand-off asked for to the release.
+func (r *Runner) withShard(ctx context.Context, shard int, step string, fn func(ctx context.Context, l Lease) error) error {
+	start := time.Now()
+	l, err := r.takeShard(ctx, shard)
+	if err != nil {
+		return err
+	}
+	taken := time.Since(start)
+	stop := r.renewing(ctx, []Lease{l})
+	err = fn(ctx, l)
+	stop()
+	r.release(context.WithoutCancel(ctx), []Lease{l})
+	r.log.Info("settlement step held a shard", "step", step, "shard", shard, "from", l.From,
+		"hand_off", taken, "held", time.Since(start))
+	return err
+}
+
+// takeShards owns every shard (each by a hand-off) and keeps the leases
+// renewed until the returned stop is called (it waits for the renewer).
 func (r *Runner) takeShards(ctx context.Context) ([]Lease, func(), error) {
 	leases := make([]Lease, r.cfg.Shards)
 	for shard := 0; shard < r.cfg.Shards; shard++ {
-		deadline := time.Now().Add(r.cfg.ShardWait)
-		for {
-			l, err := r.store.TakeShard(ctx, shard, r.cfg.Owner, r.cfg.LeaseTTL, r.cfg.TakeShards)
-			if err == nil {
-				leases[shard] = l
-				break
-			}
-			if !errors.Is(err, ErrShardBusy) || time.Now().After(deadline) {
-				r.release(context.WithoutCancel(ctx), leases)
-				return nil, nil, fmt.Errorf("take shard %d: %w", shard, err)
-			}
-			select {
-			case <-ctx.Done():
-				r.release(context.WithoutCancel(ctx), leases)
-				return nil, nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
+		l, err := r.takeShard(ctx, shard)
+		if err != nil {
+			r.release(context.WithoutCancel(ctx), leases)
+			return nil, nil, err
 		}
+		leases[shard] = l
 	}
+	return leases, r.renewing(ctx, leases), nil
+}
+
+// renewing renews leases every third of the TTL until the returned stop
+// is called (which waits for the renewer).
+func (r *Runner) renewing(ctx context.Context, leases []Lease) func() {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -350,7 +397,7 @@ func (r *Runner) takeShards(ctx context.Context) ([]Lease, func(), error) {
 		}
 	}()
 	var once sync.Once
-	return leases, func() { once.Do(func() { cancel(); <-done }) }, nil
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 // eachShard runs fn for every shard, Parallel at a time, and returns the
@@ -388,12 +435,24 @@ func (r *Runner) eachShard(ctx context.Context, fn func(ctx context.Context, sha
 	return first
 }
 
-func (r *Runner) snapshot(ctx context.Context, date time.Time, cuts []int64, p Progress) ([]Holder, error) {
+// snapshot reads every shard's holders at its cut, each while hold holds
+// the shard: its stored balances must be those of its journal (Prepare
+// brings them up) and must not move while they are read.
+func (r *Runner) snapshot(ctx context.Context, date time.Time, cuts []int64, p Progress,
+	hold func(ctx context.Context, shard int, step string, fn func(ctx context.Context, l Lease) error) error) ([]Holder, error) {
 	parts := make([][]Holder, r.cfg.Shards)
 	p.Phase("snapshot", 0)
 	err := r.eachShard(ctx, func(ctx context.Context, shard int) error {
 		t := time.Now()
-		hs, err := r.store.Holdings(ctx, shard, date, cuts[shard])
+		var hs []Holder
+		err := hold(ctx, shard, "snapshot", func(ctx context.Context, l Lease) error {
+			if _, err := r.store.Prepare(ctx, l, date); err != nil {
+				return err
+			}
+			var err error
+			hs, err = r.store.Holdings(ctx, shard, date, cuts[shard])
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("holders of shard %d: %w", shard, err)
 		}

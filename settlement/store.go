@@ -34,10 +34,15 @@ type Store interface {
 	// would look for accounts on the wrong shards, so OpenRun refuses it
 	// (ErrShardCount).
 	Shards(ctx context.Context) (int, error)
-	// TakeShard makes owner the shard's writer with a new fencing epoch.
-	// Without force it fails with ErrShardBusy while another owner holds a
-	// live lease; with force it fences that owner (whose next commit fails).
-	TakeShard(ctx context.Context, shard int, owner string, ttl time.Duration, force bool) (Lease, error)
+	// TakeShard makes owner the shard's writer with a new fencing epoch,
+	// without fencing a live ledger host: a free shard is taken at once;
+	// a held one is asked for by a hand-off (the host drains the shard,
+	// commits what it took and releases it) and taken as soon as it is
+	// released, waiting at most handOff. A holder that did not hand it over
+	// by then (frozen, dead, or a writer that answers no hand-offs) is
+	// fenced with force (its next commit fails); without force TakeShard
+	// fails with ErrShardBusy.
+	TakeShard(ctx context.Context, shard int, owner string, ttl, handOff time.Duration, force bool) (Lease, error)
 	// RenewShard extends the lease; ledger.ErrFenced when it was lost.
 	RenewShard(ctx context.Context, l Lease, ttl time.Duration) error
 	// ReleaseShard gives the shard back to the ledger hosts.
@@ -101,6 +106,9 @@ type Lease struct {
 	Shard int
 	Owner string
 	Epoch int64
+	// From is the ledger host the shard was handed off from ("" when it
+	// was free, or taken by force).
+	From string
 }
 
 // DueOrder is a subscription or standard redemption to settle.

@@ -116,13 +116,55 @@ func (d *Databases) AcquireLease(ctx context.Context, shard int, owner, addr str
 }
 
 // RenewLease implements ledger.LeaseStore.
-func (d *Databases) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error {
+func (d *Databases) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) (string, error) {
 	return d.StoreOf(shard).RenewLease(ctx, shard, owner, epoch, ttl)
 }
 
 // ReleaseLease implements ledger.LeaseStore.
 func (d *Databases) ReleaseLease(ctx context.Context, shard int, owner string, epoch int64) error {
 	return d.StoreOf(shard).ReleaseLease(ctx, shard, owner, epoch)
+}
+
+// RequestHandoff implements ledger.HostRegistry in the shard's database.
+func (d *Databases) RequestHandoff(ctx context.Context, shard int, to string, hold time.Duration, override bool) (bool, error) {
+	return d.StoreOf(shard).RequestHandoff(ctx, shard, to, hold, override)
+}
+
+// Heartbeat implements ledger.HostRegistry in the first database.
+func (d *Databases) Heartbeat(ctx context.Context, owner, addr string, ttl time.Duration) error {
+	return d.stores[0].Heartbeat(ctx, owner, addr, ttl)
+}
+
+// LeaveHosts implements ledger.HostRegistry in the first database.
+func (d *Databases) LeaveHosts(ctx context.Context, owner string) error {
+	return d.stores[0].LeaveHosts(ctx, owner)
+}
+
+// LiveHosts implements ledger.HostRegistry from the first database.
+func (d *Databases) LiveHosts(ctx context.Context) ([]string, error) {
+	return d.stores[0].LiveHosts(ctx)
+}
+
+// WatchLeases implements ledger.LeaseWatcher over every database at once.
+// When one database's watch fails, the others are stopped too and the
+// error returned, for the caller to start the whole watch again.
+func (d *Databases) WatchLeases(ctx context.Context, changed func(shard int)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(d.stores))
+	var wg sync.WaitGroup
+	for i, st := range d.stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = st.WatchLeases(ctx, changed); errs[i] != nil {
+				errs[i] = fmt.Errorf("database %d: %w", i+1, errs[i])
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Leases lists the leases of every shard of the map, from each shard's own

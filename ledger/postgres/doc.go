@@ -1,11 +1,15 @@
 // Package postgres stores ledger shards in PostgreSQL: it implements
-// ledger.Store (load, lookup, one-transaction batch commit, verify) and
-// ledger.LeaseStore (shard leases with fencing epochs), and holds the
-// transactional outbox the ledger's relay (ledger/outbox) publishes.
+// ledger.Store (load, lookup, one-transaction batch commit, verify),
+// ledger.LeaseStore (shard leases with fencing epochs and hand-off
+// requests), ledger.HostRegistry (the live hosts' heartbeats in
+// ledger_hosts) and ledger.LeaseWatcher (LISTEN/NOTIFY on ledger_leases),
+// and holds the transactional outbox the ledger's relay (ledger/outbox)
+// publishes.
 //
 // It is the only writer of these tables (internal/archtest's TestOneWriter
 // checks the rest of the module). Writers other than the sequencer use it too: the settlement
-// run takes a shard's lease (TakeLease, with force to fence a live owner)
+// run takes a shard's lease by a hand-off (HandOffLease; TakeLease with
+// force fences an owner that did not answer)
 // and books its entries set-based in one fenced transaction (InShard and
 // ShardTx: catch-up of the balances with Load's replay, accounts, pending
 // transfers posted as a set, COPY of the journal with the outbox), adding

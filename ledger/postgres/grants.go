@@ -22,6 +22,9 @@ var servicePrivileges = []pgmigrate.Privilege{
 	{Privileges: "SELECT, INSERT", On: "TABLE transfers, transfer_ids"},
 	{Privileges: "SELECT, INSERT, UPDATE", On: "TABLE ledger_shards, accounts, pending_transfers"},
 	{Privileges: "SELECT, INSERT, DELETE", On: "TABLE ledger_outbox"},
+	// A host's heartbeat row is inserted, renewed and deleted on a clean
+	// stop (lease.go).
+	{Privileges: "SELECT, INSERT, UPDATE, DELETE", On: "TABLE ledger_hosts"},
 	// Open runs Migrate, which reads the version table to find nothing
 	// pending.
 	{Privileges: "SELECT", On: "TABLE goose_db_version"},

@@ -22,9 +22,9 @@ type partitionable struct {
 
 var errCut = errors.New("test: host is cut off")
 
-func (p *partitionable) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) error {
+func (p *partitionable) RenewLease(ctx context.Context, shard int, owner string, epoch int64, ttl time.Duration) (string, error) {
 	if p.cut.Load() {
-		return errCut
+		return "", errCut
 	}
 	return p.Store.RenewLease(ctx, shard, owner, epoch, ttl)
 }

@@ -67,7 +67,7 @@ func TestStaleOwnerIsFenced(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stale owner kept running")
 	}
-	if err := store.RenewLease(ctx, 0, "owner-a", e1, ttl); !errors.Is(err, ledger.ErrFenced) {
+	if _, err := store.RenewLease(ctx, 0, "owner-a", e1, ttl); !errors.Is(err, ledger.ErrFenced) {
 		t.Fatalf("stale renew: %v, want ErrFenced", err)
 	}
 

@@ -51,7 +51,7 @@ func TestHelperStaleOwner(t *testing.T) {
 	defer stop()
 	go func() {
 		for range time.Tick(staleTTL / 3) {
-			_ = store.RenewLease(ctx, 0, "child", epoch, staleTTL)
+			_, _ = store.RenewLease(ctx, 0, "child", epoch, staleTTL)
 		}
 	}()
 	fmt.Println("ready")

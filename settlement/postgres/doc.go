@@ -5,7 +5,8 @@
 //
 //   - the ledger's tables (journal, ids, balances, pending transfers,
 //     outbox, leases and the fence) through ledger/postgres: the shard
-//     leases are the ledger's (TakeLease, RenewLease, ReleaseLease), and each
+//     leases are the ledger's (HandOffLease, then TakeLease with force for
+//     an owner that does not hand over; RenewLease, ReleaseLease), and each
 //     booking step runs in a ledger transaction on the shard
 //     (ledgerpg.Store.InShard) whose ShardTx catches the balances up,
 //     creates the fund's per-shard accounts, posts pending transfers and

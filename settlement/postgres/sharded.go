@@ -225,8 +225,8 @@ func (s *Sharded) Shards(ctx context.Context) (int, error) {
 }
 
 // TakeShard implements settlement.Store.
-func (s *Sharded) TakeShard(ctx context.Context, shard int, owner string, ttl time.Duration, force bool) (settlement.Lease, error) {
-	return s.of(shard).TakeShard(ctx, shard, owner, ttl, force)
+func (s *Sharded) TakeShard(ctx context.Context, shard int, owner string, ttl, handOff time.Duration, force bool) (settlement.Lease, error) {
+	return s.of(shard).TakeShard(ctx, shard, owner, ttl, handOff, force)
 }
 
 // RenewShard implements settlement.Store.

@@ -372,26 +372,37 @@ func (s *Store) FailRun(ctx context.Context, date time.Time, f settlement.RunFai
 	return nil
 }
 
-// TakeShard implements settlement.Store with the ledger's lease
-// (ledgerpg.Store.TakeLease): the run serves no calls, so it advertises no
+// TakeShard implements settlement.Store with the ledger's lease: a
+// hand-off first (ledgerpg.Store.HandOffLease), then, with force, a
+// takeover (TakeLease). The run serves no calls, so it advertises no
 // address.
-func (s *Store) TakeShard(ctx context.Context, shard int, owner string, ttl time.Duration, force bool) (settlement.Lease, error) {
-	epoch, ok, err := s.ledger.TakeLease(ctx, shard, owner, "", ttl, force)
+func (s *Store) TakeShard(ctx context.Context, shard int, owner string, ttl, handOff time.Duration, force bool) (settlement.Lease, error) {
+	epoch, from, ok, err := s.ledger.HandOffLease(ctx, shard, owner, ttl, handOff)
 	if err != nil {
 		return settlement.Lease{}, err
+	}
+	if !ok && force {
+		from = ""
+		if epoch, ok, err = s.ledger.TakeLease(ctx, shard, owner, "", ttl, true); err != nil {
+			return settlement.Lease{}, err
+		}
 	}
 	if !ok {
 		return settlement.Lease{}, fmt.Errorf("shard %d: %w", shard, settlement.ErrShardBusy)
 	}
-	return settlement.Lease{Shard: shard, Owner: owner, Epoch: epoch}, nil
+	return settlement.Lease{Shard: shard, Owner: owner, Epoch: epoch, From: from}, nil
 }
 
-// RenewShard implements settlement.Store (ledgerpg.Store.RenewLease).
+// RenewShard implements settlement.Store (ledgerpg.Store.RenewLease). A
+// hand-off request for the shard is not answered: the run releases each
+// shard as soon as its step is done.
 func (s *Store) RenewShard(ctx context.Context, l settlement.Lease, ttl time.Duration) error {
-	return s.ledger.RenewLease(ctx, l.Shard, l.Owner, l.Epoch, ttl)
+	_, err := s.ledger.RenewLease(ctx, l.Shard, l.Owner, l.Epoch, ttl)
+	return err
 }
 
-// ReleaseShard implements settlement.Store (ledgerpg.Store.ReleaseLease).
+// ReleaseShard implements settlement.Store (ledgerpg.Store.ReleaseLease):
+// the release is notified, so the ledger hosts take the shard back at once.
 func (s *Store) ReleaseShard(ctx context.Context, l settlement.Lease) error {
 	return s.ledger.ReleaseLease(ctx, l.Shard, l.Owner, l.Epoch)
 }
