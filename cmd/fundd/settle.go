@@ -30,8 +30,10 @@ func newSettleCmd() *cobra.Command {
 --from for the first), once it has ended plus --delay (China Standard Time) and its income is
 known. The income of date D is read from --income-dir/D (one line: "income=123.45" for the
 fund total in CNY, or "income_per_10k=0.6543"). An unfinished run (a crash) is resumed with the
-income it started with. Each run owns every ledger shard for its duration (see fundctl settle
-run); with --take-shards it fences ledger processes that still own them. With the shards on several
+income it started with. Each step of a run takes each ledger shard from its owner by a hand-off
+(the owner drains it and releases it) and gives it back at once, so orders keep flowing with a
+short pause per shard; with --take-shards an owner that does not hand a shard over within 10 s is
+fenced. With the shards on several
 databases give all of them (--dsn, in the ledger's order): each shard's steps run in its own
 database, the run's records in the first.`,
 		Args: cobra.NoArgs,
@@ -75,7 +77,7 @@ database, the run's records in the first.`,
 	f.IntVar(&cfg.Parallel, "parallel", nightly.ParallelDefault, "shards settled at once")
 	f.DurationVar(&cfg.Delay, "delay", nightly.DelayDefault, "how long after a date ends its settlement starts")
 	f.DurationVar(&cfg.Tick, "tick", nightly.TickDefault, "how often to look for a date to settle")
-	f.BoolVar(&cfg.TakeShards, "take-shards", false, "fence ledger processes that still own shards")
+	f.BoolVar(&cfg.TakeShards, "take-shards", false, "fence a ledger process that did not hand a shard over within 10 s (each step takes each shard by a hand-off; without this it waits up to a minute)")
 	f.StringVar(&brokers, "kafka", "", "Kafka brokers for settlement events; empty = none")
 	f.StringVar(&cfg.Topic, "topic", settlekafka.TopicDefault, "Kafka topic of settlement events")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9104", "where /metrics is served; empty = nowhere")
