@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -196,8 +197,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c.JWTKey = make([]byte, auth.KeyLenMin)
-	_, _ = rand.Read(c.JWTKey) // crypto/rand.Read never returns an error
+	// The key in hex: fundd reads the key file without its trailing line
+	// end, which cut a raw random key ending in \r or \n below the
+	// minimum length (1 start in 64 failed so).
+	raw := make([]byte, auth.KeyLenMin)
+	_, _ = rand.Read(raw) // crypto/rand.Read never returns an error
+	c.JWTKey = []byte(hex.EncodeToString(raw))
 	c.KeyFile = filepath.Join(c.Dir, "jwt.key")
 	if err := os.WriteFile(c.KeyFile, c.JWTKey, 0o600); err != nil {
 		return nil, err

@@ -45,6 +45,8 @@ type FaultEvent struct {
 // RunFaults injects each planned fault at start plus its offset, one after
 // another, until all are done or ctx ends, and returns what happened; a
 // fault that fails is recorded with its error and the next one still runs.
+// When ctx ends no other fault starts, but the one in progress runs to its
+// end (its own bounded heal), so that nothing is left frozen or down.
 // progress (if not nil) gets a line as each starts and ends.
 func (c *Cluster) RunFaults(ctx context.Context, start time.Time, plan []PlannedFault, progress io.Writer) []FaultEvent {
 	if progress == nil {
@@ -60,7 +62,7 @@ func (c *Cluster) RunFaults(ctx context.Context, start time.Time, plan []Planned
 		case <-t.C:
 		}
 		fmt.Fprintf(progress, "fault: %s at %.1fs\n", p.Label(), time.Since(start).Seconds())
-		ev := c.Inject(ctx, p.Fault)
+		ev := c.Inject(context.WithoutCancel(ctx), p.Fault)
 		if ev.Err != "" {
 			fmt.Fprintf(progress, "fault: %s FAILED: %s\n", p.Label(), ev.Err)
 		} else {
@@ -355,4 +357,58 @@ func ownerMap(owners []ledger.ShardOwner) string {
 		fmt.Fprintf(&b, "%d=%s@%d ", o.Shard, cmp.Or(o.Owner, "-"), o.Epoch)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// SettleThrough has fundd settle settle every date from the next
+// unsettled one through `through` (YYYY-MM-DD) with incomePer10k each: it
+// writes their income files, moves the test clock past the last one's end
+// and the settle delay (to the next day's 00:31, unless it is past that)
+// and waits until its run has completed. It is how a rehearsal's setup
+// confirms its subscriptions in the cluster, whose gateways settle nothing
+// themselves. It returns the business time it moved the clock to.
+func (c *Cluster) SettleThrough(ctx context.Context, through, incomePer10k string) (string, error) {
+	if c.TestClockStart.IsZero() {
+		return "", errors.New("local: settling on demand needs the test clock (Config.TestClock)")
+	}
+	last, err := time.Parse(time.DateOnly, through)
+	if err != nil {
+		return "", fmt.Errorf("local: settle through %q: %w", through, err)
+	}
+	conn, err := pgx.Connect(ctx, c.AccountsDSN)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	first, err := c.nextSettleDate(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	for d, i := first, 0; !d.After(last) && i < reconDaysMax; d, i = d.AddDate(0, 0, 1), i+1 {
+		name := filepath.Join(c.IncomeDir, d.Format(time.DateOnly))
+		if err := os.WriteFile(name, []byte("income_per_10k="+incomePer10k+"\n"), 0o600); err != nil {
+			return "", err
+		}
+	}
+	to := last.AddDate(0, 0, 1).Format(time.DateOnly) + "T00:31:00+08:00"
+	if err := c.AdvanceClock(ctx, to, "cluster-settle-through-"+through); err != nil {
+		return "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, faultHealMax)
+	defer cancel()
+	for {
+		var done bool
+		err := conn.QueryRow(wctx, `SELECT completed FROM settlement_runs WHERE date = $1`, through).Scan(&done)
+		if err == nil && done {
+			return to, nil
+		}
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return "", err
+		}
+		select {
+		case <-wctx.Done():
+			return "", fmt.Errorf("local: %s not settled within %s of moving the clock to %s (settle log %s)",
+				through, faultHealMax, to, c.Settle.LogPath)
+		case <-time.After(probeInterval):
+		}
+	}
 }

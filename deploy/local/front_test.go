@@ -1,0 +1,78 @@
+package local_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fundplatform/fund/deploy/local"
+)
+
+// A gateway that dies mid-request (its connection cut before an answer)
+// costs a request with an Idempotency-Key nothing: the front sends it, body
+// and all, to the next gateway. A request without one is not repeated:
+// 503 with Retry-After, for the client to decide.
+func TestFrontRetriesIdempotentRequestOnReset(t *testing.T) {
+	var dying, healthy atomic.Int64
+	ready := func(w http.ResponseWriter, r *http.Request) bool { return r.URL.Path == "/readyz" }
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ready(w, r) {
+			return
+		}
+		dying.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close() // a process killed with the request in hand
+		}
+	}))
+	defer dead.Close()
+	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ready(w, r) {
+			return
+		}
+		healthy.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, "got "+string(b))
+	}))
+	defer alive.Close()
+	f, err := local.StartFront("", []string{dead.URL, alive.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+
+	post := func(key string) (int, string) {
+		req, _ := http.NewRequest("POST", f.URL+"/v1/customers/1/subscriptions", strings.NewReader(`{"amount":"1.00"}`))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Round robin starts at the second backend: the first request goes to
+	// the healthy one, the second to the dying one and on to the healthy.
+	for i, key := range []string{"k1", "k2"} {
+		if code, body := post(key); code != http.StatusOK || body != `got {"amount":"1.00"}` {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+	if dying.Load() != 1 || healthy.Load() != 2 || f.Retried() != 1 {
+		t.Fatalf("dying backend saw %d, healthy %d, retried %d; want 1, 2, 1", dying.Load(), healthy.Load(), f.Retried())
+	}
+	// The dying backend is now marked down until its next check says
+	// otherwise; mark-up happens every 500 ms, so wait for it to be back
+	// and send a request without a key to it.
+	waitFor(t, func() bool {
+		before := dying.Load()
+		code, _ := post("")
+		return dying.Load() > before && code == http.StatusServiceUnavailable
+	})
+}
