@@ -60,7 +60,7 @@ func newRootCmd() *cobra.Command {
 	ledgerCmd := &cobra.Command{Use: "ledger", Short: "Ledger operations"}
 	ledgerCmd.AddCommand(newLedgerVerifyCmd(), newLedgerOwnersCmd(), newLedgerTransferCmd())
 	root.AddCommand(bench, ledgerCmd, newAccountsCmd(), newDevCmd())
-	root.AddCommand(newLoadtestCmd(), newDemoCmd())
+	root.AddCommand(newLoadtestCmd(), newDemoCmd(), newRehearseCmd())
 	root.AddCommand(newTokenCmd())
 	root.AddCommand(newReconCmd())
 	root.AddCommand(newSettleCmd())
