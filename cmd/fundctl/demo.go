@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,10 +55,10 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "The whole platform in one process under a Double-11 night, settled and audited (what make demo runs)",
 		Long: `Starts a private Postgres and every role in this process (internal/devstack: an in-process Kafka
-broker, the ledger's 8 shards on one database owned through their leases with their outbox relay
-(customers spread over them), the accounts service, the
-gateway on loopback, settlement on demand, and a reconciliation worker consuming the ledger's
-events), then:
+broker, the ledger's 8 shards on 2 databases owned through their leases with their outbox relay
+(customers spread over the shards, each one's row and orders in its shard's database), the
+accounts service, the gateway on loopback, settlement on demand over both databases, and a
+reconciliation worker consuming the ledger's events into both), then:
 
   1. opens --customers customers, each topped up with --balance; the --subscribers busiest of
      them (all by default) subscribe --subscribe of it into the fund. Both are sized as fundctl
@@ -72,10 +73,10 @@ events), then:
      standard redemptions, distributes the day's income to every holder, writes the custodian
      file; its entries leave through the outbox like every other;
   5. lets reconciliation consume every event (the night's and the settlement's) and compares
-     its record with the journal, entry by entry, then stops the platform;
+     its record with the journal of each database, entry by entry, then stops the platform;
   6. audits every order against the books (lost, duplicated, half-applied, settled once,
      ledger verify, reconciliation breaks);
-  7. prints the summary and where the HTML report is, and removes the private database.
+  7. prints the summary and where the HTML report is, and removes the private databases.
 
 Fails unless nothing was lost and nothing duplicated. Customers are opened through the
 accounts service in-process (--setup direct: the calls the gateway makes, without HTTP in
@@ -184,7 +185,7 @@ type demoRun struct {
 	progress io.Writer
 	began    time.Time
 	logger   *slog.Logger
-	dsn      string
+	dsns     []string // the platform's databases, in shard-map order
 	key      []byte
 	st       *devstack.Stack
 	stopped  bool
@@ -204,26 +205,35 @@ func (r *demoRun) step(format string, args ...any) {
 	fmt.Fprintf(r.progress, "demo [%5.1fs] %s\n", time.Since(r.began).Seconds(), fmt.Sprintf(format, args...))
 }
 
-// startPostgres starts a private Postgres of the demo's own, so that the
-// database outlives the platform for the audit, and goes away at the end
-// (stop).
+// startPostgres starts a private Postgres of the demo's own with the
+// platform's databases (devstack.DatabasesDefault of them, as `fundd dev`
+// runs), so that they outlive the platform for the audit, and go away at
+// the end (stop).
 func (r *demoRun) startPostgres(ctx context.Context) (stop func(), err error) {
-	r.step("starting a private Postgres...")
+	r.step("starting a private Postgres with %d databases...", devstack.DatabasesDefault)
 	srv, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"shared_buffers": demoSharedBuffer}, Logger: r.logger})
 	if err != nil {
 		return nil, err
 	}
-	dbName := "fund_demo_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	base := "fund_demo_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var names []string
 	stop = func() {
-		r.step("removing the private database and stopping Postgres...")
+		r.step("removing the private databases and stopping Postgres...")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoStopTimeout)
 		defer cancel()
-		_ = srv.DropDatabase(sctx, dbName)
+		for _, name := range names {
+			_ = srv.DropDatabase(sctx, name)
+		}
 		_ = srv.Stop(sctx)
 	}
-	if r.dsn, err = srv.CreateDatabase(ctx, dbName); err != nil {
-		stop()
-		return nil, err
+	for i := range devstack.DatabasesDefault {
+		name := base + "_" + strconv.Itoa(i+1)
+		dsn, err := srv.CreateDatabase(ctx, name)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		names, r.dsns = append(names, name), append(r.dsns, dsn)
 	}
 	return stop, nil
 }
@@ -238,10 +248,10 @@ func (r *demoRun) startPlatform(ctx context.Context) (err error) {
 	}
 	r.key = make([]byte, auth.KeyLenMin)
 	_, _ = rand.Read(r.key) // crypto/rand.Read never returns an error
-	r.step("starting every role: in-process Kafka, %d ledger shards, outbox relay, accounts, gateway, settlement, reconciliation...",
-		devstack.ShardsDefault)
+	r.step("starting every role: in-process Kafka, %d ledger shards on %d databases, outbox relay, accounts, gateway, settlement, reconciliation...",
+		devstack.ShardsDefault, len(r.dsns))
 	r.st, err = devstack.Start(ctx, devstack.Options{
-		DSN: r.dsn, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: demoAccountsConns(r.d.parallelism),
+		DSNs: r.dsns, JWTKey: r.key, Logger: r.logger, AccountsConnsMax: demoAccountsConns(r.d.parallelism, len(r.dsns)),
 		Settle: &devstack.SettleOptions{FileDir: r.d.out, AllowEarly: true},
 		Recon:  &devstack.ReconOptions{LagEvery: reconLagEvery},
 	})
@@ -273,7 +283,9 @@ func (r *demoRun) plan() (loadtestOpts, *loadPlan, error) {
 		customers: d.customers, balance: d.balance, subscribe: d.subscribe, subscribers: d.subscribers, merchants: 20,
 		hotMerchants: loadtest.HotMerchantsDefault, zipf: loadtest.ZipfSkewDefault,
 		setupParallelism: d.parallelism, maxInFlight: loadtest.MaxInFlightDefault, timeout: loadtest.RequestTimeoutDefault,
-		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: r.dsn,
+		// The audit reads every database (a comma list, in shard-map
+		// order), each customer's orders in its shard's.
+		retries: loadtest.TimeoutRetriesDefault, out: d.out, doAudit: true, dsn: strings.Join(r.dsns, ","),
 	}
 	if d.setup == "direct" {
 		o.setupBackend = directSetup{r.st.Accounts}
@@ -497,15 +509,18 @@ func (d directSetup) RegisterMerchant(ctx context.Context, m int64, _ string) er
 	return d.retry(ctx, func() error { return d.svc.RegisterMerchant(ctx, accounts.MerchantID(m)) })
 }
 
-// demoAccountsConnsMax bounds the accounts store's pool: the private
-// Postgres allows 300 connections (internal/localpg), and the ledger owner,
-// settlement and reconciliation need theirs beside it, so setup calls past
-// the pool wait for a connection rather than being refused by the server.
+// demoAccountsConnsMax bounds the accounts store's pools, summed over the
+// databases: the private Postgres allows 300 connections (internal/localpg)
+// to all of them, and the ledger owner, settlement and reconciliation need
+// theirs beside it, so setup calls past the pools wait for a connection
+// rather than being refused by the server.
 const demoAccountsConnsMax = 200
 
-// demoAccountsConns is the accounts pool for parallelism setup calls at
-// once: one each and some for the night's orders, at most
-// demoAccountsConnsMax.
-func demoAccountsConns(parallelism int) int32 {
-	return int32(min(parallelism+32, demoAccountsConnsMax))
+// demoAccountsConns is the accounts pool in each of databases for
+// parallelism setup calls at once: one each and some for the night's
+// orders, at most demoAccountsConnsMax in all, split evenly (the customers
+// are spread evenly over the shards, and so over the databases).
+func demoAccountsConns(parallelism, databases int) int32 {
+	databases = max(databases, 1)
+	return int32((min(parallelism+32, demoAccountsConnsMax) + databases - 1) / databases)
 }
