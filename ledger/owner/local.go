@@ -2,6 +2,8 @@ package owner
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/fundplatform/fund/ledger"
 )
@@ -9,10 +11,16 @@ import (
 // Local returns a ledger.Client on whatever sequencer of this process
 // serves shard now, for a process that runs the gateway beside the owner
 // (the dev stack) and so needs no gRPC hop. It follows the shard across
-// epochs (a settlement run may take it and give it back); while this
-// process does not serve the shard, calls fail with ledger.ErrNoOwner, as
-// the routing client's do when a shard has no live owner.
-func (o *Owner) Local(shard int) ledger.Client { return localClient{host: o.host, shard: shard} }
+// epochs: a settlement step borrows the shard by hand-off and gives it
+// back within moments, and a call that finds the shard away (or its
+// sequencer stopping for the hand-off, which answers "not acknowledged")
+// is tried again, backed off, as the routing client does, until the
+// shard is back, the caller's context ends or localRetryMax passed; then
+// it fails with ledger.ErrNoOwner (or the last error). Once the owner
+// stopped, calls fail at once.
+func (o *Owner) Local(shard int) ledger.Client {
+	return localClient{host: o.host, shard: shard, stopped: o.done}
+}
 
 var (
 	_ ledger.Client          = localClient{}
@@ -21,66 +29,97 @@ var (
 )
 
 type localClient struct {
-	host  *ledger.Host
-	shard int
+	host    *ledger.Host
+	shard   int
+	stopped <-chan struct{} // the owner stopped: the shard will not come back here
 }
 
-func (c localClient) client() (ledger.Client, error) {
-	if cl, ok := c.host.Client(c.shard); ok {
-		return cl, nil
+// Bounds of a local call's retries while its shard is away.
+const (
+	localRetryMax      = 10 * time.Second
+	localBackoffFirst  = 5 * time.Millisecond
+	localBackoffLatest = 200 * time.Millisecond
+)
+
+// do runs op on the shard's sequencer, again while the shard is away or
+// its sequencer stopped without acknowledging the request (every id the
+// request carries makes that safe: see ledger.Client).
+func do[T any](ctx context.Context, c localClient, op func(ledger.Client) (T, error)) (T, error) {
+	deadline := time.Now().Add(localRetryMax)
+	backoff := localBackoffFirst
+	for {
+		var (
+			out T
+			err = ledger.ErrNoOwner
+		)
+		if cl, ok := c.host.Client(c.shard); ok {
+			if out, err = op(cl); err == nil || !shardAway(err) {
+				return out, err
+			}
+		}
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return out, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return out, err
+		case <-c.stopped:
+			t.Stop()
+			return out, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, localBackoffLatest)
 	}
-	return nil, ledger.ErrNoOwner
+}
+
+// shardAway reports an error that says the shard's writer was not there
+// to acknowledge the request, not anything about the request.
+func shardAway(err error) bool {
+	return errors.Is(err, ledger.ErrNoOwner) || errors.Is(err, ledger.ErrClosed) ||
+		errors.Is(err, ledger.ErrFenced) || errors.Is(err, ledger.ErrCommitFailed)
 }
 
 func (c localClient) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CreateAccounts(ctx, as)
+	return do(ctx, c, func(cl ledger.Client) ([]ledger.AccountResult, error) { return cl.CreateAccounts(ctx, as) })
 }
 
 func (c localClient) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CreateTransfers(ctx, ts)
+	return do(ctx, c, func(cl ledger.Client) ([]ledger.TransferResult, error) { return cl.CreateTransfers(ctx, ts) })
 }
 
 // CreateTransfersAttached implements ledger.AttachingClient: the
 // shard's sequencer carries the attachment to its store's writer
 // (Config.Attachments).
 func (c localClient) CreateTransfersAttached(ctx context.Context, ts []ledger.Transfer, attachment []byte) ([]ledger.TransferResult, bool, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, false, err
+	type answer struct {
+		rs       []ledger.TransferResult
+		attached bool
 	}
-	return ledger.CreateTransfersAttached(ctx, cl, ts, attachment)
+	a, err := do(ctx, c, func(cl ledger.Client) (answer, error) {
+		rs, attached, err := ledger.CreateTransfersAttached(ctx, cl, ts, attachment)
+		return answer{rs, attached}, err
+	})
+	return a.rs, a.attached, err
 }
 
 func (c localClient) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.CloseAccounts(ctx, ids)
+	return do(ctx, c, func(cl ledger.Client) ([]ledger.AccountResult, error) { return cl.CloseAccounts(ctx, ids) })
 }
 
 func (c localClient) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	cl, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	return cl.LookupAccounts(ctx, ids)
+	return do(ctx, c, func(cl ledger.Client) ([]ledger.Account, error) { return cl.LookupAccounts(ctx, ids) })
 }
 
 // TransfersCommitted implements ledger.TransferLookup: the accounts
 // service asks it how a transfer between shards ended (xshard.Router.Status).
 func (c localClient) TransfersCommitted(ctx context.Context, ids []ledger.TransferID) ([]bool, error) {
-	seq, ok := c.host.Sequencer(c.shard)
-	if !ok {
-		return nil, ledger.ErrNoOwner
-	}
-	return seq.TransfersCommitted(ctx, ids)
+	return do(ctx, c, func(cl ledger.Client) ([]bool, error) {
+		seq, ok := cl.(ledger.TransferLookup)
+		if !ok {
+			return nil, ledger.ErrNoOwner
+		}
+		return seq.TransfersCommitted(ctx, ids)
+	})
 }
