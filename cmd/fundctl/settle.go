@@ -31,7 +31,8 @@ func newSettleCmd() *cobra.Command {
 		Use:   "run --date YYYY-MM-DD (--income CNY | --income-per-10k X.XXXX)",
 		Short: "Settle a business date: confirm, pay, distribute income, yield, custodian file",
 		Long: `Settles one business date against the database in --dsn (or FUND_PG_DSN): takes every
-ledger shard's lease (with --take-shards even from a live ledger process, which is fenced),
+ledger shard's lease, step by step (a live ledger process hands it over and takes it back after
+the step; with --take-shards one that does not within the wait is fenced),
 confirms the subscriptions and pays the standard redemptions due, distributes the day's income
 to every holder exactly (truncation, largest remainder, negative days), publishes the 7-day
 yield and each customer's income, writes the custodian file (settlement-YYYYMMDD.csv in
@@ -84,7 +85,7 @@ nothing twice; a finished date prints its stored summary.`,
 	f.StringVar(&fileDir, "file-dir", ".", "where the custodian file is written")
 	f.IntVar(&shards, "shards", 0, "logical ledger shards (as fundd ledger --shards); 0 = as many as the ledger's tables show")
 	f.IntVar(&parallel, "parallel", 2, "shards settled at once")
-	f.BoolVar(&take, "take-shards", false, "fence ledger processes that still own shards instead of waiting for them")
+	f.BoolVar(&take, "take-shards", false, "fence ledger processes that do not hand their shards over within the wait")
 	f.StringVar(&brokers, "kafka", "", "Kafka brokers (host:port,...) for settlement events; empty = none")
 	f.StringVar(&topic, "topic", settlekafka.TopicDefault, "Kafka topic of settlement events")
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")

@@ -37,11 +37,13 @@ type ReconOptions struct {
 // the stack's accounts service and answering the admin API's settlement
 // calls (through the gateway's adapter).
 //
-// A run takes the ledger shards from the stack's owner for its duration
-// (TakeShards: it fences the owner's sequencers, whose commits then fail
-// with ledger.ErrFenced) and releases them when done; the owner's host
-// takes them back at new epochs, and the stack's ledger client follows
-// (orders in between fail with 503 and are retried by their keys).
+// A run borrows each ledger shard from the stack's owner for each of its
+// steps by hand-off (the owner's sequencer commits what it holds and
+// releases the lease; TakeShards fences it only if it does not within the
+// run's HandOffWait) and gives it back when the step is done; the owner's
+// host takes it back at a new epoch, and the stack's ledger client
+// (ledger/owner.Local) waits out the pause, so orders in between see
+// latency, not errors.
 func settleWorker(o SettleOptions) Worker {
 	return Worker{Name: "settlement", Start: func(ctx context.Context, s *Stack) (Role, error) {
 		runner, release, err := nightly.OpenOnDemand(ctx, nightly.OnDemandConfig{DSNs: s.DSNs, Shards: s.Shards,
@@ -62,9 +64,9 @@ const handBackWaitMax = 10 * time.Second
 
 // handBackSettler answers a settlement call only once the stack's owner
 // serves again every ledger shard the run took, so that what the caller
-// reads next shows the run: until its host finds a lease lost, the fenced
-// sequencer would answer reads from its book as it was before the run
-// (and orders with 503). A run that took no shard (a date already
+// reads next shows the run: until its host takes the shard back, reads
+// would wait for it, or (had it been fenced) come from its book as it was
+// before the run. A run that took no shard (a date already
 // settled, a refusal before it started) answers at once.
 type handBackSettler struct {
 	gateway.Settler
