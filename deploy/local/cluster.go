@@ -582,8 +582,15 @@ func (c *Cluster) startSettle() (*Process, error) {
 	if !c.TestClockStart.IsZero() {
 		tick = settleTickTestClock
 	}
-	p := &Process{Name: "settle", LogPath: filepath.Join(c.Dir, "settle.log"), Args: []string{
+	// Its /metrics on a free port: a fixed default would collide with
+	// another cluster on the same machine (two test packages at once).
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{Name: "settle", HTTPAddr: httpAddr, LogPath: filepath.Join(c.Dir, "settle.log"), Args: []string{
 		"settle",
+		"--http-addr=" + httpAddr,
 		"--shards=" + strconv.Itoa(c.Shards),
 		"--income-dir=" + c.IncomeDir,
 		"--file-dir=" + c.FileDir,
