@@ -92,6 +92,9 @@ or more, a fault could not be injected, or the audit fails. The cluster's logs s
 
 // runRehearse is the whole of `fundctl rehearse`.
 func runRehearse(ctx context.Context, o rehearseOpts, progress, out io.Writer) (err error) {
+	// The cluster's supervisor logs and the load's progress bar write to it
+	// from their own goroutines.
+	progress = &lockedWriter{w: progress}
 	sched, plan, err := o.plan()
 	if err != nil {
 		return err
@@ -333,3 +336,15 @@ func printFaults(w io.Writer, res *loadtest.Result, events []local.FaultEvent, r
 }
 
 func secondsDur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// lockedWriter serialises the writes of several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
