@@ -53,7 +53,14 @@ type Config struct {
 	NoOutbox bool
 	// CommitsInFlightMax bounds the batch transactions (and, apart, the id
 	// lookups) running at once; those of other shards that arrive meanwhile
-	// are merged into the next one (group commit). 0 = 2.
+	// are merged into the next one (group commit). 0 = 1: with customers on
+	// every shard each shard's batches are small, and what Postgres pays
+	// per transaction (statements, the fence, a WAL flush) is what grows
+	// with the shards; one in flight merges every shard that is ready into
+	// it. Gateway bench, 8 shards on 2 databases, six interleaved runs:
+	// 144-152 µs of Postgres CPU per order with 1, 171-176 with 2, and
+	// 25-40 % more orders a second. One shard alone is unaffected (its
+	// sequencer has one commit in flight anyway).
 	CommitsInFlightMax int
 	// OnNotice receives what the server reports beside results (NOTICE,
 	// WARNING). nil = warnings are logged with slog (deploy/pgwarn): a
@@ -92,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.PartitionsAhead = partitionsAhead
 	}
 	if cfg.CommitsInFlightMax == 0 {
-		cfg.CommitsInFlightMax = 2
+		cfg.CommitsInFlightMax = 1
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
