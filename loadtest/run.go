@@ -86,6 +86,10 @@ type Record struct {
 	Outcome      Outcome `json:"outcome"`
 	Code         string  `json:"code"`
 	Status       string  `json:"status,omitempty"`
+	// Reason says which component answered an error and why: the
+	// ErrorInfo reason of the answer ("SHARD_FAILING_OVER"), else its
+	// message (a proxy's "no gateway available"); "" for other outcomes.
+	Reason string `json:"reason,omitempty"`
 	// Attempts is how many times it was sent (1 + retries after timeouts);
 	// 0 when it was dropped unsent.
 	Attempts int `json:"attempts"`
@@ -308,6 +312,9 @@ dispatch:
 			if req.op.IsOrder() {
 				r := req.record(out, code, status)
 				r.Attempts, r.Due, r.Ended = retries+1, due, done
+				if out == Failed {
+					r.Reason = reason
+				}
 				record(r)
 			}
 		}()
@@ -487,9 +494,25 @@ func send(ctx context.Context, client *api, cfg Config, r request) (o Outcome, c
 		}
 		return Accepted, code, status, "", retries
 	default:
-		return Failed, code, "", "", retries
+		return Failed, code, "", failure(a.Body), retries
 	}
 }
+
+// failure says why an error answer failed: its ErrorInfo reason, else its
+// message (a proxy in front of the gateways has no reason to give).
+func failure(body []byte) string {
+	if r := reasonOf(body); r != "" {
+		return r
+	}
+	m := messageOf(body)
+	if len(m) > failureLenMax { // a message may name ids: keep the counts by reason few
+		m = m[:failureLenMax]
+	}
+	return m
+}
+
+// failureLenMax bounds a failure's message kept as its reason.
+const failureLenMax = 60
 
 // refusal names the rule that refused an order: the ErrorInfo reason of a
 // 422, or the rejected order's reason, upper-cased ("INSUFFICIENT_FUNDS").

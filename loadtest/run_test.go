@@ -129,7 +129,7 @@ func TestRunClassifiesAnswers(t *testing.T) {
 		case strings.HasSuffix(r.URL.Path, "/payments"):
 			http.Error(w, `{"code":9,"message":"insufficient funds"}`, 422)
 		case strings.HasSuffix(r.URL.Path, "/transfers"):
-			http.Error(w, `{"code":14,"message":"shard unavailable"}`, 503)
+			http.Error(w, `{"code":14,"message":"shard unavailable","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SHARD_FAILING_OVER","domain":"fund.v1"}]}`, 503)
 		case strings.HasSuffix(r.URL.Path, "/redemptions"):
 			_, _ = w.Write([]byte(`{"status":"REJECTED","reason":"fast_redeem_limit"}`))
 		default:
@@ -155,6 +155,13 @@ func TestRunClassifiesAnswers(t *testing.T) {
 	check(OpHoldings, func(r OpResult) int64 { return r.Accepted })
 	if res.Codes["429"] != res.ByOp[OpSubscribe].Sent || res.Codes["503"] != res.ByOp[OpTransfer].Sent {
 		t.Fatalf("codes %v", res.Codes)
+	}
+	// A failed order keeps the reason of its answer, so that a fault's
+	// window says who failed it; other outcomes keep none.
+	for _, r := range res.Records {
+		if want := map[bool]string{true: "SHARD_FAILING_OVER"}[r.Op == OpTransfer]; r.Reason != want {
+			t.Fatalf("record %+v: reason %q, want %q", r, r.Reason, want)
+		}
 	}
 }
 

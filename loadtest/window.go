@@ -35,6 +35,11 @@ type Window struct {
 	Errors       int64            `json:"errors"`       // failed or dropped
 	ErrorPct     float64          `json:"error_pct"`    // of Sent
 	ErrorsByCode map[string]int64 `json:"errors_by_code,omitempty"`
+	// ErrorsByReason counts the errors by code and the answer's reason
+	// ("503 SHARD_FAILING_OVER", "503 no gateway available"; the code
+	// alone when the answer gave none), so that a window says which
+	// component failed the orders and why.
+	ErrorsByReason map[string]int64 `json:"errors_by_reason,omitempty"`
 	// RecoveryS is the time from the window's start until the per-second
 	// success rate was back at SuccessMin or more and stayed there (see
 	// Recovery); Recovered is false when it never was within the window.
@@ -77,13 +82,17 @@ func WindowOf(records []Record, runStart time.Time, m Marker, tail time.Duration
 		default:
 			w.Errors++
 			if w.ErrorsByCode == nil {
-				w.ErrorsByCode = map[string]int64{}
+				w.ErrorsByCode, w.ErrorsByReason = map[string]int64{}, map[string]int64{}
 			}
 			code := r.Code
 			if code == "" {
 				code = string(r.Outcome)
 			}
 			w.ErrorsByCode[code]++
+			if r.Reason != "" {
+				code += " " + r.Reason
+			}
+			w.ErrorsByReason[code]++
 		}
 	}
 	if w.Sent > 0 {

@@ -85,6 +85,30 @@ func TestWindowCountsOrdersStillOut(t *testing.T) {
 	}
 }
 
+// A window counts its errors by code and reason too: which component
+// answered them, and why.
+func TestWindowCountsErrorsByReason(t *testing.T) {
+	start := time.Date(2026, 11, 10, 23, 59, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return start.Add(seconds(s)) }
+	recs := []Record{
+		{Outcome: Failed, Code: "503", Reason: "SHARD_FAILING_OVER", Due: at(11), Ended: at(16)},
+		{Outcome: Failed, Code: "503", Reason: "SHARD_FAILING_OVER", Due: at(12), Ended: at(17)},
+		{Outcome: Failed, Code: "503", Reason: "no gateway available", Due: at(13), Ended: at(13)},
+		{Outcome: Failed, Code: "timeout", Due: at(14), Ended: at(24)},
+		{Outcome: Accepted, Code: "200", Due: at(15), Ended: at(15.1)},
+	}
+	w := WindowOf(recs, start, Marker{Name: "kill-owner", StartS: 10, EndS: 15}, 10*time.Second)
+	want := map[string]int64{"503 SHARD_FAILING_OVER": 2, "503 no gateway available": 1, "timeout": 1}
+	if w.Errors != 4 || len(w.ErrorsByReason) != len(want) {
+		t.Fatalf("window %+v", w)
+	}
+	for k, n := range want {
+		if w.ErrorsByReason[k] != n {
+			t.Fatalf("errors by reason %v, want %v", w.ErrorsByReason, want)
+		}
+	}
+}
+
 // A fault whose errors go on until the run ends has not recovered, and
 // neither has one whose healthy stretch is shorter than RecoveryHold.
 func TestRecoveryNeedsAHealthyHold(t *testing.T) {

@@ -248,6 +248,9 @@ func WriteHTML(w io.Writer, res *loadtest.Result) error {
 // newWindowRow formats a window for the fault table.
 func newWindowRow(w loadtest.Window) windowRow {
 	r := windowRow{Window: w, ErrorsByCode: refusals(w.ErrorsByCode), Verdict: "not judged"}
+	if len(w.ErrorsByReason) > 0 { // the same errors, saying which component answered and why
+		r.ErrorsByCode = refusals(w.ErrorsByReason)
+	}
 	if w.Judged {
 		r.Verdict, r.Class = "within the bounds", "good"
 		if !w.Pass {

@@ -58,7 +58,8 @@ func sample() *loadtest.Result {
 	res.Windows = []loadtest.Window{
 		{Name: "kill-owner", Detail: "kill -9 of ledger-1 <holding 3 shards>", StartS: 12, FaultEndS: 17.5, EndS: 27.5,
 			Sent: 5400, Acknowledged: 5390, Errors: 3, ErrorPct: 100 * 3.0 / 5400, ErrorsByCode: map[string]int64{"503": 3},
-			RecoveryS: 4, Recovered: true, Judged: true, Pass: true},
+			ErrorsByReason: map[string]int64{"503 SHARD_FAILING_OVER": 2, "503 no gateway available": 1},
+			RecoveryS:      4, Recovered: true, Judged: true, Pass: true},
 		{Name: "broker-down", StartS: 22, FaultEndS: 22, EndS: 30, Sent: 3000, Acknowledged: 2900, Errors: 100,
 			ErrorPct: 100 / 30.0, ErrorsByCode: map[string]int64{"timeout": 100}, Judged: true, Why: "errors above the bound"},
 	}
@@ -98,7 +99,7 @@ func TestWriteReport(t *testing.T) {
 		t.Fatalf("%d fault bands, want %d", n, markersDrawn(sample()))
 	}
 	for _, want := range []string{`data-name="kill-owner"`, `>broker-down</text>`, "ledger-1 &lt;holding 3 shards&gt;",
-		`<table id="faults">`, "within the bounds", "errors above the bound", "timeout 100", "0.056%", "12–17.5", "12–27.5"} {
+		`<table id="faults">`, "within the bounds", "errors above the bound", "timeout 100", "503 SHARD_FAILING_OVER 2, 503 no gateway available 1", "0.056%", "12–17.5", "12–27.5"} {
 		if !strings.Contains(html, want) {
 			t.Fatalf("page lacks %q", want)
 		}
