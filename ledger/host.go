@@ -439,7 +439,13 @@ func (h *Host) acquire(ctx context.Context) {
 		if h.cfg.ShardsMax > 0 && n >= h.cfg.ShardsMax {
 			return
 		}
-		if sh.ok {
+		// A live lease in this host's own name that it does not hold is
+		// its previous life's: the process died and was restarted under
+		// the same name (a supervisor, a StatefulSet's pod). It takes the
+		// shard back at once (AcquireLease lets the lease's owner, with a
+		// new epoch that fences anything left of the old life) instead of
+		// leaving it unserved until the dead lease expires.
+		if sh.ok && sh.owners[shard] != h.cfg.Owner {
 			if _, held := sh.owners[shard]; held {
 				delete(h.freeSince, shard)
 				continue

@@ -144,3 +144,49 @@ func accountOn(shard, shards, n int) ledger.AccountID {
 		}
 	}
 }
+
+// crashing is a lease store through which a host that stops leaves its
+// leases and its heartbeat behind, as a process killed with -9 does.
+type crashing struct{ *postgres.Store }
+
+func (crashing) ReleaseLease(context.Context, int, string, int64) error { return nil }
+func (crashing) LeaveHosts(context.Context, string) error               { return nil }
+
+// A host killed and restarted under the same name (a supervisor, a
+// StatefulSet's pod) takes back the shards its previous life still holds
+// leases on at once, instead of leaving them unserved until the leases
+// expire.
+func TestHostRestartedUnderItsNameTakesItsShardsBack(t *testing.T) {
+	t.Parallel()
+	const shards, ttl = 6, 30 * time.Second // an expiry would show as a 30 s wait
+	c := newCluster(t, shards, ttl)
+	defer c.stopAll()
+	c.start("b")
+	c.start("c")
+	// Host a's first life, among the cluster's hosts until its crash.
+	h := ledger.NewHost(ledger.HostConfig{Owner: "a", Address: "a:7000", Shards: shards, LeaseTTL: ttl},
+		c.store, crashing{c.store}, nil)
+	ctx, kill := context.WithCancel(context.Background())
+	first := &runningHost{h: h, stop: kill, done: make(chan error, 1)}
+	go func() { first.done <- h.Run(ctx) }()
+	c.mu.Lock()
+	c.hosts["a"] = first
+	c.mu.Unlock()
+	c.waitEven(20 * time.Second)
+	held := h.Owned()
+	sort.Ints(held)
+	c.mu.Lock()
+	delete(c.hosts, "a")
+	c.mu.Unlock()
+	kill()
+	if err := <-first.done; err != nil {
+		t.Fatal(err)
+	}
+	if byHost, unserved := c.ownerMap(); len(unserved) != len(held) {
+		t.Fatalf("after the crash: %s, unserved %v, want a's %v", formatMap(byHost), unserved, held)
+	}
+	start := time.Now()
+	c.start("a")
+	got := c.waitEven(5 * time.Second)
+	t.Logf("restarted host served its shards %v again in %s (lease TTL %s): %s", held, time.Since(start).Round(time.Millisecond), ttl, got)
+}
