@@ -11,8 +11,12 @@ import (
 // RetryConfig tunes RetryStore.
 type RetryConfig struct {
 	// AttemptsMax bounds the attempts of one call, the first included;
-	// 0 = 8 (with the default backoff about 4 s of waiting: a Postgres
-	// immediate restart).
+	// 0 = 24: with the default backoff at least 9.8 s of waiting (about
+	// 15 s on average), so that a caller with a request's deadline (10 s
+	// at the gateway) retries until that deadline, which is what ends the
+	// retries of an outage too long to ride out. (8, about 4 s, answered
+	// 503 in the middle of a Postgres restart that took 7 s on a busy
+	// machine, with 5 s of the deadline left.)
 	AttemptsMax int
 	// BackoffMin is the wait before the second attempt, doubling up to
 	// BackoffMax (half fixed, half random); 0 = 50ms and 1s.
@@ -29,9 +33,12 @@ type RetryConfig struct {
 	Retryable func(error) bool
 }
 
+// retryAttemptsDefault is RetryConfig.AttemptsMax's default.
+const retryAttemptsDefault = 24
+
 func (c *RetryConfig) setDefaults() {
 	if c.AttemptsMax <= 0 {
-		c.AttemptsMax = 8
+		c.AttemptsMax = retryAttemptsDefault
 	}
 	if c.BackoffMin <= 0 {
 		c.BackoffMin = 50 * time.Millisecond

@@ -76,8 +76,8 @@ func TestRetryStoreRidesOutARestart(t *testing.T) {
 	}
 
 	f.failures, f.calls = 100, 0
-	if _, err := r.Customer(ctx, 7); !errors.Is(err, accounts.ErrUnavailable) || f.calls != 8 {
-		t.Fatalf("a database down for good: %v after %d calls, want ErrUnavailable after 8", err, f.calls)
+	if _, err := r.Customer(ctx, 7); !errors.Is(err, accounts.ErrUnavailable) || f.calls != 24 {
+		t.Fatalf("a database down for good: %v after %d calls, want ErrUnavailable after 24", err, f.calls)
 	}
 	f.failures, f.applies = 0, 0
 	refused := errors.New("insufficient")
@@ -106,4 +106,38 @@ func TestRetryStoreKeepsTheDeadline(t *testing.T) {
 	if f.calls < 2 {
 		t.Fatalf("%d calls, want retries within the deadline", f.calls)
 	}
+}
+
+// downFor is a Store whose reads fail with ErrUnavailable until a time
+// (a database restarting), counting them.
+type downFor struct {
+	accounts.Store
+	until time.Time
+	calls int
+}
+
+func (d *downFor) Customer(_ context.Context, id accounts.CustomerID) (accounts.Customer, error) {
+	d.calls++
+	if time.Now().Before(d.until) {
+		return accounts.Customer{}, fmt.Errorf("%w: connection refused", accounts.ErrUnavailable)
+	}
+	return accounts.Customer{ID: id}, nil
+}
+
+// With the default attempts and backoff, a request with the gateway's
+// 10 s deadline rides out a database down for 7 s (a Postgres immediate
+// restart on a busy machine): the attempts outlast the outage, the
+// deadline bounds them.
+func TestRetryStoreDefaultsRideOutAnOutageWithinTheDeadline(t *testing.T) {
+	t.Parallel()
+	const outage = 7 * time.Second
+	d := &downFor{until: time.Now().Add(outage)}
+	r := accounts.NewRetryStore(d, accounts.RetryConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := r.Customer(ctx, 7)
+	if err != nil || c.ID != 7 {
+		t.Fatalf("a %s outage under a 10 s deadline: %v after %d calls", outage, err, d.calls)
+	}
+	t.Logf("rode out %s in %d calls", outage, d.calls)
 }
