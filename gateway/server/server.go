@@ -33,6 +33,9 @@ const (
 	// with a 10 s deadline survives an owner frozen past its 5 s lease.
 	LedgerAttemptTimeoutDefault = 2 * time.Second
 	StartTimeoutDefault         = time.Minute
+	// requestTimeoutDefault is gateway.Config.RequestTimeout's default:
+	// how long the shared databases' readiness checks tolerate an outage.
+	requestTimeoutDefault = 10 * time.Second
 	// accountsConnsMax is the accounts store's pool by default.
 	accountsConnsMax = 64
 	// ledgerConnsMax per ledger database: the gateway reads only the
@@ -181,10 +184,14 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("accounts store: %w", err)
 	}
 	s.closers = append(s.closers, s.store.Close)
-	s.ready = append(s.ready, s.store.Ping)
+	// Every replica shares these databases: their check tolerates an
+	// outage shorter than a request's deadline (outageTolerant says why).
+	checks := []func(context.Context) error{s.store.Ping}
 	if s.dbs != nil {
-		s.ready = append(s.ready, func(ctx context.Context) error { return leasesReadable(ctx, s.dbs) })
+		checks = append(checks, func(ctx context.Context) error { return leasesReadable(ctx, s.dbs) })
 	}
+	grace := cmp.Or(cfg.Gateway.RequestTimeout, requestTimeoutDefault)
+	s.ready = append(s.ready, newOutageTolerant("shared databases", grace, allOf(checks...)).Check)
 	// A database restart shorter than a request's deadline is latency: the
 	// service's store calls are retried within it (accounts.RetryStore says
 	// which, and why that is safe), except those of a store closing.
