@@ -30,8 +30,6 @@ import (
 	"github.com/fundplatform/fund/ledger"
 	"github.com/fundplatform/fund/loadtest"
 	"github.com/fundplatform/fund/loadtest/audit"
-	"github.com/fundplatform/fund/settlement/recon"
-	reconpg "github.com/fundplatform/fund/settlement/recon/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -408,55 +406,12 @@ func logAudit(t *testing.T, a *loadtest.Audit) {
 		a.SagasOpen, a.SagasWrong, a.SagasUnresolved, a.InTransitNet, a.Recon, a.ReconBreaks)
 }
 
-// reconcile is the audit's reconciliation: once the owners' relays have
-// published every event and the reconciliation worker has consumed them,
-// it compares the test clock's business day with the journal, entry by
-// entry on every shard and every saga (settlement/recon over every ledger
-// database), and answers the open breaks that leaves.
+// reconcile is the audit's reconciliation: Cluster.Reconcile of the test
+// clock's business day (once the relays and the worker caught up, entry by
+// entry on every shard and every saga, over every ledger database).
 func reconcile(t *testing.T, c *local.Cluster) func(ctx context.Context) (string, int64, error) {
 	return func(ctx context.Context) (string, int64, error) {
-		waitFor(t, func() bool { return outboxesEmpty(ctx, t, c) })
-		waitFor(t, func() bool { return metricSum(t, c.Recon, "fund_recon_consumer_lag_messages") == 0 })
-		smap, err := ledger.NewShardMap(c.Shards, len(c.LedgerDSNs))
-		if err != nil {
-			return "", 0, err
-		}
-		var stores []recon.Store
-		for _, dsn := range c.LedgerDSNs {
-			st, err := reconpg.Open(ctx, reconpg.Config{DSN: dsn})
-			if err != nil {
-				return "", 0, err
-			}
-			defer st.Close()
-			stores = append(stores, st)
-		}
-		set, err := recon.NewSet(smap, stores...)
-		if err != nil {
-			return "", 0, err
-		}
-		day, err := recon.ParseDay(setupDay.Format(time.DateOnly))
-		if err != nil {
-			return "", 0, err
-		}
-		rep, err := set.Compare(ctx, day, recon.CompareOptions{Deep: true})
-		if err != nil {
-			return "", 0, err
-		}
-		open, err := set.OpenBreaks(ctx)
-		if err != nil {
-			return "", 0, err
-		}
-		var breaks int64
-		for _, n := range open {
-			breaks += n
-		}
-		entries := int64(0)
-		for _, sd := range rep.Shards {
-			entries += sd.JournalEntries
-		}
-		return fmt.Sprintf("%s compared entry by entry on %d shard-assets (%d journal entries): %d breaks found, %d open sagas, in transit %v; open breaks %v; recon consumed %.0f events",
-			rep.BusinessDate, len(rep.Shards), entries, len(rep.Breaks), rep.OpenSagas, rep.InTransit, open,
-			metricSum(t, c.Recon, "fund_recon_events_total")), breaks, nil
+		return c.Reconcile(ctx, setupDay, setupDay)
 	}
 }
 
