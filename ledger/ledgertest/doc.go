@@ -1,7 +1,9 @@
 // Package ledgertest is the contract every ledger.Store keeps, as one test
 // suite that runs against each implementation (the in-memory MemStore here
 // and ledger/postgres), plus MemStore itself for tests that need a store
-// without a database.
+// without a database, and Routes, the ledger.Client that tests of the
+// ledger's callers put in front of several shards (each call to its
+// accounts' shard, as the gateway's sharded client routes it).
 //
 // The suite drives real ledger.Sequencers over the store, since that is how
 // commit batches are made, and checks:
@@ -29,6 +31,10 @@
 //		})
 //	}
 //
+// A test over several shards routes its calls with one line:
+//
+//	lc := ledgertest.NewRoutes(shards, func(s int) ledger.Client { return seqs[s] })
+//
 // It imports only the ledger and the standard library (and internal/testseed),
-// so that any adapter of the ledger can use it.
+// so that any adapter of the ledger, and any domain above it, can use it.
 package ledgertest
