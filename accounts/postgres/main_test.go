@@ -17,6 +17,7 @@ import (
 	"github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
 )
@@ -164,7 +165,11 @@ func newShardedEnv(t *testing.T, shards int, dsn string) *env {
 		})
 	}
 	t.Cleanup(e.stopSeq)
-	e.seq, e.lc = e.seqs[0], shardRoutes(e.seqs)
+	// The routing client hides the sequencers' attachments (a plain
+	// ledger.Client per shard), so that the sharded tests cover the
+	// service inserting order rows itself.
+	e.seq = e.seqs[0]
+	e.lc = ledgertest.NewRoutes(shards, func(s int) ledger.Client { return struct{ ledger.Client }{e.seqs[s]} })
 	perShard := func(s int) ledger.Client { return e.seqs[s] }
 	e.router = xshard.NewRouter(shards, perShard)
 	var err error
@@ -173,54 +178,6 @@ func newShardedEnv(t *testing.T, shards int, dsn string) *env {
 		t.Fatalf("new service: %v", err)
 	}
 	return e
-}
-
-// shardRoutes is a ledger.Client that sends each call to the sequencer of
-// the shard its accounts live on.
-type shardRoutes []*ledger.Sequencer
-
-func (r shardRoutes) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	s, err := ledger.ShardOfTransfers(ts, len(r))
-	if err != nil {
-		return nil, err
-	}
-	return r[s].CreateTransfers(ctx, ts)
-}
-
-func (r shardRoutes) shardOf(ids []ledger.AccountID) (*ledger.Sequencer, error) {
-	s, err := ledger.ShardOfAccounts(ids, len(r))
-	if err != nil {
-		return nil, err
-	}
-	return r[s], nil
-}
-
-func (r shardRoutes) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
-	ids := make([]ledger.AccountID, len(as))
-	for i := range as {
-		ids[i] = as[i].ID
-	}
-	seq, err := r.shardOf(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.CreateAccounts(ctx, as)
-}
-
-func (r shardRoutes) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	seq, err := r.shardOf(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.CloseAccounts(ctx, ids)
-}
-
-func (r shardRoutes) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	seq, err := r.shardOf(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.LookupAccounts(ctx, ids)
 }
 
 // openStores opens the ledger's and the accounts' stores on e.dsn and
@@ -253,7 +210,7 @@ func (e *env) openStores(ctx context.Context) {
 	// As the ledger owners run: each order's row is written by the
 	// ledger's commit (postgres.OrderRowsWriter) when the service's
 	// ledger client carries attachments (the sequencer does; the sharded
-	// env's shardRoutes does not, so the store's own insert is tested
+	// env's routing client does not, so the store's own insert is tested
 	// there).
 	if e.ledger, err = ledgerpg.Open(ctx, ledgerpg.Config{DSN: e.dsn, ConnsMax: 4, OnNotice: onNotice,
 		Attachments: postgres.OrderRowsWriter}); err != nil {

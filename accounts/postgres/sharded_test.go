@@ -15,6 +15,7 @@ import (
 	"github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/ledger/xshard"
 )
@@ -55,7 +56,7 @@ func newShardedWorld(t *testing.T, databases int) *shardedWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.store.Close)
-	seqs := make(shardRoutes, shardedShards)
+	seqs := make([]*ledger.Sequencer, shardedShards)
 	for s := range shardedShards {
 		seqs[s] = ledger.NewSequencer(ledger.SequencerConfig{Shard: s, Shards: shardedShards}, w.ledger.StoreOf(s), nil)
 		stop, err := seqs[s].Start(ctx, readyTimeout)
@@ -72,8 +73,10 @@ func newShardedWorld(t *testing.T, databases int) *shardedWorld {
 	w.router = xshard.NewRouter(shardedShards, perShard)
 	clk := &clock{}
 	clk.Set(cst("2026-11-18 10:00:00"))
+	// Routed as newShardedEnv's client is: plain clients, no attachments.
+	lc := ledgertest.NewRoutes(shardedShards, func(s int) ledger.Client { return struct{ ledger.Client }{seqs[s]} })
 	if w.svc, err = accounts.NewService(ctx, accounts.Config{Now: clk.Now, Shards: shardedShards, ShardClient: perShard},
-		w.store, seqs, nil); err != nil {
+		w.store, lc, nil); err != nil {
 		t.Fatal(err)
 	}
 	return w

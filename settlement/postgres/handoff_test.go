@@ -18,6 +18,7 @@ import (
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/schema"
@@ -34,7 +35,7 @@ type hostedWorld struct {
 	clock  *clock
 	store  *settlepg.Store
 	acc    *accountspg.Store
-	routes *hostRoutes
+	hosts  *hostRoutes
 	svc    *accounts.Service
 	runner *settlement.Runner
 	dir    string
@@ -83,7 +84,7 @@ func newHostedWorld(t *testing.T, shards int, clk *clock) *hostedWorld {
 	if err := schema.Migrate(ctx, schema.Config{DSNs: []string{roles.Owner}, ServiceRole: roles.ServiceRole}); err != nil {
 		t.Fatal(err)
 	}
-	w := &hostedWorld{t: t, shards: shards, clock: clk, dir: t.TempDir(), logs: &records{}, routes: &hostRoutes{shards: shards}}
+	w := &hostedWorld{t: t, shards: shards, clock: clk, dir: t.TempDir(), logs: &records{}, hosts: &hostRoutes{}}
 	var err error
 	if w.store, err = settlepg.Open(ctx, settlepg.Config{DSN: roles.Service}); err != nil {
 		t.Fatal(err)
@@ -100,7 +101,7 @@ func newHostedWorld(t *testing.T, shards int, clk *clock) *hostedWorld {
 		hctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- h.Run(hctx) }()
-		w.routes.hosts = append(w.routes.hosts, h)
+		w.hosts.hosts = append(w.hosts.hosts, h)
 		w.stops = append(w.stops, func() {
 			stop()
 			if err := <-done; err != nil {
@@ -110,8 +111,10 @@ func newHostedWorld(t *testing.T, shards int, clk *clock) *hostedWorld {
 	}
 	t.Cleanup(w.stopHosts)
 	w.waitServed()
-	cfg := accounts.Config{Now: clk.Now, Shards: shards, ShardClient: func(s int) ledger.Client { return shardRoute{w.routes, s} }}
-	if w.svc, err = accounts.NewService(ctx, cfg, w.acc, w.routes, nil); err != nil {
+	cfg := accounts.Config{Now: clk.Now, Shards: shards, ShardClient: func(s int) ledger.Client { return shardRoute{w.hosts, s} }}
+	// Each call to the shard its accounts live on, there to its host now.
+	lc := ledgertest.NewRoutes(shards, func(s int) ledger.Client { return shardRoute{w.hosts, s} })
+	if w.svc, err = accounts.NewService(ctx, cfg, w.acc, lc, nil); err != nil {
 		t.Fatal(err)
 	}
 	w.runner = settlement.NewRunner(settlement.Config{Shards: shards, FileDir: w.dir, Now: clk.Now, Owner: "settle-handoff"},
@@ -132,7 +135,7 @@ func (w *hostedWorld) waitServed() {
 	for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		served := 0
 		for s := range w.shards {
-			if _, ok := w.routes.client(s); ok {
+			if _, ok := w.hosts.client(s); ok {
 				served++
 			}
 		}
@@ -145,20 +148,18 @@ func (w *hostedWorld) waitServed() {
 	}
 }
 
-// hostRoutes sends each call to the host serving its shard now, and tries
-// it again (with the same ids, so at most once) while the shard moves: no
-// server, "not owner", a closing sequencer, a batch failed before its
-// commit, or fenced (counted: a hand-off must never fence), as the routing
-// client does (ledger/grpc), for at most routeRetryFor.
+// hostRoutes reaches the shards the hosts serve: shardRoute{r, s} sends
+// each call to the host serving shard s now, and tries it again (with the
+// same ids, so at most once) while the shard moves: no server, "not owner",
+// a closing sequencer, a batch failed before its commit, or fenced
+// (counted: a hand-off must never fence), as the routing client does
+// (ledger/grpc), for at most routeRetryFor.
 type hostRoutes struct {
-	shards          int
 	hosts           []*ledger.Host
 	retried, fenced atomic.Int64
 }
 
 const routeRetryFor = 10 * time.Second
-
-var _ ledger.Client = (*hostRoutes)(nil)
 
 func (r *hostRoutes) client(shard int) (ledger.Client, bool) {
 	for _, h := range r.hosts {
@@ -198,56 +199,7 @@ func (r *hostRoutes) do(ctx context.Context, shard int, fn func(ledger.Client) e
 	}
 }
 
-func (r *hostRoutes) CreateAccounts(ctx context.Context, as []ledger.Account) (out []ledger.AccountResult, err error) {
-	ids := make([]ledger.AccountID, len(as))
-	for i := range as {
-		ids[i] = as[i].ID
-	}
-	s, err := ledger.ShardOfAccounts(ids, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return shardRoute{r, s}.CreateAccounts(ctx, as)
-}
-
-func (r *hostRoutes) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	s, err := ledger.ShardOfTransfers(ts, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return shardRoute{r, s}.CreateTransfers(ctx, ts)
-}
-
-func (r *hostRoutes) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	s, err := ledger.ShardOfAccounts(ids, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return shardRoute{r, s}.CloseAccounts(ctx, ids)
-}
-
-func (r *hostRoutes) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	var out []ledger.Account
-	for s := range r.shards {
-		var mine []ledger.AccountID
-		for _, id := range ids {
-			if ledger.ShardOf(id, r.shards) == s {
-				mine = append(mine, id)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
-		as, err := shardRoute{r, s}.LookupAccounts(ctx, mine)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, as...)
-	}
-	return out, nil
-}
-
-// shardRoute is hostRoutes on one shard.
+// shardRoute is a ledger.Client of one shard over hostRoutes.
 type shardRoute struct {
 	r     *hostRoutes
 	shard int
@@ -336,7 +288,7 @@ func TestSettlementUnderLoadByHandOff(t *testing.T) {
 	loaded, w, lr := night(true)
 
 	t.Logf("orders during the run: %d acknowledged, %d refused by a business rule, %d failed; %d calls waited for a shard's move, %d fenced attempts",
-		lr.acked.Load(), lr.refused.Load(), lr.failed.Load(), w.routes.retried.Load(), w.routes.fenced.Load())
+		lr.acked.Load(), lr.refused.Load(), lr.failed.Load(), w.hosts.retried.Load(), w.hosts.fenced.Load())
 	w.logs.mu.Lock()
 	held, hand := append([]time.Duration(nil), w.logs.held...), append([]time.Duration(nil), w.logs.hand...)
 	warns := append([]string(nil), w.logs.lines...)
@@ -354,8 +306,8 @@ func TestSettlementUnderLoadByHandOff(t *testing.T) {
 	if lr.acked.Load() == 0 {
 		t.Error("no order went through during the run")
 	}
-	if w.routes.fenced.Load() > 0 {
-		t.Errorf("%d calls were fenced", w.routes.fenced.Load())
+	if w.hosts.fenced.Load() > 0 {
+		t.Errorf("%d calls were fenced", w.hosts.fenced.Load())
 	}
 	if len(warns) > 0 {
 		t.Errorf("%d warnings, first: %s", len(warns), warns[0])

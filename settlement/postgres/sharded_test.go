@@ -13,6 +13,7 @@ import (
 	accountspg "github.com/fundplatform/fund/accounts/postgres"
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
 	"github.com/fundplatform/fund/settlement/schema"
@@ -35,7 +36,7 @@ type multiWorld struct {
 	clock  *clock
 	acc    *accountspg.Sharded
 	store  *settlepg.Sharded
-	seqs   shardSeqs
+	seqs   []*ledger.Sequencer
 	stops  []func() error
 	svc    *accounts.Service
 	runner *settlement.Runner
@@ -75,7 +76,7 @@ func newMultiWorld(t *testing.T, databases int) *multiWorld {
 func (w *multiWorld) startLedger() {
 	w.t.Helper()
 	ctx := context.Background()
-	w.seqs = make(shardSeqs, multiShards)
+	w.seqs = make([]*ledger.Sequencer, multiShards)
 	for s := range multiShards {
 		var epoch int64
 		if err := w.store.LedgerOf(s).Pool().QueryRow(ctx, `SELECT coalesce(max(epoch), 0) FROM ledger_shards
@@ -90,9 +91,12 @@ func (w *multiWorld) startLedger() {
 		}
 		w.stops = append(w.stops, stop)
 	}
+	// This service routes to this start's sequencers (a slice of its own).
+	seqs := w.seqs
+	lc := ledgertest.NewRoutes(multiShards, func(s int) ledger.Client { return seqs[s] })
 	var err error
 	if w.svc, err = accounts.NewService(ctx, accounts.Config{Now: w.clock.Now, Shards: multiShards,
-		ShardClient: func(s int) ledger.Client { return w.seqs[s] }}, w.acc, w.seqs, nil); err != nil {
+		ShardClient: func(s int) ledger.Client { return w.seqs[s] }}, w.acc, lc, nil); err != nil {
 		w.t.Fatal(err)
 	}
 	w.runner = settlement.NewRunner(settlement.Config{Shards: multiShards, Parallel: 3, FileDir: w.dir,
@@ -161,54 +165,6 @@ func (w *multiWorld) verify() {
 			w.t.Fatalf("shard %d: %d differences, problems %q", s, len(rep.Differences), rep.Problems)
 		}
 	}
-}
-
-// shardSeqs is a ledger.Client sending each call to the sequencer of the
-// shard its accounts live on (the gateway's sharded client, in short).
-type shardSeqs []*ledger.Sequencer
-
-func (r shardSeqs) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	s, err := ledger.ShardOfTransfers(ts, len(r))
-	if err != nil {
-		return nil, err
-	}
-	return r[s].CreateTransfers(ctx, ts)
-}
-
-func (r shardSeqs) of(ids []ledger.AccountID) (*ledger.Sequencer, error) {
-	s, err := ledger.ShardOfAccounts(ids, len(r))
-	if err != nil {
-		return nil, err
-	}
-	return r[s], nil
-}
-
-func (r shardSeqs) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
-	ids := make([]ledger.AccountID, len(as))
-	for i := range as {
-		ids[i] = as[i].ID
-	}
-	seq, err := r.of(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.CreateAccounts(ctx, as)
-}
-
-func (r shardSeqs) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	seq, err := r.of(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.CloseAccounts(ctx, ids)
-}
-
-func (r shardSeqs) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	seq, err := r.of(ids)
-	if err != nil {
-		return nil, err
-	}
-	return seq.LookupAccounts(ctx, ids)
 }
 
 // TestTwoDatabasesSettleAsOne runs four nights (nobody confirmed yet,

@@ -17,6 +17,7 @@ import (
 	"github.com/fundplatform/fund/internal/localpg/pgtest"
 	"github.com/fundplatform/fund/internal/testseed"
 	"github.com/fundplatform/fund/ledger"
+	"github.com/fundplatform/fund/ledger/ledgertest"
 	ledgerpg "github.com/fundplatform/fund/ledger/postgres"
 	"github.com/fundplatform/fund/settlement"
 	settlepg "github.com/fundplatform/fund/settlement/postgres"
@@ -243,7 +244,11 @@ type shardedWorld struct {
 	clock  *clock
 	store  *settlepg.Store
 	acc    *accountspg.Store
-	routes *routes
+	// routes sends each call to the shard its accounts live on, to the
+	// sequencer in seqs now (startLedger replaces them, under mu).
+	routes *ledgertest.Routes
+	mu     sync.Mutex
+	seqs   []*ledger.Sequencer
 	stops  []func() error
 	svc    *accounts.Service
 	runner *settlement.Runner
@@ -258,7 +263,8 @@ func newShardedWorld(t *testing.T, shards int, clk *clock, cal *accounts.Calenda
 		t.Fatal(err)
 	}
 	w := &shardedWorld{t: t, shards: shards, clock: clk, dir: t.TempDir(),
-		routes: &routes{shards: shards, seqs: make([]*ledger.Sequencer, shards)}}
+		seqs: make([]*ledger.Sequencer, shards)}
+	w.routes = ledgertest.NewRoutes(shards, func(s int) ledger.Client { return w.on(s) })
 	var err error
 	if w.store, err = settlepg.Open(ctx, settlepg.Config{DSN: roles.Service}); err != nil {
 		t.Fatal(err)
@@ -273,7 +279,7 @@ func newShardedWorld(t *testing.T, shards int, clk *clock, cal *accounts.Calenda
 	// The service keeps its client across settlement nights: the routes
 	// are pointed at each night's new sequencers.
 	cfg := accounts.Config{Now: clk.Now, Calendar: cal, Shards: shards,
-		ShardClient: func(s int) ledger.Client { return w.routes.on(s) }}
+		ShardClient: func(s int) ledger.Client { return w.on(s) }}
 	if w.svc, err = accounts.NewService(ctx, cfg, w.acc, w.routes, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +292,8 @@ func newShardedWorld(t *testing.T, shards int, clk *clock, cal *accounts.Calenda
 func (w *shardedWorld) startLedger() {
 	w.t.Helper()
 	ctx := context.Background()
-	w.routes.mu.Lock()
-	defer w.routes.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for s := range w.shards {
 		var epoch int64
 		if err := w.store.Pool().QueryRow(ctx, `SELECT coalesce(max(epoch), 0) FROM ledger_shards WHERE shard = $1`, s).
@@ -299,7 +305,7 @@ func (w *shardedWorld) startLedger() {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		w.routes.seqs[s] = seq
+		w.seqs[s] = seq
 		w.stops = append(w.stops, stop)
 	}
 }
@@ -427,70 +433,11 @@ func (w *shardedWorld) fundFigures() map[ledger.AccountID]int64 {
 	return out
 }
 
-// routes is a ledger.Client over the shards' sequencers: each call goes to
-// the one shard its accounts live on (the gateway's routing, without its
-// breakers), lookups are split by shard.
-type routes struct {
-	shards int
-	mu     sync.Mutex
-	seqs   []*ledger.Sequencer
-}
-
-var _ ledger.Client = (*routes)(nil)
-
-func (r *routes) on(shard int) *ledger.Sequencer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.seqs[shard]
-}
-
-func (r *routes) CreateAccounts(ctx context.Context, as []ledger.Account) ([]ledger.AccountResult, error) {
-	ids := make([]ledger.AccountID, len(as))
-	for i := range as {
-		ids[i] = as[i].ID
-	}
-	s, err := ledger.ShardOfAccounts(ids, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return r.on(s).CreateAccounts(ctx, as)
-}
-
-func (r *routes) CreateTransfers(ctx context.Context, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
-	s, err := ledger.ShardOfTransfers(ts, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return r.on(s).CreateTransfers(ctx, ts)
-}
-
-func (r *routes) CloseAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.AccountResult, error) {
-	s, err := ledger.ShardOfAccounts(ids, r.shards)
-	if err != nil {
-		return nil, err
-	}
-	return r.on(s).CloseAccounts(ctx, ids)
-}
-
-func (r *routes) LookupAccounts(ctx context.Context, ids []ledger.AccountID) ([]ledger.Account, error) {
-	var out []ledger.Account
-	for s := range r.shards {
-		var mine []ledger.AccountID
-		for _, id := range ids {
-			if ledger.ShardOf(id, r.shards) == s {
-				mine = append(mine, id)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
-		as, err := r.on(s).LookupAccounts(ctx, mine)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, as...)
-	}
-	return out, nil
+// on returns the sequencer serving shard now.
+func (w *shardedWorld) on(shard int) *ledger.Sequencer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seqs[shard]
 }
 
 // shardOp is one customer order, placed the same way on every world.
