@@ -76,6 +76,14 @@ func StartFront(addr string, backendURLs []string) (*Front, error) {
 			},
 			Transport: transport,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, _ error) {
+				if r.Context().Err() != nil {
+					// The client gave up (its own timeout): that says nothing
+					// of the gateway, which may be waiting out a failover for
+					// it. Marking it down would send the client's retry, and
+					// everyone else's, a 503 "no gateway available" until the
+					// next check. Nobody is left to answer.
+					return
+				}
 				b.healthy.Store(false) // until the next check says otherwise
 				if failed, ok := r.Context().Value(failedKey{}).(*bool); ok {
 					*failed = true // ServeHTTP tries the next backend, or answers 503

@@ -1,12 +1,15 @@
 package local_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fundplatform/fund/deploy/local"
 )
@@ -75,4 +78,54 @@ func TestFrontRetriesIdempotentRequestOnReset(t *testing.T) {
 		code, _ := post("")
 		return dying.Load() > before && code == http.StatusServiceUnavailable
 	})
+}
+
+// A client that gives up on a slow request (its own timeout, while the
+// gateway waits out a failover for it) does not take the gateway out of
+// the front: its retry, and everyone else's requests, still go there.
+// (A gateway marked down for it answered the retries 503 "no gateway
+// available" until the next check, in a rehearsal.)
+func TestFrontKeepsAGatewayWhoseClientGaveUp(t *testing.T) {
+	release := make(chan struct{})
+	var slow atomic.Bool
+	slow.Store(true)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
+		if slow.Load() {
+			select { // a failover being waited out
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer gw.Close()
+	defer close(release)
+	f, err := local.StartFront("", []string{gw.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	send := func(timeout time.Duration) (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", f.URL+"/v1/customers/1/subscriptions", strings.NewReader(`{}`))
+		req.Header.Set("Idempotency-Key", "k1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if _, err := send(100 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow request: %v, want the client's timeout", err)
+	}
+	slow.Store(false)
+	// The retry comes at once, well before the front's next check.
+	if code, err := send(time.Second); err != nil || code != http.StatusOK {
+		t.Fatalf("retry after the client gave up: %d %v, want 200 from the gateway", code, err)
+	}
 }
