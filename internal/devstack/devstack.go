@@ -275,6 +275,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.run("gateway", func(ctx context.Context) error { return s.Gateway.Serve(ctx, s.httpLn, s.grpcLn) })
+	if s.Shards > 1 {
+		// What the gateway role's Serve runs beside the API: the stack
+		// serves it on listeners of its own, so it runs the sweep itself.
+		s.run("transfer sweep", func(ctx context.Context) error { s.api.SweepTransfers(ctx); return nil })
+	}
 	s.Logger.Info("dev stack up", "http", s.HTTPURL, "grpc", s.GRPCAddr, "ledger", s.Owner.Addr(),
 		"brokers", s.Brokers, "topic", s.Topic)
 	return s, nil
