@@ -148,6 +148,10 @@ type Cluster struct {
 	removeDir bool
 	client    *http.Client
 	super     *supervisor
+	// shardsMax is every owner's --shards-max, the added ones' too
+	// (AddOwner); nextOwner and nextGateway number the next process of
+	// each kind, so that a name is never used twice.
+	shardsMax, nextOwner, nextGateway int
 
 	// staleMu guards stale: by owner name, the epochs of the leases it
 	// held when its process died. A restarted owner runs under the same
@@ -222,23 +226,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.log.Info("cluster: postgres and kafka up", "ledger_databases", len(c.LedgerDSNs), "brokers", c.Brokers)
 
 	// Owners first: a gateway is ready only when every shard has one.
-	shardsMax := 0
-	if cfg.Owners > 1 && cfg.Shards > 1 {
-		// Room for the survivors to take a dead owner's shards, as in
-		// deploy/k8s: shards-max x (owners - 1) >= shards.
-		shardsMax = (cfg.Shards + cfg.Owners - 2) / (cfg.Owners - 1)
-	}
-	for i := range cfg.Owners {
-		p, err := c.startOwner(i, shardsMax)
-		if err != nil {
-			return nil, err
-		}
-		c.Owners = append(c.Owners, p)
-	}
-	for _, p := range c.Owners {
-		if err := p.waitReady(ctx, c.client); err != nil {
-			return nil, err
-		}
+	c.nextOwner, c.nextGateway = cfg.Owners, cfg.Gateways // the numbers AddOwner and AddGateway use next
+	if err := c.startOwners(ctx, cfg); err != nil {
+		return nil, err
 	}
 	if c.dir, err = ledgerpg.OpenDatabases(ctx, ledgerpg.DatabasesConfig{DSNs: c.LedgerDSNs, Shards: c.Shards, ConnsMax: 2}); err != nil {
 		return nil, fmt.Errorf("lease directory: %w", err)
@@ -278,6 +268,33 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.supervise()
 	c.log.Info("cluster: up", "url", c.URL, "gateways", urls)
 	return c, nil
+}
+
+// startOwners starts cfg.Owners `fundd ledger` processes and waits until
+// each answers /readyz.
+func (c *Cluster) startOwners(ctx context.Context, cfg Config) error {
+	if cfg.Owners > 1 && cfg.Shards > 1 {
+		// Room for the survivors to take a dead owner's shards, as in
+		// deploy/k8s: shards-max x (owners - 1) >= shards. The owners
+		// spread the shards evenly among themselves (hand-offs), so the
+		// cap only bounds them; owners added later (AddOwner) get the
+		// same, which leaves room for any spread over at least as many
+		// owners as started, and RemoveOwner keeps enough to hold them.
+		c.shardsMax = (cfg.Shards + cfg.Owners - 2) / (cfg.Owners - 1)
+	}
+	for i := range cfg.Owners {
+		p, err := c.startOwner(i, c.shardsMax)
+		if err != nil {
+			return err
+		}
+		c.Owners = append(c.Owners, p)
+	}
+	for _, p := range c.Owners {
+		if err := p.waitReady(ctx, c.client); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // build builds the binaries Config does not name, in one `go build`.

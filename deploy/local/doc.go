@@ -57,6 +57,20 @@
 //	c.Settle.Kill()                                // back within a second
 //	c.Restarts()                                   // map[settle:1]
 //
+// The cluster scales out and back while it serves, as a HorizontalPodAutoscaler
+// would: AddOwner starts one more owner and the owners hand it shards
+// (graceful hand-offs, no lease left to expire) until they are spread
+// evenly (WaitBalanced: at most one shard apart); RemoveOwner stops the
+// newest cleanly (SIGTERM: it releases its leases, the others take them at
+// once). AddGateway starts one more gateway and puts it into the front's
+// rotation once ready; RemoveGateway takes the newest out of the rotation,
+// waits for its requests in flight (Front.Remove), and only then stops it.
+// A process removed so stays down; the supervisor still restarts the
+// others when they crash.
+//
+//	c.AddOwner(ctx); c.WaitBalanced(ctx)           // 3 -> 4 owners, 2 shards each
+//	c.RemoveGateway(ctx)                           // drained, then SIGTERM
+//
 // A Kafka outage is rehearsed on the broker process without losing its
 // data: BrokerDown closes every client's connection until it ends (the
 // relays keep events in the outboxes, the consumers wait), SetBrokerDown

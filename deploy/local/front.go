@@ -3,11 +3,13 @@ package local
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,11 @@ const (
 	// frontBodyMax bounds a request body the front keeps to send again;
 	// the platform's requests are a few hundred bytes.
 	frontBodyMax = 1 << 20
+	// frontDrainTimeout bounds how long Remove waits for the requests in
+	// flight to a removed backend (each is bounded by frontHeaderTimeout
+	// and the client's own timeout; a few seconds in practice).
+	frontDrainTimeout = frontHeaderTimeout
+	frontDrainPoll    = 20 * time.Millisecond
 )
 
 // Front is a round-robin HTTP reverse proxy over the gateways, what a load
@@ -33,13 +40,18 @@ const (
 type Front struct {
 	URL string // http://127.0.0.1:port
 
-	backends []*backend
-	next     atomic.Uint64
-	retried  atomic.Int64
-	srv      *http.Server
-	client   *http.Client
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// backends is replaced, never changed in place (Add, Remove), so that
+	// a request reads one consistent list without a lock; mu orders the
+	// replacements.
+	backends  atomic.Pointer[[]*backend]
+	mu        sync.Mutex
+	transport http.RoundTripper
+	next      atomic.Uint64
+	retried   atomic.Int64
+	srv       *http.Server
+	client    *http.Client
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 type backend struct {
@@ -47,6 +59,14 @@ type backend struct {
 	proxy   *httputil.ReverseProxy
 	healthy atomic.Bool
 	served  atomic.Int64
+	// inflight counts the requests being proxied to it; removed is set by
+	// Remove before it waits for inflight to reach zero. A request counts
+	// itself in first and then looks at removed (both sequentially
+	// consistent atomics), so either Remove waits for it or it sees the
+	// backend removed and goes to the next: none reaches a backend after
+	// Remove returned.
+	inflight atomic.Int64
+	removed  atomic.Bool
 }
 
 // StartFront listens on addr ("" = a free loopback port) and proxies to
@@ -56,44 +76,22 @@ func StartFront(addr string, backendURLs []string) (*Front, error) {
 		addr = "127.0.0.1:0"
 	}
 	f := &Front{client: &http.Client{Timeout: probeTimeout}}
-	transport := &http.Transport{
+	f.transport = &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: frontHeaderTimeout,
 	}
+	var backends []*backend
 	for _, raw := range backendURLs {
-		u, err := url.Parse(raw)
+		b, err := f.newBackend(raw)
 		if err != nil {
 			return nil, err
 		}
-		b := &backend{url: u}
-		b.proxy = &httputil.ReverseProxy{
-			Rewrite: func(r *httputil.ProxyRequest) {
-				r.SetURL(u)
-				r.SetXForwarded()
-			},
-			Transport: transport,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, _ error) {
-				if r.Context().Err() != nil {
-					// The client gave up (its own timeout): that says nothing
-					// of the gateway, which may be waiting out a failover for
-					// it. Marking it down would send the client's retry, and
-					// everyone else's, a 503 "no gateway available" until the
-					// next check. Nobody is left to answer.
-					return
-				}
-				b.healthy.Store(false) // until the next check says otherwise
-				if failed, ok := r.Context().Value(failedKey{}).(*bool); ok {
-					*failed = true // ServeHTTP tries the next backend, or answers 503
-					return
-				}
-				unavailable(w)
-			},
-		}
-		f.backends = append(f.backends, b)
+		backends = append(backends, b)
 	}
+	f.backends.Store(&backends)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -124,9 +122,91 @@ func StartFront(addr string, backendURLs []string) (*Front, error) {
 	return f, nil
 }
 
+// newBackend returns a backend proxying to base URL raw, not yet ready
+// (the next check, or Add, says).
+func (f *Front) newBackend(raw string) (*backend, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{url: u}
+	b.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.SetXForwarded()
+		},
+		Transport: f.transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, _ error) {
+			if r.Context().Err() != nil {
+				// The client gave up (its own timeout): that says nothing
+				// of the gateway, which may be waiting out a failover for
+				// it. Marking it down would send the client's retry, and
+				// everyone else's, a 503 "no gateway available" until the
+				// next check. Nobody is left to answer.
+				return
+			}
+			b.healthy.Store(false) // until the next check says otherwise
+			if failed, ok := r.Context().Value(failedKey{}).(*bool); ok {
+				*failed = true // ServeHTTP tries the next backend, or answers 503
+				return
+			}
+			unavailable(w)
+		},
+	}
+	return b, nil
+}
+
+// list returns the current backends (not to be changed).
+func (f *Front) list() []*backend { return *f.backends.Load() }
+
+// Add puts the backend at base URL raw into the rotation once its /readyz
+// answers 200 (at once if it does now, else at the next check), as a new
+// pod joins a Service's endpoints when it is ready.
+func (f *Front) Add(ctx context.Context, raw string) error {
+	b, err := f.newBackend(raw)
+	if err != nil {
+		return err
+	}
+	b.healthy.Store(ready(ctx, f.client, b.url.String()+"/readyz"))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := append(slices.Clone(f.list()), b)
+	f.backends.Store(&next)
+	return nil
+}
+
+// Remove takes the backend at base URL raw out of the rotation and waits
+// until the requests in flight to it have been answered (or ctx ends, or
+// frontDrainTimeout passes): a pod's endpoint removed before its process
+// is told to stop, so that no request reaches a stopping gateway.
+func (f *Front) Remove(ctx context.Context, raw string) error {
+	f.mu.Lock()
+	cur := f.list()
+	i := slices.IndexFunc(cur, func(b *backend) bool { return b.url.String() == raw })
+	if i < 0 {
+		f.mu.Unlock()
+		return fmt.Errorf("local: front: no backend %s", raw)
+	}
+	b := cur[i]
+	b.removed.Store(true)
+	next := slices.Delete(slices.Clone(cur), i, i+1)
+	f.backends.Store(&next)
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, frontDrainTimeout)
+	defer cancel()
+	for b.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: front: %d requests still in flight to %s: %w", b.inflight.Load(), raw, ctx.Err())
+		case <-time.After(frontDrainPoll):
+		}
+	}
+	return nil
+}
+
 // check asks every backend's /readyz once.
 func (f *Front) check(ctx context.Context) {
-	for _, b := range f.backends {
+	for _, b := range f.list() {
 		b.healthy.Store(ready(ctx, f.client, b.url.String()+"/readyz"))
 	}
 }
@@ -140,7 +220,8 @@ func (f *Front) check(ctx context.Context) {
 // every backend, or for a request that is not safe to repeat, the answer
 // is 503 with Retry-After.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n := uint64(len(f.backends))
+	backends := f.list()
+	n := uint64(len(backends))
 	start := f.next.Add(1)
 	retry := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
 	var body []byte
@@ -154,25 +235,40 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	for i := range n {
-		b := f.backends[(start+i)%n]
+		b := backends[(start+i)%n]
 		if !b.healthy.Load() {
 			continue
 		}
-		b.served.Add(1)
-		if !retry {
-			b.proxy.ServeHTTP(w, r)
-			return
+		served, failed := f.serve(b, w, r, retry, body)
+		if !served {
+			continue
 		}
-		failed := false
-		try := r.WithContext(context.WithValue(r.Context(), failedKey{}, &failed))
-		try.Body = io.NopCloser(bytes.NewReader(body))
-		b.proxy.ServeHTTP(w, try)
 		if !failed {
 			return
 		}
 		f.retried.Add(1)
 	}
 	unavailable(w)
+}
+
+// serve proxies r to b, counted in b's requests in flight. served is false
+// when b was removed meanwhile (nothing was sent); failed when a request
+// safe to repeat failed before b answered (nothing was written to w).
+func (f *Front) serve(b *backend, w http.ResponseWriter, r *http.Request, retry bool, body []byte) (served, failed bool) {
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	if b.removed.Load() {
+		return false, false
+	}
+	b.served.Add(1)
+	if !retry {
+		b.proxy.ServeHTTP(w, r)
+		return true, false
+	}
+	try := r.WithContext(context.WithValue(r.Context(), failedKey{}, &failed))
+	try.Body = io.NopCloser(bytes.NewReader(body))
+	b.proxy.ServeHTTP(w, try)
+	return true, failed
 }
 
 // failedKey marks a request whose backend failed before answering, so
@@ -190,10 +286,12 @@ func unavailable(w http.ResponseWriter) {
 	_, _ = w.Write([]byte(`{"code":14,"message":"no gateway available","details":[]}` + "\n"))
 }
 
-// Served returns how many requests each backend was sent, in order.
+// Served returns how many requests each backend in the rotation was sent,
+// in order (the order they were given and added in; removed ones left out).
 func (f *Front) Served() []int64 {
-	out := make([]int64, len(f.backends))
-	for i, b := range f.backends {
+	backends := f.list()
+	out := make([]int64, len(backends))
+	for i, b := range backends {
 		out[i] = b.served.Load()
 	}
 	return out

@@ -129,3 +129,95 @@ func TestFrontKeepsAGatewayWhoseClientGaveUp(t *testing.T) {
 		t.Fatalf("retry after the client gave up: %d %v, want 200 from the gateway", code, err)
 	}
 }
+
+// A backend added to the front gets its share of requests at once; a
+// removed one gets none from the moment Remove is called, and Remove
+// returns only once the request it was answering has been answered (a
+// gateway is drained before it is stopped).
+func TestFrontAddsAndDrainsBackends(t *testing.T) {
+	var first, second atomic.Int64
+	release := make(chan struct{})
+	inHand := make(chan struct{}, 1)
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			first.Add(1)
+		}
+	}))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
+		second.Add(1)
+		if r.URL.Path == "/slow" {
+			inHand <- struct{}{}
+			<-release
+		}
+	}))
+	defer b.Close()
+	f, err := local.StartFront("", []string{a.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	get := func(path string) int {
+		resp, err := http.Get(f.URL + path)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if err := f.Add(context.Background(), b.URL); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		get("/v1/x")
+	}
+	if got := f.Served(); len(got) != 2 || got[0] != 2 || got[1] != 2 {
+		t.Fatalf("served %v after adding a second backend; want [2 2]", got)
+	}
+
+	// A slow request in hand at the second backend when it is removed.
+	slow := make(chan int, 1)
+	go func() {
+		for range 2 { // round-robin: one of two lands on the second backend
+			if code := get("/slow"); second.Load() > 2 {
+				slow <- code
+				return
+			}
+		}
+		slow <- 0
+	}()
+	<-inHand
+	removed := make(chan error, 1)
+	go func() { removed <- f.Remove(context.Background(), b.URL) }()
+	select {
+	case err := <-removed:
+		t.Fatalf("Remove returned (%v) with a request in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	before := second.Load()
+	for range 4 {
+		if code := get("/v1/x"); code != http.StatusOK {
+			t.Errorf("answer %d while the second backend drained", code)
+		}
+	}
+	if second.Load() != before {
+		t.Errorf("the backend being removed was sent %d more requests", second.Load()-before)
+	}
+	close(release)
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	if code := <-slow; code != http.StatusOK {
+		t.Errorf("the request in flight during Remove got %d", code)
+	}
+	if got := f.Served(); len(got) != 1 {
+		t.Errorf("served %v after Remove; want the first backend alone", got)
+	}
+	if err := f.Remove(context.Background(), b.URL); err == nil {
+		t.Error("Remove of a backend not in the rotation succeeded")
+	}
+}
