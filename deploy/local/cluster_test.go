@@ -94,22 +94,7 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 			}
 		}
 	}()
-	if len(c.Owners) != 3 || len(c.Gateways) != 2 || c.Shards != 8 || len(c.LedgerDSNs) != 2 {
-		t.Fatalf("%d owners, %d gateways, %d shards on %d databases; want 3, 2, 8 on 2", len(c.Owners), len(c.Gateways),
-			c.Shards, len(c.LedgerDSNs))
-	}
-
-	tokens, err := loadtest.NewTokens(c.JWTKey, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	customers, merchants, err := loadtest.Setup(ctx, loadtest.SetupConfig{
-		Target: c.URL, AdminToken: tokens.Admin(), Tokens: tokens, Customers: 40, Balance: 100_000,
-		Subscribe: 20_000, Merchants: 5, Parallelism: 8, RunID: "clusters",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tokens, customers, merchants := setUpCustomers(ctx, t, c, "clusters")
 
 	// The load runs 20 s at 60 orders/s, transfers among them (most
 	// between customers on two shards: sagas); an owner dies 6 s in, so
@@ -778,4 +763,28 @@ func metricSum(t *testing.T, p *local.Process, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// setUpCustomers checks that c has the default layout (3 owners, 2
+// gateways, 8 shards on 2 databases) and opens, funds and subscribes 40
+// customers and registers 5 merchants through its front, as the cluster
+// tests' loads expect.
+func setUpCustomers(ctx context.Context, t *testing.T, c *local.Cluster, runID string) (*loadtest.Tokens, []int64, []int64) {
+	t.Helper()
+	if len(c.Owners) != 3 || len(c.Gateways) != 2 || c.Shards != 8 || len(c.LedgerDSNs) != 2 {
+		t.Fatalf("%d owners, %d gateways, %d shards on %d databases; want 3, 2, 8 on 2", len(c.Owners), len(c.Gateways),
+			c.Shards, len(c.LedgerDSNs))
+	}
+	tokens, err := loadtest.NewTokens(c.JWTKey, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customers, merchants, err := loadtest.Setup(ctx, loadtest.SetupConfig{
+		Target: c.URL, AdminToken: tokens.Admin(), Tokens: tokens, Customers: 40, Balance: 100_000,
+		Subscribe: 20_000, Merchants: 5, Parallelism: 8, RunID: runID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tokens, customers, merchants
 }

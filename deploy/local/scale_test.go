@@ -44,21 +44,7 @@ func TestClusterScalesOutAndBackUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	if len(c.Owners) != 3 || len(c.Gateways) != 2 || c.Shards != 8 || len(c.LedgerDSNs) != 2 {
-		t.Fatalf("%d owners, %d gateways, %d shards on %d databases; want 3, 2, 8 on 2", len(c.Owners), len(c.Gateways),
-			c.Shards, len(c.LedgerDSNs))
-	}
-	tokens, err := loadtest.NewTokens(c.JWTKey, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	customers, merchants, err := loadtest.Setup(ctx, loadtest.SetupConfig{
-		Target: c.URL, AdminToken: tokens.Admin(), Tokens: tokens, Customers: 40, Balance: 100_000,
-		Subscribe: 20_000, Merchants: 5, Parallelism: 8, RunID: "scales",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tokens, customers, merchants := setUpCustomers(ctx, t, c, "scales")
 
 	gaps := watchGaps(ctx, c, 20*time.Millisecond)
 	// 40 s of Double-11: 6 orders/s in the evening, 60/s from 16.4 s to
