@@ -142,7 +142,10 @@ func TestClusterScalesOutAndBackUnderLoad(t *testing.T) {
 		t.Errorf("%d accepted, %d failed, %d shed, %d dropped; want every order answered: %v", o.Accepted, o.Failed,
 			o.Shed, o.Dropped, unanswered)
 	}
-	if longest.gap >= time.Second {
+	// A move that waited for a lease to expire leaves its shard unowned for
+	// the TTL; a hand-off takes tens of milliseconds, up to ~2 s on a CI
+	// machine running other packages under the race detector.
+	if longest.gap >= c.LeaseTTL/2 {
 		t.Errorf("shard %d had no live owner for %s: a move waited (lease TTL %s)", longest.shard, longest.gap, c.LeaseTTL)
 	}
 	if n := len(c.Restarts()); n > 0 {
