@@ -33,6 +33,7 @@ func (s *Store) Commit(ctx context.Context, b *ledger.Batch) error {
 	if err := s.ensureBatchPartitions(ctx, b); err != nil {
 		return err
 	}
+	s.active.saw(b.Shard)
 	_, err := s.commits.do(ctx, b, s.commitGroup)
 	return err
 }
@@ -72,11 +73,7 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 	var q pgx.Batch
 	q.Queue("BEGIN")
 	queueFences(&q, bs)
-	for _, b := range bs {
-		if len(b.NewAccounts) > 0 {
-			queueNewAccounts(&q, b)
-		}
-	}
+	queueNewAccounts(&q, bs)
 	if n := transfersIn(bs); n > 0 {
 		queueTransfers(&q, bs, n)
 		if !s.noOutbox {
@@ -87,28 +84,9 @@ func (s *Store) commitBatches(ctx context.Context, bs []*ledger.Batch) (refused 
 	if err := s.queueAttachments(&q, bs); err != nil {
 		return true, err // nothing was sent
 	}
-	for _, b := range bs {
-		if len(b.Closed) > 0 {
-			ids := make([]int64, len(b.Closed))
-			for i, id := range b.Closed {
-				ids[i] = int64(id)
-			}
-			q.Queue(`UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids)
-		}
-		if len(b.PendingNew) > 0 {
-			queuePendingNew(&q, b)
-		}
-		if len(b.PendingResolved) > 0 {
-			ids := make([]pgtype.UUID, len(b.PendingResolved))
-			states := make([]int16, len(b.PendingResolved))
-			for i := range b.PendingResolved {
-				ids[i] = pgtype.UUID{Bytes: b.PendingResolved[i].ID, Valid: true}
-				states[i] = int16(b.PendingResolved[i].State)
-			}
-			q.Queue(`UPDATE pending_transfers p SET state = u.state
-				FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states)
-		}
-	}
+	queueClosed(&q, bs)
+	queuePendingNew(&q, bs)
+	queuePendingResolved(&q, bs)
 	q.Queue("COMMIT")
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -162,20 +140,44 @@ func transfersIn(bs []*ledger.Batch) int {
 	return n
 }
 
-func queueNewAccounts(q *pgx.Batch, b *ledger.Batch) {
-	n := len(b.NewAccounts)
-	ids, ts := make([]int64, n), make([]int64, n)
-	assets, codes, flags := make([]int16, n), make([]int32, n), make([]int32, n)
-	for i := range b.NewAccounts {
-		a := &b.NewAccounts[i]
-		ids[i], ts[i], assets[i], codes[i], flags[i] = int64(a.ID), a.Timestamp, int16(a.Asset), int32(a.Code), int32(a.Flags)
+// queueNewAccounts creates the accounts of every batch in one statement:
+// each row carries its shard.
+func queueNewAccounts(q *pgx.Batch, bs []*ledger.Batch) {
+	var (
+		shards, codes, flags []int32
+		ids, ts              []int64
+		assets               []int16
+	)
+	for _, b := range bs {
+		for i := range b.NewAccounts {
+			a := &b.NewAccounts[i]
+			shards, ids, ts = append(shards, int32(b.Shard)), append(ids, int64(a.ID)), append(ts, a.Timestamp)
+			assets, codes, flags = append(assets, int16(a.Asset)), append(codes, int32(a.Code)), append(flags, int32(a.Flags))
+		}
+	}
+	if len(ids) == 0 {
+		return
 	}
 	// Zero balances as of creation: entries are replayed on top until the
 	// account's balances are flushed.
 	q.Queue(`INSERT INTO accounts (id, shard, asset, code, flags, created_ts, balance_ts)
-		SELECT u.id, $1, u.asset, u.code, u.flags, u.ts, u.ts
-		FROM unnest($2::bigint[], $3::smallint[], $4::int[], $5::int[], $6::bigint[]) AS u(id, asset, code, flags, ts)`,
-		b.Shard, ids, assets, codes, flags, ts)
+		SELECT u.id, u.shard, u.asset, u.code, u.flags, u.ts, u.ts
+		FROM unnest($1::int[], $2::bigint[], $3::smallint[], $4::int[], $5::int[], $6::bigint[])
+			AS u(shard, id, asset, code, flags, ts)`,
+		shards, ids, assets, codes, flags, ts)
+}
+
+// queueClosed marks the accounts closed by every batch, in one statement.
+func queueClosed(q *pgx.Batch, bs []*ledger.Batch) {
+	var ids []int64
+	for _, b := range bs {
+		for _, id := range b.Closed {
+			ids = append(ids, int64(id))
+		}
+	}
+	if len(ids) > 0 {
+		q.Queue(`UPDATE accounts SET closed = true WHERE id = ANY($1)`, ids)
+	}
 }
 
 // queueTransfers writes the journal entries and ids of every batch in two
@@ -316,22 +318,51 @@ func queueFlush(q *pgx.Batch, bs []*ledger.Batch) {
 	})
 }
 
-func queuePendingNew(q *pgx.Batch, b *ledger.Batch) {
-	n := len(b.PendingNew)
-	ids := make([]pgtype.UUID, n)
-	debits, credits, amounts, expires := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	assets, states := make([]int16, n), make([]int16, n)
-	for i := range b.PendingNew {
-		p := &b.PendingNew[i]
-		ids[i] = pgtype.UUID{Bytes: p.ID, Valid: true}
-		debits[i], credits[i], amounts[i], expires[i] = int64(p.DebitAccountID), int64(p.CreditAccountID), p.Amount, p.ExpiresAt
-		assets[i], states[i] = int16(p.Asset), int16(p.State)
+// queuePendingNew writes the pending transfers every batch created, in one
+// statement: each row carries its shard.
+func queuePendingNew(q *pgx.Batch, bs []*ledger.Batch) {
+	var (
+		shards                            []int32
+		ids                               []pgtype.UUID
+		debits, credits, amounts, expires []int64
+		assets, states                    []int16
+	)
+	for _, b := range bs {
+		for i := range b.PendingNew {
+			p := &b.PendingNew[i]
+			shards, ids = append(shards, int32(b.Shard)), append(ids, pgtype.UUID{Bytes: p.ID, Valid: true})
+			debits, credits = append(debits, int64(p.DebitAccountID)), append(credits, int64(p.CreditAccountID))
+			amounts, expires = append(amounts, p.Amount), append(expires, p.ExpiresAt)
+			assets, states = append(assets, int16(p.Asset)), append(states, int16(p.State))
+		}
+	}
+	if len(ids) == 0 {
+		return
 	}
 	q.Queue(`INSERT INTO pending_transfers (id, shard, debit_account_id, credit_account_id, amount, asset, expires_at, state)
-		SELECT u.id, $1, u.dr, u.cr, u.amount, u.asset, u.exp, u.state
-		FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::smallint[], $7::bigint[], $8::smallint[])
-			AS u(id, dr, cr, amount, asset, exp, state)`,
-		b.Shard, ids, debits, credits, amounts, assets, expires, states)
+		SELECT u.id, u.shard, u.dr, u.cr, u.amount, u.asset, u.exp, u.state
+		FROM unnest($1::int[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::smallint[], $7::bigint[], $8::smallint[])
+			AS u(shard, id, dr, cr, amount, asset, exp, state)`,
+		shards, ids, debits, credits, amounts, assets, expires, states)
+}
+
+// queuePendingResolved stores the new state of the pending transfers every
+// batch posted, voided or expired, in one statement.
+func queuePendingResolved(q *pgx.Batch, bs []*ledger.Batch) {
+	var (
+		ids    []pgtype.UUID
+		states []int16
+	)
+	for _, b := range bs {
+		for i := range b.PendingResolved {
+			ids = append(ids, pgtype.UUID{Bytes: b.PendingResolved[i].ID, Valid: true})
+			states = append(states, int16(b.PendingResolved[i].State))
+		}
+	}
+	if len(ids) > 0 {
+		q.Queue(`UPDATE pending_transfers p SET state = u.state
+			FROM unnest($1::uuid[], $2::smallint[]) AS u(id, state) WHERE p.id = u.id`, ids, states)
+	}
 }
 
 // Bounds of awaitBackendGone.

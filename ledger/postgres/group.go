@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,9 +27,16 @@ type group[In, Out any] struct {
 	callsMax  int           // calls in one round trip
 	weightMax int           // summed weight (rows) of one round trip's calls, unless one call alone is heavier
 	weight    func(In) int
+	// linger, when set, is how long a leader waits for more calls before
+	// its round trip, while fewer than lingerCalls are queued.
+	linger      time.Duration
+	lingerCalls func() int
+	queued      chan struct{} // a token when a call is queued: wakes a lingering leader
 
 	mu    sync.Mutex
 	queue []*groupCall[In, Out]
+
+	trips, calls atomic.Int64 // round trips made and the calls they carried
 }
 
 type groupCall[In, Out any] struct {
@@ -46,7 +54,8 @@ type groupResult[Out any] struct {
 type groupRun[In, Out any] func(ctx context.Context, calls []*groupCall[In, Out])
 
 func newGroup[In, Out any](inFlightMax, callsMax, weightMax int, weight func(In) int) *group[In, Out] {
-	return &group[In, Out]{slots: make(chan struct{}, inFlightMax), callsMax: callsMax, weightMax: weightMax, weight: weight}
+	return &group[In, Out]{slots: make(chan struct{}, inFlightMax), callsMax: callsMax, weightMax: weightMax, weight: weight,
+		queued: make(chan struct{}, 1)}
 }
 
 // do queues in and returns its answer. The caller that takes a free slot
@@ -57,6 +66,10 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	g.mu.Unlock()
+	select {
+	case g.queued <- struct{}{}:
+	default: // a token is there already
+	}
 	for {
 		g.mu.Lock()
 		taken := c.taken
@@ -71,7 +84,13 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 		case r := <-c.done:
 			return r.out, r.err
 		case g.slots <- struct{}{}:
-			switch calls := g.take(); {
+			g.lingerForMore()
+			calls := g.take()
+			if len(calls) > 0 {
+				g.trips.Add(1)
+				g.calls.Add(int64(len(calls)))
+			}
+			switch {
 			case len(calls) == 1 && calls[0] == c:
 				run(ctx, calls) // alone: the caller's context rules, as without grouping
 			case len(calls) > 0:
@@ -98,6 +117,35 @@ func (g *group[In, Out]) do(ctx context.Context, in In, run groupRun[In, Out]) (
 			// and roundTripMax bounds the wait.
 			r := <-c.done
 			return r.out, r.err
+		}
+	}
+}
+
+// lingerForMore waits, at most linger, until lingerCalls are queued: the
+// other active shards' calls, which usually arrive within a fraction of a
+// round trip, then share it.
+func (g *group[In, Out]) lingerForMore() {
+	if g.linger <= 0 {
+		return
+	}
+	want := g.lingerCalls()
+	var timeout <-chan time.Time
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n >= want {
+			return
+		}
+		if timeout == nil {
+			t := time.NewTimer(g.linger)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-g.queued:
+		case <-timeout:
+			return
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Calls that arrive while the only slot is busy share the next round trip,
@@ -101,4 +102,68 @@ func queued(g *group[int, int]) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.queue)
+}
+
+// A leader with a linger waits for the calls it expects (the other active
+// shards') and carries them in its round trip; when they do not come it
+// goes alone once the linger is over; without a linger it never waits.
+func TestGroupLingersForTheOtherShards(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		trips [][]int
+	)
+	run := func(_ context.Context, calls []*groupCall[int, int]) {
+		var ins []int
+		for _, c := range calls {
+			ins = append(ins, c.in)
+		}
+		mu.Lock()
+		trips = append(trips, ins)
+		mu.Unlock()
+		for _, c := range calls {
+			c.done <- groupResult[int]{out: c.in}
+		}
+	}
+	ctx := context.Background()
+
+	// Three expected, they come 1 ms apart: one round trip.
+	g := newGroup[int, int](1, 64, 1000, func(int) int { return 1 })
+	g.linger, g.lingerCalls = time.Minute, func() int { return 3 }
+	var wg sync.WaitGroup
+	for i := 1; i <= 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := g.do(ctx, i, run); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if len(trips) != 1 || len(trips[0]) != 3 {
+		t.Fatalf("three calls expected together went as %v, want one round trip", trips)
+	}
+
+	// Two expected, one comes: it goes alone after the linger, not before.
+	trips = nil
+	g = newGroup[int, int](1, 64, 1000, func(int) int { return 1 })
+	g.linger, g.lingerCalls = 20*time.Millisecond, func() int { return 2 }
+	start := time.Now()
+	if _, err := g.do(ctx, 7, run); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond || waited > 10*time.Second {
+		t.Fatalf("alone, it went after %v, want the 20ms linger", waited)
+	}
+
+	// No linger: never waits, whatever is expected.
+	g = newGroup[int, int](1, 64, 1000, func(int) int { return 1 })
+	g.lingerCalls = func() int { t.Fatal("asked for the calls expected without a linger"); return 0 }
+	if _, err := g.do(ctx, 8, run); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.trips.Load(); st != 1 {
+		t.Fatalf("round trips counted %d, want 1", st)
+	}
 }

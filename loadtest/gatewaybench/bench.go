@@ -101,6 +101,11 @@ type Result struct {
 	OrderStepsMs   map[string]int64 `json:"order_steps_ms"`
 	LedgerBatches  int64            `json:"ledger_batches"`
 	LedgerEvents   int64            `json:"ledger_events"`
+	// LedgerCommits are the ledger's batch transactions (several shards'
+	// batches may share one) and LedgerLookups its id lookup round trips,
+	// summed over the databases.
+	LedgerCommits int64 `json:"ledger_commits"`
+	LedgerLookups int64 `json:"ledger_lookups"`
 	LedgerStepsMs  map[string]int64 `json:"ledger_steps_ms"`
 }
 
@@ -202,6 +207,12 @@ func (res *Result) ledgerStats(st *devstack.Stack) {
 		for name, p := range phases {
 			res.LedgerStepsMs[name] += seq.PhaseTime(p).Milliseconds()
 		}
+	}
+	dbs := st.Owner.Databases()
+	for i := range dbs.Len() {
+		ls := dbs.Store(i).Stats()
+		res.LedgerCommits += ls.Commits
+		res.LedgerLookups += ls.Lookups
 	}
 }
 
