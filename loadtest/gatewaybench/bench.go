@@ -104,9 +104,9 @@ type Result struct {
 	// LedgerCommits are the ledger's batch transactions (several shards'
 	// batches may share one) and LedgerLookups its id lookup round trips,
 	// summed over the databases.
-	LedgerCommits int64 `json:"ledger_commits"`
-	LedgerLookups int64 `json:"ledger_lookups"`
-	LedgerStepsMs  map[string]int64 `json:"ledger_steps_ms"`
+	LedgerCommits int64            `json:"ledger_commits"`
+	LedgerLookups int64            `json:"ledger_lookups"`
+	LedgerStepsMs map[string]int64 `json:"ledger_steps_ms"`
 }
 
 func (c *Config) setDefaults() {
