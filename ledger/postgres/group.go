@@ -134,8 +134,8 @@ func (g *group[In, Out]) lingerForMore() {
 		g.mu.Lock()
 		n := len(g.queue)
 		g.mu.Unlock()
-		if n >= want {
-			return
+		if n == 0 || n >= want {
+			return // nothing to carry (another leader took it), or all there
 		}
 		if timeout == nil {
 			t := time.NewTimer(g.linger)
