@@ -377,9 +377,10 @@ func (h *Host) handOff(shard int, o *hosted, to string) {
 // live and who owns each shard. ok is false without a HostRegistry or when
 // they could not be read; then the host takes free shards as they come.
 type share struct {
-	ok     bool
-	live   map[string]bool // live hosts, this one included
-	owners map[int]string  // live owner by shard; absent = free
+	ok       bool
+	live     map[string]bool // live hosts, this one included
+	owners   map[int]string  // live owner by shard; absent = free
+	reserved map[int]string  // free shards handed off to an owner, who alone may take them meanwhile
 }
 
 // fair returns the fair share's floor and ceiling: floor(shards / live)
@@ -409,13 +410,16 @@ func (h *Host) look(ctx context.Context) share {
 		}
 		return share{}
 	}
-	s := share{ok: true, live: map[string]bool{h.cfg.Owner: true}, owners: map[int]string{}}
+	s := share{ok: true, live: map[string]bool{h.cfg.Owner: true}, owners: map[int]string{}, reserved: map[int]string{}}
 	for _, o := range hosts {
 		s.live[o] = true
 	}
 	for _, o := range owners {
-		if o.Owner != "" {
+		switch {
+		case o.Owner != "":
 			s.owners[o.Shard] = o.Owner
+		case o.ReservedFor != "":
+			s.reserved[o.Shard] = o.ReservedFor
 		}
 	}
 	return s
@@ -452,12 +456,20 @@ func (h *Host) acquire(ctx context.Context) {
 			}
 			// At or over its fair share a host leaves a free shard to the
 			// hosts under theirs, unless nobody took it for a round: a
-			// shard is never left unserved.
+			// shard is never left unserved. A shard handed off to this
+			// host is taken at once whatever its share (nobody else may
+			// take it until the hand-off expires: left, it stayed
+			// unserved that long); one handed off to another host is
+			// that host's to take.
 			since, seen := h.freeSince[shard]
 			if !seen {
 				h.freeSince[shard] = time.Now()
 			}
-			if n >= ceil && (!seen || time.Since(since) < h.cfg.LeaseTTL/3) {
+			switch to := sh.reserved[shard]; {
+			case to == h.cfg.Owner:
+			case to != "" && sh.live[to]:
+				continue
+			case n >= ceil && (!seen || time.Since(since) < h.cfg.LeaseTTL/3):
 				continue
 			}
 		}

@@ -50,6 +50,9 @@ type ShardOwner struct {
 	Owner string // the owner's name; empty when nobody holds a live lease
 	Addr  string // where the owner serves calls (host:port); empty when unknown
 	Epoch int64
+	// ReservedFor names the owner a free shard was handed off to, while the
+	// hand-off lasts: only that owner may take it meanwhile. "" otherwise.
+	ReservedFor string
 }
 
 // Directory tells who owns each shard (the lease tables).

@@ -218,10 +218,7 @@ func (d *Databases) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error
 		for _, s := range d.Map.ShardsOn(i) {
 			o := ledger.ShardOwner{Shard: s}
 			if l, ok := byShard[s]; ok {
-				o.Epoch = l.Epoch
-				if l.Live {
-					o.Owner, o.Addr = l.Owner, l.Addr
-				}
+				o = l.shardOwner()
 			}
 			out = append(out, o)
 		}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -145,12 +146,29 @@ func accountOn(shard, shards, n int) ledger.AccountID {
 	}
 }
 
-// crashing is a lease store through which a host that stops leaves its
-// leases and its heartbeat behind, as a process killed with -9 does.
-type crashing struct{ *postgres.Store }
+// crashing is a lease store through which a host, once crashed is set,
+// leaves its leases and its heartbeat behind as a process killed with -9
+// does. Until then it releases as any host: a lease given up while the
+// cluster spreads its shards must not stay held (it did, and the shard
+// stayed unserved for the lease's 30 s in one run of three).
+type crashing struct {
+	*postgres.Store
+	crashed *atomic.Bool
+}
 
-func (crashing) ReleaseLease(context.Context, int, string, int64) error { return nil }
-func (crashing) LeaveHosts(context.Context, string) error               { return nil }
+func (c crashing) ReleaseLease(ctx context.Context, shard int, owner string, epoch int64) error {
+	if c.crashed.Load() {
+		return nil
+	}
+	return c.Store.ReleaseLease(ctx, shard, owner, epoch)
+}
+
+func (c crashing) LeaveHosts(ctx context.Context, owner string) error {
+	if c.crashed.Load() {
+		return nil
+	}
+	return c.Store.LeaveHosts(ctx, owner)
+}
 
 // A host killed and restarted under the same name (a supervisor, a
 // StatefulSet's pod) takes back the shards its previous life still holds
@@ -164,8 +182,9 @@ func TestHostRestartedUnderItsNameTakesItsShardsBack(t *testing.T) {
 	c.start("b")
 	c.start("c")
 	// Host a's first life, among the cluster's hosts until its crash.
+	crashed := new(atomic.Bool)
 	h := ledger.NewHost(ledger.HostConfig{Owner: "a", Address: "a:7000", Shards: shards, LeaseTTL: ttl},
-		c.store, crashing{c.store}, nil)
+		c.store, crashing{c.store, crashed}, nil)
 	ctx, kill := context.WithCancel(context.Background())
 	first := &runningHost{h: h, stop: kill, done: make(chan error, 1)}
 	go func() { first.done <- h.Run(ctx) }()
@@ -178,6 +197,7 @@ func TestHostRestartedUnderItsNameTakesItsShardsBack(t *testing.T) {
 	c.mu.Lock()
 	delete(c.hosts, "a")
 	c.mu.Unlock()
+	crashed.Store(true)
 	kill()
 	if err := <-first.done; err != nil {
 		t.Fatal(err)
@@ -189,4 +209,40 @@ func TestHostRestartedUnderItsNameTakesItsShardsBack(t *testing.T) {
 	c.start("a")
 	got := c.waitEven(5 * time.Second)
 	t.Logf("restarted host served its shards %v again in %s (lease TTL %s): %s", held, time.Since(start).Round(time.Millisecond), ttl, got)
+}
+
+// A shard handed off to a host that is at its fair share by then (it asked
+// while under it, and took a free shard meanwhile) is taken by that host at
+// once: nobody else may take it until the hand-off expires, so leaving it
+// to "the hosts under their share" left it unserved for most of a TTL.
+func TestHostTakesAShardHandedOffToItAtItsFairShare(t *testing.T) {
+	t.Parallel()
+	const shards, ttl = 6, 30 * time.Second // a shard left reserved would show as a 10-30 s gap
+	c := newCluster(t, shards, ttl)
+	defer c.stopAll()
+	for _, n := range []string{"a", "b", "c"} {
+		c.start(n)
+	}
+	c.waitEven(20 * time.Second)
+	byHost, _ := c.ownerMap()
+	shard := slices.Max(byHost["b"])
+	// a holds its fair share (2 of 6 on 3 hosts); b is asked to hand one
+	// of its shards to a all the same, as after a's earlier request.
+	ctx := context.Background()
+	if ok, err := c.store.RequestHandoff(ctx, shard, "a", ttl, true); err != nil || !ok {
+		t.Fatalf("request hand-off of shard %d to a: %v %v", shard, ok, err)
+	}
+	start := time.Now()
+	for {
+		byHost, _ := c.ownerMap()
+		if slices.Contains(byHost["a"], shard) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("shard %d handed off to a not served by a after 5s: %s", shard, formatMap(byHost))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("shard %d handed off to a, served by a in %s", shard, time.Since(start).Round(time.Millisecond))
+	c.waitEven(20 * time.Second) // and the hosts even out again
 }

@@ -243,11 +243,7 @@ func (s *Store) ShardOwners(ctx context.Context) ([]ledger.ShardOwner, error) {
 	}
 	out := make([]ledger.ShardOwner, 0, len(ls))
 	for _, l := range ls {
-		o := ledger.ShardOwner{Shard: l.Shard, Epoch: l.Epoch}
-		if l.Live {
-			o.Owner, o.Addr = l.Owner, l.Addr
-		}
-		out = append(out, o)
+		out = append(out, l.shardOwner())
 	}
 	return out, nil
 }
@@ -263,6 +259,17 @@ type Lease struct {
 	// HandoffTo asked for the shard (or, once released, has it reserved)
 	// while the request lasts; "" when nobody did.
 	HandoffTo string
+}
+
+// shardOwner is what the lease tells a ledger.Directory.
+func (l Lease) shardOwner() ledger.ShardOwner {
+	o := ledger.ShardOwner{Shard: l.Shard, Epoch: l.Epoch}
+	if l.Live {
+		o.Owner, o.Addr = l.Owner, l.Addr
+	} else {
+		o.ReservedFor = l.HandoffTo
+	}
+	return o
 }
 
 // Leases lists every shard's lease.
