@@ -331,9 +331,7 @@ func (s *Sharded) History(ctx context.Context, q accounts.HistoryQuery, beforeID
 	if err != nil {
 		return nil, err
 	}
-	out := slices.Concat(parts...)
-	slices.SortFunc(out, func(a, b accounts.Order) int { return cmp.Compare(b.ID, a.ID) })
-	return out[:min(len(out), limit)], nil
+	return mergeByID(parts, limit, true), nil
 }
 
 // PendingTransfers implements accounts.Store: a customer's are in its
@@ -355,9 +353,20 @@ func (s *Sharded) PendingTransfers(ctx context.Context, c accounts.CustomerID, a
 	if err != nil {
 		return nil, err
 	}
+	return mergeByID(parts, limit, false), nil
+}
+
+// mergeByID merges the databases' parts of a page into its first limit
+// orders by id, newest first or oldest first.
+func mergeByID(parts [][]accounts.Order, limit int, newestFirst bool) []accounts.Order {
 	out := slices.Concat(parts...)
-	slices.SortFunc(out, func(a, b accounts.Order) int { return cmp.Compare(a.ID, b.ID) })
-	return out[:min(len(out), limit)], nil
+	slices.SortFunc(out, func(a, b accounts.Order) int {
+		if newestFirst {
+			return cmp.Compare(b.ID, a.ID)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out[:min(len(out), limit)]
 }
 
 // ResolveTransfer implements accounts.Store in the payer's database.
