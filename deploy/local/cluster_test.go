@@ -160,20 +160,7 @@ func TestClusterServesLoadAndSurvivesOwnerKill(t *testing.T) {
 		t.Errorf("fundd settle exited; log:\n%s", readLog(c.Settle))
 	}
 
-	// Customers and their orders are in every ledger database, each in its
-	// shard's: the audit reads them there (its default).
-	a, err := audit.Run(ctx, audit.Config{LedgerDSNs: c.LedgerDSNs, Shards: c.Shards, Recon: reconcile(t, c)}, res.Records)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logAudit(t, a)
-	if !a.OK {
-		t.Fatalf("audit failed: %v", a.Problems)
-	}
-	if !a.OrphansChecked || !a.ReconRan || a.SagasCompleted+a.SagasRefunded == 0 {
-		t.Fatalf("audit: orphans checked %v, reconciliation ran %v (%s), %d sagas completed and %d refunded; want both checks and some sagas",
-			a.OrphansChecked, a.ReconRan, a.Recon, a.SagasCompleted, a.SagasRefunded)
-	}
+	mustAuditClean(ctx, t, c, res.Records)
 	waitFor(t, func() bool { return c.Restarts()[before.Name] >= 1 && before.Running() })
 	rideOutSettleKillAndBrokerOutage(ctx, t, c, tokens, customers, merchants)
 	// The restarted fundd settle settles the setup day.
@@ -380,6 +367,27 @@ func transferStatuses(records []loadtest.Record) map[string]int {
 		}
 	}
 	return out
+}
+
+// mustAuditClean audits the records with the reconciliation of the test
+// clock's day, and fails the test unless the audit passed with its orphan
+// and reconciliation checks run and some sagas ended. Customers and their
+// orders are in every ledger database, each in its shard's: the audit
+// reads them there (its default).
+func mustAuditClean(ctx context.Context, t *testing.T, c *local.Cluster, records []loadtest.Record) {
+	t.Helper()
+	a, err := audit.Run(ctx, audit.Config{LedgerDSNs: c.LedgerDSNs, Shards: c.Shards, Recon: reconcile(t, c)}, records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logAudit(t, a)
+	if !a.OK {
+		t.Fatalf("audit failed: %v", a.Problems)
+	}
+	if !a.OrphansChecked || !a.ReconRan || a.SagasCompleted+a.SagasRefunded == 0 {
+		t.Fatalf("audit: orphans checked %v, reconciliation ran %v (%s), %d sagas completed and %d refunded; want both checks and some sagas",
+			a.OrphansChecked, a.ReconRan, a.Recon, a.SagasCompleted, a.SagasRefunded)
+	}
 }
 
 func logAudit(t *testing.T, a *loadtest.Audit) {

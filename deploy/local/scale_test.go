@@ -9,7 +9,6 @@ import (
 
 	"github.com/fundplatform/fund/deploy/local"
 	"github.com/fundplatform/fund/loadtest"
-	"github.com/fundplatform/fund/loadtest/audit"
 )
 
 // The scale-out and back under load: while a Double-11 profile
@@ -152,18 +151,7 @@ func TestClusterScalesOutAndBackUnderLoad(t *testing.T) {
 		t.Errorf("the supervisor restarted %v: a removed process is not to come back, and nothing else crashed", c.Restarts())
 	}
 
-	a, err := audit.Run(ctx, audit.Config{LedgerDSNs: c.LedgerDSNs, Shards: c.Shards, Recon: reconcile(t, c)}, res.Records)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logAudit(t, a)
-	if !a.OK {
-		t.Fatalf("audit failed: %v", a.Problems)
-	}
-	if !a.OrphansChecked || !a.ReconRan || a.SagasCompleted+a.SagasRefunded == 0 {
-		t.Fatalf("audit: orphans checked %v, reconciliation ran %v (%s), %d sagas completed and %d refunded; want both checks and some sagas",
-			a.OrphansChecked, a.ReconRan, a.Recon, a.SagasCompleted, a.SagasRefunded)
-	}
+	mustAuditClean(ctx, t, c, res.Records)
 }
 
 // balanced waits until the shards are spread evenly over the owners and
