@@ -16,20 +16,12 @@ func TestGroupMergesWhileBusy(t *testing.T) {
 	g := newGroup[int, int](1, 3, 100, func(in int) int { return in })
 	var (
 		mu     sync.Mutex
-		trips  [][]int
+		rec    tripRecorder
 		first  = make(chan struct{})
 		unlock = make(chan struct{})
 	)
 	run := func(_ context.Context, calls []*groupCall[int, int]) {
-		var ins []int
-		for _, c := range calls {
-			ins = append(ins, c.in)
-		}
-		mu.Lock()
-		trips = append(trips, ins)
-		n := len(trips)
-		mu.Unlock()
-		if n == 1 {
+		if n := rec.record(calls); n == 1 {
 			close(first)
 			<-unlock // hold the slot until the others queued
 		}
@@ -74,6 +66,7 @@ func TestGroupMergesWhileBusy(t *testing.T) {
 	close(unlock)
 	wg.Wait()
 
+	trips := rec.all()
 	sent := 0
 	for i, trip := range trips {
 		w := 0
@@ -108,18 +101,9 @@ func queued(g *group[int, int]) int {
 // shards') and carries them in its round trip; when they do not come it
 // goes alone once the linger is over; without a linger it never waits.
 func TestGroupLingersForTheOtherShards(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		trips [][]int
-	)
+	var rec tripRecorder
 	run := func(_ context.Context, calls []*groupCall[int, int]) {
-		var ins []int
-		for _, c := range calls {
-			ins = append(ins, c.in)
-		}
-		mu.Lock()
-		trips = append(trips, ins)
-		mu.Unlock()
+		rec.record(calls)
 		for _, c := range calls {
 			c.done <- groupResult[int]{out: c.in}
 		}
@@ -141,12 +125,12 @@ func TestGroupLingersForTheOtherShards(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	wg.Wait()
-	if len(trips) != 1 || len(trips[0]) != 3 {
+	if trips := rec.all(); len(trips) != 1 || len(trips[0]) != 3 {
 		t.Fatalf("three calls expected together went as %v, want one round trip", trips)
 	}
 
 	// Two expected, one comes: it goes alone after the linger, not before.
-	trips = nil
+	rec.reset()
 	g = newGroup[int, int](1, 64, 1000, func(int) int { return 1 })
 	g.linger, g.lingerCalls = 20*time.Millisecond, func() int { return 2 }
 	start := time.Now()
@@ -166,4 +150,34 @@ func TestGroupLingersForTheOtherShards(t *testing.T) {
 	if st := g.trips.Load(); st != 1 {
 		t.Fatalf("round trips counted %d, want 1", st)
 	}
+}
+
+// tripRecorder keeps the inputs of each round trip a test's run made.
+type tripRecorder struct {
+	mu    sync.Mutex
+	trips [][]int
+}
+
+// record adds a round trip's inputs and returns how many there were.
+func (r *tripRecorder) record(calls []*groupCall[int, int]) int {
+	ins := make([]int, len(calls))
+	for i, c := range calls {
+		ins[i] = c.in
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trips = append(r.trips, ins)
+	return len(r.trips)
+}
+
+func (r *tripRecorder) all() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.trips
+}
+
+func (r *tripRecorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trips = nil
 }
