@@ -29,17 +29,28 @@ func (c *Cluster) AddOwner(ctx context.Context) (*Process, error) {
 	if len(c.Owners) >= ownersMax {
 		return nil, fmt.Errorf("%w: %d owners already", ErrScaleLimit, len(c.Owners))
 	}
-	p, err := c.startOwner(c.nextOwner, c.shardsMax)
+	p, err := c.startReady(ctx, &c.nextOwner, func(i int) (*Process, error) { return c.startOwner(i, c.shardsMax) })
 	if err != nil {
 		return nil, err
-	}
-	c.nextOwner++
-	if err := p.waitReady(ctx, c.client); err != nil {
-		return nil, errors.Join(err, p.Stop(context.WithoutCancel(ctx)))
 	}
 	c.Owners = append(c.Owners, p)
 	c.super.watch(p)
 	c.log.Info("cluster: owner added", "owner", p.Name, "owners", len(c.Owners))
+	return p, nil
+}
+
+// startReady starts the process numbered *next, counts it once started (so
+// that its name is not used again) and waits until it is ready; one that
+// does not get ready is stopped.
+func (c *Cluster) startReady(ctx context.Context, next *int, start func(i int) (*Process, error)) (*Process, error) {
+	p, err := start(*next)
+	if err != nil {
+		return nil, err
+	}
+	*next++
+	if err := p.waitReady(ctx, c.client); err != nil {
+		return nil, errors.Join(err, p.Stop(context.WithoutCancel(ctx)))
+	}
 	return p, nil
 }
 
@@ -67,13 +78,9 @@ func (c *Cluster) AddGateway(ctx context.Context) (*Process, error) {
 	if len(c.Gateways) >= gatewaysMax {
 		return nil, fmt.Errorf("%w: %d gateways already", ErrScaleLimit, len(c.Gateways))
 	}
-	p, err := c.startGateway(c.nextGateway)
+	p, err := c.startReady(ctx, &c.nextGateway, c.startGateway)
 	if err != nil {
 		return nil, err
-	}
-	c.nextGateway++
-	if err := p.waitReady(ctx, c.client); err != nil {
-		return nil, errors.Join(err, p.Stop(context.WithoutCancel(ctx)))
 	}
 	c.Gateways = append(c.Gateways, p)
 	c.super.watch(p)
